@@ -1,0 +1,398 @@
+//! `ChannelActor`: owns one channel — its settings, lists, subscribers and message sequence — and is
+//! the only writer of that channel's streams.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rookery_events::{
+    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, EnvelopeBody, Event,
+    Message as StoredMessage, MessageId, MessageSeq, Meta, Position, StreamId, Uid, UserEvent,
+};
+use rookery_storage::Committed;
+use tokio::sync::oneshot;
+
+use crate::error::CoreError;
+use crate::messages::*;
+use crate::pipeline::{record, Pipeline};
+use crate::recovery;
+use crate::registry::Core;
+
+/// How often an actor checks whether it has been idle long enough to passivate.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// Committed (sender, client_msg_no) pairs remembered in memory; older ones are found through the
+/// log's de-duplication index.
+const RECENT_SENDS: usize = 4096;
+
+type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
+
+pub(crate) enum Plan {
+    Ack { reply: Reply<ChannelReply>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<(Uid, ClientMsgNo)>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    /// A retry that arrived while its original was in flight: answered from the committed original.
+    Duplicate { reply: Reply<ChannelReply>, key: (Uid, ClientMsgNo) },
+}
+
+/// The actor serving one channel.
+pub struct ChannelActor {
+    key: ChannelKey,
+    core: Core,
+    pipe: Pipeline<ChannelState, Plan>,
+    recent: HashMap<(Uid, ClientMsgNo), (MessageId, MessageSeq)>,
+    recent_order: VecDeque<(Uid, ClientMsgNo)>,
+    in_flight: HashMap<(Uid, ClientMsgNo), usize>,
+    snapshot_at: Position,
+    last_active: Instant,
+    retired: bool,
+    broken: Option<String>,
+}
+
+impl ChannelActor {
+    /// Builds the actor from its snapshot and the tail of its streams: the only constructor.
+    pub(crate) fn recover(core: Core, key: ChannelKey) -> ChannelActor {
+        let streams = [StreamId::Channel(key.clone()), StreamId::ChannelCommands(key.clone())];
+        let (state, broken, snapshot_at) = match recovery::recover::<ChannelState>(&*core.0.log, &streams) {
+            Ok((state, _)) => {
+                let at = state.position;
+                (state, None, at)
+            }
+            Err(e) => {
+                tracing::error!(channel = %key, error = %e, "channel cannot be loaded");
+                (ChannelState::default(), Some(e.to_string()), Position::ZERO)
+            }
+        };
+        ChannelActor {
+            key,
+            core,
+            pipe: Pipeline::new(state),
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+            in_flight: HashMap::new(),
+            snapshot_at,
+            last_active: Instant::now(),
+            retired: false,
+            broken,
+        }
+    }
+
+    fn unavailable(&self) -> Option<CoreError> {
+        if self.retired {
+            Some(CoreError::Unavailable)
+        } else {
+            self.broken.as_ref().map(|e| CoreError::Storage(e.clone()))
+        }
+    }
+
+    fn stream_of(&self, m: &StoredMessage) -> StreamId {
+        if m.header.sync_once {
+            StreamId::ChannelCommands(self.key.clone())
+        } else {
+            StreamId::Channel(self.key.clone())
+        }
+    }
+
+    /// Users who get a command message in their write-spread queue.
+    fn command_recipients(&self) -> Vec<Uid> {
+        let system = self.core.system_view();
+        let mut uids: Vec<Uid> = if self.key.ty == ChannelType::PERSON {
+            rookery_events::person_channel_parties(&self.key.id).map(|(a, b)| vec![a, b]).unwrap_or_default()
+        } else {
+            self.pipe.projected().subscribers.iter().cloned().collect()
+        };
+        uids.dedup();
+        uids.retain(|u| !system.is_system(u));
+        uids
+    }
+
+    /// Conversation rows that follow from channel events: joining and leaving subscribers, and both
+    /// parties of a person channel at its first message.
+    fn membership_effects(&self, events: &[ChannelEvent]) -> Vec<(Uid, UserEvent)> {
+        let mut out = Vec::new();
+        if !ChannelState::has_conversations(self.key.ty) {
+            return out;
+        }
+        let state = self.pipe.projected();
+        let at = state.mark();
+        let joined = |uid: &Uid| (uid.clone(), UserEvent::ConversationJoined { channel: self.key.clone(), at });
+        let left = |uid: &Uid| (uid.clone(), UserEvent::ConversationLeft { channel: self.key.clone() });
+        for e in events {
+            match e {
+                ChannelEvent::SubscribersAdded { uids } => out.extend(uids.iter().map(joined)),
+                ChannelEvent::SubscribersRemoved { uids } => out.extend(uids.iter().map(left)),
+                ChannelEvent::SubscribersReset { uids } => {
+                    let new: std::collections::BTreeSet<&Uid> = uids.iter().collect();
+                    out.extend(state.subscribers.iter().filter(|u| !new.contains(u)).map(left));
+                    out.extend(uids.iter().filter(|u| !state.subscribers.contains(*u)).map(joined));
+                }
+                ChannelEvent::Deleted => out.extend(state.subscribers.iter().map(left)),
+                ChannelEvent::MessageAppended(m) if self.key.ty == ChannelType::PERSON && !m.header.sync_once && m.message_seq == MessageSeq(1) => {
+                    if let Some((a, b)) = rookery_events::person_channel_parties(&self.key.id) {
+                        let start = rookery_events::ChannelMark::default();
+                        out.push((a.clone(), UserEvent::ConversationJoined { channel: self.key.clone(), at: start }));
+                        if b != a {
+                            out.push((b, UserEvent::ConversationJoined { channel: self.key.clone(), at: start }));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn remember(&mut self, key: (Uid, ClientMsgNo), value: (MessageId, MessageSeq)) {
+        if self.recent.insert(key.clone(), value).is_none() {
+            self.recent_order.push_back(key);
+            if self.recent_order.len() > RECENT_SENDS {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The committed original of a retried send, from memory or the log's de-duplication index.
+    fn find_original(&self, key: &(Uid, ClientMsgNo), sync_once: bool) -> Result<Option<(MessageId, MessageSeq)>, CoreError> {
+        if let Some(v) = self.recent.get(key) {
+            return Ok(Some(*v));
+        }
+        let stream = if sync_once { StreamId::ChannelCommands(self.key.clone()) } else { StreamId::Channel(self.key.clone()) };
+        let Some(rec) = self.core.0.log.find_dedupe(&stream.key(), &dedupe_key(&key.0, &key.1)).map_err(recovery::storage)? else {
+            return Ok(None);
+        };
+        match EnvelopeBody::decode(&rec.body) {
+            Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => Ok(Some((m.message_id, m.message_seq))),
+            Ok(_) => Err(CoreError::Storage(format!("de-duplication index points at a non-message record {}", rec.position))),
+            Err(e) => Err(CoreError::Storage(format!("record {}: {e}", rec.position))),
+        }
+    }
+
+    fn execute(&mut self, msg: ExecuteChannel, reply: Reply<ChannelReply>, ctx: &mut Context<Self>) {
+        let now = self.core.now();
+        let mut cmd = msg.cmd;
+        let mut dedupe = None;
+        if let ChannelCommand::Send(m) = &mut cmd {
+            m.message_id = self.core.0.ids.next(now);
+            if !m.client_msg_no.0.is_empty() && !m.header.no_persist {
+                let key = (m.from_uid.clone(), m.client_msg_no.clone());
+                if self.in_flight.contains_key(&key) {
+                    self.persist(Vec::new(), Vec::new(), Plan::Duplicate { reply, key }, ctx);
+                    return;
+                }
+                match self.find_original(&key, m.header.sync_once) {
+                    Ok(Some((message_id, message_seq))) => {
+                        let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })));
+                        return;
+                    }
+                    Ok(None) => dedupe = Some(key),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
+        let events = match self.pipe.projected().decide(&self.key, &cmd, now) {
+            Ok(events) => events,
+            Err(rejection) => {
+                let _ = reply.send(Err(rejection.into()));
+                return;
+            }
+        };
+        let meta = Meta { recorded_at: now, actor: msg.origin.actor, request_id: msg.origin.request_id, source: msg.origin.source, user_agent: msg.origin.user_agent };
+        let mut records = Vec::with_capacity(events.len());
+        let mut foreign = self.membership_effects(&events);
+        let mut sent = None;
+        for e in &events {
+            match e {
+                ChannelEvent::MessageAppended(m) => {
+                    let dk = dedupe.as_ref().map(|(u, c)| dedupe_key(u, c));
+                    records.push(record(&self.stream_of(m), &meta, Event::Channel(e.clone()), Some(m.message_seq.0), dk));
+                    if m.header.sync_once {
+                        for uid in self.command_recipients() {
+                            foreign.push((uid, UserEvent::CommandQueued { channel: self.key.clone(), message_seq: m.message_seq, message_id: m.message_id }));
+                        }
+                    }
+                    sent = Some((m.message_id, m.message_seq));
+                }
+                _ => records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(e.clone()), None, None)),
+            }
+        }
+        let own = records.len();
+        for (uid, e) in &foreign {
+            records.push(record(&StreamId::User(uid.clone()), &meta, Event::User(e.clone()), None, None));
+        }
+        let plan = match (&cmd, sent) {
+            (ChannelCommand::Send(_), Some((message_id, message_seq))) => {
+                if let Some(k) = &dedupe {
+                    *self.in_flight.entry(k.clone()).or_default() += 1;
+                }
+                Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own }
+            }
+            // no_persist: checked, not stored; seq 0.
+            (ChannelCommand::Send(m), None) => Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), dedupe: None, foreign, own },
+            _ => Plan::Ack { reply, foreign, own },
+        };
+        self.persist(events, records, plan, ctx);
+    }
+
+    fn persist(&mut self, events: Vec<ChannelEvent>, records: Vec<rookery_storage::NewRecord>, plan: Plan, ctx: &mut Context<Self>) {
+        match self.pipe.submit(&*self.core.0.log, events, records, plan) {
+            Some((ticket, commit)) => {
+                ctx.spawn(commit.into_actor(self).map(move |res, act, ctx| {
+                    act.pipe.complete(ticket, res);
+                    act.finish(ctx);
+                }));
+            }
+            None => self.finish(ctx),
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        for (plan, result) in self.pipe.drain() {
+            match plan {
+                Plan::Ack { reply, foreign, own } => {
+                    if let Ok(Some(c)) = &result {
+                        self.notify_users(*c, own, foreign);
+                    }
+                    let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
+                }
+                Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own } => {
+                    if let Some(k) = &dedupe {
+                        if let Some(n) = self.in_flight.get_mut(k) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.in_flight.remove(k);
+                            }
+                        }
+                    }
+                    match result {
+                        Ok(committed) => {
+                            if let Some(k) = dedupe {
+                                self.remember(k, (message_id, message_seq));
+                            }
+                            if let Some(c) = committed {
+                                self.notify_users(c, own, foreign);
+                            }
+                            let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false })));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(CoreError::Storage(e)));
+                        }
+                    }
+                }
+                Plan::Duplicate { reply, key } => {
+                    let answer = match (result, self.recent.get(&key)) {
+                        (Ok(_), Some((message_id, message_seq))) => {
+                            Ok(ChannelReply::Sent(SentMessage { message_id: *message_id, message_seq: *message_seq, duplicate: true }))
+                        }
+                        // The original failed: the retry must be sent again by the client.
+                        (Ok(_), None) => Err(CoreError::Unavailable),
+                        (Err(e), _) => Err(CoreError::Storage(e)),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        if self.pipe.has_failed() {
+            tracing::error!(channel = %self.key, "event log append failed; channel actor stops and will be rebuilt from the log");
+            self.retire(ctx, false);
+            return;
+        }
+        if self.pipe.committed().position.0 >= self.snapshot_at.0 + self.core.0.config.snapshot_every {
+            self.snapshot();
+        }
+    }
+
+    /// Tells live user actors about write-spread entries that are now durable.
+    fn notify_users(&self, c: Committed, own: usize, foreign: Vec<(Uid, UserEvent)>) {
+        for (i, (uid, event)) in foreign.into_iter().enumerate() {
+            if let Some(addr) = self.core.0.users.get(&uid) {
+                addr.do_send(ForeignCommitted { events: vec![(Position(c.first.0 + (own + i) as u64), event)] });
+            }
+        }
+    }
+
+    fn snapshot(&mut self) {
+        let state = self.pipe.committed();
+        if state.position <= self.snapshot_at {
+            return;
+        }
+        match recovery::save(&*self.core.0.log, &StreamId::Channel(self.key.clone()), state, state.position) {
+            Ok(()) => self.snapshot_at = state.position,
+            Err(e) => tracing::warn!(channel = %self.key, error = %e, "snapshot not written"),
+        }
+    }
+
+    fn retire(&mut self, ctx: &mut Context<Self>, snapshot: bool) {
+        if snapshot {
+            self.snapshot();
+        }
+        self.retired = true;
+        self.core.0.channels.remove_if(&self.key, &ctx.address());
+        ctx.stop();
+    }
+}
+
+/// The de-duplication index key: sender length, sender, client_msg_no.
+fn dedupe_key(from: &Uid, cmn: &ClientMsgNo) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + from.0.len() + cmn.0.len());
+    k.extend_from_slice(&(from.0.len() as u32).to_be_bytes());
+    k.extend_from_slice(from.0.as_bytes());
+    k.extend_from_slice(cmn.0.as_bytes());
+    k
+}
+
+impl Actor for ChannelActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        let idle = self.core.0.config.idle_timeout;
+        ctx.run_interval(IDLE_CHECK.min(idle), move |act, ctx| {
+            let stale = act.last_active.elapsed() >= idle;
+            if (stale || act.broken.is_some()) && act.pipe.is_idle() && !act.retired {
+                act.retire(ctx, act.broken.is_none());
+            }
+        });
+    }
+}
+
+impl Handler<ExecuteChannel> for ChannelActor {
+    type Result = ResponseFuture<Result<ChannelReply, CoreError>>;
+
+    fn handle(&mut self, msg: ExecuteChannel, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Box::pin(async move { Err(e) });
+        }
+        self.last_active = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.execute(msg, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(CoreError::Unavailable)) })
+    }
+}
+
+impl Handler<GetChannel> for ChannelActor {
+    type Result = Result<ChannelState, CoreError>;
+
+    fn handle(&mut self, _: GetChannel, _: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        self.last_active = Instant::now();
+        Ok(self.pipe.committed().clone())
+    }
+}
+
+impl Handler<GetChannelView> for ChannelActor {
+    type Result = Result<ChannelView, CoreError>;
+
+    fn handle(&mut self, msg: GetChannelView, _: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        self.last_active = Instant::now();
+        let state = self.pipe.committed();
+        Ok(ChannelView { exists: state.exists, mark: state.mark(), own_last_sent: state.last_sent.get(&msg.uid).copied() })
+    }
+}

@@ -1,0 +1,125 @@
+//! Messages the actors accept and what they answer.
+
+use actix::Message;
+use rookery_events::{
+    Actor, ChannelCommand, ChannelState, MessageId, MessageSeq, Position, RequestId, SystemCommand,
+    SystemState, UserCommand, UserEvent, UserState,
+};
+
+use crate::error::CoreError;
+
+/// Who asks for a mutation, and through which request; the actor adds the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The acting party.
+    pub actor: Actor,
+    /// The request id (kept from the caller or made at the edge).
+    pub request_id: RequestId,
+    /// Peer address, when known.
+    pub source: Option<String>,
+    /// Peer user agent, when known.
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// An origin for work the server does on its own.
+    pub fn system(request_id: RequestId) -> Origin {
+        Origin { actor: Actor::System, request_id, source: None, user_agent: None }
+    }
+}
+
+/// What a channel answers to a command once it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelReply {
+    /// Accepted; `position` is the log position of the last event written (`None`: nothing changed).
+    Done {
+        /// Last written position.
+        position: Option<Position>,
+    },
+    /// A message was accepted.
+    Sent(SentMessage),
+}
+
+/// The outcome of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The message's id.
+    pub message_id: MessageId,
+    /// Its seq (0 for `no_persist` messages).
+    pub message_seq: MessageSeq,
+    /// `true` when this was a retry answered from the original committed message.
+    pub duplicate: bool,
+}
+
+/// Execute a command on a channel.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelReply, CoreError>")]
+pub struct ExecuteChannel {
+    /// The command.
+    pub cmd: ChannelCommand,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+/// Read a channel's committed state.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelState, CoreError>")]
+pub struct GetChannel;
+
+/// Read where a channel's sequence is and what one user last sent there.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelView, CoreError>")]
+pub struct GetChannelView {
+    /// The user asking (for `own_last_sent`).
+    pub uid: rookery_events::Uid,
+}
+
+/// A small read-only view of a channel for conversation lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelView {
+    /// The channel exists (created and not deleted).
+    pub exists: bool,
+    /// Where its ordinary message sequence is.
+    pub mark: rookery_events::ChannelMark,
+    /// The asking user's last ordinary message there.
+    pub own_last_sent: Option<rookery_events::ChannelMark>,
+}
+
+/// Execute a command on a user.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Position>, CoreError>")]
+pub struct ExecuteUser {
+    /// The command.
+    pub cmd: UserCommand,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+/// Read a user's committed state.
+#[derive(Message)]
+#[rtype(result = "Result<UserState, CoreError>")]
+pub struct GetUser;
+
+/// Events written into a user's stream by another actor (write-spread), now durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForeignCommitted {
+    /// The events with their log positions.
+    pub events: Vec<(Position, UserEvent)>,
+}
+
+/// Execute a command on the server-wide aggregate.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Position>, CoreError>")]
+pub struct ExecuteSystem {
+    /// The command.
+    pub cmd: SystemCommand,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+/// Read the server-wide state.
+#[derive(Message)]
+#[rtype(result = "Result<SystemState, CoreError>")]
+pub struct GetSystem;
+

@@ -1,0 +1,325 @@
+//! `Core`: the handle the rest of the server holds. It finds (or starts) the actor serving a channel or
+//! user, spreads actors over arbiters by key hash, and retries a request once when it hits an actor
+//! that was just passivated.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, Message};
+use rookery_events::{
+    ChannelEvent, EnvelopeBody, Event, StreamId, ChannelCommand, ChannelKey, ChannelState, ChannelType, SendMessage, SystemCommand, SystemState, Timestamp, Uid,
+    UserCommand, UserState,
+};
+use rookery_storage::EventLog;
+
+use crate::channel::ChannelActor;
+use crate::clock::{Clock, MessageIdGen};
+use crate::error::CoreError;
+use crate::messages::*;
+use crate::system::SystemActor;
+use crate::user::UserActor;
+
+/// Tunables of the actor layer.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// An actor with nothing to do for this long writes a snapshot and stops.
+    pub idle_timeout: Duration,
+    /// A snapshot is written after this many applied events.
+    pub snapshot_every: u64,
+    /// How many arbiters (threads) actors are spread over.
+    pub arbiters: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig { idle_timeout: Duration::from_secs(300), snapshot_every: 1000, arbiters: 2 }
+    }
+}
+
+const SHARDS: usize = 32;
+
+/// A sharded map from key to live actor address.
+pub(crate) struct Directory<K, A: Actor> {
+    shards: Vec<Mutex<HashMap<K, Addr<A>>>>,
+}
+
+impl<K: Hash + Eq + Clone, A: Actor> Directory<K, A> {
+    fn new() -> Self {
+        Directory { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Addr<A>>> {
+        &self.shards[hash_of(key) as usize % SHARDS]
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<Addr<A>> {
+        self.shard(key).lock().expect("directory lock").get(key).cloned()
+    }
+
+    fn get_or_insert_with(&self, key: &K, start: impl FnOnce() -> Addr<A>) -> Addr<A> {
+        let mut map = self.shard(key).lock().expect("directory lock");
+        if let Some(addr) = map.get(key) {
+            if addr.connected() {
+                return addr.clone();
+            }
+        }
+        let addr = start();
+        map.insert(key.clone(), addr.clone());
+        addr
+    }
+
+    /// Removes the entry only if it still points at `addr` (a newer actor may have replaced it).
+    pub(crate) fn remove_if(&self, key: &K, addr: &Addr<A>) {
+        let mut map = self.shard(key).lock().expect("directory lock");
+        if map.get(key).is_some_and(|a| a == addr) {
+            map.remove(key);
+        }
+    }
+
+    /// Number of live actors.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().expect("directory lock").len()).sum()
+    }
+}
+
+fn hash_of<K: Hash>(key: &K) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+pub(crate) struct Inner {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: MessageIdGen,
+    pub(crate) config: CoreConfig,
+    arbiters: Vec<ArbiterHandle>,
+    pub(crate) channels: Directory<ChannelKey, ChannelActor>,
+    pub(crate) users: Directory<Uid, UserActor>,
+    system: Mutex<Option<Addr<SystemActor>>>,
+    pub(crate) system_view: RwLock<Arc<SystemState>>,
+}
+
+/// The actor layer as the rest of the server sees it. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Core(pub(crate) Arc<Inner>);
+
+/// Counts for the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Live channel actors.
+    pub channel_actors: usize,
+    /// Live user actors.
+    pub user_actors: usize,
+}
+
+impl Core {
+    /// Starts the actor layer on `config.arbiters` new arbiters. Must run inside an actix `System`.
+    /// Loads the server-wide state (snapshot + tail) before returning.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] if the server-wide state cannot be read.
+    pub fn start(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>, config: CoreConfig) -> Result<Core, CoreError> {
+        let (system_state, horizon) = crate::recovery::recover::<SystemState>(&*log, &[rookery_events::StreamId::System])?;
+        let newest = newest_timestamp(&*log).max(clock.now());
+        let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
+        let core = Core(Arc::new(Inner {
+            ids: MessageIdGen::new(newest),
+            log,
+            clock,
+            config,
+            arbiters,
+            channels: Directory::new(),
+            users: Directory::new(),
+            system: Mutex::new(None),
+            system_view: RwLock::new(Arc::new(system_state.clone())),
+        }));
+        let c = core.clone();
+        let addr = SystemActor::start_in_arbiter(&core.0.arbiters[0], move |_| SystemActor::new(c, system_state, horizon));
+        *core.0.system.lock().expect("system lock") = Some(addr);
+        Ok(core)
+    }
+
+    /// The event log, for reads that need no actor (message history, audit).
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.0.log
+    }
+
+    /// The current server-wide state (system uids), as last committed.
+    pub fn system_view(&self) -> Arc<SystemState> {
+        self.0.system_view.read().expect("system view lock").clone()
+    }
+
+    /// Live actor counts.
+    pub fn stats(&self) -> CoreStats {
+        CoreStats { channel_actors: self.0.channels.len(), user_actors: self.0.users.len() }
+    }
+
+    fn arbiter_for<K: Hash>(&self, key: &K) -> &ArbiterHandle {
+        &self.0.arbiters[hash_of(key) as usize % self.0.arbiters.len()]
+    }
+
+    pub(crate) fn channel_addr(&self, key: &ChannelKey) -> Addr<ChannelActor> {
+        self.0.channels.get_or_insert_with(key, || {
+            let (core, k) = (self.clone(), key.clone());
+            ChannelActor::start_in_arbiter(self.arbiter_for(key), move |_| ChannelActor::recover(core, k))
+        })
+    }
+
+    pub(crate) fn user_addr(&self, uid: &Uid) -> Addr<UserActor> {
+        self.0.users.get_or_insert_with(uid, || {
+            let (core, u) = (self.clone(), uid.clone());
+            UserActor::start_in_arbiter(self.arbiter_for(uid), move |_| UserActor::recover(core, u))
+        })
+    }
+
+    fn system_addr(&self) -> Result<Addr<SystemActor>, CoreError> {
+        self.0.system.lock().expect("system lock").clone().ok_or(CoreError::Unavailable)
+    }
+
+    /// Runs a command on a channel and waits until its effect is durable.
+    ///
+    /// # Errors
+    /// [`CoreError::Rejected`] when a rule refuses it, [`CoreError::Storage`] when the log fails.
+    pub async fn channel(&self, key: &ChannelKey, cmd: ChannelCommand, origin: Origin) -> Result<ChannelReply, CoreError> {
+        let msg = || ExecuteChannel { cmd: cmd.clone(), origin: origin.clone() };
+        ask(|| self.channel_addr(key), msg, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// The committed state of a channel.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel cannot be loaded.
+    pub async fn channel_state(&self, key: &ChannelKey) -> Result<ChannelState, CoreError> {
+        ask(|| self.channel_addr(key), || GetChannel, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// Sends a message: gathers the sender's standing (system account, own send ban) and, for person
+    /// channels, the receiver's policy, then lets the channel decide. `msg.message_id` is assigned by
+    /// the channel actor.
+    ///
+    /// # Errors
+    /// As for [`Core::channel`].
+    pub async fn send(&self, key: &ChannelKey, mut msg: SendMessage, origin: Origin) -> Result<SentMessage, CoreError> {
+        let system = self.system_view();
+        msg.sender.is_system = system.is_system(&msg.from_uid);
+        if !msg.sender.is_system {
+            let own = self.channel_state(&ChannelKey::new(msg.from_uid.0.clone(), ChannelType::PERSON)).await?;
+            msg.sender.send_banned = own.info.send_ban || own.info.ban;
+        }
+        if key.ty == ChannelType::PERSON {
+            if let Some((a, b)) = rookery_events::person_channel_parties(&key.id) {
+                let receiver = if a == msg.from_uid { b } else { a };
+                msg.peer.receiver_is_system = system.is_system(&receiver);
+                if !msg.sender.is_system && !msg.peer.receiver_is_system && receiver != msg.from_uid {
+                    let theirs = self.channel_state(&ChannelKey::new(receiver.0.clone(), ChannelType::PERSON)).await?;
+                    msg.peer.blocked = theirs.blacklist.contains(&msg.from_uid);
+                }
+            }
+        }
+        match self.channel(key, ChannelCommand::Send(Box::new(msg)), origin).await? {
+            ChannelReply::Sent(sent) => Ok(sent),
+            ChannelReply::Done { .. } => Err(CoreError::Storage("channel answered a send without a message".into())),
+        }
+    }
+
+    /// Runs a command on a user and waits until its effect is durable.
+    ///
+    /// # Errors
+    /// As for [`Core::channel`].
+    pub async fn user(&self, uid: &Uid, cmd: UserCommand, origin: Origin) -> Result<Option<rookery_events::Position>, CoreError> {
+        let msg = || ExecuteUser { cmd: cmd.clone(), origin: origin.clone() };
+        ask(|| self.user_addr(uid), msg, |a| self.0.users.remove_if(uid, a)).await
+    }
+
+    /// The committed state of a user.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the user cannot be loaded.
+    pub async fn user_state(&self, uid: &Uid) -> Result<UserState, CoreError> {
+        ask(|| self.user_addr(uid), || GetUser, |a| self.0.users.remove_if(uid, a)).await
+    }
+
+    /// Runs a server-wide command and waits until it is durable.
+    ///
+    /// # Errors
+    /// As for [`Core::channel`].
+    pub async fn system(&self, cmd: SystemCommand, origin: Origin) -> Result<Option<rookery_events::Position>, CoreError> {
+        let addr = self.system_addr()?;
+        addr.send(ExecuteSystem { cmd, origin }).await.map_err(|_| CoreError::Unavailable)?
+    }
+
+    /// Where a channel's sequence is, and what `uid` last sent there.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel cannot be loaded.
+    pub async fn channel_view(&self, key: &ChannelKey, uid: &Uid) -> Result<ChannelView, CoreError> {
+        ask(|| self.channel_addr(key), || GetChannelView { uid: uid.clone() }, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// Stored messages of a channel with seq in `from..=to`, at most `limit`: the lowest seqs ascending,
+    /// or with `newest_first` the highest seqs descending. `commands` selects the command sequence.
+    /// Reads the log directly: everything in it is durable, so this never shows an unacknowledged write.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] on read failures or undecodable records.
+    pub fn messages(&self, key: &ChannelKey, from: u64, to: u64, limit: usize, newest_first: bool, commands: bool) -> Result<Vec<rookery_events::Message>, CoreError> {
+        Ok(self.messages_at(key, from, to, limit, newest_first, commands)?.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// As [`Core::messages`], with each message's log position.
+    ///
+    /// # Errors
+    /// As for [`Core::messages`].
+    pub fn messages_at(&self, key: &ChannelKey, from: u64, to: u64, limit: usize, newest_first: bool, commands: bool) -> Result<Vec<(rookery_events::Position, rookery_events::Message)>, CoreError> {
+        let stream = if commands { StreamId::ChannelCommands(key.clone()) } else { StreamId::Channel(key.clone()) };
+        let records = self.0.log.read_seq_range(&stream.key(), from, to, limit, newest_first).map_err(crate::recovery::storage)?;
+        records
+            .into_iter()
+            .map(|(_, r)| match EnvelopeBody::decode(&r.body) {
+                Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => Ok((r.position, *m)),
+                Ok(_) => Err(CoreError::Storage(format!("seq index points at a non-message record {}", r.position))),
+                Err(e) => Err(CoreError::Storage(format!("record {}: {e}", r.position))),
+            })
+            .collect()
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+}
+
+/// Sends to the actor `addr()` finds; if that actor is gone or retiring, forgets it and tries a fresh one.
+async fn ask<A, M, R>(addr: impl Fn() -> Addr<A>, msg: impl Fn() -> M, forget: impl Fn(&Addr<A>)) -> Result<R, CoreError>
+where
+    A: Actor<Context = actix::Context<A>> + actix::Handler<M>,
+    M: Message<Result = Result<R, CoreError>> + Send + 'static,
+    R: Send + 'static,
+{
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let a = addr();
+        match a.send(msg()).await {
+            Ok(Err(CoreError::Unavailable)) | Err(_) => forget(&a),
+            Ok(result) => return result,
+        }
+    }
+    Err(CoreError::Unavailable)
+}
+
+/// The newest `recorded_at` in the log's last records, so message ids never go backwards after a
+/// restart on a machine whose clock went back.
+fn newest_timestamp(log: &dyn EventLog) -> Timestamp {
+    let head = log.head().0;
+    let from = rookery_events::Position(head.0.saturating_sub(16).max(1));
+    log.read_range(from, 16)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| rookery_events::EnvelopeBody::decode(&r.body).ok())
+        .map(|b| b.meta.recorded_at)
+        .max()
+        .unwrap_or_default()
+}

@@ -1,0 +1,636 @@
+//! The channel aggregate: settings, subscribers, deny/allow lists and the message sequence.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bincode::{Decode, Encode};
+
+use crate::aggregate::{Aggregate, Rejection};
+use crate::chain::{sha256, ChainHash, Position};
+use crate::envelope::Event;
+use crate::user::ChannelMark;
+use crate::ids::{ChannelKey, ChannelType, ClientMsgNo, MessageId, MessageSeq, StreamNo, Timestamp, Uid};
+
+/// Channel flags set by `/channel` and `/channel/info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub struct ChannelInfo {
+    /// Nobody but system accounts may send (on a person channel: the user cannot log in).
+    pub ban: bool,
+    /// The channel is dissolved; sends are rejected.
+    pub disband: bool,
+    /// Members cannot send (on a person channel: that user cannot send anything).
+    pub send_ban: bool,
+    /// Large-group hint.
+    pub large: bool,
+    /// Person channel: strangers may message this user when personal allowlists are on.
+    pub allow_stranger: bool,
+}
+
+/// The flag bits of a message header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub struct MessageHeader {
+    /// Not stored; delivered to online recipients only.
+    pub no_persist: bool,
+    /// Counts toward the recipients' unread badge.
+    pub red_dot: bool,
+    /// A command message: consumed once per recipient through the write-spread queue.
+    pub sync_once: bool,
+}
+
+/// A message payload, or what is left of it after an erasure.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Payload {
+    /// The plaintext bytes.
+    Inline(Vec<u8>),
+    /// The payload was erased; its SHA-256 remains so the hash chain still verifies.
+    Erased(ChainHash),
+}
+
+impl Payload {
+    /// Whether the bytes are still here.
+    pub fn is_inline(&self) -> bool {
+        matches!(self, Payload::Inline(_))
+    }
+
+    /// The erased form of this payload (itself if already erased).
+    pub fn erased(&self) -> Payload {
+        match self {
+            Payload::Inline(bytes) => Payload::Erased(sha256(bytes)),
+            Payload::Erased(h) => Payload::Erased(*h),
+        }
+    }
+
+    /// The bytes, or an empty slice for an erased payload.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Inline(bytes) => bytes,
+            Payload::Erased(_) => &[],
+        }
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Message {
+    /// The channel (internal id for person channels).
+    pub channel: ChannelKey,
+    /// Position in the channel's sequence (the command sequence for `sync_once` messages).
+    pub message_seq: MessageSeq,
+    /// Server-wide unique id.
+    pub message_id: MessageId,
+    /// Sender-chosen unique number, used for de-duplication.
+    pub client_msg_no: ClientMsgNo,
+    /// The sender.
+    pub from_uid: Uid,
+    /// Header flags.
+    pub header: MessageHeader,
+    /// The protocol's setting byte, stored and echoed.
+    pub setting: u8,
+    /// Stream-message number, if the message is part of a stream.
+    pub stream_no: Option<StreamNo>,
+    /// Expiry in seconds as given by the sender (0 = never); stored and echoed.
+    pub expire: u32,
+    /// Optional topic, stored and echoed.
+    pub topic: Option<String>,
+    /// When the message was committed.
+    pub timestamp: Timestamp,
+    /// How many red-dot messages the channel has had up to and including this one, so unread counts
+    /// over any seq range are one subtraction.
+    pub red_dot_ordinal: u64,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// Something that happened to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ChannelEvent {
+    /// The channel came into existence (or back after a delete) with these flags.
+    Created {
+        /// Initial flags.
+        info: ChannelInfo,
+    },
+    /// The channel's flags changed.
+    InfoUpdated {
+        /// New flags.
+        info: ChannelInfo,
+    },
+    /// The channel was deleted: subscribers and lists are gone, sends are rejected.
+    Deleted,
+    /// Users became subscribers.
+    SubscribersAdded {
+        /// The new subscribers (none was one before).
+        uids: Vec<Uid>,
+    },
+    /// Users stopped being subscribers.
+    SubscribersRemoved {
+        /// The removed subscribers (each was one before).
+        uids: Vec<Uid>,
+    },
+    /// The subscriber set was replaced.
+    SubscribersReset {
+        /// The whole new set.
+        uids: Vec<Uid>,
+    },
+    /// Users were added to the denylist.
+    BlacklistAdded {
+        /// Added uids.
+        uids: Vec<Uid>,
+    },
+    /// Users were removed from the denylist.
+    BlacklistRemoved {
+        /// Removed uids.
+        uids: Vec<Uid>,
+    },
+    /// The denylist was replaced.
+    BlacklistSet {
+        /// The whole new list.
+        uids: Vec<Uid>,
+    },
+    /// Users were added to the allowlist.
+    WhitelistAdded {
+        /// Added uids.
+        uids: Vec<Uid>,
+    },
+    /// Users were removed from the allowlist.
+    WhitelistRemoved {
+        /// Removed uids.
+        uids: Vec<Uid>,
+    },
+    /// The allowlist was replaced.
+    WhitelistSet {
+        /// The whole new list.
+        uids: Vec<Uid>,
+    },
+    /// A message was stored.
+    MessageAppended(Box<Message>),
+}
+
+impl ChannelEvent {
+    /// Stable kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelEvent::Created { .. } => "channel.created",
+            ChannelEvent::InfoUpdated { .. } => "channel.info_updated",
+            ChannelEvent::Deleted => "channel.deleted",
+            ChannelEvent::SubscribersAdded { .. } => "channel.subscribers_added",
+            ChannelEvent::SubscribersRemoved { .. } => "channel.subscribers_removed",
+            ChannelEvent::SubscribersReset { .. } => "channel.subscribers_reset",
+            ChannelEvent::BlacklistAdded { .. } => "channel.blacklist_added",
+            ChannelEvent::BlacklistRemoved { .. } => "channel.blacklist_removed",
+            ChannelEvent::BlacklistSet { .. } => "channel.blacklist_set",
+            ChannelEvent::WhitelistAdded { .. } => "channel.whitelist_added",
+            ChannelEvent::WhitelistRemoved { .. } => "channel.whitelist_removed",
+            ChannelEvent::WhitelistSet { .. } => "channel.whitelist_set",
+            ChannelEvent::MessageAppended(_) => "channel.message_appended",
+        }
+    }
+}
+
+/// Which list a [`ListOp`] works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// The denylist.
+    Blacklist,
+    /// The allowlist.
+    Whitelist,
+}
+
+/// A change to a deny or allow list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListOp {
+    /// Add these (must not be empty).
+    Add(Vec<Uid>),
+    /// Remove these (must not be empty).
+    Remove(Vec<Uid>),
+    /// Replace the list (empty clears it).
+    Set(Vec<Uid>),
+}
+
+/// What the rest of the server knows about a sender, gathered before deciding a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderStanding {
+    /// The sender is a system account (bypasses lists and membership).
+    pub is_system: bool,
+    /// The sender's own person channel has `send_ban`.
+    pub send_banned: bool,
+}
+
+/// For person channels: what the receiver's own settings say about this sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerPolicy {
+    /// The receiver is a system account.
+    pub receiver_is_system: bool,
+    /// The sender is on the receiver's denylist.
+    pub blocked: bool,
+}
+
+/// A message to send, with everything decided outside the domain (id, sender standing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    /// Server-wide id chosen by the caller.
+    pub message_id: MessageId,
+    /// De-duplication number (may be empty: then no de-duplication).
+    pub client_msg_no: ClientMsgNo,
+    /// The sender.
+    pub from_uid: Uid,
+    /// Header flags.
+    pub header: MessageHeader,
+    /// Setting byte.
+    pub setting: u8,
+    /// Stream number, if any.
+    pub stream_no: Option<StreamNo>,
+    /// Expiry (seconds).
+    pub expire: u32,
+    /// Topic.
+    pub topic: Option<String>,
+    /// Plaintext payload.
+    pub payload: Vec<u8>,
+    /// Sender facts.
+    pub sender: SenderStanding,
+    /// Receiver facts (person channels only).
+    pub peer: PeerPolicy,
+}
+
+/// An instruction to a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelCommand {
+    /// Create or update the channel's flags and add (or with `reset`, replace) subscribers.
+    Upsert {
+        /// New flags.
+        info: ChannelInfo,
+        /// Subscribers to add.
+        subscribers: Vec<Uid>,
+        /// Replace the subscriber set instead of adding.
+        reset: bool,
+    },
+    /// Create or update the flags only.
+    SetInfo(ChannelInfo),
+    /// Delete the channel.
+    Delete,
+    /// Add subscribers (creating the channel if needed); with `reset`, replace the set.
+    AddSubscribers {
+        /// Subscribers (non-empty).
+        uids: Vec<Uid>,
+        /// Replace instead of add.
+        reset: bool,
+    },
+    /// Remove subscribers.
+    RemoveSubscribers(Vec<Uid>),
+    /// Change a deny or allow list.
+    List(ListKind, ListOp),
+    /// Store a message (or, for `no_persist`, only check that it may be sent).
+    Send(Box<SendMessage>),
+}
+
+/// The state of one channel, rebuilt from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct ChannelState {
+    /// The channel exists (created and not deleted since).
+    pub exists: bool,
+    /// The channel was deleted at least once and not re-created.
+    pub deleted: bool,
+    /// Flags.
+    pub info: ChannelInfo,
+    /// Subscribers.
+    pub subscribers: BTreeSet<Uid>,
+    /// Denylist.
+    pub blacklist: BTreeSet<Uid>,
+    /// Allowlist.
+    pub whitelist: BTreeSet<Uid>,
+    /// Last ordinary message_seq (0 = none yet).
+    pub last_message_seq: MessageSeq,
+    /// Last command (sync-once) message_seq.
+    pub last_command_seq: MessageSeq,
+    /// Red-dot messages so far (see [`Message::red_dot_ordinal`]).
+    pub red_dot_count: u64,
+    /// Timestamp of the last ordinary message.
+    pub last_message_at: Timestamp,
+    /// Each sender's last ordinary message (sending reads everything before it).
+    pub last_sent: BTreeMap<Uid, ChannelMark>,
+    /// Log position of the last event applied.
+    pub position: Position,
+}
+
+impl ChannelState {
+    /// Where the channel's ordinary message sequence is now.
+    pub fn mark(&self) -> ChannelMark {
+        ChannelMark { seq: self.last_message_seq, red_dots: self.red_dot_count }
+    }
+
+    /// Whether users get conversation rows for this channel type (not for data, temp and live channels).
+    pub fn has_conversations(ty: ChannelType) -> bool {
+        !matches!(ty, ChannelType::DATA | ChannelType::TEMP | ChannelType::LIVE)
+    }
+}
+
+fn dedup(uids: &[Uid]) -> Vec<Uid> {
+    let mut seen = BTreeSet::new();
+    uids.iter().filter(|u| seen.insert((*u).clone())).cloned().collect()
+}
+
+fn check_uids(uids: &[Uid]) -> Result<(), Rejection> {
+    match uids.iter().find(|u| u.0.is_empty()) {
+        Some(_) => Err(Rejection::Invalid("uids must not contain an empty uid".into())),
+        None => Ok(()),
+    }
+}
+
+impl ChannelState {
+    fn decide_send(&self, key: &ChannelKey, m: &SendMessage, now: Timestamp) -> Result<Vec<ChannelEvent>, Rejection> {
+        if m.from_uid.0.is_empty() {
+            return Err(Rejection::Invalid("from_uid must not be empty".into()));
+        }
+        if m.payload.is_empty() {
+            return Err(Rejection::Invalid("payload must not be empty".into()));
+        }
+        self.check_send_permission(key, m)?;
+        if m.header.no_persist {
+            return Ok(Vec::new());
+        }
+        let message_seq = if m.header.sync_once { self.last_command_seq.next() } else { self.last_message_seq.next() };
+        let red_dot_ordinal = self.red_dot_count + u64::from(m.header.red_dot && !m.header.sync_once);
+        Ok(vec![ChannelEvent::MessageAppended(Box::new(Message {
+            channel: key.clone(),
+            message_seq,
+            message_id: m.message_id,
+            client_msg_no: m.client_msg_no.clone(),
+            from_uid: m.from_uid.clone(),
+            header: m.header,
+            setting: m.setting,
+            stream_no: m.stream_no.clone(),
+            expire: m.expire,
+            topic: m.topic.clone(),
+            timestamp: now,
+            red_dot_ordinal,
+            payload: Payload::Inline(m.payload.clone()),
+        }))])
+    }
+
+    /// Send permission rules, first failure wins (protocol spec §8.6).
+    fn check_send_permission(&self, key: &ChannelKey, m: &SendMessage) -> Result<(), Rejection> {
+        if m.sender.send_banned && !m.sender.is_system {
+            return Err(Rejection::SendBanned);
+        }
+        let ty = key.ty;
+        if ty == ChannelType::PERSON || ty == ChannelType::AGENT {
+            if m.sender.is_system || m.peer.receiver_is_system {
+                return Ok(());
+            }
+            if m.peer.blocked {
+                return Err(Rejection::InBlacklist);
+            }
+            return Ok(());
+        }
+        // Temp channels carry their recipients with each send; info and customer-service channels
+        // are open to anyone.
+        let open = matches!(ty, ChannelType::TEMP | ChannelType::INFO | ChannelType::CUSTOMER_SERVICE);
+        if !self.exists {
+            if open || m.sender.is_system && ty != ChannelType::VISITORS {
+                return if self.deleted { Err(Rejection::Disbanded) } else { Ok(()) };
+            }
+            return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
+        }
+        if self.info.disband {
+            return Err(Rejection::Disbanded);
+        }
+        if m.sender.is_system || open {
+            return Ok(());
+        }
+        if self.info.ban {
+            return Err(Rejection::Banned);
+        }
+        if ty == ChannelType::VISITORS && m.from_uid.0 == key.id.0 {
+            return Ok(());
+        }
+        if self.blacklist.contains(&m.from_uid) {
+            return Err(Rejection::InBlacklist);
+        }
+        if !self.subscribers.contains(&m.from_uid) {
+            return Err(Rejection::NotSubscriber);
+        }
+        if self.info.send_ban {
+            return Err(Rejection::SendBanned);
+        }
+        if !self.whitelist.is_empty() && !self.whitelist.contains(&m.from_uid) {
+            return Err(Rejection::NotInWhitelist);
+        }
+        Ok(())
+    }
+
+    fn decide_subscribers(&self, key: &ChannelKey, uids: &[Uid], reset: bool) -> Result<Vec<ChannelEvent>, Rejection> {
+        if !key.ty.has_subscribers() && !uids.is_empty() {
+            return Err(Rejection::Invalid(format!("channel type {} cannot have subscribers", key.ty.0)));
+        }
+        check_uids(uids)?;
+        let uids = dedup(uids);
+        let mut events = Vec::new();
+        if reset {
+            let new: BTreeSet<Uid> = uids.iter().cloned().collect();
+            if new != self.subscribers {
+                events.push(ChannelEvent::SubscribersReset { uids });
+            }
+        } else {
+            let added: Vec<Uid> = uids.into_iter().filter(|u| !self.subscribers.contains(u)).collect();
+            if !added.is_empty() {
+                events.push(ChannelEvent::SubscribersAdded { uids: added });
+            }
+        }
+        Ok(events)
+    }
+
+    fn decide_list(&self, key: &ChannelKey, kind: ListKind, op: &ListOp) -> Result<Vec<ChannelEvent>, Rejection> {
+        // A person-type key names one user's own settings ("B blocks A"); it exists implicitly.
+        if !self.exists && key.ty != ChannelType::PERSON {
+            return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
+        }
+        let list = match kind {
+            ListKind::Blacklist => &self.blacklist,
+            ListKind::Whitelist => &self.whitelist,
+        };
+        let event = match op {
+            ListOp::Add(uids) | ListOp::Remove(uids) if uids.is_empty() => {
+                return Err(Rejection::Invalid("uids must not be empty".into()));
+            }
+            ListOp::Add(uids) => {
+                check_uids(uids)?;
+                let added: Vec<Uid> = dedup(uids).into_iter().filter(|u| !list.contains(u)).collect();
+                if added.is_empty() {
+                    return Ok(Vec::new());
+                }
+                match kind {
+                    ListKind::Blacklist => ChannelEvent::BlacklistAdded { uids: added },
+                    ListKind::Whitelist => ChannelEvent::WhitelistAdded { uids: added },
+                }
+            }
+            ListOp::Remove(uids) => {
+                check_uids(uids)?;
+                let removed: Vec<Uid> = dedup(uids).into_iter().filter(|u| list.contains(u)).collect();
+                if removed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                match kind {
+                    ListKind::Blacklist => ChannelEvent::BlacklistRemoved { uids: removed },
+                    ListKind::Whitelist => ChannelEvent::WhitelistRemoved { uids: removed },
+                }
+            }
+            ListOp::Set(uids) => {
+                check_uids(uids)?;
+                let uids = dedup(uids);
+                if uids.iter().cloned().collect::<BTreeSet<_>>() == *list {
+                    return Ok(Vec::new());
+                }
+                match kind {
+                    ListKind::Blacklist => ChannelEvent::BlacklistSet { uids },
+                    ListKind::Whitelist => ChannelEvent::WhitelistSet { uids },
+                }
+            }
+        };
+        let mut events = self.implicit_create(key);
+        events.push(event);
+        Ok(events)
+    }
+
+    /// Person-type keys and `subscriber_add` create the channel on first use.
+    fn implicit_create(&self, _key: &ChannelKey) -> Vec<ChannelEvent> {
+        if self.exists {
+            Vec::new()
+        } else {
+            vec![ChannelEvent::Created { info: ChannelInfo::default() }]
+        }
+    }
+
+    fn decide_info(&self, info: ChannelInfo) -> Vec<ChannelEvent> {
+        if !self.exists {
+            vec![ChannelEvent::Created { info }]
+        } else if self.info != info {
+            vec![ChannelEvent::InfoUpdated { info }]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Aggregate for ChannelState {
+    type Key = ChannelKey;
+    type Command = ChannelCommand;
+    type Event = ChannelEvent;
+
+    fn decide(&self, key: &ChannelKey, cmd: &ChannelCommand, now: Timestamp) -> Result<Vec<ChannelEvent>, Rejection> {
+        if !key.ty.is_known() {
+            return Err(Rejection::Invalid(format!("unknown channel_type {}", key.ty.0)));
+        }
+        if key.id.0.is_empty() {
+            return Err(Rejection::Invalid("channel_id must not be empty".into()));
+        }
+        match cmd {
+            ChannelCommand::Upsert { info, subscribers, reset } => {
+                let mut events = self.decide_info(*info);
+                let mut after = self.clone();
+                for e in &events {
+                    after.apply(Position::ZERO, e);
+                }
+                events.extend(after.decide_subscribers(key, subscribers, *reset)?);
+                Ok(events)
+            }
+            ChannelCommand::SetInfo(info) => Ok(self.decide_info(*info)),
+            ChannelCommand::Delete => {
+                if key.ty == ChannelType::PERSON {
+                    return Err(Rejection::Invalid("person channels cannot be deleted".into()));
+                }
+                if !self.exists {
+                    return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
+                }
+                Ok(vec![ChannelEvent::Deleted])
+            }
+            ChannelCommand::AddSubscribers { uids, reset } => {
+                if uids.is_empty() && !reset {
+                    return Err(Rejection::Invalid("subscribers must not be empty".into()));
+                }
+                if !key.ty.has_subscribers() {
+                    return Err(Rejection::Invalid(format!("channel type {} cannot have subscribers", key.ty.0)));
+                }
+                let mut events = self.implicit_create(key);
+                let mut after = self.clone();
+                for e in &events {
+                    after.apply(Position::ZERO, e);
+                }
+                events.extend(after.decide_subscribers(key, uids, *reset)?);
+                Ok(events)
+            }
+            ChannelCommand::RemoveSubscribers(uids) => {
+                if uids.is_empty() {
+                    return Err(Rejection::Invalid("subscribers must not be empty".into()));
+                }
+                check_uids(uids)?;
+                if !self.exists {
+                    return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
+                }
+                let removed: Vec<Uid> = dedup(uids).into_iter().filter(|u| self.subscribers.contains(u)).collect();
+                Ok(if removed.is_empty() { Vec::new() } else { vec![ChannelEvent::SubscribersRemoved { uids: removed }] })
+            }
+            ChannelCommand::List(kind, op) => self.decide_list(key, *kind, op),
+            ChannelCommand::Send(m) => self.decide_send(key, m, now),
+        }
+    }
+
+    fn apply(&mut self, position: Position, event: &ChannelEvent) {
+        if position > self.position {
+            self.position = position;
+        }
+        match event {
+            ChannelEvent::Created { info } => {
+                self.exists = true;
+                self.deleted = false;
+                self.info = *info;
+            }
+            ChannelEvent::InfoUpdated { info } => self.info = *info,
+            ChannelEvent::Deleted => {
+                self.exists = false;
+                self.deleted = true;
+                self.info = ChannelInfo::default();
+                self.subscribers.clear();
+                self.blacklist.clear();
+                self.whitelist.clear();
+            }
+            ChannelEvent::SubscribersAdded { uids } => self.subscribers.extend(uids.iter().cloned()),
+            ChannelEvent::SubscribersRemoved { uids } => uids.iter().for_each(|u| {
+                self.subscribers.remove(u);
+            }),
+            ChannelEvent::SubscribersReset { uids } => self.subscribers = uids.iter().cloned().collect(),
+            ChannelEvent::BlacklistAdded { uids } => self.blacklist.extend(uids.iter().cloned()),
+            ChannelEvent::BlacklistRemoved { uids } => uids.iter().for_each(|u| {
+                self.blacklist.remove(u);
+            }),
+            ChannelEvent::BlacklistSet { uids } => self.blacklist = uids.iter().cloned().collect(),
+            ChannelEvent::WhitelistAdded { uids } => self.whitelist.extend(uids.iter().cloned()),
+            ChannelEvent::WhitelistRemoved { uids } => uids.iter().for_each(|u| {
+                self.whitelist.remove(u);
+            }),
+            ChannelEvent::WhitelistSet { uids } => self.whitelist = uids.iter().cloned().collect(),
+            ChannelEvent::MessageAppended(m) => {
+                if m.header.sync_once {
+                    self.last_command_seq = self.last_command_seq.max(m.message_seq);
+                } else {
+                    self.last_message_seq = self.last_message_seq.max(m.message_seq);
+                    self.red_dot_count = self.red_dot_count.max(m.red_dot_ordinal);
+                    self.last_message_at = m.timestamp;
+                    let mark = ChannelMark { seq: m.message_seq, red_dots: m.red_dot_ordinal };
+                    let entry = self.last_sent.entry(m.from_uid.clone()).or_default();
+                    if mark.seq >= entry.seq {
+                        *entry = mark;
+                    }
+                }
+            }
+        }
+    }
+
+    fn wrap(event: ChannelEvent) -> Event {
+        Event::Channel(event)
+    }
+
+    fn unwrap(event: &Event) -> Option<&ChannelEvent> {
+        match event {
+            Event::Channel(e) => Some(e),
+            _ => None,
+        }
+    }
+}

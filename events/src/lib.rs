@@ -1,0 +1,37 @@
+//! Rookery's domain: the events every mutation is recorded as, the aggregates that decide and apply
+//! them, and the byte format of the stored envelope.
+//!
+//! **Invariant:** this crate does no I/O, reads no clock and makes no random ids: time, ids and the
+//! acting party arrive as arguments, so deciding and replaying are deterministic.
+//!
+//! Each aggregate ([`ChannelState`], [`UserState`], [`SystemState`]) has a pure
+//! [`Aggregate::decide`] (command → events or a [`Rejection`]) and an infallible [`Aggregate::apply`].
+//! Envelopes are stored as a format byte plus bincode ([`EnvelopeBody::encode`]); a persisted variant
+//! is never edited, only new ones appended, and `tests/golden.rs` holds a checked-in log every later
+//! version must still read.
+#![warn(missing_docs)]
+
+mod aggregate;
+mod chain;
+mod channel;
+mod envelope;
+mod ids;
+mod system;
+mod user;
+
+#[cfg(test)]
+mod tests;
+
+pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, STATE_FORMAT_V1};
+pub use chain::{link, sha256, ChainHash, Position};
+pub use channel::{
+    ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload,
+    PeerPolicy, SendMessage, SenderStanding,
+};
+pub use envelope::{Actor, DecodeError, Envelope, EnvelopeBody, Event, Meta, StreamId, FORMAT_V1};
+pub use ids::{
+    person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag,
+    DeviceLevel, MessageId, MessageSeq, RequestId, StreamNo, Timestamp, Uid, SYSTEM_UID,
+};
+pub use system::{SystemCommand, SystemEvent, SystemState};
+pub use user::{ChannelMark, ConversationMarks, DeviceToken, QueuedCommand, UserCommand, UserEvent, UserState};

@@ -1,0 +1,342 @@
+//! Domain rules, each as given (past events) / when (command) / then (events or rejection).
+
+use crate::*;
+
+fn uids(list: &[&str]) -> Vec<Uid> {
+    list.iter().map(|s| Uid::from(*s)).collect()
+}
+
+fn group() -> ChannelKey {
+    ChannelKey::new("g1", ChannelType::GROUP)
+}
+
+/// The only code here that calls `decide` and `apply`.
+fn check<A: Aggregate>(key: &A::Key, given: &[A::Event], when: A::Command, then: Result<Vec<A::Event>, Rejection>)
+where
+    A::Event: PartialEq,
+{
+    let mut state = A::default();
+    for (i, e) in given.iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    let got = state.decide(key, &when, Timestamp(1_700_000_000_000));
+    assert_eq!(got, then);
+    if let Ok(events) = got {
+        // Applying what was decided must never panic, and deciding must not have changed state.
+        let before = state.clone();
+        for e in &events {
+            state.apply(Position(given.len() as u64 + 1), e);
+        }
+        if events.is_empty() {
+            assert_eq!(state, before);
+        }
+    }
+}
+
+fn send(from: &str, payload: &[u8]) -> ChannelCommand {
+    ChannelCommand::Send(Box::new(SendMessage {
+        message_id: MessageId(42),
+        client_msg_no: ClientMsgNo::from("c1"),
+        from_uid: from.into(),
+        header: MessageHeader { red_dot: true, ..Default::default() },
+        setting: 0,
+        stream_no: None,
+        expire: 0,
+        topic: None,
+        payload: payload.to_vec(),
+        sender: SenderStanding::default(),
+        peer: PeerPolicy::default(),
+    }))
+}
+
+fn appended(seq: u64, from: &str, red_dot_ordinal: u64) -> ChannelEvent {
+    ChannelEvent::MessageAppended(Box::new(Message {
+        channel: group(),
+        message_seq: MessageSeq(seq),
+        message_id: MessageId(42),
+        client_msg_no: ClientMsgNo::from("c1"),
+        from_uid: from.into(),
+        header: MessageHeader { red_dot: true, ..Default::default() },
+        setting: 0,
+        stream_no: None,
+        expire: 0,
+        topic: None,
+        timestamp: Timestamp(1_700_000_000_000),
+        red_dot_ordinal,
+        payload: Payload::Inline(b"hi".to_vec()),
+    }))
+}
+
+fn created() -> ChannelEvent {
+    ChannelEvent::Created { info: ChannelInfo::default() }
+}
+
+#[test]
+fn subscriber_add_creates_the_channel_and_skips_existing_members() {
+    check::<ChannelState>(
+        &group(),
+        &[],
+        ChannelCommand::AddSubscribers { uids: uids(&["a", "b", "a"]), reset: false },
+        Ok(vec![created(), ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) }]),
+    );
+    check::<ChannelState>(
+        &group(),
+        &[created(), ChannelEvent::SubscribersAdded { uids: uids(&["a"]) }],
+        ChannelCommand::AddSubscribers { uids: uids(&["a", "c"]), reset: false },
+        Ok(vec![ChannelEvent::SubscribersAdded { uids: uids(&["c"]) }]),
+    );
+}
+
+#[test]
+fn subscriber_add_rejects_empty_lists_and_person_channels() {
+    check::<ChannelState>(
+        &group(),
+        &[],
+        ChannelCommand::AddSubscribers { uids: vec![], reset: false },
+        Err(Rejection::Invalid("subscribers must not be empty".into())),
+    );
+    check::<ChannelState>(
+        &ChannelKey::new("u1", ChannelType::PERSON),
+        &[],
+        ChannelCommand::AddSubscribers { uids: uids(&["a"]), reset: false },
+        Err(Rejection::Invalid("channel type 1 cannot have subscribers".into())),
+    );
+}
+
+#[test]
+fn reset_replaces_the_set() {
+    check::<ChannelState>(
+        &group(),
+        &[created(), ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) }],
+        ChannelCommand::Upsert { info: ChannelInfo::default(), subscribers: uids(&["c"]), reset: true },
+        Ok(vec![ChannelEvent::SubscribersReset { uids: uids(&["c"]) }]),
+    );
+}
+
+#[test]
+fn unknown_channel_type_is_rejected() {
+    check::<ChannelState>(
+        &ChannelKey::new("x", ChannelType(0)),
+        &[],
+        ChannelCommand::SetInfo(ChannelInfo::default()),
+        Err(Rejection::Invalid("unknown channel_type 0".into())),
+    );
+}
+
+#[test]
+fn sends_get_dense_sequence_numbers() {
+    let members = ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) };
+    check::<ChannelState>(&group(), &[created(), members.clone()], send("a", b"hi"), Ok(vec![appended(1, "a", 1)]));
+    check::<ChannelState>(
+        &group(),
+        &[created(), members, appended(1, "a", 1)],
+        send("b", b"hi"),
+        Ok(vec![appended(2, "b", 2)]),
+    );
+}
+
+#[test]
+fn send_permissions_follow_the_rule_order() {
+    let members = ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) };
+    check::<ChannelState>(&group(), &[], send("a", b"x"), Err(Rejection::ChannelNotFound));
+    check::<ChannelState>(&group(), &[created()], send("a", b"x"), Err(Rejection::NotSubscriber));
+    check::<ChannelState>(
+        &group(),
+        &[created(), members.clone(), ChannelEvent::BlacklistAdded { uids: uids(&["a"]) }],
+        send("a", b"x"),
+        Err(Rejection::InBlacklist),
+    );
+    check::<ChannelState>(
+        &group(),
+        &[created(), members.clone(), ChannelEvent::WhitelistAdded { uids: uids(&["b"]) }],
+        send("a", b"x"),
+        Err(Rejection::NotInWhitelist),
+    );
+    check::<ChannelState>(
+        &group(),
+        &[created(), members.clone(), ChannelEvent::InfoUpdated { info: ChannelInfo { ban: true, ..Default::default() } }],
+        send("a", b"x"),
+        Err(Rejection::Banned),
+    );
+    check::<ChannelState>(&group(), &[created(), members, ChannelEvent::Deleted], send("a", b"x"), Err(Rejection::Disbanded));
+}
+
+#[test]
+fn system_senders_bypass_lists_and_membership() {
+    let mut cmd = send("sys", b"x");
+    if let ChannelCommand::Send(m) = &mut cmd {
+        m.sender.is_system = true;
+    }
+    check::<ChannelState>(
+        &group(),
+        &[created(), ChannelEvent::BlacklistAdded { uids: uids(&["sys"]) }],
+        cmd,
+        Ok(vec![ChannelEvent::MessageAppended(Box::new(Message {
+            from_uid: "sys".into(),
+            payload: Payload::Inline(b"x".to_vec()),
+            ..match appended(1, "sys", 1) {
+                ChannelEvent::MessageAppended(m) => *m,
+                _ => unreachable!(),
+            }
+        }))]),
+    );
+}
+
+#[test]
+fn person_channel_denylist_of_the_receiver_wins() {
+    let key = ChannelKey::new(person_channel_id(&"a".into(), &"b".into()), ChannelType::PERSON);
+    let mut cmd = send("a", b"x");
+    if let ChannelCommand::Send(m) = &mut cmd {
+        m.peer.blocked = true;
+    }
+    check::<ChannelState>(&key, &[], cmd, Err(Rejection::InBlacklist));
+}
+
+#[test]
+fn no_persist_is_checked_but_not_stored() {
+    let mut cmd = send("a", b"x");
+    if let ChannelCommand::Send(m) = &mut cmd {
+        m.header.no_persist = true;
+    }
+    check::<ChannelState>(&group(), &[created(), ChannelEvent::SubscribersAdded { uids: uids(&["a"]) }], cmd, Ok(vec![]));
+}
+
+#[test]
+fn empty_payload_and_sender_are_rejected() {
+    check::<ChannelState>(&group(), &[created()], send("a", b""), Err(Rejection::Invalid("payload must not be empty".into())));
+    check::<ChannelState>(&group(), &[created()], send("", b"x"), Err(Rejection::Invalid("from_uid must not be empty".into())));
+}
+
+#[test]
+fn lists_reject_empty_add_and_allow_empty_set() {
+    check::<ChannelState>(
+        &group(),
+        &[created()],
+        ChannelCommand::List(ListKind::Blacklist, ListOp::Add(vec![])),
+        Err(Rejection::Invalid("uids must not be empty".into())),
+    );
+    check::<ChannelState>(
+        &group(),
+        &[created(), ChannelEvent::WhitelistAdded { uids: uids(&["a"]) }],
+        ChannelCommand::List(ListKind::Whitelist, ListOp::Set(vec![])),
+        Ok(vec![ChannelEvent::WhitelistSet { uids: vec![] }]),
+    );
+    check::<ChannelState>(&group(), &[], ChannelCommand::List(ListKind::Blacklist, ListOp::Add(uids(&["a"]))), Err(Rejection::ChannelNotFound));
+}
+
+#[test]
+fn tokens_are_stored_as_hashes_and_quit_removes_them() {
+    let uid = Uid::from("u1");
+    let set = UserCommand::SetToken { device_flag: DeviceFlag::WEB, device_level: DeviceLevel::MASTER, token: "t".into() };
+    let set_event = UserEvent::TokenSet { device_flag: DeviceFlag::WEB, device_level: DeviceLevel::MASTER, token_hash: sha256(b"t") };
+    check::<UserState>(&uid, &[], set.clone(), Ok(vec![set_event.clone()]));
+    check::<UserState>(&uid, &[set_event.clone()], set, Ok(vec![]));
+    check::<UserState>(&uid, &[set_event], UserCommand::QuitDevice(None), Ok(vec![UserEvent::DeviceQuit { device_flag: None }]));
+    check::<UserState>(&uid, &[], UserCommand::QuitDevice(None), Ok(vec![]));
+    check::<UserState>(
+        &uid,
+        &[],
+        UserCommand::SetToken { device_flag: DeviceFlag(7), device_level: DeviceLevel::SLAVE, token: "t".into() },
+        Err(Rejection::Invalid("unknown device_flag 7".into())),
+    );
+}
+
+#[test]
+fn sync_ack_only_records_pending_entries() {
+    let queued = UserEvent::CommandQueued { channel: group(), message_seq: MessageSeq(1), message_id: MessageId(9) };
+    check::<UserState>(
+        &"u1".into(),
+        &[queued],
+        UserCommand::AckSync(vec![Position(1), Position(7)]),
+        Ok(vec![UserEvent::SyncAcked { entries: vec![Position(1)] }]),
+    );
+}
+
+#[test]
+fn system_uids_add_only_new_ones() {
+    check::<SystemState>(
+        &(),
+        &[SystemEvent::SystemUidsAdded { uids: uids(&["a"]) }],
+        SystemCommand::AddSystemUids(uids(&["a", "b"])),
+        Ok(vec![SystemEvent::SystemUidsAdded { uids: uids(&["b"]) }]),
+    );
+    check::<SystemState>(&(), &[], SystemCommand::RemoveSystemUids(uids(&["a"])), Ok(vec![]));
+}
+
+#[test]
+fn digest_ignores_erasure_of_payloads() {
+    let body = EnvelopeBody {
+        stream: StreamId::Channel(group()),
+        meta: Meta {
+            recorded_at: Timestamp(1),
+            actor: Actor::System,
+            request_id: RequestId([7; 16]),
+            source: None,
+            user_agent: None,
+        },
+        event: Event::Channel(appended(1, "a", 1)),
+    };
+    let mut erased = body.clone();
+    if let Event::Channel(ChannelEvent::MessageAppended(m)) = &mut erased.event {
+        m.payload = m.payload.erased();
+    }
+    assert_ne!(body.encode(), erased.encode());
+    assert_eq!(body.digest(), erased.digest());
+    assert_eq!(EnvelopeBody::decode(&body.encode()), Ok(body));
+}
+
+#[test]
+fn decoding_rejects_unknown_formats_and_trailing_bytes() {
+    assert_eq!(EnvelopeBody::decode(&[]), Err(DecodeError::Empty));
+    assert_eq!(EnvelopeBody::decode(&[9, 0]), Err(DecodeError::UnknownFormat(9)));
+    let mut bytes = EnvelopeBody {
+        stream: StreamId::System,
+        meta: Meta { recorded_at: Timestamp(1), actor: Actor::System, request_id: RequestId([0; 16]), source: None, user_agent: None },
+        event: Event::System(SystemEvent::SystemUidsAdded { uids: uids(&["a"]) }),
+    }
+    .encode();
+    bytes.push(0);
+    assert_eq!(EnvelopeBody::decode(&bytes), Err(DecodeError::Trailing(1)));
+}
+
+#[test]
+fn stream_keys_are_distinct_per_kind() {
+    let k = group();
+    let keys = [
+        StreamId::Channel(k.clone()).key(),
+        StreamId::ChannelCommands(k).key(),
+        StreamId::User("g1".into()).key(),
+        StreamId::System.key(),
+    ];
+    for (i, a) in keys.iter().enumerate() {
+        assert!(!a.contains(&0xFF));
+        for b in &keys[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+#[test]
+fn unread_counts_red_dots_of_others_after_the_latest_read_point() {
+    let m = |seq, red_dots| ChannelMark { seq: MessageSeq(seq), red_dots };
+    let joined = ConversationMarks { joined: Some(m(10, 8)), ..Default::default() };
+    assert_eq!(joined.unread(m(15, 12), None), 4);
+    // The user's own message at seq 13 means everything up to it was read.
+    assert_eq!(joined.unread(m(15, 12), Some(m(13, 11))), 1);
+    // An explicit setting counts on top of red dots that came after it.
+    let set = ConversationMarks { unread_set: Some((2, m(14, 11))), ..joined.clone() };
+    assert_eq!(set.unread(m(15, 12), None), 3);
+    // Deleting the conversation clears what came before.
+    let deleted = ConversationMarks { deleted_at: m(15, 12), ..joined };
+    assert_eq!(deleted.unread(m(15, 12), None), 0);
+}
+
+#[test]
+fn unread_cannot_be_set_above_the_channel_count() {
+    check::<UserState>(
+        &"u1".into(),
+        &[],
+        UserCommand::SetUnread { channel: group(), unread: 5, at: ChannelMark { seq: MessageSeq(3), red_dots: 3 } },
+        Err(Rejection::Invalid("unread 5 is more than the channel's 3 messages that count".into())),
+    );
+}

@@ -1,0 +1,336 @@
+//! The user aggregate: device tokens, conversation marks and the write-spread command queue.
+
+use std::collections::BTreeMap;
+
+use bincode::{Decode, Encode};
+
+use crate::aggregate::{Aggregate, Rejection};
+use crate::chain::{sha256, ChainHash, Position};
+use crate::envelope::Event;
+use crate::ids::{ChannelKey, DeviceFlag, DeviceLevel, MessageId, MessageSeq, Timestamp, Uid};
+
+/// Something that happened to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum UserEvent {
+    /// A device token was registered or replaced. Only the token's SHA-256 is stored, so the log
+    /// never holds a usable credential.
+    TokenSet {
+        /// Which device kind.
+        device_flag: DeviceFlag,
+        /// Master or slave.
+        device_level: DeviceLevel,
+        /// SHA-256 of the token.
+        token_hash: ChainHash,
+    },
+    /// A device (or, with `None`, every device) was logged out: its token no longer authenticates.
+    DeviceQuit {
+        /// The device kind, or every kind.
+        device_flag: Option<DeviceFlag>,
+    },
+    /// A command message was queued for this user (write spread). Written by the channel that
+    /// stored the message, in the same atomic append.
+    CommandQueued {
+        /// The channel the command was sent in.
+        channel: ChannelKey,
+        /// Its seq in the channel's command sequence.
+        message_seq: MessageSeq,
+        /// Its id.
+        message_id: MessageId,
+    },
+    /// The user acknowledged queued commands; they will not be offered again.
+    SyncAcked {
+        /// Log positions of the acknowledged `CommandQueued` events.
+        entries: Vec<Position>,
+    },
+    /// The unread count of a conversation was set as of a channel position.
+    UnreadSet {
+        /// The conversation's channel.
+        channel: ChannelKey,
+        /// The new unread count.
+        unread: u64,
+        /// Where the channel was when it was set.
+        at: ChannelMark,
+    },
+    /// A conversation was removed from the user's list up to a channel position.
+    ConversationDeleted {
+        /// The conversation's channel.
+        channel: ChannelKey,
+        /// Messages up to here are hidden from the conversation.
+        at: ChannelMark,
+    },
+    /// The user got a conversation with a channel (joined a group, or a first person message).
+    /// Written by the channel, in the same atomic append as the change that caused it.
+    ConversationJoined {
+        /// The channel.
+        channel: ChannelKey,
+        /// Where the channel was: history up to here is not unread.
+        at: ChannelMark,
+    },
+    /// The user left a channel's conversation (removed from its subscribers, or the channel was
+    /// deleted). Written by the channel.
+    ConversationLeft {
+        /// The channel.
+        channel: ChannelKey,
+    },
+}
+
+/// A point in a channel's message sequence, with the channel's red-dot count there, so unread counts
+/// from that point on are one subtraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]
+pub struct ChannelMark {
+    /// The channel's last message_seq at that point.
+    pub seq: MessageSeq,
+    /// The channel's red-dot count at that point.
+    pub red_dots: u64,
+}
+
+impl UserEvent {
+    /// Stable kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UserEvent::TokenSet { .. } => "user.token_set",
+            UserEvent::DeviceQuit { .. } => "user.device_quit",
+            UserEvent::CommandQueued { .. } => "user.command_queued",
+            UserEvent::SyncAcked { .. } => "user.sync_acked",
+            UserEvent::UnreadSet { .. } => "user.unread_set",
+            UserEvent::ConversationDeleted { .. } => "user.conversation_deleted",
+            UserEvent::ConversationJoined { .. } => "user.conversation_joined",
+            UserEvent::ConversationLeft { .. } => "user.conversation_left",
+        }
+    }
+
+    /// Events that channels write into user streams rather than the user deciding them.
+    pub fn is_written_by_channel(&self) -> bool {
+        matches!(self, UserEvent::CommandQueued { .. } | UserEvent::ConversationJoined { .. } | UserEvent::ConversationLeft { .. })
+    }
+}
+
+/// An instruction to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCommand {
+    /// Register a token for a device kind.
+    SetToken {
+        /// Device kind (0 app, 1 web, 2 desktop).
+        device_flag: DeviceFlag,
+        /// Master or slave.
+        device_level: DeviceLevel,
+        /// The token in clear (only its hash is recorded).
+        token: String,
+    },
+    /// Log a device kind out (`None` = all).
+    QuitDevice(Option<DeviceFlag>),
+    /// Acknowledge queued commands by the positions of their queue entries.
+    AckSync(Vec<Position>),
+    /// Set a conversation's unread count as of the channel's current position.
+    SetUnread {
+        /// The conversation.
+        channel: ChannelKey,
+        /// Unread count.
+        unread: u64,
+        /// Where the channel is now.
+        at: ChannelMark,
+    },
+    /// Delete a conversation up to the channel's current position.
+    DeleteConversation {
+        /// The conversation.
+        channel: ChannelKey,
+        /// Where the channel is now.
+        at: ChannelMark,
+    },
+}
+
+/// A registered device token.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeviceToken {
+    /// Master or slave.
+    pub level: DeviceLevel,
+    /// SHA-256 of the token.
+    pub token_hash: ChainHash,
+}
+
+impl DeviceToken {
+    /// Whether `token` is the registered one.
+    pub fn matches(&self, token: &str) -> bool {
+        !token.is_empty() && sha256(token.as_bytes()) == self.token_hash
+    }
+}
+
+/// A command waiting in the user's write-spread queue.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct QueuedCommand {
+    /// Channel of the command.
+    pub channel: ChannelKey,
+    /// Its command seq.
+    pub message_seq: MessageSeq,
+    /// Its id.
+    pub message_id: MessageId,
+}
+
+/// One conversation of the user: membership and what the user did to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct ConversationMarks {
+    /// Where the channel was when the user joined; `None` after leaving (or never joined: a mark
+    /// set by the user alone does not make a conversation).
+    pub joined: Option<ChannelMark>,
+    /// Last explicit unread setting: (count, where the channel was).
+    pub unread_set: Option<(u64, ChannelMark)>,
+    /// Messages up to here are hidden from the conversation.
+    pub deleted_at: ChannelMark,
+    /// Log position of the last change, for the conversation's version.
+    pub changed_at: Position,
+}
+
+impl ConversationMarks {
+    /// Whether the conversation is listed: the user is a member.
+    pub fn is_member(&self) -> bool {
+        self.joined.is_some()
+    }
+
+    /// The point up to which the user has seen the channel: the latest of joining, deleting the
+    /// conversation and the user's own last message (`own_last_sent`).
+    pub fn read_base(&self, own_last_sent: Option<ChannelMark>) -> ChannelMark {
+        [self.joined.unwrap_or_default(), self.deleted_at, own_last_sent.unwrap_or_default()]
+            .into_iter()
+            .max_by_key(|m| m.seq)
+            .unwrap_or_default()
+    }
+
+    /// Unread messages: red-dot messages of others after the read base, or after an explicit unread
+    /// setting made later than that base (then counted on top of the set value).
+    pub fn unread(&self, last: ChannelMark, own_last_sent: Option<ChannelMark>) -> u64 {
+        let base = self.read_base(own_last_sent);
+        match self.unread_set {
+            Some((count, at)) if at.seq >= base.seq => count + last.red_dots.saturating_sub(at.red_dots),
+            _ => last.red_dots.saturating_sub(base.red_dots),
+        }
+    }
+}
+
+/// The state of one user, rebuilt from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct UserState {
+    /// Registered tokens per device kind.
+    pub tokens: BTreeMap<DeviceFlag, DeviceToken>,
+    /// Write-spread queue, keyed by the position of the `CommandQueued` event.
+    pub pending_commands: BTreeMap<Position, QueuedCommand>,
+    /// Per-conversation marks.
+    pub conversations: BTreeMap<ChannelKey, ConversationMarks>,
+    /// Log position of the last event applied.
+    pub position: Position,
+}
+
+impl Aggregate for UserState {
+    type Key = Uid;
+    type Command = UserCommand;
+    type Event = UserEvent;
+
+    fn decide(&self, uid: &Uid, cmd: &UserCommand, _now: Timestamp) -> Result<Vec<UserEvent>, Rejection> {
+        if uid.0.is_empty() {
+            return Err(Rejection::Invalid("uid must not be empty".into()));
+        }
+        Ok(match cmd {
+            UserCommand::SetToken { device_flag, device_level, token } => {
+                if token.is_empty() {
+                    return Err(Rejection::Invalid("token must not be empty".into()));
+                }
+                if !device_flag.is_client() {
+                    return Err(Rejection::Invalid(format!("unknown device_flag {}", device_flag.0)));
+                }
+                if device_level.0 > 1 {
+                    return Err(Rejection::Invalid(format!("unknown device_level {}", device_level.0)));
+                }
+                let token_hash = sha256(token.as_bytes());
+                let unchanged = self.tokens.get(device_flag).is_some_and(|t| t.level == *device_level && t.token_hash == token_hash);
+                if unchanged {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::TokenSet { device_flag: *device_flag, device_level: *device_level, token_hash }]
+                }
+            }
+            UserCommand::QuitDevice(flag) => {
+                if let Some(f) = flag {
+                    if !f.is_client() {
+                        return Err(Rejection::Invalid(format!("unknown device_flag {}", f.0)));
+                    }
+                }
+                let any = match flag {
+                    Some(f) => self.tokens.contains_key(f),
+                    None => !self.tokens.is_empty(),
+                };
+                if any { vec![UserEvent::DeviceQuit { device_flag: *flag }] } else { Vec::new() }
+            }
+            UserCommand::AckSync(entries) => {
+                let acked: Vec<Position> = entries.iter().copied().filter(|p| self.pending_commands.contains_key(p)).collect();
+                if acked.is_empty() { Vec::new() } else { vec![UserEvent::SyncAcked { entries: acked }] }
+            }
+            UserCommand::SetUnread { channel, unread, at } => {
+                if *unread > at.red_dots {
+                    return Err(Rejection::Invalid(format!("unread {unread} is more than the channel's {} messages that count", at.red_dots)));
+                }
+                vec![UserEvent::UnreadSet { channel: channel.clone(), unread: *unread, at: *at }]
+            }
+            UserCommand::DeleteConversation { channel, at } => {
+                vec![UserEvent::ConversationDeleted { channel: channel.clone(), at: *at }]
+            }
+        })
+    }
+
+    fn apply(&mut self, position: Position, event: &UserEvent) {
+        self.position = self.position.max(position);
+        match event {
+            UserEvent::TokenSet { device_flag, device_level, token_hash } => {
+                self.tokens.insert(*device_flag, DeviceToken { level: *device_level, token_hash: *token_hash });
+            }
+            UserEvent::DeviceQuit { device_flag: Some(f) } => {
+                self.tokens.remove(f);
+            }
+            UserEvent::DeviceQuit { device_flag: None } => self.tokens.clear(),
+            UserEvent::CommandQueued { channel, message_seq, message_id } => {
+                self.pending_commands.insert(
+                    position,
+                    QueuedCommand { channel: channel.clone(), message_seq: *message_seq, message_id: *message_id },
+                );
+            }
+            UserEvent::SyncAcked { entries } => entries.iter().for_each(|p| {
+                self.pending_commands.remove(p);
+            }),
+            // Every arm below touches its own fields or takes a maximum, so channel-written and
+            // user-decided events give the same state in whichever order a live actor sees them.
+            UserEvent::UnreadSet { channel, unread, at } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                if marks.unread_set.is_none_or(|(_, prev)| at.seq >= prev.seq) {
+                    marks.unread_set = Some((*unread, *at));
+                }
+                marks.changed_at = marks.changed_at.max(position);
+            }
+            UserEvent::ConversationDeleted { channel, at } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                if at.seq >= marks.deleted_at.seq {
+                    marks.deleted_at = *at;
+                }
+                marks.changed_at = marks.changed_at.max(position);
+            }
+            UserEvent::ConversationJoined { channel, at } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                marks.joined = Some(*at);
+                marks.changed_at = marks.changed_at.max(position);
+            }
+            UserEvent::ConversationLeft { channel } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                marks.joined = None;
+                marks.changed_at = marks.changed_at.max(position);
+            }
+        }
+    }
+
+    fn wrap(event: UserEvent) -> Event {
+        Event::User(event)
+    }
+
+    fn unwrap(event: &Event) -> Option<&UserEvent> {
+        match event {
+            Event::User(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The checked-in log `fixtures/golden-v1.log` holds one envelope of every event kind as format 1
+//! wrote it. Every later version of Rookery must decode it to exactly these values, and must still
+//! encode these values to exactly these bytes. Adding an event kind means adding a new fixture, never
+//! editing this one. Regenerate only deliberately: `ROOKERY_BLESS_GOLDEN=1 cargo test -p rookery-events`.
+
+use rookery_events::*;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1.log");
+
+fn meta(i: u8, actor: Actor) -> Meta {
+    Meta {
+        recorded_at: Timestamp(1_700_000_000_000 + u64::from(i)),
+        actor,
+        request_id: RequestId([i; 16]),
+        source: if i % 2 == 0 { Some(format!("10.0.0.{i}:5555")) } else { None },
+        user_agent: if i % 3 == 0 { Some("curl/8".into()) } else { None },
+    }
+}
+
+fn sample() -> Vec<EnvelopeBody> {
+    let g = ChannelKey::new("g1", ChannelType::GROUP);
+    let p = ChannelKey::new(person_channel_id(&"alice".into(), &"bob".into()), ChannelType::PERSON);
+    let api = || Actor::Api { credential: "ops".into() };
+    let client = || Actor::Client { uid: "alice".into(), device_flag: DeviceFlag::WEB };
+    let u = |s: &str| Uid::from(s);
+    let message = |key: &ChannelKey, seq: u64, sync_once: bool| {
+        Box::new(Message {
+            channel: key.clone(),
+            message_seq: MessageSeq(seq),
+            message_id: MessageId(1_810_000_000_000_000_000 + seq as i64),
+            client_msg_no: ClientMsgNo::from("cmn-1"),
+            from_uid: u("alice"),
+            header: MessageHeader { no_persist: false, red_dot: !sync_once, sync_once },
+            setting: 0b0100_0000,
+            stream_no: if seq == 2 { Some(StreamNo::from("s1")) } else { None },
+            expire: 3600,
+            topic: if seq == 2 { Some("t".into()) } else { None },
+            timestamp: Timestamp(1_700_000_000_123),
+            red_dot_ordinal: seq,
+            payload: Payload::Inline(br#"{"type":1,"content":"hi"}"#.to_vec()),
+        })
+    };
+    let channel_events = vec![
+        ChannelEvent::Created { info: ChannelInfo { large: true, ..Default::default() } },
+        ChannelEvent::InfoUpdated {
+            info: ChannelInfo { ban: true, disband: false, send_ban: true, large: false, allow_stranger: true },
+        },
+        ChannelEvent::SubscribersAdded { uids: vec![u("alice"), u("bob")] },
+        ChannelEvent::SubscribersRemoved { uids: vec![u("bob")] },
+        ChannelEvent::SubscribersReset { uids: vec![u("carol")] },
+        ChannelEvent::BlacklistAdded { uids: vec![u("mallory")] },
+        ChannelEvent::BlacklistRemoved { uids: vec![u("mallory")] },
+        ChannelEvent::BlacklistSet { uids: vec![] },
+        ChannelEvent::WhitelistAdded { uids: vec![u("alice")] },
+        ChannelEvent::WhitelistRemoved { uids: vec![u("alice")] },
+        ChannelEvent::WhitelistSet { uids: vec![u("alice"), u("carol")] },
+        ChannelEvent::MessageAppended(message(&g, 1, false)),
+        ChannelEvent::MessageAppended(message(&p, 2, false)),
+        ChannelEvent::Deleted,
+    ];
+    let mut out: Vec<EnvelopeBody> = Vec::new();
+    let mut i = 0u8;
+    let mut push = |stream: StreamId, actor: Actor, event: Event| {
+        i += 1;
+        out.push(EnvelopeBody { stream, meta: meta(i, actor), event });
+    };
+    for e in channel_events {
+        push(StreamId::Channel(g.clone()), api(), Event::Channel(e));
+    }
+    let cmd = message(&g, 1, true);
+    push(StreamId::ChannelCommands(g.clone()), client(), Event::Channel(ChannelEvent::MessageAppended(cmd)));
+    let user_events = vec![
+        UserEvent::TokenSet { device_flag: DeviceFlag::APP, device_level: DeviceLevel::MASTER, token_hash: sha256(b"secret") },
+        UserEvent::DeviceQuit { device_flag: Some(DeviceFlag::APP) },
+        UserEvent::DeviceQuit { device_flag: None },
+        UserEvent::CommandQueued { channel: g.clone(), message_seq: MessageSeq(1), message_id: MessageId(77) },
+        UserEvent::SyncAcked { entries: vec![Position(18), Position(19)] },
+        UserEvent::UnreadSet { channel: p.clone(), unread: 3, at: ChannelMark { seq: MessageSeq(2), red_dots: 2 } },
+        UserEvent::ConversationDeleted { channel: p.clone(), at: ChannelMark { seq: MessageSeq(2), red_dots: 2 } },
+        UserEvent::ConversationJoined { channel: g.clone(), at: ChannelMark { seq: MessageSeq(5), red_dots: 4 } },
+        UserEvent::ConversationLeft { channel: p },
+    ];
+    for e in user_events {
+        push(StreamId::User(u("alice")), Actor::System, Event::User(e));
+    }
+    push(StreamId::System, api(), Event::System(SystemEvent::SystemUidsAdded { uids: vec![u("bot")] }));
+    push(StreamId::System, api(), Event::System(SystemEvent::SystemUidsRemoved { uids: vec![u("bot")] }));
+    // One erased payload, as an erasure would leave it.
+    let mut erased = message(&g, 3, false);
+    erased.payload = erased.payload.erased();
+    push(StreamId::Channel(g), client(), Event::Channel(ChannelEvent::MessageAppended(erased)));
+    out
+}
+
+/// File layout: for each envelope, `u32 BE length` then the encoded body.
+fn encode_log(bodies: &[EnvelopeBody]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for b in bodies {
+        let bytes = b.encode();
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+fn split_log(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        out.push(&bytes[4..4 + len]);
+        bytes = &bytes[4 + len..];
+    }
+    out
+}
+
+#[test]
+fn golden_log_v1_still_decodes_and_encodes_identically() {
+    let sample = sample();
+    if std::env::var_os("ROOKERY_BLESS_GOLDEN").is_some() {
+        std::fs::write(FIXTURE, encode_log(&sample)).unwrap();
+    }
+    let fixture = std::fs::read(FIXTURE).expect("the golden fixture is checked in");
+    let records = split_log(&fixture);
+    assert_eq!(records.len(), sample.len(), "fixture holds one record per sample envelope");
+    for (i, (bytes, expected)) in records.iter().zip(&sample).enumerate() {
+        let decoded = EnvelopeBody::decode(bytes).unwrap_or_else(|e| panic!("record {i} no longer decodes: {e}"));
+        assert_eq!(&decoded, expected, "record {i} decodes to a different value");
+        assert_eq!(&expected.encode()[..], *bytes, "record {i} ({}) encodes differently", expected.event.kind());
+    }
+}
+
+#[test]
+fn golden_log_covers_every_event_kind() {
+    let kinds: std::collections::BTreeSet<&str> = sample().iter().map(|b| b.event.kind()).collect();
+    assert_eq!(kinds.len(), 13 + 8 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
+}

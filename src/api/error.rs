@@ -1,0 +1,81 @@
+//! Every failure of the REST API becomes an HTTP status plus `{"status": <code>, "msg": "..."}`.
+
+use rookery_actors::CoreError;
+use rookery_events::Rejection;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+/// An API error: the HTTP status and a lower-case message naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status (4xx for the caller's mistakes, 5xx for ours).
+    pub status: StatusCode,
+    /// What went wrong, for humans.
+    pub msg: String,
+}
+
+impl ApiError {
+    /// 400 with a message.
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, msg: msg.into() }
+    }
+
+    /// 404 with a message.
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, msg: msg.into() }
+    }
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        let status = match &e {
+            CoreError::Rejected(Rejection::ChannelNotFound) => StatusCode::NOT_FOUND,
+            CoreError::Rejected(
+                Rejection::Banned | Rejection::SendBanned | Rejection::InBlacklist | Rejection::NotSubscriber | Rejection::NotInWhitelist,
+            ) => StatusCode::FORBIDDEN,
+            CoreError::Rejected(Rejection::Disbanded) => StatusCode::GONE,
+            CoreError::Rejected(Rejection::Invalid(_)) => StatusCode::BAD_REQUEST,
+            CoreError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError { status, msg: e.to_string() }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "status": self.status.as_u16(), "msg": self.msg });
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+/// Turns every rejection warp or a handler produced into a JSON error response.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+    let err = if let Some(e) = rejection.find::<ApiError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        ApiError::not_found("no such route")
+    } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
+        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, msg: e.to_string().to_lowercase() }
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        ApiError::bad_request(format!("malformed json body: {e}"))
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        ApiError { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, msg: "body must be json".into() }
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError { status: StatusCode::METHOD_NOT_ALLOWED, msg: "method not allowed on this route".into() }
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(format!("malformed query string: {e}"))
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request(format!("missing header {}", e.name()))
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, msg: "internal error".into() }
+    };
+    Ok(err.into_response())
+}

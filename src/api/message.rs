@@ -1,0 +1,404 @@
+//! Sending and reading messages: `/message/send`, `/channel/messagesync` (both forms),
+//! `/channel/max_message_seq`.
+
+use base64::Engine;
+use rookery_actors::SentMessage;
+use rookery_events::{
+    person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, Message, MessageHeader,
+    MessageId, PeerPolicy, SendMessage, SenderStanding, StreamNo, Uid, SYSTEM_UID,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use warp::{Filter, Rejection, Reply};
+
+use super::{json_body, origin, with_state, ApiError, ApiState};
+
+/// Largest page of `/channel/messagesync`.
+const MAX_SYNC_LIMIT: i64 = 10_000;
+/// Page size when `limit` is 0 or absent.
+const DEFAULT_SYNC_LIMIT: i64 = 100;
+
+pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let send = warp::path!("message" / "send").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(send);
+    let sync = warp::path!("channel" / "messagesync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(message_sync);
+    let max_seq = warp::path!("channel" / "max_message_seq")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::query::<MaxSeqQuery>())
+        .and_then(max_message_seq);
+    send.or(sync).unify().or(max_seq).unify()
+}
+
+/// Header flags as 0/1 integers (booleans accepted too).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct HeaderDto {
+    no_persist: Flag,
+    red_dot: Flag,
+    sync_once: Flag,
+}
+
+/// A JSON flag: 0/1 or false/true.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(Flag(b)),
+            Value::Number(n) if n.as_u64() == Some(0) => Ok(Flag(false)),
+            Value::Number(n) if n.as_u64() == Some(1) => Ok(Flag(true)),
+            Value::Null => Ok(Flag(false)),
+            other => Err(serde::de::Error::custom(format!("expected 0 or 1, got {other}"))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendDto {
+    #[serde(default)]
+    header: HeaderDto,
+    #[serde(default)]
+    client_msg_no: Option<String>,
+    #[serde(default, alias = "sender_uid")]
+    from_uid: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    channel_type: Option<u8>,
+    #[serde(default)]
+    expire: u32,
+    payload: String,
+    #[serde(default)]
+    subscribers: Option<Vec<String>>,
+    #[serde(default)]
+    stream_no: Option<String>,
+    #[serde(default)]
+    is_stream: Flag,
+    #[serde(default)]
+    setting: u8,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    no_persist: Option<Flag>,
+    #[serde(default)]
+    sync_once: Option<Flag>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+/// Checks an id the API accepts: non-empty, at most 128 bytes, none of `@ # &`.
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::bad_request(format!("{what} must not be empty")));
+    }
+    if id.len() > 128 {
+        return Err(ApiError::bad_request(format!("{what} is longer than 128 bytes")));
+    }
+    if id.contains(['@', '#', '&']) {
+        return Err(ApiError::bad_request(format!("{what} must not contain @, # or &")));
+    }
+    Ok(())
+}
+
+/// Parses a channel type code.
+pub(crate) fn channel_type(raw: Option<u8>) -> Result<ChannelType, ApiError> {
+    match raw.map(ChannelType) {
+        None | Some(ChannelType(0)) => Err(ApiError::bad_request("channel_type is required")),
+        Some(t) if !t.is_known() => Err(ApiError::bad_request(format!("unknown channel_type {}", t.0))),
+        Some(t) => Ok(t),
+    }
+}
+
+/// The stored channel a caller means: person channels are named by the peer uid plus the caller's uid.
+pub(crate) fn resolve_channel(caller: &Uid, channel_id: &str, ty: ChannelType) -> Result<ChannelKey, ApiError> {
+    if ty == ChannelType::PERSON {
+        if let Some((a, b)) = person_channel_parties(&ChannelId(channel_id.to_owned())) {
+            if a == *caller || b == *caller {
+                return Ok(ChannelKey::new(person_channel_id(&a, &b), ty));
+            }
+            return Err(ApiError::bad_request("person channel id does not include the calling uid"));
+        }
+        check_id("channel_id", channel_id)?;
+        return Ok(ChannelKey::new(person_channel_id(caller, &Uid::from(channel_id)), ty));
+    }
+    check_id("channel_id", channel_id)?;
+    Ok(ChannelKey::new(channel_id, ty))
+}
+
+async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> Result<warp::reply::Response, Rejection> {
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(dto.payload.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
+    if payload.is_empty() {
+        return Err(ApiError::bad_request("payload must not be empty").into());
+    }
+    if payload.len() > state.config.max_payload_bytes {
+        return Err(ApiError { status: warp::http::StatusCode::PAYLOAD_TOO_LARGE, msg: format!("payload is larger than {} bytes", state.config.max_payload_bytes) }.into());
+    }
+    if dto.is_stream.0 {
+        return Err(ApiError::bad_request("stream messages (is_stream) are not supported").into());
+    }
+    if dto.subscribers.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request("sending to an explicit subscribers list is not supported; send to a channel").into());
+    }
+    let _ = dto.device_id;
+    let from = Uid::from(dto.from_uid.filter(|u| !u.is_empty()).unwrap_or_else(|| SYSTEM_UID.to_owned()));
+    if from.0 != SYSTEM_UID {
+        check_id("from_uid", &from.0)?;
+    }
+    let ty = channel_type(dto.channel_type)?;
+    let channel_id = dto.channel_id.unwrap_or_default();
+    let key = resolve_channel(&from, &channel_id, ty)?;
+    let client_msg_no = dto.client_msg_no.filter(|c| !c.is_empty()).unwrap_or_else(|| format!("{}0", uuid::Uuid::new_v4().simple()));
+    if client_msg_no.len() > 128 {
+        return Err(ApiError::bad_request("client_msg_no is longer than 128 bytes").into());
+    }
+    let header = MessageHeader {
+        no_persist: dto.no_persist.unwrap_or(dto.header.no_persist).0,
+        red_dot: dto.header.red_dot.0,
+        sync_once: dto.sync_once.unwrap_or(dto.header.sync_once).0,
+    };
+    let msg = SendMessage {
+        message_id: MessageId(0),
+        client_msg_no: ClientMsgNo(client_msg_no.clone()),
+        from_uid: from,
+        header,
+        setting: dto.setting,
+        stream_no: dto.stream_no.filter(|s| !s.is_empty()).map(StreamNo),
+        expire: dto.expire,
+        topic: dto.topic.filter(|t| !t.is_empty()),
+        payload,
+        sender: SenderStanding::default(),
+        peer: PeerPolicy::default(),
+    };
+    let SentMessage { message_id, message_seq, .. } = state.core.send(&key, msg, origin).await.map_err(ApiError::from)?;
+    let data = json!({
+        "message_id": message_id.0,
+        "message_idstr": message_id.0.to_string(),
+        "message_seq": message_seq.0,
+        "client_msg_no": client_msg_no,
+    });
+    let mut body = data.clone();
+    body["status"] = json!(200);
+    body["reason"] = json!(1);
+    body["data"] = data;
+    Ok(warp::reply::json(&body).into_response())
+}
+
+/// The message object of every read endpoint. For person channels `channel_id` is the party that is
+/// not `viewer` (the peer, as the caller sees the chat).
+pub(crate) fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
+    let channel_id = match (m.channel.ty, person_channel_parties(&m.channel.id)) {
+        (ChannelType::PERSON, Some((a, b))) => {
+            let me = viewer.unwrap_or(&m.from_uid);
+            if a == *me { b.0 } else { a.0 }
+        }
+        _ => m.channel.id.0.clone(),
+    };
+    let from_uid = if m.from_uid.0 == SYSTEM_UID { String::new() } else { m.from_uid.0.clone() };
+    let mut v = json!({
+        "header": {"no_persist": m.header.no_persist as u8, "red_dot": m.header.red_dot as u8, "sync_once": m.header.sync_once as u8},
+        "setting": m.setting,
+        "message_id": m.message_id.0,
+        "message_idstr": m.message_id.0.to_string(),
+        "client_msg_no": m.client_msg_no.0,
+        "message_seq": m.message_seq.0,
+        "from_uid": from_uid,
+        "channel_id": channel_id,
+        "channel_type": m.channel.ty.0,
+        "expire": m.expire,
+        "timestamp": m.timestamp.as_secs(),
+        "payload": base64::engine::general_purpose::STANDARD.encode(m.payload.bytes()),
+    });
+    if let Some(t) = &m.topic {
+        v["topic"] = json!(t);
+    }
+    if let Some(s) = &m.stream_no {
+        v["stream_no"] = json!(s.0);
+    }
+    v
+}
+
+/// Both request forms of `/channel/messagesync`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncDto {
+    #[serde(default)]
+    login_uid: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    channel_type: Option<u8>,
+    #[serde(default)]
+    start_message_seq: Option<i64>,
+    #[serde(default)]
+    end_message_seq: Option<i64>,
+    #[serde(default)]
+    pull_mode: Option<u8>,
+    #[serde(default)]
+    min_message_seq: Option<i64>,
+    #[serde(default)]
+    max_message_seq: Option<i64>,
+    #[serde(default)]
+    reverse: Option<Flag>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    event_summary_mode: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct SyncPage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_message_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_message_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_message_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_message_seq: Option<u64>,
+    more: u8,
+    messages: Vec<Value>,
+}
+
+fn non_negative(what: &str, v: Option<i64>) -> Result<u64, ApiError> {
+    match v {
+        None => Ok(0),
+        Some(n) if n < 0 => Err(ApiError::bad_request(format!("{what} must not be negative"))),
+        Some(n) => Ok(n as u64),
+    }
+}
+
+/// Which seqs a page covers, inclusive, and from which end it is filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeqWindow {
+    pub from: u64,
+    pub to: u64,
+    pub newest_first: bool,
+}
+
+/// The current form: `pull_mode` 1 = up: `[start, end)` lowest first; 0 = down: `(end, start]`
+/// highest first; start = end = 0: the newest page.
+pub(crate) fn window_new(start: u64, end: u64, pull_up: bool) -> Option<SeqWindow> {
+    if start == 0 && end == 0 {
+        return Some(SeqWindow { from: 1, to: u64::MAX, newest_first: true });
+    }
+    if pull_up {
+        let to = if end == 0 { u64::MAX } else { end.checked_sub(1)? };
+        let from = start.max(1);
+        (from <= to).then_some(SeqWindow { from, to, newest_first: false })
+    } else {
+        let to = if start == 0 { u64::MAX } else { start };
+        let from = end.saturating_add(1).max(1);
+        (from <= to).then_some(SeqWindow { from, to, newest_first: true })
+    }
+}
+
+/// The legacy form: both bounds exclusive, 0 = unbounded; `reverse` = take the lowest seqs.
+pub(crate) fn window_legacy(min: u64, max: u64, reverse: bool) -> Option<SeqWindow> {
+    let from = min.saturating_add(1).max(1);
+    let to = if max == 0 { u64::MAX } else { max.checked_sub(1)? };
+    (from <= to).then_some(SeqWindow { from, to, newest_first: !reverse })
+}
+
+async fn message_sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Rejection> {
+    let _ = dto.event_summary_mode;
+    let login = dto.login_uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("login_uid is required"))?;
+    let channel_id = dto.channel_id.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("channel_id is required"))?;
+    let ty = channel_type(dto.channel_type)?;
+    let login = Uid(login);
+    let key = resolve_channel(&login, &channel_id, ty)?;
+    let limit = match dto.limit {
+        None | Some(0) => DEFAULT_SYNC_LIMIT,
+        Some(n) if n < 0 => return Err(ApiError::bad_request("limit must not be negative").into()),
+        Some(n) if n > MAX_SYNC_LIMIT => return Err(ApiError::bad_request(format!("limit must be at most {MAX_SYNC_LIMIT}")).into()),
+        Some(n) => n,
+    } as usize;
+    let legacy = dto.min_message_seq.is_some() || dto.max_message_seq.is_some() || dto.reverse.is_some();
+    let (window, mut page) = if legacy {
+        let (min, max) = (non_negative("min_message_seq", dto.min_message_seq)?, non_negative("max_message_seq", dto.max_message_seq)?);
+        let page = SyncPage { start_message_seq: None, end_message_seq: None, min_message_seq: Some(min), max_message_seq: Some(max), more: 0, messages: vec![] };
+        (window_legacy(min, max, dto.reverse.unwrap_or_default().0), page)
+    } else {
+        let (start, end) = (non_negative("start_message_seq", dto.start_message_seq)?, non_negative("end_message_seq", dto.end_message_seq)?);
+        let pull_up = match dto.pull_mode.unwrap_or(0) {
+            0 => false,
+            1 => true,
+            other => return Err(ApiError::bad_request(format!("pull_mode must be 0 or 1, got {other}")).into()),
+        };
+        let page = SyncPage { start_message_seq: Some(start), end_message_seq: Some(end), min_message_seq: None, max_message_seq: None, more: 0, messages: vec![] };
+        (window_new(start, end, pull_up), page)
+    };
+    if let Some(w) = window {
+        // One extra message tells whether more exist inside the requested bounds.
+        let core = state.core.clone();
+        let mut found = tokio::task::spawn_blocking(move || core.messages(&key, w.from, w.to, limit + 1, w.newest_first, false))
+            .await
+            .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })?
+            .map_err(ApiError::from)?;
+        if found.len() > limit {
+            page.more = 1;
+            found.truncate(limit);
+        }
+        if w.newest_first {
+            found.reverse();
+        }
+        page.messages = found.iter().map(|m| message_json(m, Some(&login))).collect();
+    }
+    Ok(warp::reply::json(&page).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct MaxSeqQuery {
+    channel_id: Option<String>,
+    channel_type: Option<u8>,
+    login_uid: Option<String>,
+}
+
+async fn max_message_seq(state: ApiState, q: MaxSeqQuery) -> Result<warp::reply::Response, Rejection> {
+    let channel_id = q.channel_id.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("channel_id is required"))?;
+    let ty = channel_type(q.channel_type)?;
+    let key = if ty == ChannelType::PERSON && person_channel_parties(&ChannelId(channel_id.clone())).is_some() && q.login_uid.is_none() {
+        ChannelKey::new(channel_id, ty)
+    } else if ty == ChannelType::PERSON {
+        let login = q.login_uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("login_uid is required for person channels"))?;
+        resolve_channel(&Uid(login), &channel_id, ty)?
+    } else {
+        resolve_channel(&Uid::default(), &channel_id, ty)?
+    };
+    let state_now = state.core.channel_state(&key).await.map_err(ApiError::from)?;
+    Ok(warp::reply::json(&json!({"message_seq": state_now.last_message_seq.0})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(w: Option<SeqWindow>, last: u64, limit: usize) -> Vec<u64> {
+        let Some(w) = w else { return vec![] };
+        let all: Vec<u64> = (w.from..=w.to.min(last)).collect();
+        let mut page: Vec<u64> = if w.newest_first { all.iter().rev().take(limit).copied().collect() } else { all.iter().take(limit).copied().collect() };
+        page.sort();
+        page
+    }
+
+    #[test]
+    fn current_form_matches_the_seed_examples() {
+        assert_eq!(seqs(window_new(100, 200, true), 300, 10), (100..=109).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(100, 105, true), 300, 10), (100..=104).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(100, 50, false), 300, 10), (91..=100).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(100, 95, false), 300, 10), (96..=100).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(100, 0, false), 300, 10), (91..=100).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(100, 0, true), 300, 10), (100..=109).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(0, 0, true), 300, 10), (291..=300).collect::<Vec<_>>());
+        assert_eq!(seqs(window_new(50, 100, false), 300, 10), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn legacy_form_matches_the_seed_example() {
+        assert_eq!(seqs(window_legacy(0, 10, true), 300, 5), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(window_legacy(0, 10, false), 300, 5), vec![5, 6, 7, 8, 9]);
+    }
+}

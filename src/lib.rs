@@ -1,0 +1,80 @@
+//! The Rookery server: configuration, the REST API and the monitor listener around the actor core.
+//!
+//! [`run`] opens the event log, brings snapshots up to the log head, starts the actors, binds every
+//! listener and serves until the shutdown future completes.
+
+pub mod api;
+pub mod config;
+mod monitor;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rookery_actors::{replay, Core, CoreConfig, SystemClock};
+use rookery_storage::{Durability, EventLog, RocksLog, RocksOptions};
+
+pub use config::Config;
+
+/// Opens the event log in `data_dir/log`.
+///
+/// # Errors
+/// When the directory cannot be created or the log cannot be opened (for example, another process
+/// holds it).
+pub fn open_log(config: &Config) -> anyhow::Result<RocksLog> {
+    let dir = config.data_dir.join("log");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let durability = match config.durability {
+        config::DurabilitySetting::Sync => Durability::SyncEveryGroup,
+        config::DurabilitySetting::Buffered => Durability::OsBuffered,
+    };
+    RocksLog::open(&dir, RocksOptions { durability, ..RocksOptions::default() }).with_context(|| format!("opening event log in {}", dir.display()))
+}
+
+/// Runs the server until `shutdown` completes. Must be called inside an actix `System` whose tokio
+/// runtime is multi-threaded (see `main.rs`).
+///
+/// # Errors
+/// Invalid configuration, an unreadable log, or a listener that cannot bind.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let log: Arc<dyn EventLog> = Arc::new(open_log(&config)?);
+    let (head, hash) = log.head();
+    tracing::info!(position = head.0, chain_head = %hash.to_hex(), "event log opened");
+
+    let replay_log = log.clone();
+    let caught_up = tokio::task::spawn_blocking(move || {
+        replay::catch_up(&*replay_log, &mut |p| {
+            tracing::info!(done = p.done, total = p.total, percent = format!("{:.1}", p.percent()), events_per_sec = p.rate() as u64, "replaying log tail into snapshots");
+        })
+    })
+    .await
+    .context("replay task")??;
+    tracing::info!(events = caught_up.done, events_per_sec = caught_up.rate() as u64, "snapshots up to date");
+
+    let threads = if config.actor_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { config.actor_threads };
+    let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads };
+    let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
+    let config = Arc::new(config);
+
+    let api_listener = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("binding REST API on {}", config.api_addr))?;
+    let monitor_listener = tokio::net::TcpListener::bind(config.monitor_addr).await.with_context(|| format!("binding monitor on {}", config.monitor_addr))?;
+    // Tests and supervisors read these lines to learn the bound ports.
+    println!("rookery: api listening on {}", api_listener.local_addr()?);
+    println!("rookery: monitor listening on {}", monitor_listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone() });
+    let api = tokio::spawn(warp::serve(routes).incoming(api_listener).graceful(stopped(stop_rx.clone())).run());
+    let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = api.await;
+    let _ = monitor.await;
+    Ok(())
+}

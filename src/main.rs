@@ -1,0 +1,83 @@
+//! `rookery serve` runs the server; `rookery replay --verify` checks a data directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rookery::Config;
+
+#[derive(Parser)]
+#[command(name = "rookery", version, about = "Event-sourced IM server compatible with WuKongIM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML settings file (settings also come from ROOKERY_* environment variables).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the file and the environment).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Rebuild all state from position 1 and compare it with the snapshot-based state.
+    Replay {
+        /// Required: verification is the only replay mode.
+        #[arg(long)]
+        verify: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut c = Config::load(config.as_deref()).context("loading settings")?;
+    if let Some(d) = data_dir {
+        c.data_dir = d;
+    }
+    Ok(c)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    match Cli::parse().command {
+        Command::Serve { config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let system = actix::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"));
+            system.block_on(rookery::run(config, shutdown_signal()))
+        }
+        Command::Replay { verify, config, data_dir } => {
+            anyhow::ensure!(verify, "only `rookery replay --verify` is supported");
+            let config = load(config, data_dir)?;
+            let log = rookery::open_log(&config)?;
+            let report = rookery_actors::replay::verify(&log, &mut |p| {
+                eprintln!("verify: {} / {} events ({:.1}%), {} events/s", p.done, p.total, p.percent(), p.rate() as u64);
+            });
+            match report {
+                Ok(r) => {
+                    println!("ok: {} events, {} aggregates, chain head {} at position {}", r.events, r.aggregates, r.head.1.to_hex(), r.head.0);
+                    Ok(())
+                }
+                Err(difference) => {
+                    eprintln!("verify failed: {difference}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,103 @@
+//! Conversation lists with unread counts, over HTTP.
+
+use serde_json::{json, Value};
+
+use crate::support::{b64, Server};
+
+async fn send(s: &Server, from: &str, channel: &str, ty: u8, text: &str, red_dot: u8) -> Value {
+    let (status, v) = s
+        .post("/message/send", &json!({"from_uid": from, "channel_id": channel, "channel_type": ty, "payload": b64(text), "header": {"red_dot": red_dot}}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn conversations(s: &Server, uid: &str, extra: Value) -> Vec<Value> {
+    let mut body = json!({"uid": uid, "version": 0, "msg_count": 2});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, v) = s.post("/conversation/sync", &body).await;
+    assert_eq!(status, 200, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+fn find<'a>(list: &'a [Value], channel_id: &str) -> &'a Value {
+    list.iter().find(|c| c["channel_id"] == channel_id).unwrap_or_else(|| panic!("no conversation {channel_id} in {list:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_conversations_count_only_the_peers_red_dot_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    send(&s, "alice", "bob", 1, "hi bob", 1).await;
+    send(&s, "alice", "bob", 1, "are you there", 1).await;
+    send(&s, "alice", "bob", 1, "silent", 0).await;
+
+    let bob = conversations(&s, "bob", json!({})).await;
+    let c = find(&bob, "alice");
+    assert_eq!(c["channel_type"], 1);
+    assert_eq!(c["unread"], 2, "{c}");
+    assert_eq!(c["last_msg_seq"], 3);
+    let recents = c["recents"].as_array().unwrap();
+    assert_eq!(recents.len(), 2);
+    assert_eq!(recents[0]["message_seq"], 3, "recents are newest first");
+    assert_eq!(recents[0]["channel_id"], "alice");
+
+    // The sender has read everything up to their own message.
+    let alice = conversations(&s, "alice", json!({})).await;
+    assert_eq!(find(&alice, "bob")["unread"], 0);
+
+    // Bob answers: his reply marks alice's messages read for him, and is unread for alice.
+    send(&s, "bob", "alice", 1, "yes", 1).await;
+    assert_eq!(find(&conversations(&s, "bob", json!({})).await, "alice")["unread"], 0);
+    assert_eq!(find(&conversations(&s, "alice", json!({})).await, "bob")["unread"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_can_be_set_cleared_and_conversations_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    for i in 0..5 {
+        send(&s, "carol", "dave", 1, &format!("m{i}"), 1).await;
+    }
+    let before = find(&conversations(&s, "dave", json!({})).await, "carol").clone();
+    assert_eq!(before["unread"], 5);
+
+    let (status, v) = s.post("/conversations/setUnread", &json!({"uid": "dave", "channel_id": "carol", "channel_type": 1, "unread": 2})).await;
+    assert_eq!((status, &v), (200, &json!({"status": 200})));
+    let after = find(&conversations(&s, "dave", json!({})).await, "carol").clone();
+    assert_eq!(after["unread"], 2);
+    assert!(after["version"].as_u64() > before["version"].as_u64(), "version grows on every change");
+
+    // Bad input is refused and changes nothing.
+    for bad in [
+        json!({"uid": "dave", "channel_id": "carol", "channel_type": 1, "unread": -1}),
+        json!({"uid": "dave", "channel_id": "carol", "channel_type": 1, "unread": 99}),
+        json!({"uid": "dave", "channel_id": "carol", "channel_type": 1}),
+        json!({"uid": "", "channel_id": "carol", "channel_type": 1, "unread": 1}),
+        json!({"uid": "dave", "channel_id": "carol", "channel_type": 0, "unread": 1}),
+    ] {
+        let (status, v) = s.post("/conversations/setUnread", &bad).await;
+        assert_eq!(status, 400, "{bad} -> {v}");
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(find(&conversations(&s, "dave", json!({})).await, "carol"), &after);
+
+    let (status, _) = s.post("/conversations/clearUnread", &json!({"uid": "dave", "channel_id": "carol", "channel_type": 1})).await;
+    assert_eq!(status, 200);
+    assert_eq!(find(&conversations(&s, "dave", json!({})).await, "carol")["unread"], 0);
+    assert!(conversations(&s, "dave", json!({"only_unread": 1})).await.is_empty());
+
+    let (status, _) = s.post("/conversations/delete", &json!({"uid": "dave", "channel_id": "carol", "channel_type": 1})).await;
+    assert_eq!(status, 200);
+    assert!(conversations(&s, "dave", json!({})).await.is_empty(), "a deleted conversation is hidden");
+    send(&s, "carol", "dave", 1, "again", 1).await;
+    let back = conversations(&s, "dave", json!({"msg_count": 10})).await;
+    let c = find(&back, "carol");
+    assert_eq!(c["unread"], 1);
+    assert_eq!(c["recents"].as_array().unwrap().len(), 1, "messages before the delete stay hidden");
+
+    let (status, _) = s.post("/conversations/setUnread", &json!({"uid": "dave", "channel_id": "nobody-ever", "channel_type": 2, "unread": 1})).await;
+    assert_eq!(status, 404);
+}

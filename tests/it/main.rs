@@ -1,0 +1,6 @@
+//! Black-box tests: the real `rookery` binary on ephemeral ports with a temporary data directory,
+//! driven over real sockets.
+
+mod conversation;
+mod durability;
+mod support;
