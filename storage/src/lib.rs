@@ -6,7 +6,7 @@
 //! Both pass the same conformance suite (`tests.rs`).
 //!
 //! **Invariant:** when a [`Commit`] resolves to `Ok`, every record of that append is in the log with its
-//! indexes, atomically, and (under [`Durability::Sync`]) on disk, so it survives `kill -9` and power loss.
+//! indexes, atomically, and (under [`Durability::SyncEveryGroup`]) on disk, so it survives `kill -9` and power loss.
 //! Nothing outside this crate names RocksDB.
 #![warn(missing_docs)]
 

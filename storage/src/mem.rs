@@ -1,4 +1,5 @@
-//! `MemLog`: the in-memory twin of `RocksLog`, for tests. Same semantics, no durability.
+//! `MemLog`: the in-memory twin of `RocksLog`, for tests. Same semantics, no durability: one mutex
+//! guards everything, and every append completes before `submit` returns.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -10,6 +11,7 @@ use crate::{check_batch, Commit, Committed, EventLog, NewRecord, Result, Snapsho
 
 #[derive(Default)]
 struct Inner {
+    /// The record at position `p` sits at index `p - 1`.
     records: Vec<StoredRecord>,
     head: ChainHash,
     by_stream: BTreeMap<Vec<u8>, Vec<Position>>,
@@ -72,6 +74,7 @@ impl EventLog for MemLog {
 
     fn scan(&self, from: Position, f: &mut dyn FnMut(StoredRecord) -> ControlFlow<()>) -> Result<()> {
         let mut next = from.max(Position(1));
+        // One lock per record, not one for the whole scan: `f` may append or read the log itself.
         loop {
             let Some(r) = self.lock().get(next).cloned() else { return Ok(()) };
             if f(r).is_break() {
@@ -105,10 +108,12 @@ impl EventLog for MemLog {
 
     fn put_snapshot(&self, stream: &[u8], snapshot: &Snapshot) -> Result<()> {
         let mut g = self.lock();
-        let newer = g.snapshots.get(stream).is_none_or(|s| s.position <= snapshot.position);
-        if newer {
-            g.snapshots.insert(stream.to_vec(), snapshot.clone());
+        if let Some(existing) = g.snapshots.get(stream) {
+            if existing.position > snapshot.position {
+                return Ok(());
+            }
         }
+        g.snapshots.insert(stream.to_vec(), snapshot.clone());
         Ok(())
     }
 

@@ -1,0 +1,196 @@
+//! The writer thread: group commit, position assignment and the hash chain.
+//!
+//! It is the only code that writes `log` and the stream indexes, so it can assign positions, extend the
+//! chain and check idempotency keys without any lock: its own `head` is the truth, and the shared copy
+//! that readers see is updated only after a group's write has returned.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use rookery_events::{link, ChainHash, Position};
+
+use super::schema::*;
+use super::{backend, cf, encode_record, lock, RocksOptions};
+use crate::{CommitSender, Committed, Durability, NewRecord, Result, StorageError};
+
+/// One `submit`: its records and the commit to complete.
+pub(super) struct Request {
+    pub(super) records: Vec<NewRecord>,
+    pub(super) reply: CommitSender,
+}
+
+/// What the writer publishes to readers.
+pub(super) struct Shared {
+    /// Last committed position and chain link; updated only after the write batch is in RocksDB.
+    pub(super) head: Mutex<(Position, ChainHash)>,
+    pub(super) groups: AtomicU64,
+    pub(super) records: AtomicU64,
+    pub(super) syncs: AtomicU64,
+    /// Test hook: fail the next group's write.
+    #[cfg(test)]
+    pub(super) fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub(super) fn new(head: (Position, ChainHash)) -> Shared {
+        Shared {
+            head: Mutex::new(head),
+            groups: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+pub(super) struct Writer {
+    db: Arc<DB>,
+    shared: Arc<Shared>,
+    options: RocksOptions,
+    /// The writer's own head: where the next group starts.
+    head: (Position, ChainHash),
+    /// A request taken from the queue that did not fit in the previous group; it opens the next one.
+    carry: Option<Request>,
+    /// Set after a failed write: every later append is refused until the log is reopened. A failed
+    /// write (typically a failed WAL fsync) may still have reached the memtable or the disk, and RocksDB
+    /// itself stops accepting writes after such an error, so reusing the positions could leave index
+    /// entries pointing at the wrong records. Fail-stop is the safe answer; reopening recovers the head.
+    failed: Option<String>,
+}
+
+impl Writer {
+    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, options: RocksOptions, head: (Position, ChainHash)) -> Writer {
+        Writer { db, shared, options, head, carry: None, failed: None }
+    }
+
+    /// Serves the queue until every sender is gone and it is empty, so nothing submitted is dropped.
+    pub(super) fn run(mut self, rx: Receiver<Request>) {
+        let max_records = self.options.max_group_records.max(1);
+        let max_bytes = self.options.max_group_bytes.max(1);
+        loop {
+            // Block for the group's first request; a group is never empty.
+            let first = match self.carry.take() {
+                Some(request) => request,
+                None => match rx.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
+            };
+            let (mut records, mut bytes) = weight(&first);
+            let mut group = vec![first];
+            // Then take whatever else is already queued, without waiting: latency stays that of one
+            // write, and the more callers are waiting, the larger (and cheaper per record) the group.
+            while records < max_records && bytes < max_bytes {
+                let Ok(request) = rx.try_recv() else { break };
+                let (n, b) = weight(&request);
+                if records + n > max_records || bytes + b > max_bytes {
+                    self.carry = Some(request);
+                    break;
+                }
+                records += n;
+                bytes += b;
+                group.push(request);
+            }
+            self.commit(group);
+        }
+        tracing::debug!(head = self.head.0 .0, "event log writer stopped");
+    }
+
+    /// Writes one group and completes each of its commits.
+    fn commit(&mut self, group: Vec<Request>) {
+        if let Some(reason) = &self.failed {
+            for request in group {
+                request.reply.send(Err(StorageError::Backend(format!("event log stopped after a failed write: {reason}").into())));
+            }
+            return;
+        }
+        match self.write(&group) {
+            Ok(head) => {
+                let records = head.0 .0 - self.head.0 .0;
+                self.head = head;
+                // Readers see the new head only now that the batch is in RocksDB (and synced).
+                *lock(&self.shared.head) = head;
+                self.shared.groups.fetch_add(1, Ordering::Relaxed);
+                self.shared.records.fetch_add(records, Ordering::Relaxed);
+                if self.options.durability == Durability::SyncEveryGroup {
+                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut next = head.0 .0 - records + 1;
+                for request in group {
+                    let n = request.records.len() as u64;
+                    request.reply.send(Ok(Committed { first: Position(next), last: Position(next + n - 1) }));
+                    next += n;
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(error = %reason, requests = group.len(), "event log write failed; refusing further appends until reopened");
+                self.failed = Some(reason.clone());
+                for request in group {
+                    request.reply.send(Err(StorageError::Backend(reason.clone().into())));
+                }
+            }
+        }
+    }
+
+    /// Builds and writes the group's batch; returns the new head. Does not touch `self.head`.
+    fn write(&self, group: &[Request]) -> Result<(Position, ChainHash)> {
+        let (log, pos, seq, dedupe) = (cf(&self.db, LOG)?, cf(&self.db, STREAM_POS)?, cf(&self.db, STREAM_SEQ)?, cf(&self.db, STREAM_DEDUPE)?);
+        let mut batch = WriteBatch::default();
+        let (mut position, mut hash) = self.head;
+        // Idempotency keys whose first occurrence in this group is at the given position.
+        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
+        let mut candidates: Vec<(Vec<u8>, [u8; 8])> = Vec::new();
+        for record in group.iter().flat_map(|request| &request.records) {
+            position = position.next();
+            let be = position.0.to_be_bytes();
+            batch.put_cf(log, be, encode_record(&hash, &record.digest, &record.body));
+            hash = link(&hash, position, &record.digest);
+            batch.put_cf(pos, stream_key(&record.stream, &be), []);
+            if let Some(s) = record.seq {
+                batch.put_cf(seq, stream_key(&record.stream, &s.to_be_bytes()), be);
+            }
+            if let Some(key) = &record.dedupe {
+                let k = stream_key(&record.stream, key);
+                if claimed.insert(k.clone()) {
+                    candidates.push((k, be));
+                }
+            }
+        }
+        // First one wins across groups too: index only keys the database does not have yet. Only this
+        // thread writes `stream_dedupe`, so nothing can claim a key between this read and the write.
+        if !candidates.is_empty() {
+            let found = self.db.batched_multi_get_cf(dedupe, candidates.iter().map(|(k, _)| k), false);
+            for ((key, be), existing) in candidates.iter().zip(found) {
+                if existing.map_err(backend)?.is_none() {
+                    batch.put_cf(dedupe, key, be);
+                }
+            }
+        }
+        #[cfg(test)]
+        if self.shared.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StorageError::Backend("injected write failure".into()));
+        }
+        let mut wo = WriteOptions::default();
+        // The WAL is always on. SyncEveryGroup: fsync it before anyone is told, so an acknowledged append
+        // survives power loss. OsBuffered: the write() to the WAL file is done, so it survives the process
+        // being killed, but the page cache may lose it in a machine crash.
+        wo.set_sync(self.options.durability == Durability::SyncEveryGroup);
+        self.db.write_opt(batch, &wo).map_err(backend)?;
+        Ok((position, hash))
+    }
+}
+
+/// Records and approximate batch bytes of one request, for the group limits.
+fn weight(request: &Request) -> (usize, usize) {
+    let bytes = request
+        .records
+        .iter()
+        .map(|r| RECORD_HEADER + r.body.len() + 2 * (r.stream.len() + 9) + r.dedupe.as_ref().map_or(0, |d| d.len() + r.stream.len() + 9))
+        .sum();
+    (request.records.len(), bytes)
+}
