@@ -168,6 +168,28 @@ pub fn catch_up(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Resul
     Ok(Progress { done, total, elapsed: started.elapsed() })
 }
 
+/// Rebuilds every aggregate from position 1 in memory and throws the result away: the cost of a
+/// replay without snapshots (decode and fold of every event), for benchmarks and diagnostics.
+///
+/// # Errors
+/// [`CoreError::Storage`] when the log cannot be read.
+pub fn rebuild_all(log: &dyn EventLog) -> Result<Progress, CoreError> {
+    let total = log.head().0 .0;
+    let started = Instant::now();
+    let mut states = States::default();
+    let mut done = 0u64;
+    let mut failure = None;
+    scan_bodies(log, Position(1), &mut |position, body| {
+        if let Err(e) = states.apply(position, &body, None) {
+            failure = Some(e);
+            return ControlFlow::Break(());
+        }
+        done += 1;
+        ControlFlow::Continue(())
+    })?;
+    failure.map_or(Ok(Progress { done, total, elapsed: started.elapsed() }), Err)
+}
+
 fn set_checkpoint(log: &dyn EventLog, at: Position) -> Result<(), CoreError> {
     log.put_snapshot(CHECKPOINT_KEY, &Snapshot { position: at, state: Vec::new() }).map_err(storage)
 }
