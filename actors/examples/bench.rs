@@ -129,24 +129,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only-append N` runs just the append case with N appenders (for profiling).
+    if let Some(n) = args.iter().position(|a| a == "--only-append").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()) {
+        let (rate, group, _) = append_bench(n, 200_000);
+        println!("{n} appenders: {rate:.0} events/s, avg group {group:.1}");
+        return;
+    }
     println!("## (a) append throughput, durability = fsync per commit group\n");
-    println!("| appenders | rookery events/s | avg group | raw WriteBatch+fsync events/s (same batch, same bytes) | ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| appenders | rookery events/s | avg group | raw: 1 key/event | ratio | raw: same 4-key write set | ratio |");
+    println!("|---|---|---|---|---|---|---|");
     for (appenders, total) in [(1usize, 3_000u64), (16, 30_000), (256, 200_000)] {
         let total = if quick { total / 10 } else { total };
         // Alternate the two sides three times and keep medians: the disk here is shared and noisy,
         // and alternating exposes both sides to the same conditions.
-        let (mut ours, mut raws, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut raws, mut indexed, mut groups) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let (rate, group, value_len) = append_bench(appenders, total);
+            let batch = group.round() as usize;
             let dir = tempfile::tempdir().expect("tempdir");
-            raws.push(baseline::raw_append(dir.path(), group.round() as usize, total, value_len).expect("raw append"));
+            raws.push(baseline::raw_append(dir.path(), batch, total, value_len).expect("raw append"));
+            let dir = tempfile::tempdir().expect("tempdir");
+            indexed.push(baseline::raw_append_indexed(dir.path(), batch, total, value_len, appenders as u64).expect("raw append"));
             ours.push(rate);
             groups.push(group);
         }
-        let (ours, raw, group) = (median(ours), median(raws), median(groups));
-        println!("| {appenders} | {ours:.0} | {group:.1} | {raw:.0} | {:.2} |", ours / raw);
+        let (ours, raw, indexed, group) = (median(ours), median(raws), median(indexed), median(groups));
+        println!("| {appenders} | {ours:.0} | {group:.1} | {raw:.0} | {:.2} | {indexed:.0} | {:.2} |", ours / raw, ours / indexed);
     }
     println!("\n## (b) replay: decode + fold into aggregates vs raw iterate + decode\n");
     println!("| events | rookery replay events/s | raw events/s | ratio |");

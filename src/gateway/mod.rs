@@ -1,0 +1,10 @@
+//! The WKProto gateway: what the official WuKongIM SDKs speak over TCP and WebSocket.
+//!
+//! `packet` is the pure codec (bytes to [`packet::Packet`] and back, every protocol version 1-6);
+//! `crypto` is the key agreement and payload encryption of the handshake. Neither does I/O, so both
+//! are tested without sockets; `docs/PROTOCOL.md` describes the wire format they implement.
+
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod packet;
