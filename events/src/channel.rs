@@ -384,7 +384,8 @@ impl ChannelState {
         // are open to anyone.
         let open = matches!(ty, ChannelType::TEMP | ChannelType::INFO | ChannelType::CUSTOMER_SERVICE);
         if !self.exists {
-            if open || m.sender.is_system && ty != ChannelType::VISITORS {
+            // Even system accounts cannot post into a group that was never created.
+            if open {
                 return if self.deleted { Err(Rejection::Disbanded) } else { Ok(()) };
             }
             return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });

@@ -183,6 +183,15 @@ fn system_senders_bypass_lists_and_membership() {
 }
 
 #[test]
+fn even_system_senders_need_an_existing_group() {
+    let mut cmd = send("sys", b"x");
+    if let ChannelCommand::Send(m) = &mut cmd {
+        m.sender.is_system = true;
+    }
+    check::<ChannelState>(&group(), &[], cmd, Err(Rejection::ChannelNotFound));
+}
+
+#[test]
 fn person_channel_denylist_of_the_receiver_wins() {
     let key = ChannelKey::new(person_channel_id(&"a".into(), &"b".into()), ChannelType::PERSON);
     let mut cmd = send("a", b"x");

@@ -61,6 +61,8 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
         e.clone()
     } else if rejection.is_not_found() {
         ApiError::not_found("no such route")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError { status: StatusCode::LENGTH_REQUIRED, msg: "a json body with a content-length is required".into() }
     } else if let Some(e) = rejection.find::<warp::reject::PayloadTooLarge>() {
         ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, msg: e.to_string().to_lowercase() }
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {

@@ -1,32 +1,69 @@
-//! Sending and reading messages: `/message/send`, `/channel/messagesync` (both forms),
-//! `/channel/max_message_seq`.
+//! Sending and reading messages: `/message/send`, `/message/sendbatch`, `/channel/messagesync`
+//! (both forms), `/channel/max_message_seq`, and the write-spread command queue: `/message/sync` +
+//! `/message/syncack`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use rookery_actors::SentMessage;
+use rookery_actors::{Origin, SentMessage};
 use rookery_events::{
     person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, Message, MessageHeader,
-    MessageId, PeerPolicy, SendMessage, SenderStanding, StreamNo, Uid, SYSTEM_UID,
+    MessageId, PeerPolicy, Position, SendMessage, SenderStanding, StreamNo, Uid, UserCommand, SYSTEM_UID,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
-use super::{json_body, origin, with_state, ApiError, ApiState};
+use super::{json_body, ok, origin, with_state, ApiError, ApiState};
 
 /// Largest page of `/channel/messagesync`.
 const MAX_SYNC_LIMIT: i64 = 10_000;
 /// Page size when `limit` is 0 or absent.
 const DEFAULT_SYNC_LIMIT: i64 = 100;
+/// Page size of `/message/sync` when `limit` is 0 or absent.
+const DEFAULT_COMMAND_LIMIT: i64 = 200;
+/// Most recipients of one `/message/sendbatch`.
+const MAX_BATCH_SUBSCRIBERS: usize = 10_000;
+/// Sends of one `/message/sendbatch` in flight at once, so they share commit groups without
+/// flooding the actors.
+const BATCH_PARALLELISM: usize = 64;
+/// Uids whose last `/message/sync` is remembered; past this, an arbitrary entry is forgotten (its
+/// commands are simply offered again by the next sync).
+const MAX_REMEMBERED_SYNCS: usize = 100_000;
 
+/// The message routes, each answering a JSON response or a rejection for [`super::recover`].
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    // One memory per server: `routes` is built once when the API starts.
+    let memory = SyncMemory::default();
+    let with_memory = warp::any().map(move || memory.clone());
     let send = warp::path!("message" / "send").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(send);
+    let batch = warp::path!("message" / "sendbatch")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(origin(state.clone()))
+        .and(json_body())
+        .and_then(send_batch);
     let sync = warp::path!("channel" / "messagesync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(message_sync);
     let max_seq = warp::path!("channel" / "max_message_seq")
         .and(warp::get())
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .and(warp::query::<MaxSeqQuery>())
         .and_then(max_message_seq);
-    send.or(sync).unify().or(max_seq).unify()
+    let command_sync = warp::path!("message" / "sync")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(with_memory.clone())
+        .and(json_body())
+        .and_then(command_sync);
+    let command_ack = warp::path!("message" / "syncack")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(origin(state))
+        .and(with_memory)
+        .and(json_body())
+        .and_then(command_ack);
+    send.or(batch).unify().or(sync).unify().or(max_seq).unify().or(command_sync).unify().or(command_ack).unify()
 }
 
 /// Header flags as 0/1 integers (booleans accepted too).
@@ -127,16 +164,22 @@ pub(crate) fn resolve_channel(caller: &Uid, channel_id: &str, ty: ChannelType) -
     Ok(ChannelKey::new(channel_id, ty))
 }
 
-async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> Result<warp::reply::Response, Rejection> {
+/// Decodes a base64 payload and checks it is non-empty and within the configured cap.
+fn decode_payload(state: &ApiState, raw: &str) -> Result<Vec<u8>, ApiError> {
     let payload = base64::engine::general_purpose::STANDARD
-        .decode(dto.payload.as_bytes())
+        .decode(raw.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
     if payload.is_empty() {
-        return Err(ApiError::bad_request("payload must not be empty").into());
+        return Err(ApiError::bad_request("payload must not be empty"));
     }
     if payload.len() > state.config.max_payload_bytes {
-        return Err(ApiError { status: warp::http::StatusCode::PAYLOAD_TOO_LARGE, msg: format!("payload is larger than {} bytes", state.config.max_payload_bytes) }.into());
+        return Err(ApiError { status: warp::http::StatusCode::PAYLOAD_TOO_LARGE, msg: format!("payload is larger than {} bytes", state.config.max_payload_bytes) });
     }
+    Ok(payload)
+}
+
+async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> Result<warp::reply::Response, Rejection> {
+    let payload = decode_payload(&state, &dto.payload)?;
     if dto.is_stream.0 {
         return Err(ApiError::bad_request("stream messages (is_stream) are not supported").into());
     }
@@ -370,6 +413,200 @@ async fn max_message_seq(state: ApiState, q: MaxSeqQuery) -> Result<warp::reply:
     };
     let state_now = state.core.channel_state(&key).await.map_err(ApiError::from)?;
     Ok(warp::reply::json(&json!({"message_seq": state_now.last_message_seq.0})).into_response())
+}
+
+/// `POST /message/sendbatch` body: one person message from `from_uid` to each subscriber.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBatchDto {
+    #[serde(default)]
+    header: HeaderDto,
+    #[serde(default, alias = "sender_uid")]
+    from_uid: Option<String>,
+    #[serde(default)]
+    subscribers: Option<Vec<String>>,
+    #[serde(default)]
+    payload: Option<String>,
+}
+
+/// `POST /message/sendbatch` answer: the recipients that failed, with one reason each.
+#[derive(Debug, Serialize)]
+struct SendBatchReply {
+    fail_uids: Vec<String>,
+    reason: Vec<String>,
+}
+
+async fn send_batch(state: ApiState, origin: Origin, dto: SendBatchDto) -> Result<warp::reply::Response, Rejection> {
+    let from = dto.from_uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("from_uid is required"))?;
+    check_id("from_uid", &from)?;
+    let from = Uid(from);
+    let raw_payload = dto.payload.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("payload is required"))?;
+    let payload = decode_payload(&state, &raw_payload)?;
+    let subscribers = dto.subscribers.unwrap_or_default();
+    if subscribers.is_empty() {
+        return Err(ApiError::bad_request("subscribers must not be empty").into());
+    }
+    if subscribers.len() > MAX_BATCH_SUBSCRIBERS {
+        return Err(ApiError::bad_request(format!("subscribers may name at most {MAX_BATCH_SUBSCRIBERS} uids")).into());
+    }
+    // Every recipient is checked before anything is sent, so a bad id changes nothing.
+    let mut seen = std::collections::HashSet::new();
+    let mut targets = Vec::with_capacity(subscribers.len());
+    for uid in subscribers {
+        check_id("subscribers", &uid)?;
+        if seen.insert(uid.clone()) {
+            let key = ChannelKey::new(person_channel_id(&from, &Uid::from(uid.as_str())), ChannelType::PERSON);
+            targets.push((uid, key));
+        }
+    }
+    let header = MessageHeader { no_persist: dto.header.no_persist.0, red_dot: dto.header.red_dot.0, sync_once: dto.header.sync_once.0 };
+    let mut reply = SendBatchReply { fail_uids: Vec::new(), reason: Vec::new() };
+    for chunk in targets.chunks(BATCH_PARALLELISM) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|(_, key)| {
+                let msg = SendMessage {
+                    message_id: MessageId(0),
+                    client_msg_no: ClientMsgNo(format!("{}0", uuid::Uuid::new_v4().simple())),
+                    from_uid: from.clone(),
+                    header,
+                    setting: 0,
+                    stream_no: None,
+                    expire: 0,
+                    topic: None,
+                    payload: payload.clone(),
+                    sender: SenderStanding::default(),
+                    peer: PeerPolicy::default(),
+                };
+                let (core, key, origin) = (state.core.clone(), key.clone(), origin.clone());
+                tokio::spawn(async move { core.send(&key, msg, origin).await })
+            })
+            .collect();
+        for ((uid, _), handle) in chunk.iter().zip(handles) {
+            let failure = match handle.await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => {
+                    tracing::error!(error = %e, "sendbatch task failed");
+                    Some("internal error".to_owned())
+                }
+            };
+            if let Some(reason) = failure {
+                reply.fail_uids.push(uid.clone());
+                reply.reason.push(reason);
+            }
+        }
+    }
+    Ok(warp::reply::json(&reply).into_response())
+}
+
+/// What each uid's latest `/message/sync` returned (the queue positions of those commands), so the
+/// following `/message/syncack` acknowledges exactly them. Kept in memory like v2: after a restart
+/// an ack finds nothing and the next sync offers the same commands again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SyncMemory(Arc<Mutex<HashMap<Uid, Vec<Position>>>>);
+
+impl SyncMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, Vec<Position>>> {
+        // The map holds no invariant a panicking holder could break half-way.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, uid: Uid, positions: Vec<Position>) {
+        let mut map = self.lock();
+        if map.len() >= MAX_REMEMBERED_SYNCS && !map.contains_key(&uid) {
+            if let Some(old) = map.keys().next().cloned() {
+                map.remove(&old);
+            }
+        }
+        map.insert(uid, positions);
+    }
+
+    fn take(&self, uid: &Uid) -> Vec<Position> {
+        self.lock().remove(uid).unwrap_or_default()
+    }
+
+    fn restore(&self, uid: Uid, positions: Vec<Position>) {
+        self.lock().entry(uid).or_insert(positions);
+    }
+}
+
+/// `POST /message/sync` body. `message_seq` is accepted and ignored, as in v2.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSyncDto {
+    uid: Option<String>,
+    #[serde(default)]
+    message_seq: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `POST /message/syncack` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandAckDto {
+    uid: Option<String>,
+    #[serde(default)]
+    last_message_seq: Option<i64>,
+}
+
+fn required_uid(raw: Option<String>) -> Result<Uid, ApiError> {
+    let uid = raw.ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    check_id("uid", &uid)?;
+    Ok(Uid(uid))
+}
+
+async fn command_sync(state: ApiState, memory: SyncMemory, dto: CommandSyncDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = required_uid(dto.uid)?;
+    non_negative("message_seq", dto.message_seq)?;
+    let limit = match dto.limit {
+        None | Some(0) => DEFAULT_COMMAND_LIMIT,
+        Some(n) if n < 0 => return Err(ApiError::bad_request("limit must not be negative").into()),
+        Some(n) if n > MAX_SYNC_LIMIT => return Err(ApiError::bad_request(format!("limit must be at most {MAX_SYNC_LIMIT}")).into()),
+        Some(n) => n,
+    } as usize;
+    let user = state.core.user_state(&uid).await.map_err(ApiError::from)?;
+    let pending: Vec<_> = user.pending_commands.into_iter().take(limit).collect();
+    let core = state.core.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        pending
+            .into_iter()
+            .map(|(position, queued)| {
+                let seq = queued.message_seq.0;
+                let message = core.messages(&queued.channel, seq, seq, 1, false, true)?.into_iter().next();
+                Ok((position, message))
+            })
+            .collect::<Result<Vec<_>, rookery_actors::CoreError>>()
+    })
+    .await
+    .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })?
+    .map_err(ApiError::from)?;
+    // An entry whose message cannot be read any more is still remembered, so the ack clears it
+    // instead of leaving it in the queue for ever.
+    let positions = found.iter().map(|(p, _)| *p).collect();
+    let messages: Vec<Value> = found.iter().filter_map(|(_, m)| m.as_ref()).map(|m| message_json(m, Some(&uid))).collect();
+    memory.remember(uid, positions);
+    Ok(warp::reply::json(&messages).into_response())
+}
+
+async fn command_ack(state: ApiState, origin: Origin, memory: SyncMemory, dto: CommandAckDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = required_uid(dto.uid)?;
+    match dto.last_message_seq {
+        None | Some(0) => return Err(ApiError::bad_request("last_message_seq is required and must not be 0").into()),
+        Some(n) if n < 0 => return Err(ApiError::bad_request("last_message_seq must not be negative").into()),
+        Some(_) => {}
+    }
+    let positions = memory.take(&uid);
+    if positions.is_empty() {
+        return Ok(ok());
+    }
+    if let Err(e) = state.core.user(&uid, UserCommand::AckSync(positions.clone()), origin).await {
+        // Keep what the sync returned so the client can retry the ack.
+        memory.restore(uid, positions);
+        return Err(ApiError::from(e).into());
+    }
+    Ok(ok())
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! `routes(state)`. JSON exists only here: request and response types are DTOs converted by hand to
 //! and from domain types.
 
+mod channel;
 mod conversation;
 mod error;
 mod message;
+mod route;
+mod user;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +37,17 @@ pub struct ApiState {
 /// All routes, behind the manager-token check, with JSON errors for everything that fails.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let api = health.or(message::routes(state.clone())).unify().or(conversation::routes(state.clone())).unify();
+    let api = health
+        .or(route::routes(state.clone()))
+        .unify()
+        .or(user::routes(state.clone()))
+        .unify()
+        .or(channel::routes(state.clone()))
+        .unify()
+        .or(message::routes(state.clone()))
+        .unify()
+        .or(conversation::routes(state.clone()))
+        .unify();
     authorized(state).and(api).recover(recover).unify()
 }
 

@@ -101,3 +101,36 @@ async fn unread_can_be_set_cleared_and_conversations_deleted() {
     let (status, _) = s.post("/conversations/setUnread", &json!({"uid": "dave", "channel_id": "nobody-ever", "channel_type": 2, "unread": 1})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_start_with_nothing_unread_and_last_msg_seqs_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["erin", "frank"]})).await;
+    assert_eq!(status, 200, "{v}");
+    for i in 0..3 {
+        send(&s, "erin", "g1", 2, &format!("m{i}"), 1).await;
+    }
+    // A late joiner does not see earlier messages as unread.
+    let (status, _) = s.post("/channel/subscriber_add", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["gina"]})).await;
+    assert_eq!(status, 200);
+    send(&s, "frank", "g1", 2, "welcome", 1).await;
+
+    assert_eq!(find(&conversations(&s, "frank", json!({})).await, "g1")["unread"], 0);
+    assert_eq!(find(&conversations(&s, "erin", json!({})).await, "g1")["unread"], 1);
+    assert_eq!(find(&conversations(&s, "gina", json!({})).await, "g1")["unread"], 1);
+
+    // The client already has everything up to seq 4: nothing new to report.
+    assert!(conversations(&s, "gina", json!({"last_msg_seqs": "g1:2:4"})).await.is_empty());
+    let partial = conversations(&s, "gina", json!({"last_msg_seqs": "g1:2:2", "msg_count": 10})).await;
+    assert_eq!(find(&partial, "g1")["recents"].as_array().unwrap().len(), 2);
+    assert!(conversations(&s, "gina", json!({"exclude_channel_types": [2]})).await.is_empty());
+
+    // Removed members lose the conversation.
+    let (status, _) = s.post("/channel/subscriber_remove", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["gina"]})).await;
+    assert_eq!(status, 200);
+    assert!(conversations(&s, "gina", json!({})).await.is_empty());
+
+    let (status, v) = s.post("/conversation/sync", &json!({"uid": "gina", "msg_count": -1})).await;
+    assert_eq!(status, 400, "{v}");
+}

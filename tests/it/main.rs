@@ -3,4 +3,5 @@
 
 mod conversation;
 mod durability;
+mod rest;
 mod support;
