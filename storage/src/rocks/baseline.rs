@@ -16,8 +16,18 @@ use crate::Result;
 /// [`crate::StorageError::Backend`] on RocksDB failures.
 pub fn raw_append(path: &Path, batch: usize, total: u64, value_len: usize) -> Result<f64> {
     let db = DB::open(&db_options(), path).map_err(backend)?;
-    // Deterministic but incompressible-looking bytes, like encoded envelopes.
-    let value: Vec<u8> = (0..value_len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let value = value_bytes(value_len);
+    synced_batches(&db, batch, total, |b, key| b.put(key.to_be_bytes(), &value))
+}
+
+/// Deterministic but incompressible-looking bytes, like encoded envelopes.
+fn value_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect()
+}
+
+/// Writes keys 1..=total through `put`, `batch` per `WriteBatch`, syncing the WAL once per batch.
+/// Returns keys per second.
+fn synced_batches(db: &DB, batch: usize, total: u64, mut put: impl FnMut(&mut WriteBatch, u64)) -> Result<f64> {
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
     let started = std::time::Instant::now();
@@ -26,7 +36,7 @@ pub fn raw_append(path: &Path, batch: usize, total: u64, value_len: usize) -> Re
         let mut b = WriteBatch::default();
         for _ in 0..batch.max(1) {
             key += 1;
-            b.put(key.to_be_bytes(), &value);
+            put(&mut b, key);
         }
         db.write_opt(b, &wo).map_err(backend)?;
     }
@@ -44,25 +54,16 @@ pub fn raw_append_indexed(path: &Path, batch: usize, total: u64, value_len: usiz
     let cfs = ALL.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, cf_options(n)));
     let db = DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?;
     let (log, pos, seq, dedupe) = (cf(&db, LOG)?, cf(&db, STREAM_POS)?, cf(&db, STREAM_SEQ)?, cf(&db, STREAM_DEDUPE)?);
-    let value: Vec<u8> = (0..value_len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
-    let mut wo = WriteOptions::default();
-    wo.set_sync(true);
-    let started = std::time::Instant::now();
-    let mut key = 0u64;
-    while key < total {
-        let mut b = WriteBatch::default();
-        for _ in 0..batch.max(1) {
-            key += 1;
-            let be = key.to_be_bytes();
-            let stream = format!("c\u{2}group-{}", key % streams.max(1)).into_bytes();
-            b.put_cf(log, be, &value);
-            b.put_cf(pos, stream_key(&stream, &be), []);
-            b.put_cf(seq, stream_key(&stream, &(key / streams.max(1)).to_be_bytes()), be);
-            b.put_cf(dedupe, stream_key(&stream, format!("user-{}c{key}", key % 50).as_bytes()), be);
-        }
-        db.write_opt(b, &wo).map_err(backend)?;
-    }
-    Ok(key as f64 / started.elapsed().as_secs_f64())
+    let value = value_bytes(value_len);
+    let streams = streams.max(1);
+    synced_batches(&db, batch, total, |b, key| {
+        let be = key.to_be_bytes();
+        let stream = format!("c\u{2}group-{}", key % streams).into_bytes();
+        b.put_cf(log, be, &value);
+        b.put_cf(pos, stream_key(&stream, &be), []);
+        b.put_cf(seq, stream_key(&stream, &(key / streams).to_be_bytes()), be);
+        b.put_cf(dedupe, stream_key(&stream, format!("user-{}c{key}", key % 50).as_bytes()), be);
+    })
 }
 
 /// Iterates the `log` column family of the event log at `path` (opened read-only, so the log may be in
