@@ -79,15 +79,15 @@ impl Config {
     ///
     /// # Errors
     /// A missing or malformed file, an unknown key, or a value of the wrong type.
-    pub fn load(file: Option<&std::path::Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(figment::Error::from(format!("config file {} does not exist", path.display())));
+                return Err(Box::new(figment::Error::from(format!("config file {} does not exist", path.display()))));
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig.merge(Env::prefixed("ROOKERY_")).extract()
+        fig.merge(Env::prefixed("ROOKERY_")).extract().map_err(Box::new)
     }
 
     /// Refuses settings that would expose the server unsafely or cannot work.
@@ -117,6 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("r.toml", "api_addr = \"127.0.0.1:6001\"\nsnapshot_every = 7\n")?;

@@ -24,6 +24,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Walk the hash chain of the event log and report the first broken link. Works on the data
+    /// directory of a running server (it opens the log read-only).
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Rebuild all state from position 1 and compare it with the snapshot-based state.
     Replay {
         /// Required: verification is the only replay mode.
@@ -51,6 +59,21 @@ fn main() -> anyhow::Result<()> {
             let config = load(config, data_dir)?;
             let system = actix::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"));
             system.block_on(rookery::run(config, shutdown_signal()))
+        }
+        Command::Verify { config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let dir = config.data_dir.join("log");
+            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
+            match rookery_actors::replay::verify_chain(&log, &mut |p| eprintln!("verify: {} / {} events ({:.1}%)", p.done, p.total, p.percent())) {
+                Ok((events, (position, hash))) => {
+                    println!("ok: {events} events, chain head {} at position {position}", hash.to_hex());
+                    Ok(())
+                }
+                Err(broken) => {
+                    eprintln!("verify failed: {broken}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Replay { verify, config, data_dir } => {
             anyhow::ensure!(verify, "only `rookery replay --verify` is supported");

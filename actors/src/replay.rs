@@ -148,7 +148,7 @@ pub fn catch_up(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Resul
             return ControlFlow::Break(());
         }
         done += 1;
-        if done % CHUNK == 0 {
+        if done.is_multiple_of(CHUNK) {
             if let Err(e) = states.flush(log, position).and_then(|_| set_checkpoint(log, position)) {
                 failure = Some(e);
                 return ControlFlow::Break(());
@@ -211,52 +211,8 @@ pub struct VerifyReport {
 /// # Errors
 /// `Err(message)` naming the first difference or broken link; [`CoreError`] text on read failures.
 pub fn verify(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport, String> {
-    let (head, _) = log.head();
-    let started = Instant::now();
-    let mut last_report = Instant::now();
     let mut states = States::default();
-    let mut prev = ChainHash::GENESIS;
-    let mut expected = Position(1);
-    let mut problem: Option<String> = None;
-    log.scan(Position(1), &mut |r| {
-        if r.position != expected {
-            problem = Some(format!("position {} follows {}: the log has a gap", r.position, expected.0 - 1));
-            return ControlFlow::Break(());
-        }
-        if r.prev_hash != prev {
-            problem = Some(format!("chain broken at position {}: stored previous hash {} but the chain gives {}", r.position, r.prev_hash.to_hex(), prev.to_hex()));
-            return ControlFlow::Break(());
-        }
-        let body = match EnvelopeBody::decode(&r.body) {
-            Ok(b) => b,
-            Err(e) => {
-                problem = Some(format!("record {} does not decode: {e}", r.position));
-                return ControlFlow::Break(());
-            }
-        };
-        if body.digest() != r.digest {
-            problem = Some(format!("record {} was altered: its digest does not match its contents", r.position));
-            return ControlFlow::Break(());
-        }
-        prev = link(&prev, r.position, &r.digest);
-        if let Err(e) = states.apply(r.position, &body, None) {
-            problem = Some(e.to_string());
-            return ControlFlow::Break(());
-        }
-        expected = expected.next();
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            last_report = Instant::now();
-            progress(Progress { done: expected.0 - 1, total: head.0, elapsed: started.elapsed() });
-        }
-        ControlFlow::Continue(())
-    })
-    .map_err(|e| e.to_string())?;
-    if let Some(p) = problem {
-        return Err(p);
-    }
-    if expected.0 - 1 != head.0 {
-        return Err(format!("the log head says position {} but the scan ended at {}", head.0, expected.0 - 1));
-    }
+    let (events, head) = walk_chain(log, progress, &mut |position, body| states.apply(position, body, None).map_err(|e| e.to_string()))?;
     let mut aggregates = 0;
     let mut channels: Vec<_> = states.channels.into_iter().collect();
     channels.sort_by(|a, b| a.0.cmp(&b.0));
@@ -275,7 +231,62 @@ pub fn verify(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Result<
         compare("system", &replayed, log, &[StreamId::System])?;
         aggregates += 1;
     }
-    Ok(VerifyReport { events: expected.0 - 1, aggregates, head: (head, prev) })
+    Ok(VerifyReport { events, aggregates, head })
+}
+
+/// Walks the hash chain from position 1: every position present once and in order, every record's
+/// stored previous hash equal to the chain so far, every digest equal to its contents. Returns the
+/// number of records and the verified head.
+///
+/// # Errors
+/// `Err(message)` naming the first position where the chain breaks.
+pub fn verify_chain(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Result<(u64, (Position, ChainHash)), String> {
+    walk_chain(log, progress, &mut |_, _| Ok(()))
+}
+
+fn walk_chain(
+    log: &dyn EventLog,
+    progress: &mut dyn FnMut(Progress),
+    visit: &mut dyn FnMut(Position, &EnvelopeBody) -> Result<(), String>,
+) -> Result<(u64, (Position, ChainHash)), String> {
+    let (head, _) = log.head();
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut prev = ChainHash::GENESIS;
+    let mut expected = Position(1);
+    let mut problem: Option<String> = None;
+    log.scan(Position(1), &mut |r| {
+        let checked = if r.position != expected {
+            Err(format!("position {} follows {}: the log has a gap", r.position, expected.0 - 1))
+        } else if r.prev_hash != prev {
+            Err(format!("chain broken at position {}: stored previous hash {} but the chain gives {}", r.position, r.prev_hash.to_hex(), prev.to_hex()))
+        } else {
+            match EnvelopeBody::decode(&r.body) {
+                Err(e) => Err(format!("record at position {} does not decode: {e}", r.position)),
+                Ok(body) if body.digest() != r.digest => Err(format!("record at position {} was altered: its digest does not match its contents", r.position)),
+                Ok(body) => visit(r.position, &body),
+            }
+        };
+        if let Err(p) = checked {
+            problem = Some(p);
+            return ControlFlow::Break(());
+        }
+        prev = link(&prev, r.position, &r.digest);
+        expected = expected.next();
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            progress(Progress { done: expected.0 - 1, total: head.0, elapsed: started.elapsed() });
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    if expected.0 - 1 != head.0 {
+        return Err(format!("the log head says position {} but the scan ended at {}", head.0, expected.0 - 1));
+    }
+    Ok((head.0, (head, prev)))
 }
 
 fn compare<A: Aggregate>(what: &str, replayed: &A, log: &dyn EventLog, streams: &[StreamId]) -> Result<(), String> {

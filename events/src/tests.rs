@@ -239,7 +239,7 @@ fn tokens_are_stored_as_hashes_and_quit_removes_them() {
     let set = UserCommand::SetToken { device_flag: DeviceFlag::WEB, device_level: DeviceLevel::MASTER, token: "t".into() };
     let set_event = UserEvent::TokenSet { device_flag: DeviceFlag::WEB, device_level: DeviceLevel::MASTER, token_hash: sha256(b"t") };
     check::<UserState>(&uid, &[], set.clone(), Ok(vec![set_event.clone()]));
-    check::<UserState>(&uid, &[set_event.clone()], set, Ok(vec![]));
+    check::<UserState>(&uid, std::slice::from_ref(&set_event), set, Ok(vec![]));
     check::<UserState>(&uid, &[set_event], UserCommand::QuitDevice(None), Ok(vec![UserEvent::DeviceQuit { device_flag: None }]));
     check::<UserState>(&uid, &[], UserCommand::QuitDevice(None), Ok(vec![]));
     check::<UserState>(

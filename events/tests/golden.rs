@@ -12,8 +12,8 @@ fn meta(i: u8, actor: Actor) -> Meta {
         recorded_at: Timestamp(1_700_000_000_000 + u64::from(i)),
         actor,
         request_id: RequestId([i; 16]),
-        source: if i % 2 == 0 { Some(format!("10.0.0.{i}:5555")) } else { None },
-        user_agent: if i % 3 == 0 { Some("curl/8".into()) } else { None },
+        source: if i.is_multiple_of(2) { Some(format!("10.0.0.{i}:5555")) } else { None },
+        user_agent: if i.is_multiple_of(3) { Some("curl/8".into()) } else { None },
     }
 }
 

@@ -167,7 +167,7 @@ async fn sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Re
             }),
         ));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
     out.truncate(MAX_CONVERSATIONS);
     let list: Vec<Value> = if page >= 1 { out.into_iter().skip((page - 1) * page_size).take(page_size).map(|(_, v)| v).collect() } else { out.into_iter().map(|(_, v)| v).collect() };
     Ok(warp::reply::json(&list).into_response())

@@ -37,7 +37,15 @@ pub struct ApiState {
 /// All routes, behind the manager-token check, with JSON errors for everything that fails.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let core = state.core.clone();
+    // The hash-chain head, to be anchored outside the server (see `rookery verify`).
+    let chain_head = warp::path!("audit" / "head").and(warp::get()).map(move || {
+        let (position, hash) = core.log().head();
+        warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
+    });
     let api = health
+        .or(chain_head)
+        .unify()
         .or(route::routes(state.clone()))
         .unify()
         .or(user::routes(state.clone()))

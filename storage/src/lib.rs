@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 
 pub use error::StorageError;
 pub use mem::MemLog;
-pub use rocks::{baseline, LogStats, RocksLog, RocksOptions};
+pub use rocks::{baseline, fault, LogStats, RocksLog, RocksOptions};
 pub use rookery_events::{ChainHash, Position};
 
 /// Checks what every engine refuses before anything is written.

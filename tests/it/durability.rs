@@ -11,6 +11,9 @@ use crate::support::{b64, verify, Server};
 
 const WRITERS: usize = 16;
 
+/// Per writer: (send number, message_seq, message_id) of every acknowledged send.
+type Acks = BTreeMap<usize, Vec<(u64, u64, i64)>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,7 +22,7 @@ async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
 
     // Each writer sends one message at a time into its own person channel with the hub user and
     // records every acknowledgement; all writers run at once so appends share commit groups.
-    let acked: Arc<Mutex<BTreeMap<usize, Vec<(u64, u64, i64)>>>> = Arc::default();
+    let acked: Arc<Mutex<Acks>> = Arc::default();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let (acked, api) = (acked.clone(), api.clone());

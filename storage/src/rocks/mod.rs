@@ -9,6 +9,7 @@
 //! The key layouts are in `schema.rs`; the record value codec is below.
 
 pub mod baseline;
+pub mod fault;
 pub(crate) mod schema;
 mod writer;
 
