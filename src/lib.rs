@@ -63,19 +63,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // Tests and supervisors read these lines to learn the bound ports.
     println!("rookery: api listening on {}", api_listener.local_addr()?);
     println!("rookery: monitor listening on {}", monitor_listener.local_addr()?);
+    let tcp_listener = tokio::net::TcpListener::bind(config.tcp_addr).await.with_context(|| format!("binding WKProto TCP on {}", config.tcp_addr))?;
+    let ws_listener = tokio::net::TcpListener::bind(config.ws_addr).await.with_context(|| format!("binding WKProto WebSocket on {}", config.ws_addr))?;
+    println!("rookery: tcp listening on {}", tcp_listener.local_addr()?);
+    println!("rookery: ws listening on {}", ws_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let gateway = gateway::session::Gateway::new(core.clone(), config.clone());
+    let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
+    let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway, stop_rx.clone()));
     let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone() });
     let api = tokio::spawn(warp::serve(routes).incoming(api_listener).graceful(stopped(stop_rx.clone())).run());
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 
+    // The chain head, logged every minute so it can be anchored outside the server.
+    let head_log = log.clone();
+    let head_logger = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let (position, hash) = head_log.head();
+            tracing::info!(position = position.0, chain_head = %hash.to_hex(), "event log chain head");
+        }
+    });
+
     shutdown.await;
+    head_logger.abort();
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = api.await;
     let _ = monitor.await;
+    let _ = tcp.await;
+    let _ = ws.await;
     Ok(())
 }

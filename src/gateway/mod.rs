@@ -3,8 +3,15 @@
 //! `packet` is the pure codec (bytes to [`packet::Packet`] and back, every protocol version 1-6);
 //! `crypto` is the key agreement and payload encryption of the handshake. Neither does I/O, so both
 //! are tested without sockets; `docs/PROTOCOL.md` describes the wire format they implement.
+//!
+//! `conn` turns a TCP stream or a WebSocket into a buffered stream of packets; `tcp` and `ws` only
+//! accept and adapt sockets; `session` is the per-connection task (handshake, PING, SEND).
 
 #![warn(missing_docs)]
 
+pub mod conn;
 pub mod crypto;
 pub mod packet;
+pub mod session;
+pub mod tcp;
+pub mod ws;

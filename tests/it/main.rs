@@ -4,5 +4,6 @@
 mod audit;
 mod conversation;
 mod durability;
+mod gateway;
 mod rest;
 mod support;

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,10 @@ pub struct Server {
     pub api: SocketAddr,
     /// The monitor address it bound.
     pub monitor: SocketAddr,
-    /// Its data directory.
-    pub data_dir: PathBuf,
+    /// The WKProto TCP address it bound.
+    pub tcp: SocketAddr,
+    /// The WKProto WebSocket address it bound.
+    pub ws: SocketAddr,
     client: reqwest::Client,
 }
 
@@ -49,9 +51,9 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let (mut api, mut monitor) = (None, None);
+        let (mut api, mut monitor, mut tcp, mut ws) = (None, None, None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while api.is_none() || monitor.is_none() {
+        while api.is_none() || monitor.is_none() || tcp.is_none() || ws.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -60,12 +62,15 @@ impl Server {
             let addr = |prefix: &str| line.strip_prefix(prefix).map(|a| a.trim().parse::<SocketAddr>().expect("address"));
             api = api.or(addr("rookery: api listening on "));
             monitor = monitor.or(addr("rookery: monitor listening on "));
+            tcp = tcp.or(addr("rookery: tcp listening on "));
+            ws = ws.or(addr("rookery: ws listening on "));
         }
         Server {
             child: Some(child),
             api: api.expect("api address"),
             monitor: monitor.expect("monitor address"),
-            data_dir: data_dir.to_owned(),
+            tcp: tcp.expect("tcp address"),
+            ws: ws.expect("ws address"),
             client: reqwest::Client::new(),
         }
     }

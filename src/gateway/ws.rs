@@ -1,0 +1,28 @@
+//! The WKProto WebSocket listener (tokio-tungstenite on its own port, STACK.md §2): accepts sockets,
+//! upgrades them on any path (spec §3.1) and hands each to a session as a [`Connection`].
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::conn::Connection;
+use super::packet::MAX_BODY_LEN;
+use super::session::{accept_loop, Gateway, CONNECT_TIMEOUT};
+
+/// Serves WKProto over WebSocket on `listener` until `shutdown` turns true, then waits for its
+/// sessions.
+pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: watch::Receiver<bool>) {
+    accept_loop(listener, gateway, shutdown, |stream, peer| async move {
+        // A message larger than the largest packet plus its header can only be garbage.
+        let config = WebSocketConfig::default().max_message_size(Some(MAX_BODY_LEN + 16)).max_frame_size(Some(MAX_BODY_LEN + 16));
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::accept_async_with_config(stream, Some(config))).await {
+            Ok(Ok(ws)) => Some(Connection::ws(ws, peer)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "WebSocket upgrade failed");
+                None
+            }
+            Err(_) => None,
+        }
+    })
+    .await;
+}

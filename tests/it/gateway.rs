@@ -1,0 +1,416 @@
+//! WKProto over TCP and WebSocket against the real binary: the token check, the CONNACK fields at
+//! versions 2 and 5, PING, SEND through the core with its SENDACK, and garbage input. The client side
+//! is the server's own codec and crypto (`rookery::gateway`), used the way the JS SDK does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use rookery::gateway::crypto::{ServerKeyPair, SessionCipher};
+use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, SendPacket, SendackPacket};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::Server;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Tcp,
+    Ws,
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+}
+
+/// A test client: raw socket, reassembly buffer, negotiated version and (after CONNACK) cipher.
+struct Client {
+    socket: Socket,
+    input: Vec<u8>,
+    version: u8,
+    cipher: Option<SessionCipher>,
+    /// Number of binary WebSocket messages received (to check one packet per message).
+    ws_messages: usize,
+}
+
+impl Client {
+    async fn open(s: &Server, kind: Kind) -> Client {
+        let socket = match kind {
+            Kind::Tcp => Socket::Tcp(TcpStream::connect(s.tcp).await.expect("tcp connect")),
+            Kind::Ws => {
+                let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}", s.ws)).await.expect("ws connect");
+                Socket::Ws(Box::new(ws))
+            }
+        };
+        Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
+    }
+
+    async fn write_raw(&mut self, bytes: Vec<u8>) {
+        match &mut self.socket {
+            Socket::Tcp(t) => t.write_all(&bytes).await.expect("tcp write"),
+            Socket::Ws(w) => w.send(Message::binary(bytes)).await.expect("ws write"),
+        }
+    }
+
+    async fn write(&mut self, p: &Packet) {
+        let bytes = packet::encode_to_vec(p, self.version).expect("encode");
+        self.write_raw(bytes).await;
+    }
+
+    /// The next packet, or `None` when the server closed the connection.
+    async fn read(&mut self) -> Option<Packet> {
+        loop {
+            match packet::check(&self.input) {
+                Ok(_) => {
+                    let (p, len) = packet::decode(&self.input, self.version).expect("server sent a valid packet");
+                    self.input.drain(..len);
+                    return Some(p);
+                }
+                Err(packet::DecodeError::Incomplete) => {}
+                Err(e) => panic!("server sent garbage: {e}"),
+            }
+            let more = tokio::time::timeout(WAIT, async {
+                match &mut self.socket {
+                    Socket::Tcp(t) => {
+                        let mut buf = [0u8; 4096];
+                        match t.read(&mut buf).await {
+                            Ok(0) | Err(_) => None,
+                            Ok(n) => Some(buf[..n].to_vec()),
+                        }
+                    }
+                    Socket::Ws(w) => loop {
+                        match w.next().await {
+                            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                            Some(Ok(Message::Binary(b))) => {
+                                // The server must write exactly one whole packet per message.
+                                assert_eq!(packet::check(&b), Ok(b.len()), "one packet per WebSocket message");
+                                break Some(b.to_vec());
+                            }
+                            Some(Ok(_)) => {}
+                        }
+                    },
+                }
+            })
+            .await
+            .expect("server answered in time");
+            match more {
+                Some(bytes) => {
+                    if matches!(self.socket, Socket::Ws(_)) {
+                        self.ws_messages += 1;
+                    }
+                    self.input.extend_from_slice(&bytes);
+                }
+                None => {
+                    assert!(self.input.is_empty(), "connection closed inside a packet");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
+    async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
+        let keys = ServerKeyPair::generate().expect("client keys");
+        self.version = packet::negotiate_version(version);
+        self.write(&Packet::Connect(ConnectPacket {
+            version,
+            device_flag,
+            device_id: "dev1".into(),
+            uid: uid.into(),
+            token: token.into(),
+            client_timestamp: 1,
+            client_key: keys.public_key_base64(),
+        }))
+        .await;
+        let Some(Packet::Connack(ack)) = self.read().await else { panic!("expected CONNACK") };
+        if ack.reason_code == ReasonCode::SUCCESS {
+            self.cipher = Some(keys.agree(&ack.server_key, &ack.salt).expect("agree"));
+        }
+        ack
+    }
+
+    /// A SEND built and signed as the JS SDK does.
+    fn send_packet(&self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str) -> Packet {
+        let cipher = self.cipher.as_ref().expect("connected");
+        let mut send = SendPacket {
+            client_seq,
+            client_msg_no: format!("cmn-{client_seq}"),
+            channel_id: channel_id.into(),
+            channel_type,
+            payload: cipher.encrypt_payload(text.as_bytes()),
+            ..SendPacket::default()
+        };
+        send.msg_key = cipher.send_msg_key(&send);
+        Packet::Send(send)
+    }
+
+    async fn send(&mut self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str) -> SendackPacket {
+        let p = self.send_packet(client_seq, channel_id, channel_type, text);
+        self.write(&p).await;
+        match self.read().await {
+            Some(Packet::Sendack(ack)) => ack,
+            other => panic!("expected SENDACK, got {other:?}"),
+        }
+    }
+}
+
+async fn server_with_tokens() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[]);
+    for (uid, token, flag) in [("alice", "ta", 1), ("bob", "tb", 0), ("carol", "tc", 1)] {
+        let (status, v) = s.post("/user/token", &json!({"uid": uid, "token": token, "device_flag": flag, "device_level": 1})).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    (dir, s)
+}
+
+/// Plaintexts of a person channel's history as `login` sees it.
+async fn history(s: &Server, login: &str, peer: &str) -> Vec<(u64, String)> {
+    let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": login, "channel_id": peer, "channel_type": 1, "limit": 100})).await;
+    assert_eq!(status, 200, "{v}");
+    v["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(m["payload"].as_str().expect("payload")).expect("base64");
+            (m["message_seq"].as_u64().expect("seq"), String::from_utf8(bytes).expect("utf8"))
+        })
+        .collect()
+}
+
+async fn auth(kind: Kind) {
+    let (_dir, s) = server_with_tokens().await;
+    // Wrong token, unknown device flag, empty uid: CONNACK 2, then the server closes.
+    for (uid, token, flag) in [("alice", "wrong", 1), ("alice", "ta", 0), ("", "ta", 1), ("nobody", "x", 1)] {
+        let mut c = Client::open(&s, kind).await;
+        let ack = c.connect(uid, token, flag, 5).await;
+        assert_eq!(ack.reason_code, ReasonCode::AUTH_FAIL, "{kind:?} {uid}/{token}/{flag}");
+        assert!(ack.server_key.is_empty());
+        assert_eq!(c.read().await, None, "closed after a refused CONNECT");
+    }
+    // Version 2 (npm SDK 1.0.4): no server_version, no node_id.
+    let mut c = Client::open(&s, kind).await;
+    let ack = c.connect("alice", "ta", 1, 2).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(ack.server_version, None);
+    assert_eq!(ack.node_id, 0);
+    assert_eq!(ack.salt.len(), 16);
+    assert!(!ack.server_key.is_empty());
+    assert!(ack.time_diff > 0, "server time minus client timestamp 1");
+    // Version 5: server_version announced, node_id present.
+    let mut c5 = Client::open(&s, kind).await;
+    let ack = c5.connect("bob", "tb", 0, 5).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(ack.server_version, Some(5));
+    assert_eq!(ack.node_id, 1);
+    // A version above the server's is capped.
+    let mut c9 = Client::open(&s, kind).await;
+    let ack = c9.connect("carol", "tc", 1, 9).await;
+    assert_eq!(ack.server_version, Some(packet::LATEST_VERSION));
+    // PING -> PONG on every session.
+    for c in [&mut c, &mut c5, &mut c9] {
+        c.write(&Packet::Ping).await;
+        assert_eq!(c.read().await, Some(Packet::Pong));
+    }
+}
+
+async fn send(kind: Kind) {
+    let (_dir, s) = server_with_tokens().await;
+    let mut c = Client::open(&s, kind).await;
+    assert_eq!(c.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let first = c.send(7, "bob", 1, "hello bob").await;
+    assert_eq!((first.reason_code, first.client_seq, first.message_seq), (ReasonCode::SUCCESS, 7, 1), "{first:?}");
+    assert!(first.message_id > 0);
+    let second = c.send(8, "bob", 1, "second").await;
+    assert_eq!((second.reason_code, second.client_seq, second.message_seq), (ReasonCode::SUCCESS, 8, 2), "{second:?}");
+    assert_ne!(first.message_id, second.message_id);
+    // Stored as plaintext in the person channel both sides name by the other's uid.
+    let want = vec![(1, "hello bob".to_owned()), (2, "second".to_owned())];
+    assert_eq!(history(&s, "alice", "bob").await, want);
+    assert_eq!(history(&s, "bob", "alice").await, want);
+
+    // A retry with the same client_msg_no is answered from the original.
+    let again = c.send(8, "bob", 1, "second").await;
+    assert_eq!((again.message_id, again.message_seq), (second.message_id, 2));
+
+    // Group: not a member -> 3; after joining -> success.
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["bob"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let ack = c.send(9, "g1", 2, "let me in").await;
+    assert_eq!((ack.reason_code, ack.client_seq, ack.message_seq), (ReasonCode::SUBSCRIBER_NOT_EXIST, 9, 0));
+    let (status, v) = s.post("/channel/subscriber_add", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["alice"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let ack = c.send(10, "g1", 2, "in").await;
+    assert_eq!((ack.reason_code, ack.message_seq), (ReasonCode::SUCCESS, 1));
+
+    // A forged msg_key -> 9, and the session goes on.
+    let Packet::Send(mut forged) = c.send_packet(11, "bob", 1, "forged") else { unreachable!() };
+    forged.msg_key = "0".repeat(32);
+    c.write(&Packet::Send(forged)).await;
+    let Some(Packet::Sendack(ack)) = c.read().await else { panic!("expected SENDACK") };
+    assert_eq!((ack.reason_code, ack.client_seq), (ReasonCode::PAYLOAD_DECODE_ERROR, 11));
+
+    // Several packets in one write are all answered, in order.
+    let mut batch = Vec::new();
+    for (i, p) in [c.send_packet(12, "bob", 1, "b1"), Packet::Ping, c.send_packet(13, "bob", 1, "b2")].iter().enumerate() {
+        packet::encode(p, c.version, &mut batch).unwrap_or_else(|e| panic!("encode {i}: {e}"));
+    }
+    c.write_raw(batch).await;
+    let Some(Packet::Sendack(a)) = c.read().await else { panic!("expected SENDACK") };
+    assert_eq!((a.client_seq, a.message_seq), (12, 3));
+    assert_eq!(c.read().await, Some(Packet::Pong));
+    let Some(Packet::Sendack(b)) = c.read().await else { panic!("expected SENDACK") };
+    assert_eq!((b.client_seq, b.message_seq), (13, 4));
+    assert_eq!(history(&s, "bob", "alice").await.len(), 4);
+}
+
+async fn garbage(kind: Kind) {
+    let (_dir, s) = server_with_tokens().await;
+    // Before CONNECT: a packet of an unknown type.
+    let mut c = Client::open(&s, kind).await;
+    c.write_raw(vec![0xf0, 0x01, 0x00]).await;
+    assert!(matches!(c.read().await, Some(Packet::Disconnect(_))), "DISCONNECT before close");
+    assert_eq!(c.read().await, None);
+    // First packet not CONNECT.
+    let mut c = Client::open(&s, kind).await;
+    c.write(&Packet::Ping).await;
+    assert!(matches!(c.read().await, Some(Packet::Disconnect(_))));
+    assert_eq!(c.read().await, None);
+    // After CONNECT: a packet only servers send.
+    let mut c = Client::open(&s, kind).await;
+    assert_eq!(c.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    c.write(&Packet::Connack(ConnackPacket::default())).await;
+    let Some(Packet::Disconnect(d)) = c.read().await else { panic!("expected DISCONNECT") };
+    assert_eq!(d.reason_code, ReasonCode::PAYLOAD_DECODE_ERROR);
+    assert_eq!(c.read().await, None);
+    // After CONNECT: a length varint longer than 4 bytes.
+    let mut c = Client::open(&s, kind).await;
+    assert_eq!(c.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    c.write_raw(vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).await;
+    assert!(matches!(c.read().await, Some(Packet::Disconnect(_))));
+    assert_eq!(c.read().await, None);
+}
+
+#[tokio::test]
+async fn tcp_auth_connack_and_ping() {
+    auth(Kind::Tcp).await;
+}
+
+#[tokio::test]
+async fn ws_auth_connack_and_ping() {
+    auth(Kind::Ws).await;
+}
+
+#[tokio::test]
+async fn tcp_send_gets_sendack_and_is_stored() {
+    send(Kind::Tcp).await;
+}
+
+#[tokio::test]
+async fn ws_send_gets_sendack_and_is_stored() {
+    send(Kind::Ws).await;
+}
+
+#[tokio::test]
+async fn tcp_garbage_gets_disconnect() {
+    garbage(Kind::Tcp).await;
+}
+
+#[tokio::test]
+async fn ws_garbage_gets_disconnect() {
+    garbage(Kind::Ws).await;
+}
+
+/// Over WebSocket every server packet is its own binary message, even when several answers are
+/// written together.
+#[tokio::test]
+async fn ws_one_packet_per_message() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut c = Client::open(&s, Kind::Ws).await;
+    assert_eq!(c.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let before = c.ws_messages;
+    let mut batch = Vec::new();
+    for _ in 0..3 {
+        packet::encode(&Packet::Ping, c.version, &mut batch).expect("encode");
+    }
+    c.write_raw(batch).await;
+    for _ in 0..3 {
+        assert_eq!(c.read().await, Some(Packet::Pong));
+    }
+    assert_eq!(c.ws_messages - before, 3, "three PONGs, three messages");
+    let _: SocketAddr = s.ws;
+}
+
+/// The next packet, which must be a RECV; returns it with its decrypted payload.
+async fn recv(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
+    match c.read().await {
+        Some(Packet::Recv(r)) => {
+            let plain = c.cipher.as_ref().expect("connected").open_recv(&r).expect("RECV verifies and decrypts with this session's key");
+            (r, String::from_utf8(plain).expect("utf8"))
+        }
+        other => panic!("expected RECV, got {other:?}"),
+    }
+}
+
+/// A SEND reaches every other online session of the recipients (the receiver over TCP and WS, the
+/// sender's other device) sealed with each session's own key; the sending session gets only SENDACK.
+#[tokio::test]
+async fn send_is_delivered_to_online_sessions() {
+    let (_dir, s) = server_with_tokens().await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "alice", "token": "ta0", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice_app = Client::open(&s, Kind::Ws).await;
+    assert_eq!(alice_app.connect("alice", "ta0", 0, 6).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob_tcp = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob_tcp.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob_ws = Client::open(&s, Kind::Ws).await;
+    assert_eq!(bob_ws.connect("bob", "tb", 0, 2).await.reason_code, ReasonCode::SUCCESS);
+
+    let ack = alice.send(1, "bob", 1, "hi bob").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    for bob in [&mut bob_tcp, &mut bob_ws] {
+        let (r, text) = recv(bob).await;
+        assert_eq!(text, "hi bob");
+        assert_eq!((r.from_uid.as_str(), r.channel_id.as_str(), r.channel_type), ("alice", "alice", 1));
+        assert_eq!((r.message_id, r.message_seq, r.client_msg_no.as_str()), (ack.message_id, 1, "cmn-1"));
+        assert!(r.timestamp > 0);
+    }
+    let (r, text) = recv(&mut alice_app).await;
+    assert_eq!((r.channel_id.as_str(), text.as_str()), ("bob", "hi bob"), "the sender's other device sees the peer's channel");
+    // Nothing more for the sending session: its next packet answers its PING.
+    alice.write(&Packet::Ping).await;
+    assert_eq!(alice.read().await, Some(Packet::Pong));
+
+    // A retry is not delivered again.
+    let again = alice.send(1, "bob", 1, "hi bob").await;
+    assert_eq!(again.message_id, ack.message_id);
+    bob_tcp.write(&Packet::Ping).await;
+    assert_eq!(bob_tcp.read().await, Some(Packet::Pong));
+
+    // Group: every online subscriber but the sending session.
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g2", "channel_type": 2, "subscribers": ["alice", "bob", "carol"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let ack = bob_ws.send(5, "g2", 2, "hello group").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    for c in [&mut alice, &mut alice_app, &mut bob_tcp] {
+        let (r, text) = recv(c).await;
+        assert_eq!((r.from_uid.as_str(), r.channel_id.as_str(), r.channel_type, text.as_str()), ("bob", "g2", 2, "hello group"));
+        assert_eq!(r.message_seq, 1);
+    }
+
+    // A closed session leaves the registry: sending to it still works.
+    drop(bob_tcp);
+    drop(bob_ws);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(alice.send(2, "bob", 1, "offline").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(history(&s, "bob", "alice").await.len(), 2);
+}
