@@ -74,8 +74,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let gateway = gateway::session::Gateway::new(core.clone(), config.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
-    let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway, stop_rx.clone()));
-    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone() });
+    let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
+    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
     let api = tokio::spawn(warp::serve(routes).incoming(api_listener).graceful(stopped(stop_rx.clone())).run());
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 

@@ -32,6 +32,9 @@ pub struct ApiState {
     pub core: Core,
     /// Server settings.
     pub config: Arc<Config>,
+    /// Online WKProto sessions: read by `/user/onlinestatus`, and messages sent through the API are
+    /// pushed to them.
+    pub presence: Arc<crate::gateway::session::Presence>,
 }
 
 /// All routes, behind the manager-token check, with JSON errors for everything that fails.

@@ -25,7 +25,7 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .and(origin(state.clone()))
         .and(json_body())
         .and_then(device_quit);
-    let online = warp::path!("user" / "onlinestatus").and(warp::post()).and(json_body()).and_then(online_status);
+    let online = warp::path!("user" / "onlinestatus").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(online_status);
     let add_path = warp::path!("user" / "systemuids_add").or(warp::path!("systemuids_add")).unify();
     let add = add_path
         .and(warp::post())
@@ -147,9 +147,10 @@ async fn device_quit(state: ApiState, origin: Origin, dto: DeviceQuitDto) -> Res
 
 /// Online sessions of the given uids. Sessions live in the WKProto gateway, which this server does
 /// not run yet, so nobody is online and the list is always empty.
-async fn online_status(uids: Vec<String>) -> Result<warp::reply::Response, Rejection> {
-    uid_list("uids", Some(uids), true)?;
-    let sessions: Vec<OnlineSession> = Vec::new();
+async fn online_status(state: ApiState, uids: Vec<String>) -> Result<warp::reply::Response, Rejection> {
+    let uids = uid_list("uids", Some(uids), true)?;
+    let sessions: Vec<OnlineSession> =
+        state.presence.online_devices(&uids).into_iter().map(|(uid, device_flag)| OnlineSession { uid: uid.0, device_flag, online: 1 }).collect();
     Ok(warp::reply::json(&sessions).into_response())
 }
 

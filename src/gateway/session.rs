@@ -76,6 +76,7 @@ pub enum Outbound {
 /// One online session.
 struct Online {
     id: u64,
+    device_flag: u8,
     tx: mpsc::Sender<Outbound>,
 }
 
@@ -87,9 +88,9 @@ pub struct Presence {
 }
 
 impl Presence {
-    fn register(self: &Arc<Self>, uid: &Uid, tx: mpsc::Sender<Outbound>) -> Registration {
+    fn register(self: &Arc<Self>, uid: &Uid, device_flag: u8, tx: mpsc::Sender<Outbound>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.online.lock().unwrap_or_else(PoisonError::into_inner).entry(uid.clone()).or_default().push(Online { id, tx });
+        self.online.lock().unwrap_or_else(PoisonError::into_inner).entry(uid.clone()).or_default().push(Online { id, device_flag, tx });
         Registration { presence: self.clone(), uid: uid.clone(), id }
     }
 
@@ -103,6 +104,93 @@ impl Presence {
     pub fn count(&self, uid: &Uid) -> usize {
         self.online.lock().unwrap_or_else(PoisonError::into_inner).get(uid).map_or(0, Vec::len)
     }
+}
+
+/// A committed message to push to online sessions.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The stored channel (internal `big@small` id for person channels).
+    pub key: ChannelKey,
+    /// The sender.
+    pub from: Uid,
+    /// Header flags as sent.
+    pub header: packet::Header,
+    /// Setting byte as sent.
+    pub setting: Setting,
+    /// Expiry in seconds.
+    pub expire: u32,
+    /// The sender's message number.
+    pub client_msg_no: String,
+    /// Topic, if any.
+    pub topic: String,
+    /// Its id.
+    pub message_id: i64,
+    /// Its seq (0 for `no_persist`).
+    pub message_seq: u64,
+    /// The plaintext payload, sealed per session.
+    pub payload: Arc<[u8]>,
+}
+
+impl Presence {
+    /// Puts a RECV on the queue of every online session of `recipients`, except session `except`.
+    /// Each recipient sees a person channel named by the other party. A full queue (a reader that
+    /// cannot keep up) loses the RECV; the client finds the message when it syncs.
+    pub fn deliver(&self, message: &Delivery, recipients: &[Uid], except: Option<u64>) {
+        let parties = if message.key.ty == ChannelType::PERSON { rookery_events::person_channel_parties(&message.key.id) } else { None };
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i32).unwrap_or_default();
+        for uid in recipients {
+            let channel_id = match &parties {
+                Some((a, b)) => if a == uid { b.0.clone() } else { a.0.clone() },
+                None => message.key.id.0.clone(),
+            };
+            // The sender's own other devices get it without a red dot.
+            let mut header = message.header;
+            if *uid == message.from {
+                header.red_dot = false;
+            }
+            for (id, tx) in self.sessions(uid) {
+                if Some(id) == except {
+                    continue;
+                }
+                let recv = RecvPacket {
+                    header,
+                    // Streams are not supported; never set the stream bit (PROTOCOL.md §9).
+                    setting: message.setting.with(Setting::STREAM, false),
+                    from_uid: message.from.0.clone(),
+                    channel_id: channel_id.clone(),
+                    channel_type: message.key.ty.0,
+                    expire: message.expire,
+                    client_msg_no: message.client_msg_no.clone(),
+                    message_id: message.message_id,
+                    message_seq: message.message_seq,
+                    timestamp,
+                    topic: message.topic.clone(),
+                    ..RecvPacket::default()
+                };
+                if tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())).is_err() {
+                    tracing::warn!(uid = %uid, message_id = message.message_id, "outbound queue full or closed; RECV dropped");
+                }
+            }
+        }
+    }
+
+    /// Online sessions of each uid, as `(uid, device_flag)` pairs, for `/user/onlinestatus`.
+    pub fn online_devices(&self, uids: &[Uid]) -> Vec<(Uid, u8)> {
+        let online = self.online.lock().unwrap_or_else(PoisonError::into_inner);
+        uids.iter().flat_map(|u| online.get(u).into_iter().flatten().map(move |o| (u.clone(), o.device_flag))).collect()
+    }
+}
+
+/// Who receives a message of `key`: both parties of a person channel (named by `sender` and `peer`),
+/// otherwise the channel's subscribers.
+///
+/// # Errors
+/// The core's error when the channel cannot be read.
+pub async fn recipients(core: &Core, key: &ChannelKey, sender: &Uid, peer: &Uid) -> Result<Vec<Uid>, CoreError> {
+    if key.ty == ChannelType::PERSON {
+        return Ok(if peer == sender { vec![sender.clone()] } else { vec![sender.clone(), peer.clone()] });
+    }
+    Ok(core.channel_state(key).await?.subscribers.into_iter().collect())
 }
 
 /// A session's entry in [`Presence`]; removed when dropped, however the session ends.
@@ -199,7 +287,7 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
     };
 
     let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let registration = gateway.presence.register(&session.uid, outbound_tx);
+    let registration = gateway.presence.register(&session.uid, session.device_flag.0, outbound_tx);
     session.conn_id = registration.id;
     let mut deadline = Instant::now() + IDLE_TIMEOUT;
     loop {
@@ -370,50 +458,29 @@ impl Session {
     }
 
     /// Puts a RECV for a committed message on the queue of every online session of its recipients
-    /// but this one. A full queue (a reader that cannot keep up) loses the RECV; the client finds the
-    /// message when it syncs.
+    /// but this one.
     async fn fan_out(&self, send: &SendPacket, accepted: Accepted) {
         let Accepted { sent, key, payload } = accepted;
-        let peer = Uid::from(send.channel_id.as_str());
-        let recipients: Vec<Uid> = if key.ty == ChannelType::PERSON {
-            if peer == self.uid { vec![peer.clone()] } else { vec![self.uid.clone(), peer.clone()] }
-        } else {
-            match self.core.channel_state(&key).await {
-                Ok(state) => state.subscribers.into_iter().collect(),
-                Err(e) => {
-                    tracing::warn!(channel = %key, error = %e, "reading subscribers for delivery");
-                    return;
-                }
+        let recipients = match recipients(&self.core, &key, &self.uid, &Uid::from(send.channel_id.as_str())).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(channel = %key, error = %e, "reading subscribers for delivery");
+                return;
             }
         };
-        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i32).unwrap_or_default();
-        for uid in recipients {
-            // The person channel is named by the other party, as each side sees it.
-            let channel_id = if key.ty == ChannelType::PERSON && uid == peer { self.uid.0.clone() } else { send.channel_id.clone() };
-            for (id, tx) in self.presence.sessions(&uid) {
-                if id == self.conn_id {
-                    continue;
-                }
-                let recv = RecvPacket {
-                    header: packet::Header { dup: false, ..send.header },
-                    // Streams are not supported; never set the stream bit (PROTOCOL.md §9).
-                    setting: send.setting.with(Setting::STREAM, false),
-                    from_uid: self.uid.0.clone(),
-                    channel_id: channel_id.clone(),
-                    channel_type: send.channel_type,
-                    expire: send.expire,
-                    client_msg_no: send.client_msg_no.clone(),
-                    message_id: sent.message_id.0,
-                    message_seq: sent.message_seq.0,
-                    timestamp,
-                    topic: send.topic.clone(),
-                    ..RecvPacket::default()
-                };
-                if tx.try_send(Outbound::Recv(Box::new(recv), payload.clone())).is_err() {
-                    tracing::warn!(uid = %uid, message_id = sent.message_id.0, "outbound queue full or closed; RECV dropped");
-                }
-            }
-        }
+        let message = Delivery {
+            key,
+            from: self.uid.clone(),
+            header: packet::Header { dup: false, ..send.header },
+            setting: send.setting,
+            expire: send.expire,
+            client_msg_no: send.client_msg_no.clone(),
+            topic: send.topic.clone(),
+            message_id: sent.message_id.0,
+            message_seq: sent.message_seq.0,
+            payload,
+        };
+        self.presence.deliver(&message, &recipients, Some(self.conn_id));
     }
 
     /// Writes something another task queued for this session.

@@ -414,3 +414,30 @@ async fn send_is_delivered_to_online_sessions() {
     assert_eq!(alice.send(2, "bob", 1, "offline").await.reason_code, ReasonCode::SUCCESS);
     assert_eq!(history(&s, "bob", "alice").await.len(), 2);
 }
+
+/// Messages sent through the REST API reach online sessions too, and `/user/onlinestatus` lists
+/// exactly the sessions that are connected.
+#[tokio::test]
+async fn rest_sends_are_delivered_and_presence_is_reported() {
+    let (_dir, s) = server_with_tokens().await;
+    let (status, v) = s.post("/user/onlinestatus", &json!(["bob", "carol"])).await;
+    assert_eq!((status, v), (200, json!([])));
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let (status, v) = s.post("/user/onlinestatus", &json!(["bob", "carol"])).await;
+    assert_eq!((status, v), (200, json!([{"uid": "bob", "device_flag": 0, "online": 1}])));
+
+    let (status, v) = s
+        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("from the api"), "header": {"red_dot": 1}}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (r, text) = recv(&mut bob).await;
+    assert_eq!((text.as_str(), r.from_uid.as_str(), r.channel_id.as_str()), ("from the api", "alice", "alice"));
+    assert_eq!((r.message_id, r.message_seq), (v["message_id"].as_i64().unwrap(), 1));
+    assert!(r.header.red_dot);
+
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, v) = s.post("/user/onlinestatus", &json!(["bob"])).await;
+    assert_eq!((status, v), (200, json!([])));
+}
