@@ -5,7 +5,12 @@
 
 use rookery_events::*;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1.log");
+/// The fixture's path, from the crate directory the test runs in. Read at run time: a test binary in a
+/// shared target directory may have been built from another checkout.
+fn fixture() -> std::path::PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.join("tests/fixtures/golden-v1.log")
+}
 
 fn meta(i: u8, actor: Actor) -> Meta {
     Meta {
@@ -117,9 +122,9 @@ fn split_log(mut bytes: &[u8]) -> Vec<&[u8]> {
 fn golden_log_v1_still_decodes_and_encodes_identically() {
     let sample = sample();
     if std::env::var_os("ROOKERY_BLESS_GOLDEN").is_some() {
-        std::fs::write(FIXTURE, encode_log(&sample)).unwrap();
+        std::fs::write(fixture(), encode_log(&sample)).unwrap();
     }
-    let fixture = std::fs::read(FIXTURE).expect("the golden fixture is checked in");
+    let fixture = std::fs::read(fixture()).expect("the golden fixture is checked in");
     let records = split_log(&fixture);
     assert_eq!(records.len(), sample.len(), "fixture holds one record per sample envelope");
     for (i, (bytes, expected)) in records.iter().zip(&sample).enumerate() {

@@ -289,6 +289,8 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
     let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let registration = gateway.presence.register(&session.uid, session.device_flag.0, outbound_tx);
     session.conn_id = registration.id;
+    // The successful CONNACK, only now that the session can be reached.
+    conn.flush().await?;
     let mut deadline = Instant::now() + IDLE_TIMEOUT;
     loop {
         tokio::select! {
@@ -319,7 +321,8 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
 }
 
 /// Authenticates CONNECT and agrees the keys; answers CONNACK either way. `None` when the session
-/// was refused (the CONNACK with the reason is already written).
+/// was refused (the CONNACK with the reason is already written); on success the CONNACK is queued
+/// and the caller flushes it after registering the session.
 async fn handshake(conn: &mut Connection, gateway: &Gateway, connect: &ConnectPacket) -> Result<Option<Session>, ConnError> {
     let connack = |reason_code: ReasonCode, server_key: String, salt: String| {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
@@ -350,8 +353,9 @@ async fn handshake(conn: &mut Connection, gateway: &Gateway, connect: &ConnectPa
             return Ok(None);
         }
     };
+    // Queued, not flushed: `run` flushes it once the session is in presence, so a client that has
+    // its CONNACK is already reachable by live delivery and `/user/onlinestatus`.
     conn.queue(&connack(ReasonCode::SUCCESS, shake.server_key, shake.salt))?;
-    conn.flush().await?;
     tracing::debug!(peer = conn.peer(), uid = %connect.uid, device_flag = connect.device_flag, version = conn.version(), "session open");
     Ok(Some(Session {
         uid: Uid::from(connect.uid.as_str()),

@@ -5,5 +5,6 @@ mod audit;
 mod conversation;
 mod durability;
 mod gateway;
+mod jssdk;
 mod rest;
 mod support;
