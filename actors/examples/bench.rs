@@ -6,6 +6,9 @@
 //!     snapshots) against a raw RocksDB iteration that
 //!     decodes the same records, at 1M and 10M events.
 //!
+//! (c) time travel: a channel with 100k events spread through a 10M-event log, rebuilt as of a
+//!     past position and a past instant, against rebuilding it by replaying the log up to there.
+//!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +140,10 @@ fn main() {
         println!("{n} appenders: {rate:.0} events/s, avg group {group:.1}");
         return;
     }
+    if args.iter().any(|a| a == "--only-time-travel") {
+        time_travel(if quick { 1_000_000 } else { 10_000_000 });
+        return;
+    }
     println!("## (a) append throughput, durability = fsync per commit group\n");
     println!("| appenders | rookery events/s | avg group | raw: 1 key/event | ratio | raw: same 4-key write set | ratio |");
     println!("|---|---|---|---|---|---|---|");
@@ -174,5 +181,117 @@ fn main() {
         }
         let (ours, raw) = (median(ours), median(raws));
         println!("| {events} | {ours:.0} | {raw:.0} | {:.2} |", ours / raw);
+    }
+    println!();
+    time_travel(if quick { 1_000_000 } else { 10_000_000 });
+}
+
+/// Every 100th event belongs to one hot channel (membership changes and messages), the rest are
+/// messages of 1,000 other channels; `recorded_at` grows by 1 ms per event.
+fn fill_time_travel(dir: &std::path::Path, events: u64, hot: &ChannelKey) {
+    let log = RocksLog::open(dir, RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open");
+    let mut seqs = vec![0u64; 1000];
+    let mut hot_seq = 0u64;
+    let mut pending = Vec::new();
+    let mut commits = std::collections::VecDeque::new();
+    for i in 0..events {
+        let (channel, seq, membership) = if i % 100 == 0 {
+            let k = i / 100;
+            match k % 20 {
+                0 => (hot.clone(), 0, Some(ChannelEvent::SubscribersAdded { uids: vec![Uid(format!("member-{k}"))] })),
+                10 => (hot.clone(), 0, Some(ChannelEvent::SubscribersRemoved { uids: vec![Uid(format!("member-{}", k - 10))] })),
+                _ => {
+                    hot_seq += 1;
+                    (hot.clone(), hot_seq, None)
+                }
+            }
+        } else {
+            let c = (i.wrapping_mul(2_654_435_761) % 1000) as usize;
+            seqs[c] += 1;
+            (ChannelKey::new(format!("group-{c}"), ChannelType::GROUP), seqs[c], None)
+        };
+        let event = membership.unwrap_or_else(|| {
+            ChannelEvent::MessageAppended(Box::new(Message {
+                channel: channel.clone(),
+                message_seq: MessageSeq(seq),
+                message_id: MessageId(1_000_000 + i as i64),
+                client_msg_no: ClientMsgNo(format!("c{i}")),
+                from_uid: Uid(format!("user-{}", seq % 50)),
+                header: MessageHeader { red_dot: true, ..Default::default() },
+                setting: 0,
+                stream_no: None,
+                expire: 0,
+                topic: None,
+                timestamp: Timestamp(1_700_000_000_000 + i),
+                red_dot_ordinal: seq,
+                payload: Payload::Inline(vec![b'x'; 100]),
+            }))
+        });
+        let is_message = matches!(event, ChannelEvent::MessageAppended(_));
+        let mut meta = meta();
+        meta.recorded_at = Timestamp(1_700_000_000_000 + i);
+        let body = EnvelopeBody { stream: StreamId::Channel(channel), meta, event: Event::Channel(event) };
+        pending.push(NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq: is_message.then_some(seq), dedupe: None });
+        if pending.len() == 1024 {
+            commits.push_back(log.submit(std::mem::take(&mut pending)));
+            if commits.len() > 8 {
+                commits.pop_front().expect("queued").wait().expect("fill");
+            }
+        }
+    }
+    if !pending.is_empty() {
+        commits.push_back(log.submit(pending));
+    }
+    for c in commits {
+        c.wait().expect("fill");
+    }
+}
+
+/// (c): the hot channel as of its middle and its end, by position and by time, against folding
+/// the log from position 1 up to the same point (what a log without a stream index would do).
+fn time_travel(events: u64) {
+    use rookery_actors::history::{self, At};
+    let hot = ChannelKey::new("hot", ChannelType::GROUP);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    fill_time_travel(dir.path(), events, &hot);
+    println!("## (c) time travel: one channel with {} events in a log of {events}\n", events / 100);
+    println!("(log filled in {:.0} s)\n", started.elapsed().as_secs_f64());
+    let log = RocksLog::open(dir.path(), RocksOptions::default()).expect("open");
+    println!("| as of | channel events replayed | time travel ms | full-log fold ms | ratio |");
+    println!("|---|---|---|---|---|");
+    for (label, at, position) in [
+        ("position at 50%", At::Position(Position(events / 2)), events / 2),
+        ("time at 50%", At::Time(Timestamp(1_700_000_000_000 + events / 2 - 1)), events / 2),
+        ("position at 100%", At::Position(Position(events)), events),
+        ("time at 100%", At::Time(Timestamp(1_700_000_000_000 + events - 1)), events),
+    ] {
+        let (mut ours, mut replayed) = (Vec::new(), 0);
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let past = history::channel_at(&log, &hot, at).expect("time travel");
+            ours.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(past.position, Position(position));
+            replayed = past.events_replayed;
+        }
+        // The yardstick: one fold of the whole log up to the same position.
+        let started = Instant::now();
+        let mut state = ChannelState::default();
+        rookery_actors::scan_bodies(&log, Position(1), &mut |p, body| {
+            if p.0 > position {
+                return std::ops::ControlFlow::Break(());
+            }
+            if let (StreamId::Channel(k), Event::Channel(e)) = (&body.stream, &body.event) {
+                if *k == hot {
+                    state.apply(p, e);
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("fold");
+        let full = started.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(history::channel_at(&log, &hot, at).expect("time travel").state, state, "time travel equals the full fold");
+        let ours = median(ours);
+        println!("| {label} | {replayed} | {ours:.0} | {full:.0} | {:.3} |", ours / full);
     }
 }

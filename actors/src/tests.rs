@@ -167,3 +167,88 @@ async fn catch_up_then_verify_agree_with_a_full_replay() {
     replay::verify(&*log, &mut |_| {}).expect("refreshed snapshots agree with a full replay");
     assert!(core.system_view().is_system(&"bot".into()));
 }
+
+/// Every channel and user state rebuilt as of every past position equals a brute-force fold of the
+/// whole log up to that position, whether the rebuild starts from a snapshot or from nothing.
+#[actix::test]
+async fn past_states_equal_a_fold_of_the_log_up_to_each_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    let core = start(log.clone(), Duration::from_secs(60));
+    members(&core, &["a", "b"]).await;
+    core.user(&"b".into(), UserCommand::SetToken { device_flag: DeviceFlag::APP, device_level: DeviceLevel::MASTER, token: "t1".into() }, origin())
+        .await
+        .unwrap();
+    for i in 0..12 {
+        core.send(&group(), message(["a", "b"][i % 2], &format!("m{i}")), origin()).await.unwrap();
+    }
+    core.channel(&group(), ChannelCommand::RemoveSubscribers(vec!["a".into()]), origin()).await.unwrap();
+    core.channel(&group(), ChannelCommand::List(ListKind::Blacklist, ListOp::Add(vec!["c".into()])), origin()).await.unwrap();
+    core.system(SystemCommand::AddSystemUids(vec!["b".into()]), origin()).await.unwrap();
+    for i in 12..20 {
+        core.send(&group(), message("b", &format!("m{i}")), origin()).await.unwrap();
+    }
+    let head = log.head().0;
+    let mut channel = ChannelState::default();
+    let mut user_b = UserState::default();
+    let mut system = SystemState::default();
+    let mut bodies = Vec::new();
+    scan_bodies(&*log, Position(1), &mut |p, body| {
+        bodies.push((p, body));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    let mut used_snapshot = false;
+    for (p, body) in bodies {
+        match (&body.stream, &body.event) {
+            (StreamId::Channel(k) | StreamId::ChannelCommands(k), Event::Channel(e)) if *k == group() => channel.apply(p, e),
+            (StreamId::User(u), Event::User(e)) if u.0 == "b" => user_b.apply(p, e),
+            (StreamId::System, Event::System(e)) => system.apply(p, e),
+            _ => {}
+        }
+        let past = history::channel_at(&*log, &group(), history::At::Position(p)).unwrap();
+        used_snapshot |= past.from_snapshot;
+        assert_eq!(past.state, channel, "channel as of {p}");
+        let past_user = history::user_at(&*log, &"b".into(), history::At::Position(p)).unwrap();
+        assert_eq!(past_user.user.state, user_b, "user as of {p}");
+        assert_eq!(past_user.is_system, system.is_system(&"b".into()), "system flag as of {p}");
+    }
+    assert!(used_snapshot, "snapshot_every = 7 leaves snapshots to start from");
+    assert_eq!(history::channel_at(&*log, &group(), history::At::Position(Position(u64::MAX))).unwrap().state, core.channel_state(&group()).await.unwrap());
+
+    // "b" sent the last message, so nothing is unread now.
+    let now = history::user_at(&*log, &"b".into(), history::At::Position(head)).unwrap();
+    assert_eq!(now.conversations.iter().map(|c| (c.last_message_seq, c.unread)).collect::<Vec<_>>(), vec![(20, 0)]);
+    assert!(now.is_system);
+    // Right after "a"'s first message, "b" had one unread message.
+    let first = core.messages_at(&group(), 1, 1, 1, false, false).unwrap()[0].0;
+    let then = history::user_at(&*log, &"b".into(), history::At::Position(first)).unwrap();
+    assert_eq!(then.conversations.iter().map(|c| (c.last_message_seq, c.unread)).collect::<Vec<_>>(), vec![(1, 1)]);
+    assert!(!then.is_system);
+}
+
+/// A time resolves to the last position recorded at or before it.
+#[actix::test]
+async fn a_time_resolves_to_the_last_event_recorded_by_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    let core = start(log.clone(), Duration::from_secs(60));
+    members(&core, &["a"]).await;
+    for i in 0..5 {
+        core.send(&group(), message("a", &format!("m{i}")), origin()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut times = Vec::new();
+    scan_bodies(&*log, Position(1), &mut |p, body| {
+        times.push((p, body.meta.recorded_at));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(history::resolve(&*log, history::At::Time(Timestamp(times[0].1 .0 - 1))).unwrap(), Position::ZERO);
+    for &(_, t) in &times {
+        let expected = times.iter().filter(|(_, r)| *r <= t).map(|(p, _)| *p).max().unwrap();
+        assert_eq!(history::resolve(&*log, history::At::Time(t)).unwrap(), expected, "time {t:?}");
+    }
+    assert_eq!(history::resolve(&*log, history::At::Time(Timestamp(u64::MAX))).unwrap(), log.head().0);
+    assert_eq!(history::resolve(&*log, history::At::Position(Position(u64::MAX))).unwrap(), log.head().0);
+}

@@ -5,6 +5,7 @@
 mod channel;
 mod conversation;
 mod error;
+mod history;
 mod message;
 mod route;
 mod user;
@@ -58,6 +59,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         .or(message::routes(state.clone()))
         .unify()
         .or(conversation::routes(state.clone()))
+        .unify()
+        .or(history::routes(state.clone()))
         .unify();
     authorized(state).and(api).recover(recover).unify()
 }

@@ -5,6 +5,7 @@ mod audit;
 mod conversation;
 mod durability;
 mod gateway;
+mod history;
 mod jssdk;
 mod rest;
 mod support;

@@ -1,0 +1,164 @@
+//! `GET /audit/state`: a channel or a user as it was at a past instant or log position.
+//!
+//! The state is rebuilt from that one aggregate's streams (see `rookery_actors::history`), on a
+//! blocking thread because it reads the log.
+
+use rookery_actors::history::{self, At, PastUser};
+use rookery_events::{ChannelId, ChannelKey, ChannelState, Position, Timestamp, Uid};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warp::{Filter, Rejection, Reply};
+
+use super::message::channel_type;
+use super::{with_state, ApiError, ApiState};
+
+pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("audit" / "state").and(warp::get()).and(with_state(state)).and(warp::query::<StateQuery>()).and_then(past_state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    /// A log position (digits) or an RFC 3339 time; the head when absent.
+    at: Option<String>,
+    channel_id: Option<String>,
+    channel_type: Option<u8>,
+    uid: Option<String>,
+}
+
+/// What the caller asked about.
+enum Subject {
+    Channel(ChannelKey),
+    User(Uid),
+}
+
+/// Parses `at`: digits are a log position, anything else must be an RFC 3339 time.
+pub(crate) fn parse_at(raw: Option<&str>) -> Result<At, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(At::Position(Position(u64::MAX)));
+    };
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.parse().map(|p| At::Position(Position(p))).map_err(|_| ApiError::bad_request(format!("log position {raw} is too large")));
+    }
+    parse_time(raw).map(At::Time).map_err(|e| ApiError::bad_request(format!("at must be a log position or an RFC 3339 time (2026-11-23T14:00:00Z): {e}")))
+}
+
+/// An RFC 3339 time as milliseconds since the Unix epoch.
+pub(crate) fn parse_time(raw: &str) -> Result<Timestamp, String> {
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())?;
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    u64::try_from(ms).map(Timestamp).map_err(|_| "times before 1970 are not in any log".to_string())
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC.
+pub(crate) fn format_time(t: Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn subject(q: &StateQuery) -> Result<Subject, ApiError> {
+    match (&q.channel_id, q.channel_type, &q.uid) {
+        (Some(id), ty, None) => {
+            if id.is_empty() || id.len() > 257 {
+                return Err(ApiError::bad_request("channel_id must be 1 to 257 bytes"));
+            }
+            Ok(Subject::Channel(ChannelKey { id: ChannelId(id.clone()), ty: channel_type(ty)? }))
+        }
+        (None, None, Some(uid)) => {
+            super::message::check_id("uid", uid)?;
+            Ok(Subject::User(Uid(uid.clone())))
+        }
+        (None, None, None) => Err(ApiError::bad_request("give channel_id and channel_type, or uid")),
+        _ => Err(ApiError::bad_request("give either channel_id and channel_type, or uid, not both")),
+    }
+}
+
+async fn past_state(state: ApiState, q: StateQuery) -> Result<warp::reply::Response, Rejection> {
+    let at = parse_at(q.at.as_deref())?;
+    let subject = subject(&q)?;
+    let log = state.core.log().clone();
+    let started = std::time::Instant::now();
+    let body = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let log = &*log;
+        let position = history::resolve(log, at).map_err(ApiError::from)?;
+        let recorded_at = match position {
+            Position::ZERO => None,
+            p => log.read_range(p, 1).ok().and_then(|r| r.into_iter().next()).and_then(|r| rookery_events::EnvelopeBody::decode(&r.body).ok()).map(|b| b.meta.recorded_at),
+        };
+        let at_json = json!({"position": position.0, "recorded_at": recorded_at.map(format_time)});
+        Ok(match subject {
+            Subject::Channel(key) => {
+                let past = history::channel_at(log, &key, At::Position(position)).map_err(ApiError::from)?;
+                json!({
+                    "at": at_json,
+                    "channel": channel_json(&key, &past.state),
+                    "events_replayed": past.events_replayed,
+                    "from_snapshot": past.from_snapshot,
+                })
+            }
+            Subject::User(uid) => {
+                let past = history::user_at(log, &uid, At::Position(position)).map_err(ApiError::from)?;
+                json!({
+                    "at": at_json,
+                    "user": user_json(&uid, &past),
+                    "events_replayed": past.user.events_replayed,
+                    "from_snapshot": past.user.from_snapshot,
+                })
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("state rebuild failed: {e}") })??;
+    let mut body = body;
+    body["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(warp::reply::json(&body).into_response())
+}
+
+fn uids(set: &std::collections::BTreeSet<Uid>) -> Vec<&str> {
+    set.iter().map(|u| u.0.as_str()).collect()
+}
+
+fn channel_json(key: &ChannelKey, s: &ChannelState) -> Value {
+    json!({
+        "channel_id": key.id.0,
+        "channel_type": key.ty.0,
+        "exists": s.exists,
+        "deleted": s.deleted,
+        "ban": s.info.ban,
+        "disband": s.info.disband,
+        "send_ban": s.info.send_ban,
+        "large": s.info.large,
+        "allow_stranger": s.info.allow_stranger,
+        "subscribers": uids(&s.subscribers),
+        "blacklist": uids(&s.blacklist),
+        "whitelist": uids(&s.whitelist),
+        "last_message_seq": s.last_message_seq.0,
+        "last_command_seq": s.last_command_seq.0,
+        "last_message_at": (s.last_message_at.0 > 0).then(|| format_time(s.last_message_at)),
+        "changed_at_position": s.position.0,
+    })
+}
+
+fn user_json(uid: &Uid, past: &PastUser) -> Value {
+    let s = &past.user.state;
+    let devices: Vec<Value> = s
+        .tokens
+        .iter()
+        .map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0, "token_sha256": t.token_hash.to_hex()}))
+        .collect();
+    let conversations: Vec<Value> = past
+        .conversations
+        .iter()
+        .map(|c| json!({"channel_id": c.channel.id.0, "channel_type": c.channel.ty.0, "last_message_seq": c.last_message_seq, "unread": c.unread}))
+        .collect();
+    json!({
+        "uid": uid.0,
+        "system_uid": past.is_system,
+        "devices": devices,
+        "conversations": conversations,
+        "pending_commands": s.pending_commands.len(),
+        "changed_at_position": s.position.0,
+    })
+}
