@@ -7,6 +7,7 @@ pub mod api;
 pub mod gateway;
 pub mod config;
 mod monitor;
+pub mod transfer;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! `rookery serve` runs the server; `rookery replay --verify` checks a data directory.
+//! `rookery serve` runs the server; `verify` and `replay --verify` check a data directory; `export`
+//! and `import` move the event log as JSON lines.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,34 @@ enum Command {
     /// Walk the hash chain of the event log and report the first broken link. Works on the data
     /// directory of a running server (it opens the log read-only).
     Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write the event log as JSON lines (one header line, then one line per event). Works on the
+    /// data directory of a running server (it opens the log read-only).
+    Export {
+        /// The only format: JSON lines.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+        /// First event: a log position, or an RFC 3339 time (events recorded after it).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Append an export to the log in the data directory, which must be empty (or end exactly where
+    /// an `--since` export begins), then build the snapshots. The server must not be running on it.
+    Import {
+        /// Read here instead of standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -75,6 +104,45 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Export { format: _, since, output, config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let dir = config.data_dir.join("log");
+            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
+            let since = match since.as_deref().map(str::trim) {
+                None | Some("") => rookery_storage::Position(1),
+                Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => rookery_storage::Position(p.parse().context("--since position is too large")?),
+                Some(t) => {
+                    let t = rookery::api::parse_time(t).map_err(|e| anyhow::anyhow!("--since must be a log position or an RFC 3339 time: {e}"))?;
+                    rookery_actors::history::resolve(&log, rookery_actors::history::At::Time(t))?.next()
+                }
+            };
+            let bar = progress_bar("export");
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+            let summary = rookery::transfer::export(&log, since, &mut out, &mut |done, total| update(&bar, done, total))?;
+            drop(out);
+            bar.finish_and_clear();
+            eprintln!("exported {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
+            Ok(())
+        }
+        Command::Import { input, config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let log = rookery::open_log(&config)?;
+            let mut input: Box<dyn std::io::BufRead> = match &input {
+                Some(path) => Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let bar = progress_bar("import");
+            let summary = rookery::transfer::import(&log, &mut input, &mut |done, total| update(&bar, done, total))?;
+            bar.finish_and_clear();
+            eprintln!("imported {} events; building snapshots", summary.events);
+            rookery_actors::replay::catch_up(&log, &mut |p| eprintln!("snapshots: {} / {} events ({:.1}%)", p.done, p.total, p.percent()))?;
+            println!("ok: {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
+            Ok(())
+        }
         Command::Replay { verify, config, data_dir } => {
             anyhow::ensure!(verify, "only `rookery replay --verify` is supported");
             let config = load(config, data_dir)?;
@@ -103,4 +171,20 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A progress bar on standard error; hidden when standard error is not a terminal.
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} events ({per_sec}, {eta} left)")
+            .expect("valid template"),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn update(bar: &indicatif::ProgressBar, done: u64, total: u64) {
+    bar.set_length(total);
+    bar.set_position(done);
 }

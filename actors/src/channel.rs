@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::error::CoreError;
 use crate::messages::*;
-use crate::pipeline::{record, Pipeline};
+use crate::pipeline::{dedupe_key, record, Pipeline};
 use crate::recovery;
 use crate::registry::Core;
 
@@ -206,8 +206,7 @@ impl ChannelActor {
         for e in &events {
             match e {
                 ChannelEvent::MessageAppended(m) => {
-                    let dk = dedupe.as_ref().map(|(u, c)| dedupe_key(u, c));
-                    records.push(record(&self.stream_of(m), &meta, Event::Channel(e.clone()), Some(m.message_seq.0), dk));
+                    records.push(record(&self.stream_of(m), &meta, Event::Channel(e.clone())));
                     if m.header.sync_once {
                         for uid in self.command_recipients() {
                             foreign.push((uid, UserEvent::CommandQueued { channel: self.key.clone(), message_seq: m.message_seq, message_id: m.message_id }));
@@ -215,12 +214,12 @@ impl ChannelActor {
                     }
                     sent = Some((m.message_id, m.message_seq));
                 }
-                _ => records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(e.clone()), None, None)),
+                _ => records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(e.clone()))),
             }
         }
         let own = records.len();
         for (uid, e) in &foreign {
-            records.push(record(&StreamId::User(uid.clone()), &meta, Event::User(e.clone()), None, None));
+            records.push(record(&StreamId::User(uid.clone()), &meta, Event::User(e.clone())));
         }
         let plan = match (&cmd, sent) {
             (ChannelCommand::Send(_), Some((message_id, message_seq))) => {
@@ -334,14 +333,6 @@ impl ChannelActor {
     }
 }
 
-/// The de-duplication index key: sender length, sender, client_msg_no.
-fn dedupe_key(from: &Uid, cmn: &ClientMsgNo) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + from.0.len() + cmn.0.len());
-    k.extend_from_slice(&(from.0.len() as u32).to_be_bytes());
-    k.extend_from_slice(from.0.as_bytes());
-    k.extend_from_slice(cmn.0.as_bytes());
-    k
-}
 
 impl Actor for ChannelActor {
     type Context = Context<Self>;

@@ -7,13 +7,35 @@
 
 use std::collections::VecDeque;
 
-use rookery_events::{Aggregate, EnvelopeBody, Meta, Position, StreamId};
+use rookery_events::{Aggregate, ChannelEvent, ClientMsgNo, EnvelopeBody, Meta, Position, StreamId, Uid};
 use rookery_storage::{Commit, Committed, EventLog, NewRecord, StorageError};
 
 /// Builds the log record for one event.
-pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Event, seq: Option<u64>, dedupe: Option<Vec<u8>>) -> NewRecord {
-    let body = EnvelopeBody { stream: stream.clone(), meta: meta.clone(), event };
-    NewRecord { stream: stream.key(), digest: body.digest(), body: body.encode(), seq, dedupe }
+pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Event) -> NewRecord {
+    record_of(&EnvelopeBody { stream: stream.clone(), meta: meta.clone(), event })
+}
+
+/// The log record of an envelope body with the index entries its event gets: a stored message is
+/// indexed by its message_seq and, when it has a client_msg_no, by (sender, client_msg_no) for
+/// de-duplication. Live appends and imports both come through here, so an imported log is indexed
+/// exactly like the original.
+pub fn record_of(body: &EnvelopeBody) -> NewRecord {
+    let (seq, dedupe) = match &body.event {
+        rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => {
+            (Some(m.message_seq.0), (!m.client_msg_no.0.is_empty()).then(|| dedupe_key(&m.from_uid, &m.client_msg_no)))
+        }
+        _ => (None, None),
+    };
+    NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq, dedupe }
+}
+
+/// The de-duplication index key: sender length, sender, client_msg_no.
+pub(crate) fn dedupe_key(from: &Uid, cmn: &ClientMsgNo) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + from.0.len() + cmn.0.len());
+    k.extend_from_slice(&(from.0.len() as u32).to_be_bytes());
+    k.extend_from_slice(from.0.as_bytes());
+    k.extend_from_slice(cmn.0.as_bytes());
+    k
 }
 
 /// What the drain hands back for each finished slot.

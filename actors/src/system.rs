@@ -65,7 +65,7 @@ impl Handler<ExecuteSystem> for SystemActor {
             Ok(events) => {
                 let o = msg.origin;
                 let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
-                let records = events.iter().map(|e| record(&StreamId::System, &meta, Event::System(e.clone()), None, None)).collect();
+                let records = events.iter().map(|e| record(&StreamId::System, &meta, Event::System(e.clone()))).collect();
                 match self.pipe.submit(&*self.core.0.log, events, records, tx) {
                     Some((ticket, commit)) => {
                         ctx.spawn(commit.into_actor(self).map(move |res, act, _| {

@@ -44,14 +44,17 @@ pub(crate) fn parse_at(raw: Option<&str>) -> Result<At, ApiError> {
 }
 
 /// An RFC 3339 time as milliseconds since the Unix epoch.
-pub(crate) fn parse_time(raw: &str) -> Result<Timestamp, String> {
+///
+/// # Errors
+/// Why the text is not an RFC 3339 time after 1970.
+pub fn parse_time(raw: &str) -> Result<Timestamp, String> {
     let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())?;
     let ms = t.unix_timestamp_nanos() / 1_000_000;
     u64::try_from(ms).map(Timestamp).map_err(|_| "times before 1970 are not in any log".to_string())
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC.
-pub(crate) fn format_time(t: Timestamp) -> String {
+pub fn format_time(t: Timestamp) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

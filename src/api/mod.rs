@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use warp::{Filter, Rejection, Reply};
 
 pub use error::{recover, ApiError};
+pub use history::{format_time, parse_time};
 
 use crate::config::Config;
 

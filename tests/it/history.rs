@@ -83,3 +83,108 @@ async fn bad_time_travel_queries_are_refused() {
         assert!(v["msg"].as_str().unwrap().contains(needle), "{query}: {v}");
     }
 }
+
+/// Runs the `rookery` binary with arguments; returns (success, stdout, stderr).
+fn rookery(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).args(args).arg("--data-dir").arg(dir).env("RUST_LOG", "warn").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// What a client or operator can read about the state, from one server.
+async fn observable(s: &Server, head: u64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for q in ["channel_id=g&channel_type=2", "uid=ann", "uid=bob", "uid=cid"] {
+        let mut v = state(s, &format!("at={head}&{q}")).await;
+        v.as_object_mut().unwrap().remove("elapsed_ms");
+        v.as_object_mut().unwrap().remove("from_snapshot");
+        v.as_object_mut().unwrap().remove("events_replayed");
+        seen.push(v);
+    }
+    for uid in ["ann", "bob", "cid"] {
+        seen.push(s.post("/conversation/sync", &json!({"uid": uid, "msg_count": 5})).await.1);
+        seen.push(s.post("/message/sync", &json!({"uid": uid, "limit": 100})).await.1);
+    }
+    seen.push(s.post("/channel/messagesync", &json!({"login_uid": "ann", "channel_id": "g", "channel_type": 2, "limit": 100})).await.1);
+    seen.push(s.post("/channel/messagesync", &json!({"login_uid": "ann", "channel_id": "bob", "channel_type": 1, "limit": 100})).await.1);
+    seen.push(s.get("/user/systemuids").await.1);
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_imported_into_an_empty_directory_gives_the_same_state_and_chain_head() {
+    let original_dir = tempfile::tempdir().unwrap();
+    let original = Server::start(original_dir.path(), &[]);
+    ok(&original, "/user/token", json!({"uid": "ann", "token": "ta", "device_flag": 1, "device_level": 1})).await;
+    ok(&original, "/user/systemuids_add", json!({"uids": ["robot"]})).await;
+    ok(&original, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob", "cid"]})).await;
+    ok(&original, "/channel/blacklist_add", json!({"channel_id": "g", "channel_type": 2, "uids": ["eve"]})).await;
+    for i in 0..40 {
+        let from = ["ann", "bob", "cid"][i % 3];
+        ok(&original, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": from, "channel_id": "g", "channel_type": 2, "client_msg_no": format!("c{i}"), "payload": b64(&format!("group {i}"))})).await;
+    }
+    ok(&original, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": "ann", "channel_id": "bob", "channel_type": 1, "payload": b64("hi bob")})).await;
+    ok(&original, "/message/send", json!({"header": {"sync_once": 1}, "from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("command")})).await;
+    ok(&original, "/conversations/setUnread", json!({"uid": "cid", "channel_id": "g", "channel_type": 2, "unread": 2})).await;
+    ok(&original, "/channel/subscriber_remove", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["cid"]})).await;
+    let (_, head) = original.get("/audit/head").await;
+
+    // Exported while the server runs on the directory.
+    let file = original_dir.path().join("export.jsonl");
+    let (done, _, err) = rookery(&["export", "--output", file.to_str().unwrap()], original_dir.path());
+    assert!(done, "{err}");
+    assert!(err.contains(&format!("chain head {} at position {}", head["hash"].as_str().unwrap(), head["position"])), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count() as u64, head["position"].as_u64().unwrap() + 1, "a header and one line per event");
+    assert!(text.lines().nth(1).unwrap().contains("\"kind\":\"user.token_set\""), "{}", text.lines().nth(1).unwrap());
+
+    let copy_dir = tempfile::tempdir().unwrap();
+    let (done, out, err) = rookery(&["import", "--input", file.to_str().unwrap()], copy_dir.path());
+    assert!(done, "{out}{err}");
+    assert!(out.contains(&format!("chain head {} at position {}", head["hash"].as_str().unwrap(), head["position"])), "{out}");
+    let (done, out, err) = rookery(&["verify"], copy_dir.path());
+    assert!(done && out.contains(head["hash"].as_str().unwrap()), "{out}{err}");
+    let (done, out) = crate::support::verify(copy_dir.path());
+    assert!(done, "{out}");
+
+    // Importing again on top is refused and changes nothing.
+    let (done, _, err) = rookery(&["import", "--input", file.to_str().unwrap()], copy_dir.path());
+    assert!(!done && err.contains("empty data directory"), "{err}");
+
+    let copy = Server::start(copy_dir.path(), &[]);
+    let p = head["position"].as_u64().unwrap();
+    assert_eq!(copy.get("/audit/head").await.1, head);
+    let seen = observable(&original, p).await;
+    assert_eq!(seen[0]["channel"]["subscribers"], json!(["ann", "bob"]), "{}", seen[0]);
+    assert!(seen[4].as_array().is_some_and(|c| c.len() == 2), "ann has two conversations: {}", seen[4]);
+    assert!(seen[7].as_array().is_some_and(|c| c.len() == 1), "bob has the command queued: {}", seen[7]);
+    assert_eq!(seen[10]["messages"].as_array().map(Vec::len), Some(40), "{}", seen[10]);
+    assert_eq!(observable(&copy, p).await, seen);
+
+    // The copy keeps going where the original was: the next group message gets seq 41 in both.
+    for s in [&original, &copy] {
+        let (_, v) = s.post("/message/send", &json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "client_msg_no": "c0", "payload": b64("retry")})).await;
+        assert_eq!(v["message_seq"], 1, "the retried client_msg_no is found through the imported index: {v}");
+        let (_, v) = s.post("/message/send", &json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("next")})).await;
+        assert_eq!(v["message_seq"], 41, "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_since_a_position_or_time_holds_only_later_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann"]})).await;
+    let first = head(&server).await;
+    let at = state(&server, &format!("at={first}&uid=ann")).await["at"]["recorded_at"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ok(&server, "/message/send", json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("later")})).await;
+    let last = head(&server).await;
+    for since in [(first + 1).to_string(), at] {
+        let (done, out, err) = rookery(&["export", "--since", &since], dir.path());
+        assert!(done, "{err}");
+        let positions: Vec<u64> = out.lines().skip(1).map(|l| serde_json::from_str::<Value>(l).unwrap()["position"].as_u64().unwrap()).collect();
+        assert_eq!(positions, (first + 1..=last).collect::<Vec<_>>(), "--since {since}");
+    }
+    let (done, _, err) = rookery(&["export", "--since", "last tuesday"], dir.path());
+    assert!(!done && err.contains("RFC 3339"), "{err}");
+}
