@@ -176,7 +176,7 @@ impl ChannelActor {
             if !m.client_msg_no.0.is_empty() && !m.header.no_persist {
                 let key = (m.from_uid.clone(), m.client_msg_no.clone());
                 if self.in_flight.contains_key(&key) {
-                    self.persist(Vec::new(), Vec::new(), Plan::Duplicate { reply, key }, ctx);
+                    self.persist(Vec::new(), Vec::new(), Vec::new(), Plan::Duplicate { reply, key }, ctx);
                     return;
                 }
                 match self.find_original(&key, m.header.sync_once) {
@@ -232,11 +232,12 @@ impl ChannelActor {
             (ChannelCommand::Send(m), None) => Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), dedupe: None, foreign, own },
             _ => Plan::Ack { reply, foreign, own },
         };
-        self.persist(events, records, plan, ctx);
+        let rewrites = if matches!(cmd, ChannelCommand::ErasePayloads { .. }) { msg.rewrites } else { Vec::new() };
+        self.persist(events, records, rewrites, plan, ctx);
     }
 
-    fn persist(&mut self, events: Vec<ChannelEvent>, records: Vec<rookery_storage::NewRecord>, plan: Plan, ctx: &mut Context<Self>) {
-        match self.pipe.submit(&*self.core.0.log, events, records, plan) {
+    fn persist(&mut self, events: Vec<ChannelEvent>, records: Vec<rookery_storage::NewRecord>, rewrites: Vec<rookery_storage::Rewrite>, plan: Plan, ctx: &mut Context<Self>) {
+        match self.pipe.submit(&*self.core.0.log, events, records, rewrites, plan) {
             Some((ticket, commit)) => {
                 ctx.spawn(commit.into_actor(self).map(move |res, act, ctx| {
                     act.pipe.complete(ticket, res);

@@ -15,6 +15,7 @@ mod recovery;
 mod registry;
 mod system;
 pub mod user;
+pub mod erasure;
 pub mod history;
 pub mod replay;
 

@@ -59,6 +59,8 @@ pub struct ExecuteChannel {
     pub cmd: ChannelCommand,
     /// Who asks.
     pub origin: Origin,
+    /// Stored records to rewrite with the command's events (only for `ErasePayloads`).
+    pub rewrites: Vec<rookery_storage::Rewrite>,
 }
 
 /// Read a channel's committed state.

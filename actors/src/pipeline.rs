@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use rookery_events::{Aggregate, ChannelEvent, ClientMsgNo, EnvelopeBody, Meta, Position, StreamId, Uid};
-use rookery_storage::{Commit, Committed, EventLog, NewRecord, StorageError};
+use rookery_storage::{Commit, Committed, EventLog, NewRecord, Rewrite, StorageError};
 
 /// Builds the log record for one event.
 pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Event) -> NewRecord {
@@ -89,10 +89,11 @@ impl<A: Aggregate, P> Pipeline<A, P> {
     }
 
     /// Queues decided events. The first `events.len()` records must be those events (in order); more
-    /// records may follow (events for other streams written atomically with them).
+    /// records may follow (events for other streams written atomically with them), and `rewrites` of
+    /// stored records (payload erasure) are written in the same atomic append.
     /// Returns the ticket and commit to await, or `None` when there is nothing to write (the slot then
     /// completes as soon as everything before it has).
-    pub(crate) fn submit(&mut self, log: &dyn EventLog, events: Vec<A::Event>, records: Vec<NewRecord>, plan: P) -> Option<(u64, Commit)> {
+    pub(crate) fn submit(&mut self, log: &dyn EventLog, events: Vec<A::Event>, records: Vec<NewRecord>, rewrites: Vec<Rewrite>, plan: P) -> Option<(u64, Commit)> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         if self.failed {
@@ -107,7 +108,7 @@ impl<A: Aggregate, P> Pipeline<A, P> {
         for e in &events {
             self.projected.apply(Position::ZERO, e);
         }
-        let commit = log.submit(records);
+        let commit = if rewrites.is_empty() { log.submit(records) } else { log.submit_with_rewrites(records, rewrites) };
         self.queue.push_back(Slot { ticket, events, plan, result: None });
         Some((ticket, commit))
     }

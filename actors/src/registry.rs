@@ -185,7 +185,7 @@ impl Core {
     /// # Errors
     /// [`CoreError::Rejected`] when a rule refuses it, [`CoreError::Storage`] when the log fails.
     pub async fn channel(&self, key: &ChannelKey, cmd: ChannelCommand, origin: Origin) -> Result<ChannelReply, CoreError> {
-        let msg = || ExecuteChannel { cmd: cmd.clone(), origin: origin.clone() };
+        let msg = || ExecuteChannel { cmd: cmd.clone(), origin: origin.clone(), rewrites: Vec::new() };
         ask(|| self.channel_addr(key), msg, |a| self.0.channels.remove_if(key, a)).await
     }
 
@@ -293,7 +293,7 @@ impl Core {
 }
 
 /// Sends to the actor `addr()` finds; if that actor is gone or retiring, forgets it and tries a fresh one.
-async fn ask<A, M, R>(addr: impl Fn() -> Addr<A>, msg: impl Fn() -> M, forget: impl Fn(&Addr<A>)) -> Result<R, CoreError>
+pub(crate) async fn ask<A, M, R>(addr: impl Fn() -> Addr<A>, msg: impl Fn() -> M, forget: impl Fn(&Addr<A>)) -> Result<R, CoreError>
 where
     A: Actor<Context = actix::Context<A>> + actix::Handler<M>,
     M: Message<Result = Result<R, CoreError>> + Send + 'static,

@@ -66,7 +66,7 @@ impl Handler<ExecuteSystem> for SystemActor {
                 let o = msg.origin;
                 let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
                 let records = events.iter().map(|e| record(&StreamId::System, &meta, Event::System(e.clone()))).collect();
-                match self.pipe.submit(&*self.core.0.log, events, records, tx) {
+                match self.pipe.submit(&*self.core.0.log, events, records, Vec::new(), tx) {
                     Some((ticket, commit)) => {
                         ctx.spawn(commit.into_actor(self).map(move |res, act, _| {
                             act.pipe.complete(ticket, res);

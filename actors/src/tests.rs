@@ -252,3 +252,45 @@ async fn a_time_resolves_to_the_last_event_recorded_by_then() {
     assert_eq!(history::resolve(&*log, history::At::Time(Timestamp(u64::MAX))).unwrap(), log.head().0);
     assert_eq!(history::resolve(&*log, history::At::Position(Position(u64::MAX))).unwrap(), log.head().0);
 }
+
+/// Erasure rewrites exactly one sender's payloads, records itself, and leaves a log whose chain and
+/// replay still verify.
+#[actix::test]
+async fn erasing_a_senders_payloads_keeps_the_chain_and_the_others_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    let core = start(log.clone(), Duration::from_secs(60));
+    members(&core, &["a", "b"]).await;
+    for i in 0..6 {
+        core.send(&group(), message(["a", "b"][i % 2], &format!("m{i}")), origin()).await.unwrap();
+    }
+    let mut command = message("a", "cmd");
+    command.header = MessageHeader { sync_once: true, ..Default::default() };
+    core.send(&group(), command, origin()).await.unwrap();
+    let head_before = log.head();
+
+    let done = core.erase_payloads(&group(), &"a".into(), "request 17", origin()).await.unwrap();
+    assert_eq!((done.examined, done.erased, done.events.len()), (7, 4, 2), "3 ordinary and 1 command message of a; one event per sequence");
+    let ordinary = core.messages(&group(), 1, u64::MAX, 100, false, false).unwrap();
+    for m in &ordinary {
+        assert_eq!(m.payload.is_inline(), m.from_uid.0 == "b", "seq {}", m.message_seq.0);
+    }
+    assert!(ordinary.iter().filter(|m| m.from_uid.0 == "b").all(|m| m.payload.bytes().starts_with(b"payload of")));
+    assert!(!core.messages(&group(), 1, u64::MAX, 100, false, true).unwrap()[0].payload.is_inline());
+    // The records before the erasure keep their links: the old head is still a link of the chain.
+    assert_eq!(log.read_range(head_before.0, 1).unwrap()[0].hash(), head_before.1);
+    replay::verify_chain(&*log, &mut |_| {}).expect("the chain verifies after erasure");
+    replay::verify(&*log, &mut |_| {}).expect("replay agrees after erasure");
+    let recorded = log.read_range(done.events[0], 1).unwrap();
+    let body = EnvelopeBody::decode(&recorded[0].body).unwrap();
+    assert!(matches!(&body.event, Event::Channel(ChannelEvent::PayloadsErased { from_uid, erased: 3, reason, .. }) if from_uid.0 == "a" && reason == "request 17"), "{body:?}");
+
+    // Again: nothing left to erase, and the request is still recorded.
+    let again = core.erase_payloads(&group(), &"a".into(), "request 18", origin()).await.unwrap();
+    assert_eq!((again.erased, again.events.len()), (0, 2));
+    assert!(core.erase_payloads(&group(), &"a".into(), " ", origin()).await.is_err(), "a reason is required");
+    let empty = ChannelKey::new("quiet", ChannelType::GROUP);
+    core.channel(&empty, ChannelCommand::AddSubscribers { uids: vec!["a".into()], reset: false }, origin()).await.unwrap();
+    assert!(core.erase_payloads(&empty, &"a".into(), "r", origin()).await.is_err(), "nothing stored, nothing to record");
+    assert_eq!(erasure::channels_with_messages_from(&*log, &"a".into()).unwrap().into_iter().collect::<Vec<_>>(), vec![group()]);
+}

@@ -149,7 +149,7 @@ impl Handler<ExecuteUser> for UserActor {
                 let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
                 let stream = StreamId::User(self.uid.clone());
                 let records = events.iter().map(|e| record(&stream, &meta, Event::User(e.clone()))).collect();
-                match self.pipe.submit(&*self.core.0.log, events, records, tx) {
+                match self.pipe.submit(&*self.core.0.log, events, records, Vec::new(), tx) {
                     Some((ticket, commit)) => {
                         ctx.spawn(commit.into_actor(self).map(move |res, act, ctx| {
                             act.pipe.complete(ticket, res);

@@ -162,6 +162,23 @@ pub enum ChannelEvent {
     },
     /// A message was stored.
     MessageAppended(Box<Message>),
+    /// The payloads of one sender's messages in a seq range were erased (e.g. a legal erasure
+    /// request). The stored records of those messages were rewritten in the same atomic append with
+    /// each payload replaced by its SHA-256, so their digests, and the hash chain, are unchanged.
+    PayloadsErased {
+        /// Whose messages.
+        from_uid: Uid,
+        /// The command (sync-once) sequence rather than the ordinary one.
+        commands: bool,
+        /// First message_seq examined.
+        first_seq: MessageSeq,
+        /// Last message_seq examined.
+        last_seq: MessageSeq,
+        /// How many payloads were erased by this event (already erased ones are not counted).
+        erased: u64,
+        /// Why, as given by the operator (e.g. a ticket number).
+        reason: String,
+    },
 }
 
 impl ChannelEvent {
@@ -181,6 +198,7 @@ impl ChannelEvent {
             ChannelEvent::WhitelistRemoved { .. } => "channel.whitelist_removed",
             ChannelEvent::WhitelistSet { .. } => "channel.whitelist_set",
             ChannelEvent::MessageAppended(_) => "channel.message_appended",
+            ChannelEvent::PayloadsErased { .. } => "channel.payloads_erased",
         }
     }
 }
@@ -279,6 +297,22 @@ pub enum ChannelCommand {
     List(ListKind, ListOp),
     /// Store a message (or, for `no_persist`, only check that it may be sent).
     Send(Box<SendMessage>),
+    /// Record the erasure of one sender's payloads in a seq range; the caller found `erased` stored
+    /// messages to rewrite and hands the rewrites to the log with the event.
+    ErasePayloads {
+        /// Whose messages.
+        from_uid: Uid,
+        /// The command sequence rather than the ordinary one.
+        commands: bool,
+        /// First message_seq examined.
+        first_seq: MessageSeq,
+        /// Last message_seq examined.
+        last_seq: MessageSeq,
+        /// Payloads being erased.
+        erased: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The state of one channel, rebuilt from its events.
@@ -570,6 +604,30 @@ impl Aggregate for ChannelState {
             }
             ChannelCommand::List(kind, op) => self.decide_list(key, *kind, op),
             ChannelCommand::Send(m) => self.decide_send(key, m, now),
+            ChannelCommand::ErasePayloads { from_uid, commands, first_seq, last_seq, erased, reason } => {
+                if from_uid.0.is_empty() {
+                    return Err(Rejection::Invalid("uid must not be empty".into()));
+                }
+                if reason.trim().is_empty() {
+                    return Err(Rejection::Invalid("an erasure needs a reason".into()));
+                }
+                let last = if *commands { self.last_command_seq } else { self.last_message_seq };
+                if first_seq.0 == 0 || first_seq > last_seq || *last_seq > last {
+                    return Err(Rejection::Invalid(format!("seq range {}..={} is not within 1..={}", first_seq.0, last_seq.0, last.0)));
+                }
+                if *erased > last_seq.0 - first_seq.0 + 1 {
+                    return Err(Rejection::Invalid("more payloads erased than messages in the range".into()));
+                }
+                // An erasure that finds nothing is still recorded: the request itself is audited.
+                Ok(vec![ChannelEvent::PayloadsErased {
+                    from_uid: from_uid.clone(),
+                    commands: *commands,
+                    first_seq: *first_seq,
+                    last_seq: *last_seq,
+                    erased: *erased,
+                    reason: reason.clone(),
+                }])
+            }
         }
     }
 
@@ -621,6 +679,8 @@ impl Aggregate for ChannelState {
                     }
                 }
             }
+            // Payloads are not part of the state; the rewritten records carry the erasure.
+            ChannelEvent::PayloadsErased { .. } => {}
         }
     }
 

@@ -8,8 +8,12 @@ use rookery_events::*;
 /// The fixture's path, from the crate directory the test runs in. Read at run time: a test binary in a
 /// shared target directory may have been built from another checkout.
 fn fixture() -> std::path::PathBuf {
+    fixture_named("golden-v1.log")
+}
+
+fn fixture_named(name: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    dir.join("tests/fixtures/golden-v1.log")
+    dir.join("tests/fixtures").join(name)
 }
 
 fn meta(i: u8, actor: Actor) -> Meta {
@@ -134,8 +138,45 @@ fn golden_log_v1_still_decodes_and_encodes_identically() {
     }
 }
 
+/// Event kinds added after the first fixture, one fixture per addition, each pinned the same way.
+fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
+    let g = ChannelKey::new("g1", ChannelType::GROUP);
+    let erasure = EnvelopeBody {
+        stream: StreamId::Channel(g),
+        meta: meta(40, Actor::Api { credential: "legal".into() }),
+        event: Event::Channel(ChannelEvent::PayloadsErased {
+            from_uid: "alice".into(),
+            commands: false,
+            first_seq: MessageSeq(1),
+            last_seq: MessageSeq(3),
+            erased: 2,
+            reason: "request 2026-114".into(),
+        }),
+    };
+    vec![("golden-v1-erasure.log", vec![erasure])]
+}
+
+#[test]
+fn golden_additions_still_decode_and_encode_identically() {
+    for (name, sample) in additions() {
+        if std::env::var_os("ROOKERY_BLESS_GOLDEN").is_some() && !fixture_named(name).exists() {
+            std::fs::write(fixture_named(name), encode_log(&sample)).unwrap();
+        }
+        let fixture = std::fs::read(fixture_named(name)).unwrap_or_else(|e| panic!("fixture {name} is checked in: {e}"));
+        let records = split_log(&fixture);
+        assert_eq!(records.len(), sample.len(), "{name} holds one record per sample envelope");
+        for (bytes, expected) in records.iter().zip(&sample) {
+            assert_eq!(&EnvelopeBody::decode(bytes).expect("decodes"), expected, "{name}");
+            assert_eq!(&expected.encode()[..], *bytes, "{name}: {} encodes differently", expected.event.kind());
+        }
+    }
+}
+
 #[test]
 fn golden_log_covers_every_event_kind() {
-    let kinds: std::collections::BTreeSet<&str> = sample().iter().map(|b| b.event.kind()).collect();
-    assert_eq!(kinds.len(), 13 + 8 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
+    let mut kinds: std::collections::BTreeSet<&str> = sample().iter().map(|b| b.event.kind()).collect();
+    for (_, sample) in additions() {
+        kinds.extend(sample.iter().map(|b| b.event.kind()));
+    }
+    assert_eq!(kinds.len(), 14 + 8 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
 }

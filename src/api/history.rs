@@ -1,4 +1,5 @@
-//! `GET /audit/state`: a channel or a user as it was at a past instant or log position.
+//! `GET /audit/state`: a channel or a user as it was at a past instant or log position; and
+//! `POST /audit/erase`: erasing one user's message payloads (see `rookery_actors::erasure`).
 //!
 //! The state is rebuilt from that one aggregate's streams (see `rookery_actors::history`), on a
 //! blocking thread because it reads the log.
@@ -9,11 +10,68 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
+use rookery_actors::Origin;
+
 use super::message::channel_type;
-use super::{with_state, ApiError, ApiState};
+use super::{json_body, origin, with_state, ApiError, ApiState};
 
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    warp::path!("audit" / "state").and(warp::get()).and(with_state(state)).and(warp::query::<StateQuery>()).and_then(past_state)
+    let past = warp::path!("audit" / "state").and(warp::get()).and(with_state(state.clone())).and(warp::query::<StateQuery>()).and_then(past_state);
+    let erase = warp::path!("audit" / "erase").and(warp::post()).and(with_state(state.clone())).and(origin(state)).and(json_body()).and_then(erase);
+    past.or(erase).unify()
+}
+
+/// `POST /audit/erase`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseDto {
+    uid: Option<String>,
+    channel_id: Option<String>,
+    channel_type: Option<u8>,
+    reason: Option<String>,
+}
+
+/// Longest accepted erasure reason.
+const MAX_REASON: usize = 1024;
+
+async fn erase(state: ApiState, origin: Origin, dto: EraseDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    super::message::check_id("uid", &uid)?;
+    let uid = Uid(uid);
+    let reason = dto.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("reason is required (who asked, a ticket number)"))?;
+    if reason.len() > MAX_REASON {
+        return Err(ApiError::bad_request(format!("reason is longer than {MAX_REASON} bytes")).into());
+    }
+    let channels = match (dto.channel_id, dto.channel_type) {
+        (Some(id), ty) => {
+            let ty = channel_type(ty)?;
+            vec![super::message::resolve_channel(&uid, &id, ty)?]
+        }
+        (None, Some(_)) => return Err(ApiError::bad_request("channel_type without channel_id").into()),
+        (None, None) => {
+            let log = state.core.log().clone();
+            let who = uid.clone();
+            let found = tokio::task::spawn_blocking(move || rookery_actors::erasure::channels_with_messages_from(&*log, &who))
+                .await
+                .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("erasure scan failed: {e}") })?
+                .map_err(ApiError::from)?;
+            found.into_iter().collect()
+        }
+    };
+    let mut results = Vec::new();
+    let mut total = 0;
+    for key in channels {
+        let done = state.core.erase_payloads(&key, &uid, &reason, origin.clone()).await.map_err(ApiError::from)?;
+        total += done.erased;
+        results.push(json!({
+            "channel_id": key.id.0,
+            "channel_type": key.ty.0,
+            "examined": done.examined,
+            "erased": done.erased,
+            "events": done.events.iter().map(|p| p.0).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(warp::reply::json(&json!({"status": 200, "uid": uid.0, "erased": total, "channels": results})).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,6 +75,19 @@ pub struct NewRecord {
     pub dedupe: Option<Vec<u8>>,
 }
 
+/// A new body for an already stored record, keeping its position, chain link and digest. Only for
+/// payload erasure: the new body must have the same digest as the old one (the digest covers payloads
+/// through their hashes), which `rookery verify` checks like any other record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The record to rewrite (at or below the head).
+    pub position: Position,
+    /// The digest the record has; the rewrite is refused if the stored one differs.
+    pub digest: ChainHash,
+    /// The new body.
+    pub body: Vec<u8>,
+}
+
 /// A record as read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -192,6 +205,19 @@ pub trait EventLog: Send + Sync {
     /// `0xFF`), or to [`StorageError::Backend`] when the write failed; in every error case nothing of
     /// the batch is in the log.
     fn submit(&self, records: Vec<NewRecord>) -> Commit;
+
+    /// Like [`EventLog::submit`], and in the same atomic write replaces the bodies of stored
+    /// records (payload erasure). Each rewrite is checked against the stored record first: a position
+    /// beyond the head or a digest that differs from the stored one fails the whole append with
+    /// [`StorageError::Invalid`] and nothing is written.
+    fn submit_with_rewrites(&self, records: Vec<NewRecord>, rewrites: Vec<Rewrite>) -> Commit;
+
+    /// Makes the engine drop superseded versions of the records in `from..=to` (after rewrites), so
+    /// erased bytes leave the disk and not only the readable log. May take a while; best effort.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] on I/O failure.
+    fn purge_superseded(&self, from: Position, to: Position) -> Result<()>;
 
     /// Position and chain link of the last committed record, or `(Position::ZERO, ChainHash::GENESIS)`
     /// for an empty log.

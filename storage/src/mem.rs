@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rookery_events::{link, ChainHash, Position};
 
-use crate::{check_batch, Commit, Committed, EventLog, NewRecord, Result, Snapshot, StoredRecord};
+use crate::{check_batch, Commit, Committed, EventLog, NewRecord, Result, Rewrite, Snapshot, StorageError, StoredRecord};
 
 #[derive(Default)]
 struct Inner {
@@ -45,10 +45,25 @@ impl Inner {
 
 impl EventLog for MemLog {
     fn submit(&self, records: Vec<NewRecord>) -> Commit {
+        self.submit_with_rewrites(records, Vec::new())
+    }
+
+    fn submit_with_rewrites(&self, records: Vec<NewRecord>, rewrites: Vec<Rewrite>) -> Commit {
         if let Err(e) = check_batch(&records) {
             return Commit::ready(Err(e));
         }
         let mut g = self.lock();
+        for w in &rewrites {
+            match g.get(w.position) {
+                Some(r) if r.digest == w.digest => {}
+                Some(_) => return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} with a different digest", w.position)))),
+                None => return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} beyond the head", w.position)))),
+            }
+        }
+        for w in rewrites {
+            let i = (w.position.0 - 1) as usize;
+            g.records[i].body = w.body;
+        }
         let first = Position(g.records.len() as u64 + 1);
         for r in records {
             let position = Position(g.records.len() as u64 + 1);
@@ -65,6 +80,11 @@ impl EventLog for MemLog {
         }
         let last = Position(g.records.len() as u64);
         Commit::ready(Ok(Committed { first, last }))
+    }
+
+    fn purge_superseded(&self, _from: Position, _to: Position) -> Result<()> {
+        // Nothing superseded is kept in memory.
+        Ok(())
     }
 
     fn head(&self) -> (Position, ChainHash) {

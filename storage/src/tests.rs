@@ -38,6 +38,7 @@ fn conformance<L: EventLog>(open: &dyn Fn() -> L) {
     dedupe_first_one_wins(&open());
     snapshots(&open());
     invalid_appends_change_nothing(&open());
+    rewrites_keep_position_and_chain(&open());
     one_caller_keeps_submission_order(&open());
     submitted_before_drop_are_finished(open);
     concurrent_appends_are_dense_and_ordered(&open());
@@ -183,6 +184,36 @@ fn snapshots<L: EventLog>(log: &L) {
     })
     .unwrap();
     assert_eq!(count, 1);
+}
+
+/// A rewrite replaces a stored body atomically with an append, everywhere it can be read, and never
+/// changes a digest or chain link; a wrong digest or a position beyond the head refuses the append.
+fn rewrites_keep_position_and_chain<L: EventLog>(log: &L) {
+    let first = log.append(vec![msg("rw", 1, Some("k1")), msg("rw", 2, None)]).unwrap().first;
+    let before = log.read_range(first, 2).unwrap();
+    let head = log.head();
+    let new_body = b"erased".to_vec();
+    let stale = Rewrite { position: first, digest: sha256(b"something else"), body: new_body.clone() };
+    assert!(matches!(log.submit_with_rewrites(vec![rec("rw-audit", 1)], vec![stale]).wait(), Err(StorageError::Invalid(_))));
+    let beyond = Rewrite { position: head.0.next(), digest: before[0].digest, body: new_body.clone() };
+    assert!(matches!(log.submit_with_rewrites(vec![rec("rw-audit", 1)], vec![beyond]).wait(), Err(StorageError::Invalid(_))));
+    assert_eq!(log.head(), head, "a refused rewrite appends nothing");
+    assert_eq!(log.read_range(first, 2).unwrap(), before);
+
+    let ok = Rewrite { position: first, digest: before[0].digest, body: new_body.clone() };
+    let c = log.submit_with_rewrites(vec![rec("rw-audit", 2)], vec![ok]).wait().unwrap();
+    assert_eq!(c.first, head.0.next());
+    let after = log.read_range(first, 2).unwrap();
+    assert_eq!(after[0], StoredRecord { body: new_body.clone(), ..before[0].clone() });
+    assert_eq!(after[1], before[1]);
+    assert_eq!(log.read_seq_range(b"rw", 1, 1, 1, false).unwrap()[0].1.body, new_body);
+    assert_eq!(log.find_dedupe(b"rw", b"k1").unwrap().unwrap().body, new_body);
+    assert_eq!(log.read_stream(b"rw", Position::ZERO, 1).unwrap()[0].body, new_body);
+    // The chain continues from the unchanged links.
+    let appended = log.read_range(c.first, 1).unwrap();
+    assert_eq!(appended[0].prev_hash, head.1);
+    log.purge_superseded(first, c.first).unwrap();
+    assert_eq!(log.read_range(first, 1).unwrap()[0].body, new_body);
 }
 
 fn invalid_appends_change_nothing<L: EventLog>(log: &L) {

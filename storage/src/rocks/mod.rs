@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, ReadOptions, DB};
 use rookery_events::{ChainHash, Position};
 
-use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Snapshot, StorageError, StoredRecord};
+use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrite, Snapshot, StorageError, StoredRecord};
 use schema::*;
 use writer::{Request, Shared, Writer};
 
@@ -236,6 +236,10 @@ impl Drop for RocksLog {
 
 impl EventLog for RocksLog {
     fn submit(&self, records: Vec<NewRecord>) -> Commit {
+        self.submit_with_rewrites(records, Vec::new())
+    }
+
+    fn submit_with_rewrites(&self, records: Vec<NewRecord>, rewrites: Vec<Rewrite>) -> Commit {
         // Validation happens here, before the writer sees the batch, so a bad append fails alone.
         if let Err(e) = check_batch(&records) {
             return Commit::ready(Err(e));
@@ -243,17 +247,51 @@ impl EventLog for RocksLog {
         if self.read_only {
             return Commit::ready(Err(StorageError::Invalid("the event log is opened read-only".into())));
         }
+        // Rewrites are checked against the stored records here. Only erasure rewrites records, and a
+        // rewrite keeps the digest, so a check racing with another rewrite of the same record still
+        // holds when the writer applies it.
+        let mut values = Vec::with_capacity(rewrites.len());
+        if !rewrites.is_empty() {
+            let head = self.head().0;
+            if let Some(w) = rewrites.iter().find(|w| w.position > head || w.position == Position::ZERO) {
+                return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} beyond the head {head}", w.position))));
+            }
+            let positions: Vec<u64> = rewrites.iter().map(|w| w.position.0).collect();
+            let stored = match self.get_records(&positions, false) {
+                Ok(stored) => stored,
+                Err(e) => return Commit::ready(Err(e)),
+            };
+            for (w, r) in rewrites.into_iter().zip(stored) {
+                if r.digest != w.digest {
+                    return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} with a different digest", w.position))));
+                }
+                values.push((w.position.0.to_be_bytes(), encode_record(&r.prev_hash, &r.digest, &w.body)));
+            }
+        }
         let (reply, commit) = Commit::channel();
         match lock(&self.tx).as_ref() {
             Some(tx) => {
                 // The writer only hangs up if it panicked; the request comes back and is refused.
-                if let Err(mpsc::SendError(request)) = tx.send(Request { records, reply }) {
+                if let Err(mpsc::SendError(request)) = tx.send(Request { records, rewrites: values, reply }) {
                     request.reply.send(Err(StorageError::Closed));
                 }
             }
             None => reply.send(Err(StorageError::Closed)),
         }
         commit
+    }
+
+    fn purge_superseded(&self, from: Position, to: Position) -> Result<()> {
+        if let Some(e) = self.refuse_writes() {
+            return Err(e);
+        }
+        // Flushing every column family lets RocksDB drop the WAL files that still hold old bodies;
+        // compacting the range rewrites the SST files without the superseded versions.
+        for name in ALL {
+            self.db.flush_cf(self.cf(name)?).map_err(backend)?;
+        }
+        self.db.compact_range_cf(self.cf(LOG)?, Some(from.0.to_be_bytes()), Some(to.0.to_be_bytes()));
+        Ok(())
     }
 
     fn head(&self) -> (Position, ChainHash) {

@@ -19,6 +19,8 @@ use crate::{CommitSender, Committed, Durability, NewRecord, Result, StorageError
 /// One `submit`: its records and the commit to complete.
 pub(super) struct Request {
     pub(super) records: Vec<NewRecord>,
+    /// Encoded replacement values of stored records (log key, value), checked by the submitter.
+    pub(super) rewrites: Vec<([u8; 8], Vec<u8>)>,
     pub(super) reply: CommitSender,
 }
 
@@ -161,6 +163,9 @@ impl Writer {
                 }
             }
         }
+        for (key, value) in group.iter().flat_map(|request| &request.rewrites) {
+            batch.put_cf(log, key, value);
+        }
         // First one wins across groups too: index only keys the database does not have yet. Only this
         // thread writes `stream_dedupe`, so nothing can claim a key between this read and the write.
         if !candidates.is_empty() {
@@ -187,10 +192,11 @@ impl Writer {
 
 /// Records and approximate batch bytes of one request, for the group limits.
 fn weight(request: &Request) -> (usize, usize) {
-    let bytes = request
+    let bytes: usize = request
         .records
         .iter()
         .map(|r| RECORD_HEADER + r.body.len() + 2 * (r.stream.len() + 9) + r.dedupe.as_ref().map_or(0, |d| d.len() + r.stream.len() + 9))
         .sum();
-    (request.records.len(), bytes)
+    let rewritten: usize = request.rewrites.iter().map(|(_, v)| v.len() + 8).sum();
+    (request.records.len(), bytes + rewritten)
 }
