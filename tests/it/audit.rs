@@ -1,6 +1,6 @@
 //! Tamper evidence: the hash chain names the exact record that was changed.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{b64, verify, Server};
 
@@ -35,4 +35,169 @@ async fn changing_one_stored_byte_breaks_the_chain_at_exactly_that_position() {
     assert!(!out.contains(&format!("position {}", target - 1)), "nothing before the changed record is blamed: {out}");
     let (ok, out) = verify(dir.path());
     assert!(!ok && out.contains(&format!("position {target}")), "replay --verify also names it: {out}");
+}
+
+/// Keys of the credential tests: a manager token plus two named keys.
+const CREDENTIALS: &[(&str, &str)] = &[
+    ("ROOKERY_MANAGER_TOKEN", "mgr-secret"),
+    ("ROOKERY_API_KEYS", r#"[{name="ops-readonly",secret="ro-secret",scope="read_only"},{name="deploy",secret="admin-secret",scope="admin"}]"#),
+];
+
+/// One request with optional `token` and `X-Request-Id` headers: status, echoed request id, JSON body.
+async fn call(s: &Server, method: &str, path: &str, token: Option<&str>, request_id: Option<&str>, body: Option<&Value>) -> (u16, Option<String>, Value) {
+    let url = format!("http://{}{}", s.api, path);
+    let mut req = match method {
+        "GET" => s.client().get(url),
+        _ => s.client().post(url),
+    };
+    if let Some(t) = token {
+        req = req.header("token", t);
+    }
+    if let Some(id) = request_id {
+        req = req.header("X-Request-Id", id);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.header("User-Agent", "audit-test/1.0").send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let echoed = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    (status, echoed, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Every route that changes state, with a body an admin may send after `seed`, in an order in which
+/// each succeeds.
+fn mutations() -> Vec<(&'static str, Value)> {
+    vec![
+        ("/channel", json!({"channel_id": "g2", "channel_type": 2, "subscribers": ["u1", "u2"]})),
+        ("/channel/info", json!({"channel_id": "g2", "channel_type": 2, "large": 1})),
+        ("/channel/subscriber_add", json!({"channel_id": "g2", "channel_type": 2, "subscribers": ["u3"]})),
+        ("/channel/subscriber_remove", json!({"channel_id": "g2", "channel_type": 2, "subscribers": ["u3"]})),
+        ("/channel/blacklist_add", json!({"channel_id": "g2", "channel_type": 2, "uids": ["u4"]})),
+        ("/channel/blacklist_remove", json!({"channel_id": "g2", "channel_type": 2, "uids": ["u4"]})),
+        ("/channel/blacklist_set", json!({"channel_id": "g2", "channel_type": 2, "uids": ["u5"]})),
+        ("/channel/whitelist_add", json!({"channel_id": "g2", "channel_type": 2, "uids": ["u1"]})),
+        ("/channel/whitelist_remove", json!({"channel_id": "g2", "channel_type": 2, "uids": ["u1"]})),
+        ("/channel/whitelist_set", json!({"channel_id": "g2", "channel_type": 2, "uids": []})),
+        ("/message/send", json!({"from_uid": "u1", "channel_id": "g2", "channel_type": 2, "payload": b64("hi")})),
+        ("/message/sendbatch", json!({"from_uid": "hq", "subscribers": ["r1", "r2"], "payload": b64("notice")})),
+        ("/message/syncack", json!({"uid": "u2", "last_message_seq": 1})),
+        ("/user/token", json!({"uid": "u1", "token": "t-1", "device_flag": 0, "device_level": 1})),
+        ("/user/device_quit", json!({"uid": "u1", "device_flag": -1})),
+        ("/user/systemuids_add", json!({"uids": ["bot"]})),
+        ("/user/systemuids_remove", json!({"uids": ["bot"]})),
+        ("/systemuids_add", json!({"uids": ["bot2"]})),
+        ("/systemuids_remove", json!({"uids": ["bot2"]})),
+        ("/conversations/setUnread", json!({"uid": "u2", "channel_id": "g1", "channel_type": 2, "unread": 1})),
+        ("/conversations/clearUnread", json!({"uid": "u2", "channel_id": "g1", "channel_type": 2, "message_seq": 0})),
+        ("/conversations/delete", json!({"uid": "u2", "channel_id": "g1", "channel_type": 2})),
+        ("/channel/delete", json!({"channel_id": "g2", "channel_type": 2})),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_key_is_refused_on_every_mutation_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CREDENTIALS);
+    // Seed with the named admin key: a group with a red-dot message for u2.
+    let (status, _, v) = call(&server, "POST", "/channel", Some("admin-secret"), None, Some(&json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["u1", "u2"]}))).await;
+    assert_eq!(status, 200, "{v}");
+    let send = json!({"header": {"red_dot": 1}, "from_uid": "u1", "channel_id": "g1", "channel_type": 2, "payload": b64("seed")});
+    let (status, _, v) = call(&server, "POST", "/message/send", Some("admin-secret"), None, Some(&send)).await;
+    assert_eq!(status, 200, "{v}");
+
+    let (_, _, head_before) = call(&server, "GET", "/audit/head", Some("ro-secret"), None, None).await;
+    for (path, body) in mutations() {
+        let (status, echoed, v) = call(&server, "POST", path, Some("ro-secret"), None, Some(&body)).await;
+        assert_eq!(status, 403, "{path}: {v}");
+        assert_eq!(v["status"], 403, "{path}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains("\"ops-readonly\" is read-only"), "{path}: {v}");
+        assert!(echoed.is_some(), "{path}: errors carry the request id too");
+    }
+    let (status, _, head_after) = call(&server, "GET", "/audit/head", Some("ro-secret"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(head_after, head_before, "a refused mutation appends nothing");
+    // Reads work with the read-only key and show the seeded state untouched.
+    let (status, _, uids) = call(&server, "GET", "/user/systemuids", Some("ro-secret"), None, None).await;
+    assert_eq!((status, uids), (200, json!([])));
+    let (status, _, seq) = call(&server, "GET", "/channel/max_message_seq?channel_id=g1&channel_type=2", Some("ro-secret"), None, None).await;
+    assert_eq!(status, 200, "{seq}");
+    let (status, _, convs) = call(&server, "POST", "/conversation/sync", Some("ro-secret"), None, Some(&json!({"uid": "u2", "msg_count": 0}))).await;
+    assert_eq!(status, 200, "{convs}");
+    assert_eq!(convs[0]["unread"], 1, "the conversation read marks are unchanged: {convs}");
+
+    // The same requests with an admin key are accepted: the 403s were the scope, not the bodies.
+    for (path, body) in mutations() {
+        let (status, _, v) = call(&server, "POST", path, Some("admin-secret"), None, Some(&body)).await;
+        assert_eq!(status, 200, "{path}: {v}");
+    }
+    let (_, _, head_admin) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
+    assert!(head_admin["position"].as_u64() > head_after["position"].as_u64(), "{head_admin} vs {head_after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_key_is_401_and_every_response_echoes_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CREDENTIALS);
+    let body = json!({"uids": ["bot"]});
+    for token in [None, Some("nope"), Some(""), Some("ro-secretx"), Some("admin-secre")] {
+        let (status, echoed, v) = call(&server, "POST", "/user/systemuids_add", token, None, Some(&body)).await;
+        assert_eq!((status, v["msg"].as_str()), (401, Some("missing or wrong token header")), "{token:?}: {v}");
+        assert!(uuid::Uuid::parse_str(&echoed.unwrap()).is_ok(), "a 401 carries a generated request id");
+    }
+    let (_, _, head) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
+    assert_eq!(head["position"], 0, "nothing was written: {head}");
+
+    // A given UUID is kept and echoed in its canonical form, on success and on errors alike.
+    let given = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+    let canonical = given.to_lowercase();
+    let (status, echoed, _) = call(&server, "POST", "/user/systemuids_add", Some("mgr-secret"), Some(given), Some(&body)).await;
+    assert_eq!((status, echoed.as_deref()), (200, Some(canonical.as_str())));
+    let (status, echoed, _) = call(&server, "GET", "/no/such/route", Some("ro-secret"), Some(given), None).await;
+    assert_eq!((status, echoed.as_deref()), (404, Some(canonical.as_str())));
+    let (status, echoed, _) = call(&server, "POST", "/user/systemuids_add", Some("ro-secret"), Some(given), Some(&body)).await;
+    assert_eq!((status, echoed.as_deref()), (403, Some(canonical.as_str())));
+    // Without one, each response gets a fresh id.
+    let (_, first, _) = call(&server, "GET", "/healthz", Some("ro-secret"), None, None).await;
+    let (_, second, _) = call(&server, "GET", "/healthz", Some("ro-secret"), None, None).await;
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(uuid::Uuid::parse_str(&first).is_ok() && first != second, "{first} {second}");
+    // A malformed one is refused with 400 before anything happens, and the answer still has an id.
+    let (_, _, head_before) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
+    for bad in ["not-a-uuid", "6F9619FF-8B86-D011-B42D", "12345"] {
+        let (status, echoed, v) = call(&server, "POST", "/user/systemuids_add", Some("mgr-secret"), Some(bad), Some(&json!({"uids": ["other"]}))).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains("x-request-id must be a uuid"), "{v}");
+        assert!(uuid::Uuid::parse_str(&echoed.unwrap()).is_ok());
+    }
+    let (_, _, head_after) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
+    assert_eq!(head_after, head_before, "a refused request id writes nothing");
+    let (_, _, uids) = call(&server, "GET", "/user/systemuids", Some("deploy-secret-is-wrong"), None, None).await;
+    assert_eq!(uids["status"], 401);
+    let (_, _, uids) = call(&server, "GET", "/user/systemuids", Some("admin-secret"), None, None).await;
+    assert_eq!(uids, json!(["bot"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_or_empty_credentials_stop_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (keys, needle) in [
+        (r#"[{name="ops",secret="a",scope="read_only"},{name="ops",secret="b",scope="admin"}]"#, "\"ops\" is used twice"),
+        (r#"[{name="ops",secret="",scope="read_only"}]"#, "secret must not be empty"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ROOKERY_API_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_MONITOR_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_TCP_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_WS_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_API_KEYS", keys)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(needle), "{keys}: {stderr}");
+    }
 }
