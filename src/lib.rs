@@ -4,6 +4,7 @@
 //! listener and serves until the shutdown future completes.
 
 pub mod api;
+pub mod audit;
 pub mod gateway;
 pub mod config;
 mod monitor;

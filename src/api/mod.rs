@@ -51,8 +51,11 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         let (position, hash) = core.log().head();
         warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
     });
+    let audit_events = warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
     let api = health
         .or(chain_head)
+        .unify()
+        .or(audit_events)
         .unify()
         .or(route::routes(state.clone()))
         .unify()
@@ -65,6 +68,20 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         .or(conversation::routes(state.clone()))
         .unify();
     authorized(state).and(valid_request_id()).and(api).recover(recover).unify()
+}
+
+/// `GET /audit/events`: one page of the events matching the query (see `crate::audit`).
+async fn audit_events(state: ApiState, raw: crate::audit::RawQuery) -> Result<warp::reply::Response, Rejection> {
+    let query = raw.parse().map_err(|msg| warp::reject::custom(ApiError::bad_request(msg)))?;
+    let log = state.core.log().clone();
+    let page = tokio::task::spawn_blocking(move || crate::audit::run(&*log, &query))
+        .await
+        .map_err(|e| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("audit query failed: {e}") }))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit query failed");
+            warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })
+        })?;
+    Ok(warp::reply::json(&crate::audit::page_json(&page)).into_response())
 }
 
 /// The credential a request authenticated with.

@@ -201,3 +201,146 @@ async fn duplicate_or_empty_credentials_stop_the_server_at_start() {
         assert!(!out.status.success() && stderr.contains(needle), "{keys}: {stderr}");
     }
 }
+
+/// `rookery audit --json` on a data directory; the parsed page, or the exit code and stderr.
+fn cli_audit(dir: &std::path::Path, args: &[&str]) -> Result<Value, (i32, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).arg("audit").arg("--data-dir").arg(dir).args(args).env("RUST_LOG", "warn").output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))))
+    } else {
+        Err((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_answer_every_filter_over_the_api_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), CREDENTIALS);
+    let r1 = "0b6a1d2e-6c5f-4f8e-9a41-3d1f5a7e2c10";
+    let r2 = "5e2c7f0a-1b3d-4c6e-8f9a-0d1e2f3a4b5c";
+    let calls: &[(&str, Option<&str>, &str, Value)] = &[
+        ("admin-secret", Some(r1), "/channel", json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["ann", "ben"]})),
+        ("mgr-secret", Some(r2), "/message/send", json!({"from_uid": "ann", "channel_id": "g1", "channel_type": 2, "payload": b64("hello")})),
+        ("admin-secret", None, "/user/token", json!({"uid": "ben", "token": "t-ben", "device_flag": 1})),
+        ("mgr-secret", None, "/user/systemuids_add", json!({"uids": ["bot"]})),
+    ];
+    for (token, rid, path, body) in calls {
+        let (status, echoed, v) = call(&server, "POST", path, Some(token), *rid, Some(body)).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        if let Some(rid) = rid {
+            assert_eq!(echoed.as_deref(), Some(*rid));
+        }
+    }
+    let (status, _, _) = call(&server, "POST", "/user/systemuids_add", Some("ro-secret"), None, Some(&json!({"uids": ["evil"]}))).await;
+    assert_eq!(status, 403);
+
+    let api = |q: String| {
+        let server = &server;
+        async move {
+            let (status, _, v) = call(server, "GET", &format!("/audit/events?{q}"), Some("ro-secret"), None, None).await;
+            assert_eq!(status, 200, "{q}: {v}");
+            v
+        }
+    };
+    let all = api("order=asc&limit=1000".into()).await;
+    let events = all["events"].as_array().unwrap().clone();
+    assert_eq!(all["next_cursor"], Value::Null);
+    let positions = |v: &Value| v["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect::<Vec<_>>();
+    let expect = |pred: &dyn Fn(&Value) -> bool| events.iter().filter(|e| pred(e)).map(|e| e["position"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(positions(&all), (1..=events.len() as u64).collect::<Vec<_>>(), "every event, oldest first");
+
+    // The envelope records the credential's name, the kept request id, the peer and the user agent.
+    let by_deploy = api("actor=deploy&order=asc".into()).await;
+    let first = &by_deploy["events"][0];
+    assert_eq!(first["actor"], json!({"type": "api", "credential": "deploy"}));
+    assert_eq!(first["request_id"], r1);
+    assert_eq!(first["user_agent"], "audit-test/1.0");
+    assert!(first["source"].as_str().unwrap().starts_with("127.0.0.1:"), "{first}");
+    let sent = events.iter().find(|e| e["kind"] == "channel.message_appended").expect("the message is recorded");
+    assert_eq!((&sent["request_id"], &sent["actor"]["credential"]), (&json!(r2), &json!("manager")));
+    assert_eq!(sent["event"]["payload"], b64("hello"));
+    assert!(!serde_json::to_string(&all).unwrap().contains("secret"), "no secret is ever recorded");
+    assert!(events.iter().all(|e| e["actor"]["credential"] != "ops-readonly"), "the refused request left no trace");
+
+    // Each filter answers exactly the matching events.
+    let is_g1 = |e: &Value| e["stream"]["channel_id"] == "g1" && e["stream"]["channel_type"] == 2;
+    let cases: Vec<(String, Vec<u64>)> = vec![
+        ("channel_id=g1&channel_type=2".into(), expect(&is_g1)),
+        ("uid=ben".into(), expect(&|e| e["stream"] == json!({"type": "user", "uid": "ben"}))),
+        ("actor=manager".into(), expect(&|e| e["actor"]["credential"] == "manager")),
+        ("actor=api:deploy".into(), expect(&|e| e["actor"]["credential"] == "deploy")),
+        ("actor=ops-readonly".into(), vec![]),
+        ("kind=system.uids_added".into(), expect(&|e| e["kind"] == "system.uids_added")),
+        ("kind=user.token_set&uid=ben".into(), expect(&|e| e["kind"] == "user.token_set")),
+        ("from=2&to=4".into(), vec![2, 3, 4]),
+        (format!("since={}", sent["recorded_at"].as_str().unwrap()), expect(&|e| e["recorded_at_ms"].as_u64() >= sent["recorded_at_ms"].as_u64())),
+        (format!("until={}", sent["recorded_at_ms"]), expect(&|e| e["recorded_at_ms"].as_u64() <= sent["recorded_at_ms"].as_u64())),
+    ];
+    assert!(cases[0].1.len() >= 2 && cases[1].1.len() >= 2 && cases[2].1.len() == 2, "{cases:?}");
+    for (q, mut want) in cases {
+        let asc = api(format!("{q}&order=asc")).await;
+        assert_eq!(positions(&asc), want, "{q}");
+        want.reverse();
+        let desc = api(q.clone()).await;
+        assert_eq!(positions(&desc), want, "{q}: newest first by default");
+        // The CLI on the live server's data directory answers the same page.
+        let mut args = vec!["--json".to_owned()];
+        for pair in q.split('&') {
+            let (k, v) = pair.split_once('=').unwrap();
+            let flag = match k {
+                "channel_id" => "--channel".to_owned(),
+                other => format!("--{}", other.replace('_', "-")),
+            };
+            args.push(flag);
+            args.push(v.to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cli = cli_audit(dir.path(), &args).unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        assert_eq!(cli["events"], desc["events"], "{q}: CLI and API agree");
+    }
+
+    // Paging: two at a time, following next_cursor, gives everything once.
+    let mut cursor: Option<u64> = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = api(format!("limit=2{}", cursor.map(|c| format!("&cursor={c}")).unwrap_or_default())).await;
+        assert!(page["events"].as_array().unwrap().len() <= 2);
+        paged.extend(positions(&page));
+        let Some(next) = page["next_cursor"].as_u64() else { break };
+        let cli = cli_audit(dir.path(), &["--json", "--limit", "2", "--cursor", &next.to_string()]).unwrap();
+        assert_eq!(positions(&cli), positions(&api(format!("limit=2&cursor={next}")).await));
+        cursor = Some(next);
+    }
+    assert_eq!(paged, (1..=events.len() as u64).rev().collect::<Vec<_>>());
+
+    // Bad parameters: 400 with a reason over the API, exit code 2 from the CLI; nothing changes.
+    let (_, _, head_before) = call(&server, "GET", "/audit/head", Some("ro-secret"), None, None).await;
+    for (q, needle) in [
+        ("limit=0", "limit must be 1 to 1000"),
+        ("limit=1001", "limit must be 1 to 1000"),
+        ("order=sideways", "order must be asc or desc"),
+        ("since=yesterday", "since must be an RFC 3339 time"),
+        ("until=2025-02-30T00:00:00Z", "until must be an RFC 3339 time"),
+        ("kind=channel.exploded", "unknown kind"),
+        ("channel_id=g1", "channel_id needs channel_type"),
+        ("from=5&to=2", "must not be above"),
+        ("cursor=abc", "cursor must be"),
+        ("colour=blue", "malformed query string"),
+    ] {
+        let (status, echoed, v) = call(&server, "GET", &format!("/audit/events?{q}"), Some("ro-secret"), None, None).await;
+        assert_eq!((status, &v["status"]), (400, &json!(400)), "{q}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains(needle), "{q}: {v}");
+        assert!(echoed.is_some());
+    }
+    let (code, stderr) = cli_audit(dir.path(), &["--limit", "0"]).unwrap_err();
+    assert!(code == 2 && stderr.contains("limit must be 1 to 1000"), "{code} {stderr}");
+    let (_, _, head_after) = call(&server, "GET", "/audit/head", Some("ro-secret"), None, None).await;
+    assert_eq!(head_before, head_after);
+    let (status, _, _) = call(&server, "GET", "/audit/events", Some("wrong"), None, None).await;
+    assert_eq!(status, 401, "the audit trail needs a credential too");
+
+    // The text form: one line per event.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).args(["audit", "--kind", "channel.message_appended", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.lines().count() == 1 && text.contains("api:manager") && text.contains(r2), "{text}");
+}
