@@ -18,6 +18,40 @@ pub enum DurabilitySetting {
     Buffered,
 }
 
+/// What an API credential may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read routes and audit queries only; every route that changes state answers 403.
+    ReadOnly,
+    /// Everything.
+    Admin,
+}
+
+/// A named API credential. The name is what the audit trail records; the secret never leaves the
+/// configuration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Recorded as the actor of every change made with this key: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Sent by clients in the `token` header.
+    pub secret: String,
+    /// What the key may do.
+    pub scope: Scope,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey").field("name", &self.name).field("secret", &"<redacted>").field("scope", &self.scope).finish()
+    }
+}
+
+/// The credential name recorded when no credential is configured (loopback-only API).
+pub const LOCAL_CREDENTIAL: &str = "local";
+/// The name of the credential `manager_token` defines.
+pub const MANAGER_CREDENTIAL: &str = "manager";
+
 /// Every setting of the server. Field names are the keys of the TOML file; the environment variable
 /// of a key is `ROOKERY_` plus the key in upper case (`ROOKERY_API_ADDR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +59,8 @@ pub enum DurabilitySetting {
 pub struct Config {
     /// Where the event log lives.
     pub data_dir: PathBuf,
-    /// REST API listener. Loopback by default: a non-loopback address requires `manager_token`.
+    /// REST API listener. Loopback by default: a non-loopback address requires a credential
+    /// (`manager_token` or an entry of `api_keys`).
     pub api_addr: SocketAddr,
     /// WKProto over TCP.
     pub tcp_addr: SocketAddr,
@@ -33,8 +68,11 @@ pub struct Config {
     pub ws_addr: SocketAddr,
     /// Health and metrics listener.
     pub monitor_addr: SocketAddr,
-    /// When set, every API request must carry it in the `token` header.
+    /// When set, an admin credential named `manager`: API requests may carry it in the `token` header.
     pub manager_token: Option<String>,
+    /// Named API credentials. Once any credential (this or `manager_token`) is configured, every API
+    /// request must carry one of their secrets in the `token` header.
+    pub api_keys: Vec<ApiKey>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
     /// Largest accepted message payload, in bytes (after base64 decoding).
@@ -62,6 +100,7 @@ impl Default for Config {
             ws_addr: ([0, 0, 0, 0], 5200).into(),
             monitor_addr: ([127, 0, 0, 1], 5300).into(),
             manager_token: None,
+            api_keys: Vec::new(),
             durability: DurabilitySetting::Sync,
             max_payload_bytes: 1 << 20,
             actor_idle_secs: 300,
@@ -95,10 +134,10 @@ impl Config {
     /// # Errors
     /// A sentence saying what is wrong and how to fix it.
     pub fn validate(&self) -> Result<(), String> {
-        let token_set = self.manager_token.as_deref().is_some_and(|t| !t.is_empty());
-        if !self.api_addr.ip().is_loopback() && !token_set {
+        self.validate_api_keys()?;
+        if !self.api_addr.ip().is_loopback() && self.credentials().is_empty() {
             return Err(format!(
-                "the REST API would listen on {} without a manager token: set manager_token (ROOKERY_MANAGER_TOKEN) or bind api_addr to a loopback address",
+                "the REST API would listen on {} without a credential: set manager_token (ROOKERY_MANAGER_TOKEN) or api_keys, or bind api_addr to a loopback address",
                 self.api_addr
             ));
         }
@@ -107,6 +146,50 @@ impl Config {
         }
         if self.snapshot_every == 0 {
             return Err("snapshot_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Every configured API credential: `manager_token` as the admin key `manager`, then `api_keys`.
+    /// Empty when the API is open (loopback only).
+    pub fn credentials(&self) -> Vec<ApiKey> {
+        let manager = self.manager_token.as_deref().filter(|t| !t.is_empty()).map(|secret| ApiKey {
+            name: MANAGER_CREDENTIAL.into(),
+            secret: secret.into(),
+            scope: Scope::Admin,
+        });
+        manager.into_iter().chain(self.api_keys.iter().cloned()).collect()
+    }
+
+    fn validate_api_keys(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        let mut secrets = std::collections::HashSet::new();
+        if self.manager_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            names.insert(MANAGER_CREDENTIAL);
+            secrets.insert(self.manager_token.as_deref().unwrap_or_default());
+        }
+        for (i, key) in self.api_keys.iter().enumerate() {
+            let valid_name = !key.name.is_empty()
+                && key.name.len() <= 64
+                && key.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid_name {
+                return Err(format!("api_keys[{i}]: name {:?} must be 1 to 64 of A-Z a-z 0-9 . _ -", key.name));
+            }
+            if key.name == LOCAL_CREDENTIAL {
+                return Err(format!("api_keys[{i}]: the name {LOCAL_CREDENTIAL:?} is reserved for requests when no credential is configured"));
+            }
+            if !names.insert(&key.name) {
+                let hint = if key.name == MANAGER_CREDENTIAL { " (manager_token already defines the credential \"manager\")" } else { "" };
+                return Err(format!("api_keys[{i}]: the name {:?} is used twice{hint}", key.name));
+            }
+            if key.secret.is_empty() {
+                return Err(format!("api_keys[{i}] ({}): the secret must not be empty", key.name));
+            }
+            if !secrets.insert(&key.secret) {
+                return Err(format!("api_keys[{i}] ({}): its secret is also another credential's; each credential needs its own", key.name));
+            }
         }
         Ok(())
     }
@@ -133,8 +216,52 @@ mod tests {
     #[test]
     fn public_api_without_token_is_refused() {
         let c = Config { api_addr: ([0, 0, 0, 0], 5001).into(), ..Config::default() };
-        assert!(c.validate().unwrap_err().contains("manager token"));
+        assert!(c.validate().unwrap_err().contains("without a credential"));
+        let keyed = Config { api_keys: vec![key("ops", "s3cret", Scope::ReadOnly)], ..c.clone() };
+        assert!(keyed.validate().is_ok());
         let c = Config { manager_token: Some("s3cret".into()), ..c };
         assert!(c.validate().is_ok());
+    }
+
+    fn key(name: &str, secret: &str, scope: Scope) -> ApiKey {
+        ApiKey { name: name.into(), secret: secret.into(), scope }
+    }
+
+    #[test]
+    fn api_keys_are_checked() {
+        let with = |keys: Vec<ApiKey>| Config { api_keys: keys, ..Config::default() }.validate();
+        assert!(with(vec![key("ops", "a", Scope::ReadOnly), key("admin-1", "b", Scope::Admin)]).is_ok());
+        assert!(with(vec![key("ops", "a", Scope::ReadOnly), key("ops", "b", Scope::Admin)]).unwrap_err().contains("\"ops\" is used twice"));
+        assert!(with(vec![key("ops", "", Scope::ReadOnly)]).unwrap_err().contains("secret must not be empty"));
+        assert!(with(vec![key("", "a", Scope::ReadOnly)]).unwrap_err().contains("name"));
+        assert!(with(vec![key("o ps", "a", Scope::ReadOnly)]).unwrap_err().contains("name"));
+        assert!(with(vec![key("local", "a", Scope::ReadOnly)]).unwrap_err().contains("reserved"));
+        assert!(with(vec![key("a", "same", Scope::ReadOnly), key("b", "same", Scope::Admin)]).unwrap_err().contains("its own"));
+        let c = Config { manager_token: Some("m".into()), api_keys: vec![key("manager", "x", Scope::ReadOnly)], ..Config::default() };
+        assert!(c.validate().unwrap_err().contains("manager_token already defines"));
+        let c = Config { manager_token: Some("m".into()), api_keys: vec![key("ops", "m", Scope::ReadOnly)], ..Config::default() };
+        assert!(c.validate().unwrap_err().contains("its own"));
+        let names: Vec<_> = c.credentials().into_iter().map(|k| k.name).collect();
+        assert_eq!(names, ["manager", "ops"]);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn api_keys_load_from_toml_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "r.toml",
+                "[[api_keys]]\nname = \"ops-readonly\"\nsecret = \"r0\"\nscope = \"read_only\"\n",
+            )?;
+            let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
+            assert_eq!(c.api_keys, vec![key("ops-readonly", "r0", Scope::ReadOnly)]);
+            jail.set_env("ROOKERY_API_KEYS", r#"[{name="deploy",secret="d1",scope="admin"}]"#);
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.api_keys, vec![key("deploy", "d1", Scope::Admin)]);
+            assert!(!format!("{c:?}").contains("d1"), "secrets are not printed");
+            jail.set_env("ROOKERY_API_KEYS", r#"[{name="deploy",secret="d1",scope="owner"}]"#);
+            assert!(Config::load(None).is_err(), "an unknown scope is refused");
+            Ok(())
+        });
     }
 }

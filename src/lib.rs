@@ -4,6 +4,7 @@
 //! listener and serves until the shutdown future completes.
 
 pub mod api;
+pub mod audit;
 pub mod gateway;
 pub mod config;
 mod monitor;
@@ -77,7 +78,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
-    let api = tokio::spawn(warp::serve(routes).incoming(api_listener).graceful(stopped(stop_rx.clone())).run());
+    let api = tokio::spawn(api::serve::serve(api_listener, routes, stopped(stop_rx.clone())));
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 
     // The chain head, logged every minute so it can be anchored outside the server.

@@ -1,5 +1,5 @@
-//! `rookery serve` runs the server; `verify` and `replay --verify` check a data directory; `export`
-//! and `import` move the event log as JSON lines.
+//! `rookery serve` runs the server; `verify` and `replay --verify` check a data directory; `audit`
+//! queries its events; `export` and `import` move the event log as JSON lines.
 
 use std::path::PathBuf;
 
@@ -71,6 +71,56 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Query the event log: one page of matching events, newest first unless `--order asc`. Works on
+    /// the data directory of a running server (it opens the log read-only). Answers exactly what
+    /// `GET /audit/events` answers (docs/AUDIT.md).
+    Audit(Box<AuditArgs>),
+}
+
+/// The filters of `rookery audit`.
+#[derive(clap::Args)]
+struct AuditArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Stored channel id (person chats: `big@small`); needs --channel-type.
+    #[arg(long)]
+    channel: Option<String>,
+    #[arg(long)]
+    channel_type: Option<String>,
+    /// Events of this user's stream and its sends as a client.
+    #[arg(long)]
+    uid: Option<String>,
+    /// A credential name or client uid (`api:NAME`, `client:UID` to say which).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Event kind, e.g. channel.message_appended.
+    #[arg(long)]
+    kind: Option<String>,
+    /// RFC 3339 time or Unix milliseconds, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// Lowest log position, inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// Highest log position, inclusive.
+    #[arg(long)]
+    to: Option<String>,
+    /// Events per page (1 to 1000, default 100).
+    #[arg(long)]
+    limit: Option<String>,
+    /// desc (default) or asc.
+    #[arg(long)]
+    order: Option<String>,
+    /// Continue from a previous page's next cursor.
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Print the page as the API's JSON instead of one line per event.
+    #[arg(long)]
+    json: bool,
 }
 
 fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
@@ -141,6 +191,33 @@ fn main() -> anyhow::Result<()> {
             eprintln!("imported {} events; building snapshots", summary.events);
             rookery_actors::replay::catch_up(&log, &mut |p| eprintln!("snapshots: {} / {} events ({:.1}%)", p.done, p.total, p.percent()))?;
             println!("ok: {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
+            Ok(())
+        }
+        Command::Audit(args) => {
+            let AuditArgs { config, data_dir, channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor, json } = *args;
+            let raw = rookery::audit::RawQuery { channel_id: channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor };
+            let query = match raw.parse() {
+                Ok(q) => q,
+                Err(msg) => {
+                    eprintln!("audit: {msg}");
+                    std::process::exit(2);
+                }
+            };
+            let config = load(config, data_dir)?;
+            let dir = config.data_dir.join("log");
+            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
+            let page = rookery::audit::run(&log, &query)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rookery::audit::page_json(&page))?);
+            } else {
+                for e in &page.events {
+                    println!("{}", rookery::audit::envelope_line(e));
+                }
+                match page.next_cursor {
+                    Some(c) => eprintln!("{} events ({} records read); more with --cursor {}", page.events.len(), page.examined, c.0),
+                    None => eprintln!("{} events ({} records read); no more", page.events.len(), page.examined),
+                }
+            }
             Ok(())
         }
         Command::Replay { verify, config, data_dir } => {

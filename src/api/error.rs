@@ -73,6 +73,8 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
         ApiError { status: StatusCode::METHOD_NOT_ALLOWED, msg: "method not allowed on this route".into() }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::bad_request(format!("malformed query string: {e}"))
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request(format!("header {} is not valid text", e.name()))
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
         ApiError::bad_request(format!("missing header {}", e.name()))
     } else {

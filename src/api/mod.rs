@@ -8,6 +8,7 @@ mod error;
 mod history;
 mod message;
 mod route;
+pub mod serve;
 mod user;
 
 use std::net::SocketAddr;
@@ -22,7 +23,11 @@ use warp::{Filter, Rejection, Reply};
 pub use error::{recover, ApiError};
 pub use history::{format_time, parse_time};
 
-use crate::config::Config;
+use crate::config::{Config, Scope, LOCAL_CREDENTIAL};
+pub use serve::RequestContext;
+
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Largest JSON body accepted, before base64 decoding of payloads.
 const MAX_BODY_BYTES: u64 = 4 << 20;
@@ -39,7 +44,7 @@ pub struct ApiState {
     pub presence: Arc<crate::gateway::session::Presence>,
 }
 
-/// All routes, behind the manager-token check, with JSON errors for everything that fails.
+/// All routes, behind the credential check, with JSON errors for everything that fails.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     let core = state.core.clone();
@@ -48,8 +53,11 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         let (position, hash) = core.log().head();
         warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
     });
+    let audit_events = warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
     let api = health
         .or(chain_head)
+        .unify()
+        .or(audit_events)
         .unify()
         .or(route::routes(state.clone()))
         .unify()
@@ -63,29 +71,88 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         .unify()
         .or(history::routes(state.clone()))
         .unify();
-    authorized(state).and(api).recover(recover).unify()
+    authorized(state).and(valid_request_id()).and(api).recover(recover).unify()
 }
 
-/// Rejects requests without the configured manager token (constant-time comparison).
+/// `GET /audit/events`: one page of the events matching the query (see `crate::audit`).
+async fn audit_events(state: ApiState, raw: crate::audit::RawQuery) -> Result<warp::reply::Response, Rejection> {
+    let query = raw.parse().map_err(|msg| warp::reject::custom(ApiError::bad_request(msg)))?;
+    let log = state.core.log().clone();
+    let page = tokio::task::spawn_blocking(move || crate::audit::run(&*log, &query))
+        .await
+        .map_err(|e| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("audit query failed: {e}") }))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit query failed");
+            warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })
+        })?;
+    Ok(warp::reply::json(&crate::audit::page_json(&page)).into_response())
+}
+
+/// The credential a request authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Its configured name (`local` when no credential is configured).
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// Which configured credential `given` (the `token` header) is. With no credential configured the
+/// API is open (it then listens on loopback only, see `Config::validate`) and every request is
+/// `local`, an admin. Secrets are compared as SHA-256 digests in constant time, against every
+/// credential, so neither timing nor length tells how close a guess was.
+///
+/// # Errors
+/// 401 when credentials are configured and `given` is none of their secrets.
+pub fn credential(config: &Config, given: Option<&str>) -> Result<Credential, ApiError> {
+    let credentials = config.credentials();
+    if credentials.is_empty() {
+        return Ok(Credential { name: LOCAL_CREDENTIAL.into(), scope: Scope::Admin });
+    }
+    let given = rookery_events::sha256(given.unwrap_or_default().as_bytes());
+    let mut found = None;
+    for key in credentials {
+        let matches = bool::from(rookery_events::sha256(key.secret.as_bytes()).0.ct_eq(&given.0));
+        if matches && found.is_none() {
+            found = Some(Credential { name: key.name, scope: key.scope });
+        }
+    }
+    found.ok_or_else(|| ApiError { status: warp::http::StatusCode::UNAUTHORIZED, msg: "missing or wrong token header".into() })
+}
+
+/// The request's credential, from its `token` header.
+fn credential_of(state: ApiState) -> impl Filter<Extract = (Credential,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("token").and_then(move |given: Option<String>| {
+        let found = credential(&state.config, given.as_deref()).map_err(warp::reject::custom);
+        async move { found }
+    })
+}
+
+/// Rejects requests without a configured credential (when any is configured).
 fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("token")
-        .and_then(move |given: Option<String>| {
-            let expected = state.config.manager_token.clone().filter(|t| !t.is_empty());
-            async move {
-                match expected {
-                    None => Ok(()),
-                    Some(expected) => {
-                        let given = given.unwrap_or_default();
-                        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-                            Ok(())
-                        } else {
-                            Err(warp::reject::custom(ApiError { status: warp::http::StatusCode::UNAUTHORIZED, msg: "missing or wrong token header".into() }))
-                        }
-                    }
-                }
+    credential_of(state).map(|_| ()).untuple_one()
+}
+
+/// Refuses an `X-Request-Id` that is not a UUID (instead of silently recording another id).
+fn valid_request_id() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>(REQUEST_ID_HEADER)
+        .and_then(|given: Option<String>| async move {
+            match given {
+                Some(id) if uuid::Uuid::parse_str(id.trim()).is_err() => Err(warp::reject::custom(ApiError::bad_request(format!(
+                    "x-request-id must be a uuid (for example 67e55044-10b1-426f-9247-bb680e5fe0c8), got {:?}",
+                    truncated(&id, 64)
+                )))),
+                _ => Ok(()),
             }
         })
         .untuple_one()
+}
+
+fn truncated(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
 }
 
 /// Parses a JSON body of any content type, with our own error text.
@@ -97,19 +164,35 @@ pub(crate) fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (
 
 /// Who is asking: the credential used, the request id (kept from `X-Request-Id` when it is a UUID),
 /// peer address and user agent.
+///
+/// Every route that changes state takes an `Origin` (the actors record one in each envelope), so this
+/// is also where read-only credentials are stopped: it rejects them with 403 before the body is read
+/// or anything is decided.
 pub(crate) fn origin(state: ApiState) -> impl Filter<Extract = (Origin,), Error = Rejection> + Clone {
-    warp::addr::remote()
+    credential_of(state)
+        .and(warp::ext::optional::<RequestContext>())
+        .and(warp::addr::remote())
         .and(warp::header::optional::<String>("user-agent"))
-        .and(warp::header::optional::<String>("x-request-id"))
-        .map(move |addr: Option<SocketAddr>, agent: Option<String>, rid: Option<String>| {
-            let credential = if state.config.manager_token.as_deref().is_some_and(|t| !t.is_empty()) { "manager" } else { "local" };
-            let id = rid.and_then(|r| uuid::Uuid::parse_str(&r).ok()).unwrap_or_else(uuid::Uuid::new_v4);
-            Origin {
-                actor: Actor::Api { credential: credential.into() },
-                request_id: RequestId(*id.as_bytes()),
-                source: addr.map(|a| a.to_string()),
-                user_agent: agent,
+        .and(warp::header::optional::<String>(REQUEST_ID_HEADER))
+        .and_then(|credential: Credential, context: Option<RequestContext>, addr: Option<SocketAddr>, agent: Option<String>, rid: Option<String>| async move {
+            if credential.scope != Scope::Admin {
+                return Err(warp::reject::custom(ApiError {
+                    status: warp::http::StatusCode::FORBIDDEN,
+                    msg: format!("the credential {:?} is read-only and this route changes state", credential.name),
+                }));
             }
+            // The server loop (serve.rs) always sets the context; the fallback serves filters run
+            // without it, such as warp's test harness.
+            let (id, peer) = match context {
+                Some(c) => (c.request_id, c.peer),
+                None => (rid.and_then(|r| uuid::Uuid::parse_str(r.trim()).ok()).unwrap_or_else(uuid::Uuid::new_v4), addr),
+            };
+            Ok(Origin {
+                actor: Actor::Api { credential: credential.name },
+                request_id: RequestId(*id.as_bytes()),
+                source: peer.map(|a| a.to_string()),
+                user_agent: agent,
+            })
         })
 }
 

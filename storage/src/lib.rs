@@ -240,6 +240,37 @@ pub trait EventLog: Send + Sync {
     /// As for [`EventLog::scan`].
     fn read_stream(&self, stream: &[u8], after: Position, limit: usize) -> Result<Vec<StoredRecord>>;
 
+    /// Up to `limit` records of `stream` with positions less than `before`, newest first: the
+    /// backward twin of [`EventLog::read_stream`], for audit queries that page newest-first.
+    ///
+    /// The default walks the stream forward and keeps the tail, O(stream); both engines here
+    /// override it with an O(log n + k) backward walk of the index.
+    ///
+    /// # Errors
+    /// As for [`EventLog::scan`].
+    fn read_stream_back(&self, stream: &[u8], before: Position, limit: usize) -> Result<Vec<StoredRecord>> {
+        let mut tail = std::collections::VecDeque::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut after = Position::ZERO;
+        loop {
+            let batch = self.read_stream(stream, after, 1024)?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            for r in batch.into_iter().take_while(|r| r.position < before) {
+                if tail.len() == limit {
+                    tail.pop_front();
+                }
+                tail.push_back(r);
+            }
+            if after >= before {
+                break;
+            }
+        }
+        Ok(tail.into_iter().rev().collect())
+    }
+
     /// Records of `stream` whose indexed seq lies in `from..=to`, at most `limit` of them, with their seq.
     /// `newest_first = false` returns the lowest seqs ascending; `true` the highest seqs descending.
     /// Costs O(log n + k).

@@ -111,6 +111,13 @@ impl EventLog for MemLog {
         Ok(positions[start..].iter().take(limit).filter_map(|p| g.get(*p).cloned()).collect())
     }
 
+    fn read_stream_back(&self, stream: &[u8], before: Position, limit: usize) -> Result<Vec<StoredRecord>> {
+        let g = self.lock();
+        let Some(positions) = g.by_stream.get(stream) else { return Ok(Vec::new()) };
+        let end = positions.partition_point(|p| *p < before);
+        Ok(positions[..end].iter().rev().take(limit).filter_map(|p| g.get(*p).cloned()).collect())
+    }
+
     fn read_seq_range(&self, stream: &[u8], from: u64, to: u64, limit: usize, newest_first: bool) -> Result<Vec<(u64, StoredRecord)>> {
         if from > to {
             return Ok(Vec::new());

@@ -96,6 +96,45 @@ fn scans_and_ranges<L: EventLog>(log: &L) {
     assert_eq!(bodies(&log.read_range(Position(base + 4), 3).unwrap()), ["scan:4", "scan:5", "scan:6"]);
 }
 
+/// An engine that only has the trait's default `read_stream_back`.
+struct ForwardOnly<'a, L>(&'a L);
+
+impl<L: EventLog> EventLog for ForwardOnly<'_, L> {
+    fn submit(&self, records: Vec<NewRecord>) -> crate::Commit {
+        self.0.submit(records)
+    }
+    fn submit_with_rewrites(&self, records: Vec<NewRecord>, rewrites: Vec<Rewrite>) -> crate::Commit {
+        self.0.submit_with_rewrites(records, rewrites)
+    }
+    fn purge_superseded(&self, from: Position, to: Position) -> crate::Result<()> {
+        self.0.purge_superseded(from, to)
+    }
+    fn head(&self) -> (Position, crate::ChainHash) {
+        self.0.head()
+    }
+    fn scan(&self, from: Position, f: &mut dyn FnMut(StoredRecord) -> ControlFlow<()>) -> crate::Result<()> {
+        self.0.scan(from, f)
+    }
+    fn read_stream(&self, stream: &[u8], after: Position, limit: usize) -> crate::Result<Vec<StoredRecord>> {
+        self.0.read_stream(stream, after, limit)
+    }
+    fn read_seq_range(&self, stream: &[u8], from: u64, to: u64, limit: usize, newest_first: bool) -> crate::Result<Vec<(u64, StoredRecord)>> {
+        self.0.read_seq_range(stream, from, to, limit, newest_first)
+    }
+    fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> crate::Result<Option<StoredRecord>> {
+        self.0.find_dedupe(stream, key)
+    }
+    fn put_snapshot(&self, stream: &[u8], snapshot: &crate::Snapshot) -> crate::Result<()> {
+        self.0.put_snapshot(stream, snapshot)
+    }
+    fn get_snapshot(&self, stream: &[u8]) -> crate::Result<Option<crate::Snapshot>> {
+        self.0.get_snapshot(stream)
+    }
+    fn scan_snapshots(&self, f: &mut dyn FnMut(&[u8], crate::Snapshot) -> ControlFlow<()>) -> crate::Result<()> {
+        self.0.scan_snapshots(f)
+    }
+}
+
 fn reads_by_stream_and_seq<L: EventLog>(log: &L) {
     let base = log.head().0 .0;
     // Interleave another stream so stream order is not log order.
@@ -117,6 +156,23 @@ fn reads_by_stream_and_seq<L: EventLog>(log: &L) {
     assert!(log.read_stream(b"cha", Position::ZERO, 10).unwrap().is_empty(), "a prefix of a stream key is another stream");
     assert!(log.read_stream(b"chan2", Position::ZERO, 10).unwrap().is_empty());
     assert_eq!(log.read_stream(b"other", Position::ZERO, 10).unwrap().len(), 4);
+    // Backward: `before` is exclusive, newest first, `limit` caps; the default method agrees.
+    let back = log.read_stream_back(b"chan", stream[5].position, 3).unwrap();
+    assert_eq!(bodies(&back), ["chan:5", "chan:4", "chan:3"]);
+    assert_eq!(bodies(&log.read_stream_back(b"chan", Position(u64::MAX), 2).unwrap()), ["chan:100", "chan:99"]);
+    assert!(log.read_stream_back(b"chan", stream[0].position, 10).unwrap().is_empty());
+    assert!(log.read_stream_back(b"chan", Position::ZERO, 10).unwrap().is_empty());
+    assert!(log.read_stream_back(b"chan", Position(u64::MAX), 0).unwrap().is_empty());
+    assert!(log.read_stream_back(b"cha", Position(u64::MAX), 10).unwrap().is_empty());
+    assert_eq!(log.read_stream_back(b"other", Position(u64::MAX), 10).unwrap().len(), 4);
+    let all_back = log.read_stream_back(b"chan", Position(u64::MAX), 1000).unwrap();
+    assert_eq!(all_back.iter().rev().cloned().collect::<Vec<_>>(), stream);
+    let fwd = ForwardOnly(log);
+    assert_eq!(fwd.read_stream_back(b"chan", stream[5].position, 3).unwrap(), back);
+    assert_eq!(fwd.read_stream_back(b"chan", Position(u64::MAX), 1000).unwrap(), all_back);
+    assert_eq!(fwd.read_stream_back(b"chan", stream[50].position, 1000).unwrap(), all_back[50..]);
+    assert!(fwd.read_stream_back(b"chan", stream[0].position, 10).unwrap().is_empty());
+    assert!(fwd.read_stream_back(b"chan", Position(u64::MAX), 0).unwrap().is_empty());
 
     // Seq ranges: lowest first, or highest first, bounded by both ends and the limit.
     assert_eq!(seqs(&log.read_seq_range(b"chan", 10, 20, 5, false).unwrap()), [10, 11, 12, 13, 14]);

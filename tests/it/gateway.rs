@@ -441,3 +441,50 @@ async fn rest_sends_are_delivered_and_presence_is_reported() {
     let (status, v) = s.post("/user/onlinestatus", &json!(["bob"])).await;
     assert_eq!((status, v), (200, json!([])));
 }
+
+/// The audit trail names a client's own sends: `uid` finds them next to the user's stream, `actor`
+/// by the client's uid, with the session's peer address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_uid_and_actor_find_a_clients_own_sends() {
+    let (dir, s) = server_with_tokens().await;
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["alice", "bob"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut c = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(c.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(c.send(1, "bob", 1, "to bob").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(c.send(2, "g1", 2, "to g1").await.reason_code, ReasonCode::SUCCESS);
+
+    let (status, all) = s.get("/audit/events?order=asc&limit=1000").await;
+    assert_eq!(status, 200, "{all}");
+    let events = all["events"].as_array().unwrap();
+    // Both messages, and the conversations the first person message opened for both parties.
+    let by_client: Vec<&serde_json::Value> = events.iter().filter(|e| e["actor"]["type"] == "client").collect();
+    let kinds: Vec<&str> = by_client.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "channel.message_appended").count(), 2, "{all}");
+    assert_eq!(kinds.iter().filter(|k| **k == "user.conversation_joined").count(), 2, "{all}");
+    for e in &by_client {
+        assert_eq!(e["actor"], json!({"type": "client", "uid": "alice", "device_flag": 1}));
+        assert!(e["source"].as_str().unwrap().starts_with("127.0.0.1:"), "{e}");
+    }
+    let want = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().filter(|e| pred(e)).map(|e| e["position"].clone()).collect::<Vec<_>>();
+    let got = |v: &serde_json::Value| v["events"].as_array().unwrap().iter().map(|e| e["position"].clone()).collect::<Vec<_>>();
+
+    let (_, by_uid) = s.get("/audit/events?uid=alice&order=asc").await;
+    let alice = want(&|e| e["stream"] == json!({"type": "user", "uid": "alice"}) || e["actor"]["uid"] == "alice");
+    assert!(alice.len() >= 6, "her token, her conversations, both sends, bob's new conversation: {by_uid}");
+    assert_eq!(got(&by_uid), alice);
+    let (_, by_actor) = s.get("/audit/events?actor=client:alice&order=asc").await;
+    assert_eq!(got(&by_actor), want(&|e| e["actor"]["uid"] == "alice"));
+    let (_, carol) = s.get("/audit/events?uid=carol").await;
+    assert_eq!(got(&carol), want(&|e| e["stream"]["uid"] == "carol"), "carol has a token but sent nothing");
+    assert_eq!(carol["events"][0]["actor"], json!({"type": "api", "credential": "local"}), "no credential configured: local");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["audit", "--json", "--order", "asc", "--uid", "alice", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["events"], by_uid["events"], "the CLI on the live data directory agrees");
+}

@@ -331,6 +331,20 @@ impl EventLog for RocksLog {
         self.get_records(&positions, true)
     }
 
+    fn read_stream_back(&self, stream: &[u8], before: Position, limit: usize) -> Result<Vec<StoredRecord>> {
+        let Some(last) = before.0.checked_sub(1) else { return Ok(Vec::new()) };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut positions = Vec::new();
+        self.walk_index(STREAM_POS, stream, &last.to_be_bytes(), false, |suffix, _| {
+            let p = be_u64(suffix).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_pos key does not end in a position"))?;
+            positions.push(p);
+            Ok(if positions.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })?;
+        self.get_records(&positions, false)
+    }
+
     fn read_seq_range(&self, stream: &[u8], from: u64, to: u64, limit: usize, newest_first: bool) -> Result<Vec<(u64, StoredRecord)>> {
         if from > to || limit == 0 {
             return Ok(Vec::new());

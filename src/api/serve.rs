@@ -1,0 +1,84 @@
+//! The REST API's HTTP server: warp's routes behind a thin layer that gives every request its id.
+//!
+//! warp's own server cannot hand per-request values to filters, so this loop does what it does (accept,
+//! HTTP/1 and HTTP/2 per connection, graceful shutdown) and adds a [`RequestContext`] to each request:
+//! the request id (the caller's `X-Request-Id` when it is a UUID, otherwise a new one) and the peer
+//! address. The same id is recorded in the envelopes the request writes (see `origin`) and echoed in
+//! the `X-Request-Id` header of every response, errors included.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use warp::http::{HeaderValue, Request};
+use warp::hyper::body::Incoming;
+use warp::Filter;
+
+/// What the server knows about a request before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The request id recorded in its envelopes and echoed in `X-Request-Id`.
+    pub request_id: uuid::Uuid,
+    /// The peer address of the connection.
+    pub peer: Option<SocketAddr>,
+}
+
+/// The request id of a request: the `X-Request-Id` header when it parses as a UUID (any form
+/// `uuid::Uuid::parse_str` accepts), else a new random one. A malformed header is refused later, by
+/// the routes, with 400.
+pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
+    req.headers()
+        .get(super::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes, then lets open requests finish.
+pub async fn serve<F>(listener: tokio::net::TcpListener, routes: F, shutdown: impl Future<Output = ()>)
+where
+    F: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for some to be freed.
+                    if !matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset) {
+                        tracing::error!(error = %e, "accepting an API connection");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let routes = warp::service(routes.clone());
+        let service = warp::hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let mut routes = routes.clone();
+            let context = RequestContext { request_id: request_id_of(&req), peer: Some(peer) };
+            req.extensions_mut().insert(context);
+            async move {
+                let mut response = tower_service::Service::call(&mut routes, req).await?;
+                let id = HeaderValue::from_str(&context.request_id.hyphenated().to_string()).expect("a UUID is a valid header value");
+                response.headers_mut().insert(super::REQUEST_ID_HEADER, id);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
