@@ -9,8 +9,11 @@
 //! binary message, because the JS SDK cannot split a message into packets on its own terms
 //! (spec §3.1: servers write one packet per binary message).
 
+use std::collections::VecDeque;
+use std::time::Duration;
+
 use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -70,8 +73,10 @@ pub struct Connection {
     input: BytesMut,
     /// TCP: the bytes of every queued packet, back to back.
     output: Vec<u8>,
+    /// TCP: how much of `output` is already written (so a cancelled flush resumes where it stopped).
+    written: usize,
     /// WebSocket: one entry per queued packet (one binary message each).
-    frames: Vec<Vec<u8>>,
+    frames: VecDeque<Vec<u8>>,
     version: u8,
     peer: String,
 }
@@ -88,7 +93,7 @@ impl Connection {
     }
 
     fn new(transport: Transport, peer: String) -> Connection {
-        Connection { transport, input: BytesMut::with_capacity(4096), output: Vec::new(), frames: Vec::new(), version: packet::LATEST_VERSION, peer }
+        Connection { transport, input: BytesMut::with_capacity(4096), output: Vec::new(), written: 0, frames: VecDeque::new(), version: packet::LATEST_VERSION, peer }
     }
 
     /// The peer's address.
@@ -170,45 +175,88 @@ impl Connection {
     pub fn queue(&mut self, packet: &Packet) -> Result<(), ConnError> {
         match self.transport {
             Transport::Tcp(_) => packet::encode(packet, self.version, &mut self.output)?,
-            Transport::Ws(_) => self.frames.push(packet::encode_to_vec(packet, self.version)?),
+            Transport::Ws(_) => self.frames.push_back(packet::encode_to_vec(packet, self.version)?),
         }
         Ok(())
     }
 
+    /// Whether packets are queued and not yet completely written.
+    pub fn has_pending_output(&self) -> bool {
+        !self.output.is_empty() || !self.frames.is_empty()
+    }
+
     /// Writes everything queued.
+    ///
+    /// Cancel safe: a flush dropped half-way (for example by a `select!` whose other branch won)
+    /// remembers what was written, and the next flush goes on from there, so no packet is cut or
+    /// written twice.
     ///
     /// # Errors
     /// [`ConnError::Transport`] when the socket fails.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         match &mut self.transport {
             Transport::Tcp(stream) => {
-                if !self.output.is_empty() {
-                    stream.write_all(&self.output).await?;
-                    self.output.clear();
+                while self.written < self.output.len() {
+                    let n = stream.write(&self.output[self.written..]).await?;
+                    if n == 0 {
+                        return Err(ConnError::Transport("connection closed while writing".into()));
+                    }
+                    self.written += n;
                 }
+                self.output.clear();
+                self.written = 0;
             }
             Transport::Ws(ws) => {
                 if !self.frames.is_empty() {
-                    for frame in self.frames.drain(..) {
-                        ws.feed(Message::binary(frame)).await?;
+                    // Wait until the sink takes a message, then hand it over without another await:
+                    // cancelling while waiting leaves the frame in the queue.
+                    while !self.frames.is_empty() {
+                        futures_util::future::poll_fn(|cx| std::pin::Pin::new(ws.as_mut()).poll_ready(cx)).await?;
+                        if let Some(frame) = self.frames.pop_front() {
+                            std::pin::Pin::new(ws.as_mut()).start_send(Message::binary(frame))?;
+                        }
                     }
-                    ws.flush().await?;
                 }
+                ws.flush().await?;
             }
         }
         Ok(())
     }
 
-    /// Closes the socket (a WebSocket close handshake on WebSocket). Errors are ignored: the peer may
-    /// already be gone.
+    /// Ends the connection politely after a DISCONNECT: half-closes (TCP FIN, or a WebSocket close
+    /// frame) and reads and discards whatever the peer still sends until it closes too, for at most
+    /// `linger`. Closing a socket that still has unread input makes the kernel reset it, and a reset
+    /// can destroy data the peer has not read yet, such as the DISCONNECT.
+    pub async fn close_after(&mut self, linger: Duration) {
+        let drain = async {
+            match &mut self.transport {
+                Transport::Tcp(stream) => {
+                    let _ = stream.shutdown().await;
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                }
+                Transport::Ws(ws) => {
+                    let _ = SinkExt::close(ws.as_mut()).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(linger, drain).await;
+    }
+
+    /// Closes the socket (a WebSocket close frame on WebSocket), giving up after two seconds on a
+    /// peer that does not read. Errors are ignored: the peer may already be gone.
     pub async fn close(&mut self) {
-        match &mut self.transport {
-            Transport::Tcp(stream) => {
-                let _ = stream.shutdown().await;
+        let close = async {
+            match &mut self.transport {
+                Transport::Tcp(stream) => {
+                    let _ = stream.shutdown().await;
+                }
+                Transport::Ws(ws) => {
+                    let _ = SinkExt::close(ws.as_mut()).await;
+                }
             }
-            Transport::Ws(ws) => {
-                let _ = SinkExt::close(ws.as_mut()).await;
-            }
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     }
 }

@@ -116,12 +116,17 @@ impl Client {
 
     /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
     async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
+        self.connect_device(uid, token, device_flag, version, "dev1").await
+    }
+
+    /// CONNECT from a given device id.
+    async fn connect_device(&mut self, uid: &str, token: &str, device_flag: u8, version: u8, device_id: &str) -> ConnackPacket {
         let keys = ServerKeyPair::generate().expect("client keys");
         self.version = packet::negotiate_version(version);
         self.write(&Packet::Connect(ConnectPacket {
             version,
             device_flag,
-            device_id: "dev1".into(),
+            device_id: device_id.into(),
             uid: uid.into(),
             token: token.into(),
             client_timestamp: 1,
@@ -372,8 +377,11 @@ async fn send_is_delivered_to_online_sessions() {
     assert_eq!(alice_app.connect("alice", "ta0", 0, 6).await.reason_code, ReasonCode::SUCCESS);
     let mut bob_tcp = Client::open(&s, Kind::Tcp).await;
     assert_eq!(bob_tcp.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    // bob's second session is a web one: two master logins of one device flag would replace each other.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
     let mut bob_ws = Client::open(&s, Kind::Ws).await;
-    assert_eq!(bob_ws.connect("bob", "tb", 0, 2).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(bob_ws.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
 
     let ack = alice.send(1, "bob", 1, "hi bob").await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -440,4 +448,142 @@ async fn rest_sends_are_delivered_and_presence_is_reported() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, v) = s.post("/user/onlinestatus", &json!(["bob"])).await;
     assert_eq!((status, v), (200, json!([])));
+}
+
+/// A client that is still connected answers PING with PONG.
+async fn assert_alive(c: &mut Client, who: &str) {
+    c.write(&Packet::Ping).await;
+    assert_eq!(c.read().await, Some(Packet::Pong), "{who} is still connected");
+}
+
+/// A kicked client reads DISCONNECT with reason 12 (connectKick), then the server closes.
+async fn assert_kicked(c: &mut Client, who: &str) {
+    match c.read().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::CONNECT_KICK, "{who}: {d:?}"),
+        other => panic!("{who}: expected DISCONNECT 12, got {other:?}"),
+    }
+    assert_eq!(c.read().await, None, "{who} is closed after its DISCONNECT");
+}
+
+async fn online(s: &Server, uid: &str) -> Vec<u64> {
+    let (status, v) = s.post("/user/onlinestatus", &json!([uid])).await;
+    assert_eq!(status, 200, "{v}");
+    let mut flags: Vec<u64> = v.as_array().expect("array").iter().map(|o| o["device_flag"].as_u64().expect("flag")).collect();
+    flags.sort_unstable();
+    flags
+}
+
+/// Spec §5: a master login replaces the sessions of the same uid and device flag — with DISCONNECT 12
+/// when they come from another device id, with a bare close when the same device logs in again; a
+/// slave login replaces only the session of its own device id; other device flags never conflict.
+#[tokio::test]
+async fn device_conflicts_kick_by_flag_and_level() {
+    let (_dir, s) = server_with_tokens().await;
+    // alice: web (1) master; also an app (0) master token.
+    let (status, v) = s.post("/user/token", &json!({"uid": "alice", "token": "ta0", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut web1 = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(web1.connect_device("alice", "ta", 1, 2, "w1").await.reason_code, ReasonCode::SUCCESS);
+    let mut app = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(app.connect_device("alice", "ta0", 0, 5, "a1").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(online(&s, "alice").await, vec![0, 1]);
+
+    // A second web login (another device id, over WebSocket) kicks the first web session only.
+    let mut web2 = Client::open(&s, Kind::Ws).await;
+    assert_eq!(web2.connect_device("alice", "ta", 1, 2, "w2").await.reason_code, ReasonCode::SUCCESS);
+    assert_kicked(&mut web1, "the first web session").await;
+    assert_alive(&mut app, "the app session (other device flag)").await;
+    assert_alive(&mut web2, "the new web session").await;
+    assert_eq!(online(&s, "alice").await, vec![0, 1]);
+
+    // The kicked session receives nothing more; the new one gets what is sent.
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(bob.send(1, "alice", 1, "to the new web session").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(recv(&mut web2).await.1, "to the new web session");
+
+    // The same device id logging in again (a reconnect): the stale session is closed without
+    // DISCONNECT, so that nothing tells that client to stop reconnecting.
+    let mut web2_again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(web2_again.connect_device("alice", "ta", 1, 2, "w2").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(web2.read().await, None, "the stale session is closed without a packet");
+    assert_alive(&mut web2_again, "the reconnected session").await;
+
+    // carol's web token becomes slave: slave logins from other device ids coexist...
+    let (status, v) = s.post("/user/token", &json!({"uid": "carol", "token": "tc", "device_flag": 1, "device_level": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut c1 = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(c1.connect_device("carol", "tc", 1, 5, "c1").await.reason_code, ReasonCode::SUCCESS);
+    let mut c2 = Client::open(&s, Kind::Ws).await;
+    assert_eq!(c2.connect_device("carol", "tc", 1, 5, "c2").await.reason_code, ReasonCode::SUCCESS);
+    assert_alive(&mut c1, "carol's first slave session").await;
+    assert_alive(&mut c2, "carol's second slave session").await;
+    assert_eq!(online(&s, "carol").await, vec![1, 1]);
+    // ...and a slave login from an existing device id replaces only that device's session.
+    let mut c1_again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(c1_again.connect_device("carol", "tc", 1, 5, "c1").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(c1.read().await, None, "the same slave device's old session is closed");
+    assert_alive(&mut c2, "the other slave device").await;
+    assert_alive(&mut c1_again, "the reconnected slave device").await;
+    assert_eq!(online(&s, "carol").await, vec![1, 1]);
+}
+
+/// `/user/token` at master level kicks the device's sessions (a slave token does not);
+/// `/user/device_quit` kicks them and removes the token, so the device cannot log in again.
+/// Requests that fail validation change nothing.
+#[tokio::test]
+async fn rest_token_and_device_quit_kick_sessions() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::open(&s, Kind::Ws).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+
+    // A slave token for bob's app: the running session stays.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb2", "device_flag": 0, "device_level": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after a slave token").await;
+    // A master token for another device flag: still stays.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after a master token of another flag").await;
+    // A malformed token request: 400, nobody kicked.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb3", "device_flag": 0, "device_level": 2})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_alive(&mut bob, "bob after a refused token request").await;
+    // A master token for bob's app: DISCONNECT 12 and close.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb3", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut bob, "bob after a master token").await;
+    assert_eq!(online(&s, "bob").await, Vec::<u64>::new());
+    assert_alive(&mut alice, "alice (another uid)").await;
+
+    // The new token logs in; the old one does not.
+    let mut old = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(old.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::AUTH_FAIL);
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb3", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+
+    // device_quit with a bad flag: 400, nothing changes.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 7})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_alive(&mut bob, "bob after a refused device_quit").await;
+    // device_quit of another flag leaves the app session alone.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after the web device quit").await;
+    // device_quit of the app: DISCONNECT 12, close, and the token no longer logs in.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut bob, "bob after device_quit").await;
+    let mut again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(again.connect("bob", "tb3", 0, 5).await.reason_code, ReasonCode::AUTH_FAIL);
+    assert_eq!(again.read().await, None);
+
+    // device_quit -1: every device of alice.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "alice", "device_flag": -1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut alice, "alice after device_quit -1").await;
+    let mut again = Client::open(&s, Kind::Ws).await;
+    assert_eq!(again.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::AUTH_FAIL);
 }
