@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::conn::{ConnError, Connection};
 use super::crypto::{server_handshake, SessionCipher};
+use super::unacked::Unacked;
 use super::packet::{
     self, announces_server_version, negotiate_version, ConnackPacket, ConnectPacket, DisconnectPacket, Packet, ReasonCode,
     RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket,
@@ -451,6 +452,7 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
     conn.flush().await?;
     let mut deadline = Instant::now() + IDLE_TIMEOUT;
     loop {
+        let retry_at = session.unacked.next_deadline();
         tokio::select! {
             frame = conn.read_frame() => {
                 let Some(frame) = frame? else { return Ok(End::Closed) };
@@ -467,6 +469,8 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
                     session.deliver(conn, item)?;
                 }
             }
+            // RECVs whose RECVACK is late: again with DUP, or given up.
+            () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
             kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
             () = stopped(shutdown) => return Ok(End::Closed),
             () = tokio::time::sleep_until(deadline) => {
@@ -532,6 +536,11 @@ async fn login(
                                 conn_id: registration.id,
                                 max_payload: gateway.config.max_payload_bytes,
                                 peer: conn.peer().to_owned(),
+                                unacked: Unacked::new(
+                                    Duration::from_millis(gateway.config.recvack_timeout_ms),
+                                    gateway.config.recv_retries,
+                                    gateway.config.max_unacked,
+                                ),
                             };
                             return Ok(Some((session, registration, kicked)));
                         }
@@ -593,6 +602,8 @@ struct Session {
     conn_id: u64,
     max_payload: usize,
     peer: String,
+    /// RECVs written and not yet acknowledged.
+    unacked: Unacked,
 }
 
 /// A committed send, with what fan-out needs.
@@ -612,9 +623,13 @@ impl Session {
                 let ack = self.send(&send).await;
                 conn.queue(&Packet::Sendack(ack))
             }
-            // Delivery acknowledgements matter once RECV is delivered; a client DISCONNECT is ignored
-            // (spec §1.7 step 5): the client closes the socket itself.
-            Packet::Recvack(_) | Packet::Disconnect(_) | Packet::Pong => Ok(()),
+            // No answer; a late or unknown RECVACK is harmless and ignored.
+            Packet::Recvack(ack) => {
+                self.unacked.acked(ack.message_id);
+                Ok(())
+            }
+            // A client DISCONNECT is ignored (spec §1.7 step 5): the client closes the socket itself.
+            Packet::Disconnect(_) | Packet::Pong => Ok(()),
             Packet::Sub(sub) => conn.queue(&Packet::Suback(SubackPacket {
                 sub_no: sub.sub_no,
                 channel_id: sub.channel_id,
@@ -673,14 +688,33 @@ impl Session {
         self.presence.deliver(&message, &recipients, Some(self.conn_id));
     }
 
-    /// Writes something another task queued for this session.
-    fn deliver(&self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
+    /// Writes something another task queued for this session, and waits for its RECVACK.
+    fn deliver(&mut self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
         match item {
             Outbound::Recv(mut recv, plain) => {
                 self.cipher.seal_recv(&mut recv, &plain);
-                conn.queue(&Packet::Recv(*recv))
+                let packet = Packet::Recv(*recv);
+                conn.queue(&packet)?;
+                if let Packet::Recv(recv) = packet {
+                    if let Some(evicted) = self.unacked.sent(recv, Instant::now()) {
+                        tracing::debug!(peer = %self.peer, uid = %self.uid, message_id = evicted, "too many unacknowledged RECVs; the oldest is given up");
+                    }
+                }
+                Ok(())
             }
         }
+    }
+
+    /// Writes again, with DUP, every RECV whose RECVACK is late, and forgets those out of retries.
+    fn retry(&mut self, conn: &mut Connection) -> Result<(), ConnError> {
+        let due = self.unacked.due(Instant::now());
+        for recv in due.resend {
+            conn.queue(&Packet::Recv(recv))?;
+        }
+        for message_id in due.given_up {
+            tracing::debug!(peer = %self.peer, uid = %self.uid, message_id, "no RECVACK after every retry; given up");
+        }
+        Ok(())
     }
 
     async fn submit(&self, send: &SendPacket) -> Result<Accepted, ReasonCode> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use rookery::gateway::crypto::{ServerKeyPair, SessionCipher};
-use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, SendPacket, SendackPacket};
+use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, RecvackPacket, SendPacket, SendackPacket};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -166,8 +166,12 @@ impl Client {
 }
 
 async fn server_with_tokens() -> (tempfile::TempDir, Server) {
+    server_with_tokens_env(&[]).await
+}
+
+async fn server_with_tokens_env(env: crate::support::Env<'_>) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), env);
     for (uid, token, flag) in [("alice", "ta", 1), ("bob", "tb", 0), ("carol", "tc", 1)] {
         let (status, v) = s.post("/user/token", &json!({"uid": uid, "token": token, "device_flag": flag, "device_level": 1})).await;
         assert_eq!(status, 200, "{v}");
@@ -353,8 +357,16 @@ async fn ws_one_packet_per_message() {
     let _: SocketAddr = s.ws;
 }
 
-/// The next packet, which must be a RECV; returns it with its decrypted payload.
+/// The next packet, which must be a RECV; acknowledges it as the SDKs do and returns it with its
+/// decrypted payload.
 async fn recv(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
+    let (r, text) = recv_no_ack(c).await;
+    c.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+    (r, text)
+}
+
+/// The next packet, which must be a RECV, without acknowledging it.
+async fn recv_no_ack(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
     match c.read().await {
         Some(Packet::Recv(r)) => {
             let plain = c.cipher.as_ref().expect("connected").open_recv(&r).expect("RECV verifies and decrypts with this session's key");
@@ -586,4 +598,57 @@ async fn rest_token_and_device_quit_kick_sessions() {
     assert_kicked(&mut alice, "alice after device_quit -1").await;
     let mut again = Client::open(&s, Kind::Ws).await;
     assert_eq!(again.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::AUTH_FAIL);
+}
+
+/// A RECV that is not acknowledged within `recvack_timeout_ms` comes again with the DUP flag, at most
+/// `recv_retries` times, then the session gives up on it; a RECVACK stops the re-sending. Over TCP and
+/// WebSocket, with a person and a REST-sent message.
+#[tokio::test]
+async fn unacknowledged_recv_is_resent_with_dup() {
+    const TIMEOUT_MS: u64 = 300;
+    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "300"), ("ROOKERY_RECV_RETRIES", "2")]).await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    // bob's app never acknowledges; bob's web session acknowledges everything.
+    let mut silent = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(silent.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut acking = Client::open(&s, Kind::Ws).await;
+    assert_eq!(acking.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+
+    let ack = alice.send(1, "bob", 1, "ack me").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let (first, text) = recv_no_ack(&mut silent).await;
+    assert_eq!((text.as_str(), first.header.dup, first.message_id), ("ack me", false, ack.message_id));
+    let (r, text) = recv(&mut acking).await;
+    assert_eq!((text.as_str(), r.header.dup), ("ack me", false));
+
+    // The silent session gets the same message twice more, DUP set, still verifiable and decryptable.
+    for n in 1..=2 {
+        let (dup, text) = recv_no_ack(&mut silent).await;
+        assert!(dup.header.dup, "retry {n} has DUP");
+        assert_eq!((dup.message_id, dup.message_seq, text.as_str()), (first.message_id, first.message_seq, "ack me"), "retry {n}");
+        assert_eq!(dup.header.red_dot, first.header.red_dot, "other flags as first sent");
+    }
+    // Then it gives up: after three more timeouts the next packet answers a PING.
+    tokio::time::sleep(Duration::from_millis(3 * TIMEOUT_MS)).await;
+    assert_alive(&mut silent, "the silent session after the retries").await;
+    // The acknowledging session got nothing more.
+    assert_alive(&mut acking, "the acknowledging session").await;
+
+    // A late RECVACK is ignored, and an acknowledged retry stops the re-sending: a REST send, acked
+    // by the silent client only after its first DUP copy.
+    silent.write(&Packet::Recvack(RecvackPacket { header: first.header, message_id: first.message_id, message_seq: first.message_seq })).await;
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("rest")})).await;
+    assert_eq!(status, 200, "{v}");
+    let (r, _) = recv_no_ack(&mut silent).await;
+    assert!(!r.header.dup);
+    let (r2, _) = recv(&mut acking).await;
+    assert_eq!((r2.message_id, r2.header.dup), (r.message_id, false));
+    let (dup, _) = recv(&mut silent).await;
+    assert!(dup.header.dup && dup.message_id == r.message_id);
+    tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
+    assert_alive(&mut silent, "the silent session after acknowledging the retry").await;
+    assert_alive(&mut acking, "the acknowledging session").await;
 }
