@@ -59,6 +59,9 @@ pub struct Config {
     pub recv_retries: u32,
     /// Most RECVs one session keeps waiting for their RECVACK; past this the oldest is given up.
     pub max_unacked: usize,
+    /// Packets waiting to be written to one WKProto connection. A client that stops reading fills it,
+    /// and is then disconnected (without DISCONNECT, so that it reconnects and syncs).
+    pub outbound_queue: usize,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             recvack_timeout_ms: 5000,
             recv_retries: 3,
             max_unacked: 1024,
+            outbound_queue: 1024,
         }
     }
 }
@@ -124,6 +128,9 @@ impl Config {
         }
         if self.max_unacked == 0 {
             return Err("max_unacked must be at least 1".into());
+        }
+        if self.outbound_queue == 0 {
+            return Err("outbound_queue must be at least 1".into());
         }
         Ok(())
     }

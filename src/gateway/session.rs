@@ -39,8 +39,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time a new connection has to complete the WebSocket upgrade and send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Packets waiting to be written to one connection; a full queue means a slow reader.
-pub const OUTBOUND_QUEUE: usize = 1024;
+/// Most packets taken off the outbound queue for one write; bounds the output buffer.
+pub const WRITE_BATCH: usize = 64;
 
 /// After a kick's DISCONNECT, how long the peer has to close its side before the server closes the
 /// socket (WuKongIM v2 closes kicked connections 2 s after the DISCONNECT).
@@ -234,6 +234,22 @@ impl Presence {
         n
     }
 
+    /// Ends one session (by its id) with `kick`.
+    fn kick_session(&self, uid: &Uid, id: u64, kick: Kick) {
+        let found = {
+            let mut dir = self.lock();
+            let Some(sessions) = dir.sessions.get_mut(uid) else { return };
+            let found = sessions.iter().position(|o| o.id == id).map(|i| sessions.swap_remove(i));
+            if sessions.is_empty() {
+                dir.sessions.remove(uid);
+            }
+            found
+        };
+        if let Some(old) = found {
+            old.kick(kick);
+        }
+    }
+
     /// The queues of `uid`'s online sessions, with their ids.
     fn sessions(&self, uid: &Uid) -> Vec<(u64, mpsc::Sender<Outbound>)> {
         self.lock().sessions.get(uid).map(|v| v.iter().map(|o| (o.id, o.tx.clone())).collect()).unwrap_or_default()
@@ -272,8 +288,9 @@ pub struct Delivery {
 
 impl Presence {
     /// Puts a RECV on the queue of every online session of `recipients`, except session `except`.
-    /// Each recipient sees a person channel named by the other party. A full queue (a reader that
-    /// cannot keep up) loses the RECV; the client finds the message when it syncs.
+    /// Each recipient sees a person channel named by the other party. Never waits: a session whose
+    /// queue is full (a reader that cannot keep up) is disconnected, and its client finds the message
+    /// when it syncs after reconnecting.
     pub fn deliver(&self, message: &Delivery, recipients: &[Uid], except: Option<u64>) {
         let parties = if message.key.ty == ChannelType::PERSON { rookery_events::person_channel_parties(&message.key.id) } else { None };
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i32).unwrap_or_default();
@@ -306,8 +323,17 @@ impl Presence {
                     topic: message.topic.clone(),
                     ..RecvPacket::default()
                 };
-                if tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())).is_err() {
-                    tracing::warn!(uid = %uid, message_id = message.message_id, "outbound queue full or closed; RECV dropped");
+                match tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())) {
+                    Ok(()) => {}
+                    // The session ends on its own; it is no longer listed a moment later.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    // A reader that cannot keep up: a silently skipped RECV would be a hole in what
+                    // the client believes it has, so the session ends instead, without DISCONNECT,
+                    // and the client reconnects and syncs. Nobody else waits for it.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::info!(uid = %uid, message_id = message.message_id, "outbound queue full; disconnecting the slow reader");
+                        self.kick_session(uid, id, Kick::Close("outbound queue full"));
+                    }
                 }
             }
         }
@@ -444,7 +470,7 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
         return Err(ConnError::Protocol("packet sent before CONNACK".into()));
     }
     conn.set_version(negotiate_version(connect.version));
-    let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(gateway.config.outbound_queue);
     let Some((mut session, _registration, mut kicked)) = login(conn, gateway, &connect, outbound_tx).await? else {
         return Ok(End::Closed);
     };
@@ -464,8 +490,10 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
                 }
             }
             Some(item) = outbound.recv() => {
+                // Several packets per write, but a bounded number: the rest stay on the queue.
                 session.deliver(conn, item)?;
-                while let Ok(item) = outbound.try_recv() {
+                for _ in 1..WRITE_BATCH {
+                    let Ok(item) = outbound.try_recv() else { break };
                     session.deliver(conn, item)?;
                 }
             }
@@ -478,11 +506,14 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
                 return Ok(End::Closed);
             }
         }
-        // A kick must reach a session even while it waits for a peer that does not read.
+        // A kick must reach a session even while it waits for a peer that does not read: that is how
+        // a full outbound queue ends a slow reader. A peer that takes no bytes for as long as the idle
+        // limit is gone.
         tokio::select! {
             written = conn.flush() => written?,
             kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
             () = stopped(shutdown) => return Ok(End::Closed),
+            () = tokio::time::sleep(IDLE_TIMEOUT) => return Err(ConnError::Transport("the peer took no bytes for the idle limit".into())),
         }
     }
 }

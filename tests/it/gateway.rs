@@ -51,6 +51,15 @@ impl Client {
         Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
     }
 
+    /// A TCP client with a tiny receive buffer, so that a client that stops reading stalls the
+    /// server's writes soon.
+    async fn open_small_buffer(s: &Server) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(s.tcp).await.expect("tcp connect");
+        Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
+    }
+
     async fn write_raw(&mut self, bytes: Vec<u8>) {
         match &mut self.socket {
             Socket::Tcp(t) => t.write_all(&bytes).await.expect("tcp write"),
@@ -651,4 +660,84 @@ async fn unacknowledged_recv_is_resent_with_dup() {
     tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
     assert_alive(&mut silent, "the silent session after acknowledging the retry").await;
     assert_alive(&mut acking, "the acknowledging session").await;
+}
+
+/// Back-pressure: a TCP client that stops reading while messages keep coming is disconnected once its
+/// outbound queue is full (no DISCONNECT: it should reconnect and sync), instead of silently missing
+/// RECVs; another session of the same user keeps receiving every message, in order, and everything is
+/// stored.
+#[tokio::test]
+async fn slow_reader_is_disconnected_and_others_receive_everything() {
+    let env = [("ROOKERY_OUTBOUND_QUEUE", "32"), ("ROOKERY_DURABILITY", "buffered")];
+    let (_dir, s) = server_with_tokens_env(&env).await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut slow = Client::open_small_buffer(&s).await;
+    assert_eq!(slow.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut fast = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(fast.connect("bob", "tbw", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(online(&s, "bob").await, vec![0, 1]);
+
+    // The fast client reads (and acknowledges) until the closing message.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            let (r, text) = recv(&mut fast).await;
+            let end = text == "end";
+            got.push((r.message_seq, text));
+            if end {
+                return (got, fast);
+            }
+        }
+    });
+
+    // 16 KB messages from the API until the slow session is gone (bounded, so the test cannot spin).
+    let filler = "x".repeat(16 * 1024);
+    let mut sent = Vec::new();
+    let mut gone = false;
+    for i in 0..2000 {
+        let text = format!("{i} {filler}");
+        let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64(&text)})).await;
+        assert_eq!(status, 200, "{v}");
+        sent.push(text);
+        if i % 10 == 9 && online(&s, "bob").await == vec![1] {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the slow reader was still online after {} messages", sent.len());
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("end")})).await;
+    assert_eq!(status, 200, "{v}");
+    sent.push("end".into());
+
+    // The other session got every message exactly once, in order.
+    let (got, mut fast) = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("fast reader finished").expect("reader task");
+    let want: Vec<(u64, String)> = sent.iter().enumerate().map(|(i, t)| (i as u64 + 1, t.clone())).collect();
+    assert_eq!(got.len(), want.len(), "the fast session got every message");
+    assert!(got == want, "the fast session got every message in order");
+    assert_alive(&mut fast, "the fast session").await;
+
+    // The slow socket ends (after whatever the kernel still held), with no DISCONNECT to stop a reconnect.
+    let Socket::Tcp(mut stream) = slow.socket else { unreachable!() };
+    let mut tail = slow.input;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => tail.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server closed the slow reader's socket");
+    let mut off = 0;
+    while let Ok((p, len)) = packet::decode(&tail[off..], 5) {
+        assert!(!matches!(p, Packet::Disconnect(_)), "no DISCONNECT for a slow reader");
+        off += len;
+    }
+    // Nothing was lost: the history has every message.
+    let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": "bob", "channel_id": "alice", "channel_type": 1, "limit": 10000})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["messages"].as_array().expect("messages").len(), sent.len());
 }
