@@ -547,21 +547,26 @@ async fn login(
         let epoch = gateway.presence.epoch(&uid);
         let refused = match authenticate(&gateway.core, connect).await {
             Err(reason) => Some(reason),
-            Ok(device_level) => match server_handshake(&connect.client_key) {
+            // JSON-RPC sessions are never encrypted (spec §3.2): no key agreement, no cipher.
+            Ok(device_level) => match if conn.is_json_rpc() { Ok(None) } else { server_handshake(&connect.client_key).map(Some) } {
                 Err(e) => Some(e.reason_code()),
                 Ok(shake) => {
+                    let (server_key, salt, cipher) = match shake {
+                        Some(s) => (s.server_key, s.salt, Some(s.cipher)),
+                        None => (String::new(), String::new(), None),
+                    };
                     let (kick_tx, kicked) = oneshot::channel();
                     let who = Login { uid: &uid, device_flag: connect.device_flag, device_level, device_id: &connect.device_id };
                     match gateway.presence.register(&who, epoch, outbound.clone(), kick_tx) {
                         // The uid's tokens changed meanwhile: check again.
                         Err(Stale) => continue,
                         Ok(registration) => {
-                            conn.queue(&connack(ReasonCode::SUCCESS, shake.server_key, shake.salt))?;
+                            conn.queue(&connack(ReasonCode::SUCCESS, server_key, salt))?;
                             tracing::debug!(peer = conn.peer(), uid = %uid, device_flag = connect.device_flag, level = device_level.0, version = conn.version(), "session open");
                             let session = Session {
                                 uid: uid.clone(),
                                 device_flag: DeviceFlag(connect.device_flag),
-                                cipher: shake.cipher,
+                                cipher,
                                 core: gateway.core.clone(),
                                 presence: gateway.presence.clone(),
                                 conn_id: registration.id,
@@ -626,7 +631,8 @@ async fn authenticate(core: &Core, connect: &ConnectPacket) -> Result<DeviceLeve
 struct Session {
     uid: Uid,
     device_flag: DeviceFlag,
-    cipher: SessionCipher,
+    /// The payload cipher; `None` for JSON-RPC sessions, whose payloads are plaintext.
+    cipher: Option<SessionCipher>,
     core: Core,
     presence: Arc<Presence>,
     /// This session's id in [`Presence`].
@@ -723,7 +729,10 @@ impl Session {
     fn deliver(&mut self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
         match item {
             Outbound::Recv(mut recv, plain) => {
-                self.cipher.seal_recv(&mut recv, &plain);
+                match &self.cipher {
+                    Some(cipher) => cipher.seal_recv(&mut recv, &plain),
+                    None => recv.payload = plain.to_vec(),
+                }
                 let packet = Packet::Recv(*recv);
                 conn.queue(&packet)?;
                 if let Packet::Recv(recv) = packet {
@@ -749,7 +758,10 @@ impl Session {
     }
 
     async fn submit(&self, send: &SendPacket) -> Result<Accepted, ReasonCode> {
-        let payload = self.cipher.open_send(send).map_err(|e| e.reason_code())?;
+        let payload = match &self.cipher {
+            Some(cipher) => cipher.open_send(send).map_err(|e| e.reason_code())?,
+            None => send.payload.clone(),
+        };
         if payload.is_empty() || payload.len() > self.max_payload || send.client_msg_no.len() > MAX_CLIENT_MSG_NO {
             return Err(ReasonCode::PAYLOAD_DECODE_ERROR);
         }

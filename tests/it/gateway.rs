@@ -741,3 +741,119 @@ async fn slow_reader_is_disconnected_and_others_receive_everything() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["messages"].as_array().expect("messages").len(), sent.len());
 }
+
+/// A JSON-RPC client over WebSocket (text messages), as WuKongIM's EasySDK speaks it.
+struct Rpc {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl Rpc {
+    async fn open(s: &Server) -> Rpc {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}", s.ws)).await.expect("ws connect");
+        Rpc { ws }
+    }
+
+    async fn send(&mut self, v: serde_json::Value) {
+        self.ws.send(Message::text(v.to_string())).await.expect("ws write");
+    }
+
+    /// The next JSON message, or `None` once the server closed.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).expect("the server writes JSON")),
+                    Some(Ok(Message::Binary(b))) => panic!("binary message on a JSON-RPC session: {b:?}"),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("server answered in time")
+    }
+}
+
+/// JSON-RPC over WebSocket (spec §3): a session whose first message is JSON speaks JSON-RPC,
+/// unencrypted, and interoperates with WKProto sessions: connect, send, recv, recvack, ping, and the
+/// errors for a wrong token, a bad first message and bad requests after connecting; a kick arrives as a
+/// `disconnect` notification.
+#[tokio::test]
+async fn json_rpc_over_websocket() {
+    let (_dir, s) = server_with_tokens().await;
+    let b64 = |t: &str| crate::support::b64(t);
+
+    // A wrong token: an error response with reason code 2, then the server closes.
+    let mut bad = Rpc::open(&s).await;
+    bad.send(json!({"jsonrpc": "2.0", "method": "connect", "id": "c", "params": {"uid": "alice", "token": "wrong", "deviceFlag": 1}})).await;
+    let r = bad.next().await.expect("a response");
+    assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (json!("c"), json!(2)), "{r}");
+    assert_eq!(bad.next().await, None);
+    // A first message that is not connect: an error response, a disconnect notification, a close.
+    let mut bad = Rpc::open(&s).await;
+    bad.send(json!({"jsonrpc": "2.0", "method": "send", "id": "s", "params": {"channelId": "bob", "channelType": 1, "payload": b64("x")}})).await;
+    let r = bad.next().await.expect("a response");
+    assert_eq!(r["id"], json!("s"));
+    assert!(r["error"]["message"].as_str().expect("message").contains("connect"), "{r}");
+    assert_eq!(bad.next().await.expect("a notification")["method"], json!("disconnect"));
+    assert_eq!(bad.next().await, None);
+    // Not JSON at all after the opening brace: disconnect notification and close.
+    let mut bad = Rpc::open(&s).await;
+    bad.ws.send(Message::text("{oops")).await.expect("write");
+    bad.ws.send(Message::text("}")).await.expect("write");
+    assert_eq!(bad.next().await.expect("a notification")["method"], json!("disconnect"));
+    assert_eq!(bad.next().await, None);
+
+    // alice over JSON-RPC, bob over WKProto.
+    let mut alice = Rpc::open(&s).await;
+    alice.send(json!({"jsonrpc": "2.0", "method": "connect", "id": "1", "params": {"uid": "alice", "token": "ta", "deviceFlag": 1, "deviceId": "rpc1", "clientTimestamp": 1}})).await;
+    let r = alice.next().await.expect("connect response");
+    assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone()), (json!("1"), json!(1)), "{r}");
+    assert!(r["result"].get("serverKey").is_none(), "JSON-RPC is not encrypted: {r}");
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+
+    // send -> result with the stored id and seq; bob gets it as an encrypted RECV.
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "2", "params": {"header": {"redDot": true}, "clientMsgNo": "rpc-m1", "channelId": "bob", "channelType": 1, "payload": b64("hi from json")}})).await;
+    let r = alice.next().await.expect("send response");
+    assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone(), r["result"]["messageSeq"].clone()), (json!("2"), json!(1), json!(1)), "{r}");
+    let message_id: i64 = r["result"]["messageId"].as_str().expect("messageId is a string").parse().expect("decimal");
+    let (recv_bob, text) = recv(&mut bob).await;
+    assert_eq!((text.as_str(), recv_bob.message_id, recv_bob.from_uid.as_str(), recv_bob.client_msg_no.as_str()), ("hi from json", message_id, "alice", "rpc-m1"));
+    assert!(recv_bob.header.red_dot);
+
+    // bob -> alice arrives as a recv notification with the plaintext in base64.
+    let ack = bob.send(3, "alice", 1, "hi from wkproto").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let n = alice.next().await.expect("recv notification");
+    assert_eq!(n["method"], json!("recv"), "{n}");
+    assert!(n.get("id").is_none());
+    let p = &n["params"];
+    assert_eq!((p["fromUid"].clone(), p["channelId"].clone(), p["channelType"].clone()), (json!("bob"), json!("bob"), json!(1)));
+    assert_eq!((p["messageId"].clone(), p["messageSeq"].clone(), p["payload"].clone()), (json!(ack.message_id.to_string()), json!(2), json!(b64("hi from wkproto"))));
+    alice.send(json!({"jsonrpc": "2.0", "method": "recvack", "params": {"messageId": p["messageId"], "messageSeq": 2}})).await;
+
+    // ping -> a response with the id; a bad request after connecting is refused and the session goes on.
+    alice.send(json!({"jsonrpc": "2.0", "method": "ping", "id": "p1"})).await;
+    assert_eq!(alice.next().await, Some(json!({"jsonrpc": "2.0", "id": "p1"})));
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "bad", "params": {"channelId": "bob", "channelType": 1, "payload": "not base64!"}})).await;
+    let r = alice.next().await.expect("error response");
+    assert_eq!(r["id"], json!("bad"));
+    assert!(r["error"]["message"].as_str().expect("message").contains("base64"), "{r}");
+    alice.send(json!({"jsonrpc": "2.0", "method": "teleport", "id": "t"})).await;
+    assert_eq!(alice.next().await.expect("error response")["id"], json!("t"));
+    // A send the rules refuse gets its reason code in the result.
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "3", "params": {"channelId": "nogroup", "channelType": 2, "payload": b64("x")}})).await;
+    let r = alice.next().await.expect("send response");
+    assert_eq!(r["id"], json!("3"));
+    assert_ne!(r["result"]["reasonCode"], json!(1), "{r}");
+    alice.send(json!({"jsonrpc": "2.0", "method": "ping", "id": 9})).await;
+    assert_eq!(alice.next().await, Some(json!({"jsonrpc": "2.0", "id": 9})));
+
+    // A second master web login of alice kicks the JSON-RPC session: a disconnect notification, a close.
+    let mut web = Client::open(&s, Kind::Ws).await;
+    assert_eq!(web.connect_device("alice", "ta", 1, 2, "w9").await.reason_code, ReasonCode::SUCCESS);
+    let n = alice.next().await.expect("disconnect notification");
+    assert_eq!((n["method"].clone(), n["params"]["reasonCode"].clone()), (json!("disconnect"), json!(12)), "{n}");
+    assert_eq!(alice.next().await, None);
+}
