@@ -39,7 +39,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time a new connection has to complete the WebSocket upgrade and send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most packets taken off the outbound queue for one write; bounds the output buffer.
+/// Most packets taken off the outbound queue, or answered from one read, for one write; bounds the
+/// output buffer.
 pub const WRITE_BATCH: usize = 64;
 
 /// After a kick's DISCONNECT, how long the peer has to close its side before the server closes the
@@ -484,8 +485,11 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
                 let Some(frame) = frame? else { return Ok(End::Closed) };
                 deadline = Instant::now() + IDLE_TIMEOUT;
                 session.handle(conn, &frame).await?;
-                // Answer everything that arrived together before writing once.
-                while let Some(frame) = conn.buffered_frame()? {
+                // Answer what arrived together before writing once, up to a batch: a client that sends
+                // many packets at once must not starve its own deliveries (its queue would fill and it
+                // would look like a slow reader); the rest are taken in the next turns of the loop.
+                for _ in 1..WRITE_BATCH {
+                    let Some(frame) = conn.buffered_frame()? else { break };
                     session.handle(conn, &frame).await?;
                 }
             }

@@ -857,3 +857,59 @@ async fn json_rpc_over_websocket() {
     assert_eq!((n["method"].clone(), n["params"]["reasonCode"].clone()), (json!("disconnect"), json!(12)), "{n}");
     assert_eq!(alice.next().await, None);
 }
+
+/// A burst of SENDs in one write (more than one batch of 64) is answered completely and in order,
+/// while the same session keeps receiving the peer's replies.
+#[tokio::test]
+async fn burst_of_sends_is_answered_in_order() {
+    const N: u32 = 150;
+    let (_dir, s) = server_with_tokens().await;
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut burst = Vec::new();
+    for seq in 1..=N {
+        packet::encode(&alice.send_packet(seq, "bob", 1, &format!("burst {seq}")), alice.version, &mut burst).expect("encode");
+    }
+    alice.write_raw(burst).await;
+    // bob replies to each as it arrives, so alice receives while her burst is being answered.
+    let mut seqs = Vec::new();
+    let (mut got, mut bob_acks) = (0u32, 0u32);
+    while got < N || bob_acks < N {
+        match bob.read().await {
+            Some(Packet::Recv(r)) => {
+                got += 1;
+                let text = String::from_utf8(bob.cipher.as_ref().expect("connected").open_recv(&r).expect("opens")).expect("utf8");
+                assert_eq!(text, format!("burst {got}"), "bob gets the burst in order");
+                seqs.push(r.message_seq);
+                bob.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+                let reply = bob.send_packet(got, "alice", 1, &format!("re {got}"));
+                bob.write(&reply).await;
+            }
+            Some(Packet::Sendack(a)) => {
+                bob_acks += 1;
+                assert_eq!((a.client_seq, a.reason_code), (bob_acks, ReasonCode::SUCCESS));
+                seqs.push(a.message_seq);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (mut acks, mut replies) = (Vec::new(), Vec::new());
+    while acks.len() < N as usize || replies.len() < N as usize {
+        match alice.read().await {
+            Some(Packet::Sendack(a)) => acks.push((a.client_seq, a.reason_code, a.message_seq)),
+            Some(Packet::Recv(r)) => {
+                let text = String::from_utf8(alice.cipher.as_ref().expect("connected").open_recv(&r).expect("opens")).expect("utf8");
+                alice.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+                replies.push(text);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(acks.iter().enumerate().all(|(i, a)| a.0 == i as u32 + 1 && a.1 == ReasonCode::SUCCESS), "every SENDACK, in order: {acks:?}");
+    assert!(acks.windows(2).all(|w| w[0].2 < w[1].2), "increasing message_seq");
+    assert_eq!(replies, (1..=N).map(|i| format!("re {i}")).collect::<Vec<_>>(), "every reply, in order");
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=2 * u64::from(N)).collect::<Vec<_>>(), "one channel, every seq once");
+}
