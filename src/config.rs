@@ -59,6 +59,9 @@ pub struct Config {
     pub recv_retries: u32,
     /// Most RECVs one session keeps waiting for their RECVACK; past this the oldest is given up.
     pub max_unacked: usize,
+    /// Most payload bytes (ciphertext) of the RECVs one session keeps for re-sending; past this the
+    /// oldest are given up (the newest is always kept).
+    pub max_unacked_bytes: usize,
     /// Packets waiting to be written to one WKProto connection. A client that stops reading fills it,
     /// and is then disconnected (without DISCONNECT, so that it reconnects and syncs).
     pub outbound_queue: usize,
@@ -84,6 +87,7 @@ impl Default for Config {
             recvack_timeout_ms: 5000,
             recv_retries: 3,
             max_unacked: 1024,
+            max_unacked_bytes: 8 << 20,
             outbound_queue: 1024,
         }
     }

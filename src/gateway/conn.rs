@@ -232,9 +232,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether packets are queued and not yet completely written.
-    pub fn has_pending_output(&self) -> bool {
-        !self.output.is_empty() || !self.frames.is_empty()
+    /// Bytes queued and not yet written (approximately, for WebSocket: the messages' payloads).
+    pub fn pending_output_bytes(&self) -> usize {
+        self.output.len() - self.written + self.frames.iter().map(Message::len).sum::<usize>()
     }
 
     /// Writes everything queued.

@@ -43,6 +43,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// output buffer.
 pub const WRITE_BATCH: usize = 64;
 
+/// No more packets are taken off the outbound queue for one write once this many bytes are queued.
+pub const WRITE_BUDGET: usize = 1 << 20;
+
 /// After a kick's DISCONNECT, how long the peer has to close its side before the server closes the
 /// socket (WuKongIM v2 closes kicked connections 2 s after the DISCONNECT).
 pub const KICK_LINGER: Duration = Duration::from_secs(2);
@@ -497,6 +500,9 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
                 // Several packets per write, but a bounded number: the rest stay on the queue.
                 session.deliver(conn, item)?;
                 for _ in 1..WRITE_BATCH {
+                    if conn.pending_output_bytes() >= WRITE_BUDGET {
+                        break;
+                    }
                     let Ok(item) = outbound.try_recv() else { break };
                     session.deliver(conn, item)?;
                 }
@@ -580,6 +586,7 @@ async fn login(
                                     Duration::from_millis(gateway.config.recvack_timeout_ms),
                                     gateway.config.recv_retries,
                                     gateway.config.max_unacked,
+                                    gateway.config.max_unacked_bytes,
                                 ),
                             };
                             return Ok(Some((session, registration, kicked)));
@@ -740,7 +747,7 @@ impl Session {
                 let packet = Packet::Recv(*recv);
                 conn.queue(&packet)?;
                 if let Packet::Recv(recv) = packet {
-                    if let Some(evicted) = self.unacked.sent(recv, Instant::now()) {
+                    for evicted in self.unacked.sent(recv, Instant::now()) {
                         tracing::debug!(peer = %self.peer, uid = %self.uid, message_id = evicted, "too many unacknowledged RECVs; the oldest is given up");
                     }
                 }

@@ -35,6 +35,9 @@ pub struct Unacked {
     timeout: Duration,
     retries: u32,
     capacity: usize,
+    max_bytes: usize,
+    /// Payload bytes of the tracked RECVs.
+    bytes: usize,
     entries: HashMap<i64, Entry>,
     /// `(deadline, message_id, ticket)`, deadlines non-decreasing. An item whose ticket is no longer
     /// its entry's (acknowledged, or re-armed later) is stale and skipped; the front is always live.
@@ -44,9 +47,24 @@ pub struct Unacked {
 
 impl Unacked {
     /// Waits `timeout` for each RECVACK, writes a RECV again at most `retries` times, and tracks at
-    /// most `capacity` RECVs (at least one).
-    pub fn new(timeout: Duration, retries: u32, capacity: usize) -> Unacked {
-        Unacked { timeout, retries, capacity: capacity.max(1), entries: HashMap::new(), order: VecDeque::new(), next_ticket: 0 }
+    /// most `capacity` RECVs (at least one) holding at most `max_bytes` of payload (but always the
+    /// newest RECV).
+    pub fn new(timeout: Duration, retries: u32, capacity: usize, max_bytes: usize) -> Unacked {
+        Unacked {
+            timeout,
+            retries,
+            capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// Payload bytes held for re-sending.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Number of RECVs waiting for their RECVACK.
@@ -64,27 +82,40 @@ impl Unacked {
         self.order.front().map(|(at, _, _)| *at)
     }
 
-    /// Records a RECV just written at `now`. When the table is full the RECV with the earliest
-    /// deadline is given up to make room; its message id is returned.
-    pub fn sent(&mut self, packet: RecvPacket, now: Instant) -> Option<i64> {
-        let mut evicted = None;
-        if !self.entries.contains_key(&packet.message_id) && self.entries.len() >= self.capacity {
-            if let Some((_, id, _)) = self.order.pop_front() {
-                self.entries.remove(&id);
-                evicted = Some(id);
-                self.trim();
-            }
+    /// Records a RECV just written at `now`. When the table is full (by count or by payload bytes)
+    /// the RECVs with the earliest deadlines are given up to make room; their message ids are
+    /// returned.
+    pub fn sent(&mut self, packet: RecvPacket, now: Instant) -> Vec<i64> {
+        self.remove(packet.message_id);
+        let mut evicted = Vec::new();
+        while !self.entries.is_empty() && (self.entries.len() >= self.capacity || self.bytes + packet.payload.len() > self.max_bytes) {
+            let Some((_, id, _)) = self.order.pop_front() else { break };
+            self.remove(id);
+            evicted.push(id);
+            self.trim();
         }
         let ticket = self.arm(packet.message_id, now);
+        self.bytes += packet.payload.len();
         self.entries.insert(packet.message_id, Entry { packet, resent: 0, ticket });
         // The same message again leaves its earlier deadline stale, perhaps at the front.
         self.trim();
         evicted
     }
 
+    /// Forgets `message_id`; whether it was tracked.
+    fn remove(&mut self, message_id: i64) -> bool {
+        match self.entries.remove(&message_id) {
+            Some(e) => {
+                self.bytes -= e.packet.payload.len();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A RECVACK for `message_id`; `false` when nothing waited for it (a late or unknown ack).
     pub fn acked(&mut self, message_id: i64) -> bool {
-        let found = self.entries.remove(&message_id).is_some();
+        let found = self.remove(message_id);
         self.trim();
         found
     }
@@ -103,7 +134,7 @@ impl Unacked {
             }
             let give_up = self.entries.get(&id).is_some_and(|e| e.resent >= self.retries);
             if give_up {
-                self.entries.remove(&id);
+                self.remove(id);
                 due.given_up.push(id);
             } else {
                 let ticket = self.arm(id, now);
@@ -152,8 +183,8 @@ mod tests {
     #[test]
     fn unacked_recv_is_resent_with_dup_then_given_up() {
         let t0 = Instant::now();
-        let mut u = Unacked::new(T, 2, 10);
-        assert_eq!(u.sent(recv(1), t0), None);
+        let mut u = Unacked::new(T, 2, 10, usize::MAX);
+        assert_eq!(u.sent(recv(1), t0), Vec::<i64>::new());
         assert_eq!(u.next_deadline(), Some(t0 + T));
         assert_eq!(u.due(t0 + T / 2), Due::default(), "nothing before the deadline");
         let first = u.due(t0 + T);
@@ -170,7 +201,7 @@ mod tests {
     #[test]
     fn acked_recv_is_never_resent() {
         let t0 = Instant::now();
-        let mut u = Unacked::new(T, 3, 10);
+        let mut u = Unacked::new(T, 3, 10, usize::MAX);
         u.sent(recv(1), t0);
         u.sent(recv(2), t0);
         assert!(u.acked(1));
@@ -186,7 +217,7 @@ mod tests {
     #[test]
     fn the_same_message_again_restarts_its_clock() {
         let t0 = Instant::now();
-        let mut u = Unacked::new(T, 3, 10);
+        let mut u = Unacked::new(T, 3, 10, usize::MAX);
         u.sent(recv(1), t0);
         u.sent(recv(1), t0 + T / 2);
         assert_eq!(u.len(), 1);
@@ -195,12 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn payload_budget_gives_up_the_oldest_but_keeps_the_newest() {
+        let t0 = Instant::now();
+        let big = |id: i64, n: usize| RecvPacket { message_id: id, payload: vec![0; n], ..RecvPacket::default() };
+        let mut u = Unacked::new(T, 3, 100, 100);
+        u.sent(big(1, 40), t0);
+        u.sent(big(2, 40), t0);
+        assert_eq!(u.bytes(), 80);
+        assert_eq!(u.sent(big(3, 40), t0), vec![1]);
+        assert_eq!(u.bytes(), 80);
+        assert!(u.acked(2));
+        assert_eq!(u.bytes(), 40);
+        assert_eq!(u.sent(big(4, 500), t0), vec![3], "a RECV over the budget alone is still tracked");
+        assert_eq!((u.len(), u.bytes()), (1, 500));
+        u.sent(big(4, 10), t0);
+        assert_eq!((u.len(), u.bytes()), (1, 10), "the same message again replaces its bytes");
+    }
+
+    #[test]
     fn full_table_gives_up_the_oldest() {
         let t0 = Instant::now();
-        let mut u = Unacked::new(T, 3, 2);
+        let mut u = Unacked::new(T, 3, 2, usize::MAX);
         u.sent(recv(1), t0);
         u.sent(recv(2), t0 + T / 4);
-        assert_eq!(u.sent(recv(3), t0 + T / 2), Some(1));
+        assert_eq!(u.sent(recv(3), t0 + T / 2), vec![1]);
         assert_eq!(u.len(), 2);
         assert_eq!(u.next_deadline(), Some(t0 + T / 4 + T));
         let due = u.due(t0 + 2 * T);
