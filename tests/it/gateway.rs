@@ -614,8 +614,8 @@ async fn rest_token_and_device_quit_kick_sessions() {
 /// WebSocket, with a person and a REST-sent message.
 #[tokio::test]
 async fn unacknowledged_recv_is_resent_with_dup() {
-    const TIMEOUT_MS: u64 = 300;
-    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "300"), ("ROOKERY_RECV_RETRIES", "2")]).await;
+    const TIMEOUT_MS: u64 = 1000;
+    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "1000"), ("ROOKERY_RECV_RETRIES", "2")]).await;
     let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
     assert_eq!(status, 200, "{v}");
     let mut alice = Client::open(&s, Kind::Tcp).await;
