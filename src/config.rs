@@ -89,6 +89,20 @@ pub struct Config {
     pub external_ws_addr: Option<String>,
     /// Secure WebSocket URL handed to clients by `/route` (empty unless TLS is terminated in front).
     pub external_wss_addr: Option<String>,
+    /// How long a WKProto session waits for the RECVACK of a RECV, in milliseconds, before it sends the
+    /// RECV again with the DUP flag.
+    pub recvack_timeout_ms: u64,
+    /// How many times an unacknowledged RECV is sent again before the session gives up on it (the
+    /// message stays stored; the client finds it when it syncs).
+    pub recv_retries: u32,
+    /// Most RECVs one session keeps waiting for their RECVACK; past this the oldest is given up.
+    pub max_unacked: usize,
+    /// Most payload bytes (ciphertext) of the RECVs one session keeps for re-sending; past this the
+    /// oldest are given up (the newest is always kept).
+    pub max_unacked_bytes: usize,
+    /// Packets waiting to be written to one WKProto connection. A client that stops reading fills it,
+    /// and is then disconnected (without DISCONNECT, so that it reconnects and syncs).
+    pub outbound_queue: usize,
 }
 
 impl Default for Config {
@@ -109,6 +123,11 @@ impl Default for Config {
             external_tcp_addr: None,
             external_ws_addr: None,
             external_wss_addr: None,
+            recvack_timeout_ms: 5000,
+            recv_retries: 3,
+            max_unacked: 1024,
+            max_unacked_bytes: 8 << 20,
+            outbound_queue: 1024,
         }
     }
 }
@@ -146,6 +165,15 @@ impl Config {
         }
         if self.snapshot_every == 0 {
             return Err("snapshot_every must be at least 1".into());
+        }
+        if self.recvack_timeout_ms < 10 {
+            return Err("recvack_timeout_ms must be at least 10".into());
+        }
+        if self.max_unacked == 0 {
+            return Err("max_unacked must be at least 1".into());
+        }
+        if self.outbound_queue == 0 {
+            return Err("outbound_queue must be at least 1".into());
         }
         Ok(())
     }

@@ -9,6 +9,8 @@ use serde_json::json;
 use warp::{Filter, Rejection, Reply};
 
 use super::message::check_id;
+use crate::gateway::packet::ReasonCode;
+use crate::gateway::session::Kick;
 use super::{json_body, ok, origin, with_state, ApiError, ApiState};
 
 /// Most uids one request may name.
@@ -131,6 +133,11 @@ async fn token(state: ApiState, origin: Origin, dto: TokenDto) -> Result<warp::r
         return Ok(warp::reply::json(&json!({"status": REASON_BAN, "msg": "user is banned"})).into_response());
     }
     state.core.user(&uid, UserCommand::SetToken { device_flag, device_level, token }, origin).await.map_err(ApiError::from)?;
+    // WuKongIM v2: a master token replaces the device's current sessions (DISCONNECT 12).
+    if device_level == DeviceLevel::MASTER {
+        let n = state.presence.kick_device(&uid, Some(device_flag.0), &Kick::replaced());
+        tracing::debug!(uid = %uid, device_flag = device_flag.0, kicked = n, "master token set");
+    }
     Ok(ok())
 }
 
@@ -142,11 +149,14 @@ async fn device_quit(state: ApiState, origin: Origin, dto: DeviceQuitDto) -> Res
         Some(n) => Some(DeviceFlag(code("device_flag", Some(n), 0, 2)?)),
     };
     state.core.user(&uid, UserCommand::QuitDevice(flag), origin).await.map_err(ApiError::from)?;
+    // The token is gone; its sessions go too, with DISCONNECT 12 so that SDKs stop reconnecting.
+    let quit = Kick::Disconnect { reason_code: ReasonCode::CONNECT_KICK, reason: "device quit".into() };
+    let n = state.presence.kick_device(&uid, flag.map(|f| f.0), &quit);
+    tracing::debug!(uid = %uid, kicked = n, "device quit");
     Ok(ok())
 }
 
-/// Online sessions of the given uids. Sessions live in the WKProto gateway, which this server does
-/// not run yet, so nobody is online and the list is always empty.
+/// Online sessions of the given uids: one element per authenticated WKProto session.
 async fn online_status(state: ApiState, uids: Vec<String>) -> Result<warp::reply::Response, Rejection> {
     let uids = uid_list("uids", Some(uids), true)?;
     let sessions: Vec<OnlineSession> =

@@ -9,13 +9,17 @@
 //! binary message, because the JS SDK cannot split a message into packets on its own terms
 //! (spec §3.1: servers write one packet per binary message).
 
+use std::collections::VecDeque;
+use std::time::Duration;
+
 use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::jsonrpc::{Incoming, JsonRpc};
 use super::packet::{self, DecodeError, EncodeError, Packet};
 
 /// Why a connection cannot go on.
@@ -70,8 +74,12 @@ pub struct Connection {
     input: BytesMut,
     /// TCP: the bytes of every queued packet, back to back.
     output: Vec<u8>,
-    /// WebSocket: one entry per queued packet (one binary message each).
-    frames: Vec<Vec<u8>>,
+    /// TCP: how much of `output` is already written (so a cancelled flush resumes where it stopped).
+    written: usize,
+    /// WebSocket: one message per queued packet (binary, or text for JSON-RPC).
+    frames: VecDeque<Message>,
+    /// WebSocket only: `None` until the first data; then whether the session speaks JSON-RPC.
+    rpc: Option<Option<JsonRpc>>,
     version: u8,
     peer: String,
 }
@@ -88,7 +96,7 @@ impl Connection {
     }
 
     fn new(transport: Transport, peer: String) -> Connection {
-        Connection { transport, input: BytesMut::with_capacity(4096), output: Vec::new(), frames: Vec::new(), version: packet::LATEST_VERSION, peer }
+        Connection { transport, input: BytesMut::with_capacity(4096), output: Vec::new(), written: 0, frames: VecDeque::new(), rpc: None, version: packet::LATEST_VERSION, peer }
     }
 
     /// The peer's address.
@@ -117,6 +125,10 @@ impl Connection {
             if let Some(frame) = self.buffered_frame()? {
                 return Ok(Some(frame));
             }
+            // JSON-RPC refusals are answered at once, not with the next packet's answer.
+            if self.is_json_rpc() && !self.frames.is_empty() {
+                self.flush().await?;
+            }
             if !self.fill().await? {
                 if self.input.is_empty() {
                     return Ok(None);
@@ -131,6 +143,24 @@ impl Connection {
     /// # Errors
     /// [`ConnError::Protocol`] when the buffered bytes can never be a packet.
     pub fn buffered_frame(&mut self) -> Result<Option<Vec<u8>>, ConnError> {
+        if let Some(Some(rpc)) = &mut self.rpc {
+            // Each JSON-RPC message becomes the WKProto packet it stands for, coded with the session
+            // version, so the session handles both protocols alike.
+            loop {
+                match rpc.next_message() {
+                    Err(fatal) => return Err(ConnError::Protocol(fatal.0)),
+                    Ok(None) => return Ok(None),
+                    Ok(Some(Incoming::Packet(p))) => return Ok(Some(packet::encode_to_vec(&p, self.version)?)),
+                    Ok(Some(Incoming::Refused(reply))) => {
+                        let before_connect = !rpc.connected();
+                        self.frames.push_back(Message::text(reply));
+                        if before_connect {
+                            return Err(ConnError::Protocol("the first JSON-RPC message must be a valid connect request".into()));
+                        }
+                    }
+                }
+            }
+        }
         match packet::check(&self.input) {
             Ok(len) => Ok(Some(self.input.split_to(len).to_vec())),
             Err(DecodeError::Incomplete) => Ok(None),
@@ -146,13 +176,13 @@ impl Connection {
                 match ws.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(false),
                     Some(Err(e)) => return Err(e.into()),
+                    // WuKongIM v3 accepts WKProto bytes in text messages too, and JSON-RPC in both.
                     Some(Ok(Message::Binary(data))) => {
-                        self.input.extend_from_slice(&data);
+                        Self::take(&mut self.rpc, &mut self.input, &data);
                         return Ok(true);
                     }
-                    // WuKongIM v3 accepts WKProto bytes in text messages too.
                     Some(Ok(Message::Text(text))) => {
-                        self.input.extend_from_slice(text.as_bytes());
+                        Self::take(&mut self.rpc, &mut self.input, text.as_bytes());
                         return Ok(true);
                     }
                     // Ping, pong and raw frames are answered by tungstenite itself.
@@ -160,6 +190,26 @@ impl Connection {
                 }
             },
         }
+    }
+
+    /// WebSocket input: the first data decides the protocol (spec §3.2: `{` or `[` after whitespace is
+    /// JSON-RPC); then it goes to the JSON-RPC reader or the packet buffer.
+    fn take(rpc: &mut Option<Option<JsonRpc>>, input: &mut BytesMut, data: &[u8]) {
+        if rpc.is_none() {
+            if data.iter().all(u8::is_ascii_whitespace) {
+                return;
+            }
+            *rpc = Some(JsonRpc::detect(data).then(JsonRpc::new));
+        }
+        match rpc {
+            Some(Some(rpc)) => rpc.feed(data),
+            _ => input.extend_from_slice(data),
+        }
+    }
+
+    /// Whether this session speaks JSON-RPC (then it is never encrypted).
+    pub fn is_json_rpc(&self) -> bool {
+        matches!(self.rpc, Some(Some(_)))
     }
 
     /// Encodes `packet` with the session version into the output buffer; nothing is written until
@@ -170,45 +220,95 @@ impl Connection {
     pub fn queue(&mut self, packet: &Packet) -> Result<(), ConnError> {
         match self.transport {
             Transport::Tcp(_) => packet::encode(packet, self.version, &mut self.output)?,
-            Transport::Ws(_) => self.frames.push(packet::encode_to_vec(packet, self.version)?),
+            Transport::Ws(_) => match &mut self.rpc {
+                Some(Some(rpc)) => {
+                    if let Some(text) = rpc.outgoing(packet) {
+                        self.frames.push_back(Message::text(text));
+                    }
+                }
+                _ => self.frames.push_back(Message::binary(packet::encode_to_vec(packet, self.version)?)),
+            },
         }
         Ok(())
     }
 
+    /// Bytes queued and not yet written (approximately, for WebSocket: the messages' payloads).
+    pub fn pending_output_bytes(&self) -> usize {
+        self.output.len() - self.written + self.frames.iter().map(Message::len).sum::<usize>()
+    }
+
     /// Writes everything queued.
+    ///
+    /// Cancel safe: a flush dropped half-way (for example by a `select!` whose other branch won)
+    /// remembers what was written, and the next flush goes on from there, so no packet is cut or
+    /// written twice.
     ///
     /// # Errors
     /// [`ConnError::Transport`] when the socket fails.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         match &mut self.transport {
             Transport::Tcp(stream) => {
-                if !self.output.is_empty() {
-                    stream.write_all(&self.output).await?;
-                    self.output.clear();
+                while self.written < self.output.len() {
+                    let n = stream.write(&self.output[self.written..]).await?;
+                    if n == 0 {
+                        return Err(ConnError::Transport("connection closed while writing".into()));
+                    }
+                    self.written += n;
                 }
+                self.output.clear();
+                self.written = 0;
             }
             Transport::Ws(ws) => {
                 if !self.frames.is_empty() {
-                    for frame in self.frames.drain(..) {
-                        ws.feed(Message::binary(frame)).await?;
+                    // Wait until the sink takes a message, then hand it over without another await:
+                    // cancelling while waiting leaves the frame in the queue.
+                    while !self.frames.is_empty() {
+                        futures_util::future::poll_fn(|cx| std::pin::Pin::new(ws.as_mut()).poll_ready(cx)).await?;
+                        if let Some(frame) = self.frames.pop_front() {
+                            std::pin::Pin::new(ws.as_mut()).start_send(frame)?;
+                        }
                     }
-                    ws.flush().await?;
                 }
+                ws.flush().await?;
             }
         }
         Ok(())
     }
 
-    /// Closes the socket (a WebSocket close handshake on WebSocket). Errors are ignored: the peer may
-    /// already be gone.
+    /// Ends the connection politely after a DISCONNECT: half-closes (TCP FIN, or a WebSocket close
+    /// frame) and reads and discards whatever the peer still sends until it closes too, for at most
+    /// `linger`. Closing a socket that still has unread input makes the kernel reset it, and a reset
+    /// can destroy data the peer has not read yet, such as the DISCONNECT.
+    pub async fn close_after(&mut self, linger: Duration) {
+        let drain = async {
+            match &mut self.transport {
+                Transport::Tcp(stream) => {
+                    let _ = stream.shutdown().await;
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                }
+                Transport::Ws(ws) => {
+                    let _ = SinkExt::close(ws.as_mut()).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(linger, drain).await;
+    }
+
+    /// Closes the socket (a WebSocket close frame on WebSocket), giving up after two seconds on a
+    /// peer that does not read. Errors are ignored: the peer may already be gone.
     pub async fn close(&mut self) {
-        match &mut self.transport {
-            Transport::Tcp(stream) => {
-                let _ = stream.shutdown().await;
+        let close = async {
+            match &mut self.transport {
+                Transport::Tcp(stream) => {
+                    let _ = stream.shutdown().await;
+                }
+                Transport::Ws(ws) => {
+                    let _ = SinkExt::close(ws.as_mut()).await;
+                }
             }
-            Transport::Ws(ws) => {
-                let _ = SinkExt::close(ws.as_mut()).await;
-            }
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     }
 }

@@ -15,16 +15,17 @@ use std::time::Duration;
 
 use rookery_actors::{Core, CoreError, Origin, SentMessage};
 use rookery_events::{
-    person_channel_id, Actor, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, MessageHeader, MessageId, PeerPolicy, Rejection,
+    person_channel_id, Actor, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, MessageHeader, MessageId, PeerPolicy, Rejection,
     RequestId, SendMessage, SenderStanding, Uid,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conn::{ConnError, Connection};
 use super::crypto::{server_handshake, SessionCipher};
+use super::unacked::Unacked;
 use super::packet::{
     self, announces_server_version, negotiate_version, ConnackPacket, ConnectPacket, DisconnectPacket, Packet, ReasonCode,
     RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket,
@@ -38,8 +39,16 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time a new connection has to complete the WebSocket upgrade and send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Packets waiting to be written to one connection; a full queue means a slow reader.
-pub const OUTBOUND_QUEUE: usize = 1024;
+/// Most packets taken off the outbound queue, or answered from one read, for one write; bounds the
+/// output buffer.
+pub const WRITE_BATCH: usize = 64;
+
+/// No more packets are taken off the outbound queue for one write once this many bytes are queued.
+pub const WRITE_BUDGET: usize = 1 << 20;
+
+/// After a kick's DISCONNECT, how long the peer has to close its side before the server closes the
+/// socket (WuKongIM v2 closes kicked connections 2 s after the DISCONNECT).
+pub const KICK_LINGER: Duration = Duration::from_secs(2);
 
 /// `node_id` in CONNACK (version 4 and above): Rookery is a single node.
 pub const NODE_ID: u64 = 1;
@@ -73,36 +82,186 @@ pub enum Outbound {
     Recv(Box<RecvPacket>, Arc<[u8]>),
 }
 
+/// Why another task ends a session. The session is already out of [`Presence`] when it learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kick {
+    /// Write DISCONNECT with this reason, then close. The SDKs stop reconnecting on a DISCONNECT.
+    Disconnect {
+        /// Usually [`ReasonCode::CONNECT_KICK`].
+        reason_code: ReasonCode,
+        /// Free text for the client.
+        reason: String,
+    },
+    /// Close without DISCONNECT, so that the client reconnects: the same device logged in again (its
+    /// old connection is stale), or the client stopped reading and its outbound queue is full.
+    Close(&'static str),
+}
+
+impl Kick {
+    /// DISCONNECT 12 "login in other device", WuKongIM's kick of a replaced login.
+    pub fn replaced() -> Kick {
+        Kick::Disconnect { reason_code: ReasonCode::CONNECT_KICK, reason: "login in other device".into() }
+    }
+}
+
 /// One online session.
 struct Online {
     id: u64,
     device_flag: u8,
+    device_level: DeviceLevel,
+    device_id: String,
     tx: mpsc::Sender<Outbound>,
+    kick: oneshot::Sender<Kick>,
+}
+
+impl Online {
+    fn kick(self, kick: Kick) {
+        // The session may have ended on its own meanwhile; then there is nobody to tell.
+        let _ = self.kick.send(kick);
+    }
+}
+
+/// Number of stripes of [`Directory::epochs`].
+const EPOCH_STRIPES: usize = 32;
+
+/// The sessions and the epochs, under one lock.
+#[derive(Default)]
+struct Directory {
+    sessions: HashMap<Uid, Vec<Online>>,
+    /// Bumped (in the stripe of the uid) whenever a REST call changes which tokens may be online and
+    /// kicks sessions. A connection reads it before checking its token and registers only if it is
+    /// unchanged, so a login that checked a token just before `/user/device_quit` or `/user/token`
+    /// cannot slip in after the kick.
+    epochs: [u64; EPOCH_STRIPES],
+}
+
+fn stripe(uid: &Uid) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    (h.finish() % EPOCH_STRIPES as u64) as usize
 }
 
 /// The authenticated sessions of this server, by uid. The lock is never held across an await.
 #[derive(Default)]
 pub struct Presence {
     next_id: AtomicU64,
-    online: Mutex<HashMap<Uid, Vec<Online>>>,
+    directory: Mutex<Directory>,
+}
+
+/// A registration refused because the uid's tokens changed while the connection was checking its
+/// token: check again.
+#[derive(Debug)]
+struct Stale;
+
+/// Who is registering.
+struct Login<'a> {
+    uid: &'a Uid,
+    device_flag: u8,
+    device_level: DeviceLevel,
+    device_id: &'a str,
 }
 
 impl Presence {
-    fn register(self: &Arc<Self>, uid: &Uid, device_flag: u8, tx: mpsc::Sender<Outbound>) -> Registration {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.directory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The epoch to pass to [`Presence::register`]; read before checking the token.
+    fn epoch(&self, uid: &Uid) -> u64 {
+        self.lock().epochs[stripe(uid)]
+    }
+
+    /// Lists a new session and applies the device conflict rules of spec §5 (WuKongIM v2): a master
+    /// login replaces every session of the same uid and device flag (DISCONNECT 12 to those of
+    /// another device id, a plain close for the same device id, whose old connection is stale); a
+    /// slave login replaces only sessions of the same uid, flag and device id. Different device flags
+    /// never conflict.
+    fn register(
+        self: &Arc<Self>,
+        login: &Login<'_>,
+        epoch: u64,
+        tx: mpsc::Sender<Outbound>,
+        kick: oneshot::Sender<Kick>,
+    ) -> Result<Registration, Stale> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.online.lock().unwrap_or_else(PoisonError::into_inner).entry(uid.clone()).or_default().push(Online { id, device_flag, tx });
-        Registration { presence: self.clone(), uid: uid.clone(), id }
+        let replaced = {
+            let mut dir = self.lock();
+            if dir.epochs[stripe(login.uid)] != epoch {
+                return Err(Stale);
+            }
+            let sessions = dir.sessions.entry(login.uid.clone()).or_default();
+            let conflicts = |o: &Online| {
+                o.device_flag == login.device_flag && (login.device_level == DeviceLevel::MASTER || o.device_id == login.device_id)
+            };
+            let (replaced, kept): (Vec<Online>, Vec<Online>) = std::mem::take(sessions).into_iter().partition(conflicts);
+            *sessions = kept;
+            sessions.push(Online {
+                id,
+                device_flag: login.device_flag,
+                device_level: login.device_level,
+                device_id: login.device_id.to_owned(),
+                tx,
+                kick,
+            });
+            replaced
+        };
+        for old in replaced {
+            tracing::debug!(uid = %login.uid, device_flag = old.device_flag, old_level = old.device_level.0, "session replaced by a new login");
+            let kick = if old.device_id == login.device_id { Kick::Close("the same device logged in again") } else { Kick::replaced() };
+            old.kick(kick);
+        }
+        Ok(Registration { presence: self.clone(), uid: login.uid.clone(), id })
+    }
+
+    /// Ends every session of `uid` with `device_flag` (every device when `None`) with `kick`, and
+    /// makes logins that checked their token before this call check it again. Returns how many
+    /// sessions were ended.
+    pub fn kick_device(&self, uid: &Uid, device_flag: Option<u8>, kick: &Kick) -> usize {
+        let kicked: Vec<Online> = {
+            let mut dir = self.lock();
+            dir.epochs[stripe(uid)] += 1;
+            let Some(sessions) = dir.sessions.get_mut(uid) else { return 0 };
+            let (kicked, kept): (Vec<Online>, Vec<Online>) =
+                std::mem::take(sessions).into_iter().partition(|o| device_flag.is_none_or(|f| f == o.device_flag));
+            if kept.is_empty() {
+                dir.sessions.remove(uid);
+            } else {
+                *sessions = kept;
+            }
+            kicked
+        };
+        let n = kicked.len();
+        for old in kicked {
+            old.kick(kick.clone());
+        }
+        n
+    }
+
+    /// Ends one session (by its id) with `kick`.
+    fn kick_session(&self, uid: &Uid, id: u64, kick: Kick) {
+        let found = {
+            let mut dir = self.lock();
+            let Some(sessions) = dir.sessions.get_mut(uid) else { return };
+            let found = sessions.iter().position(|o| o.id == id).map(|i| sessions.swap_remove(i));
+            if sessions.is_empty() {
+                dir.sessions.remove(uid);
+            }
+            found
+        };
+        if let Some(old) = found {
+            old.kick(kick);
+        }
     }
 
     /// The queues of `uid`'s online sessions, with their ids.
     fn sessions(&self, uid: &Uid) -> Vec<(u64, mpsc::Sender<Outbound>)> {
-        let online = self.online.lock().unwrap_or_else(PoisonError::into_inner);
-        online.get(uid).map(|v| v.iter().map(|o| (o.id, o.tx.clone())).collect()).unwrap_or_default()
+        self.lock().sessions.get(uid).map(|v| v.iter().map(|o| (o.id, o.tx.clone())).collect()).unwrap_or_default()
     }
 
     /// Number of online sessions of `uid`.
     pub fn count(&self, uid: &Uid) -> usize {
-        self.online.lock().unwrap_or_else(PoisonError::into_inner).get(uid).map_or(0, Vec::len)
+        self.lock().sessions.get(uid).map_or(0, Vec::len)
     }
 }
 
@@ -133,8 +292,9 @@ pub struct Delivery {
 
 impl Presence {
     /// Puts a RECV on the queue of every online session of `recipients`, except session `except`.
-    /// Each recipient sees a person channel named by the other party. A full queue (a reader that
-    /// cannot keep up) loses the RECV; the client finds the message when it syncs.
+    /// Each recipient sees a person channel named by the other party. Never waits: a session whose
+    /// queue is full (a reader that cannot keep up) is disconnected, and its client finds the message
+    /// when it syncs after reconnecting.
     pub fn deliver(&self, message: &Delivery, recipients: &[Uid], except: Option<u64>) {
         let parties = if message.key.ty == ChannelType::PERSON { rookery_events::person_channel_parties(&message.key.id) } else { None };
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i32).unwrap_or_default();
@@ -167,8 +327,17 @@ impl Presence {
                     topic: message.topic.clone(),
                     ..RecvPacket::default()
                 };
-                if tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())).is_err() {
-                    tracing::warn!(uid = %uid, message_id = message.message_id, "outbound queue full or closed; RECV dropped");
+                match tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())) {
+                    Ok(()) => {}
+                    // The session ends on its own; it is no longer listed a moment later.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    // A reader that cannot keep up: a silently skipped RECV would be a hole in what
+                    // the client believes it has, so the session ends instead, without DISCONNECT,
+                    // and the client reconnects and syncs. Nobody else waits for it.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::info!(uid = %uid, message_id = message.message_id, "outbound queue full; disconnecting the slow reader");
+                        self.kick_session(uid, id, Kick::Close("outbound queue full"));
+                    }
                 }
             }
         }
@@ -176,8 +345,8 @@ impl Presence {
 
     /// Online sessions of each uid, as `(uid, device_flag)` pairs, for `/user/onlinestatus`.
     pub fn online_devices(&self, uids: &[Uid]) -> Vec<(Uid, u8)> {
-        let online = self.online.lock().unwrap_or_else(PoisonError::into_inner);
-        uids.iter().flat_map(|u| online.get(u).into_iter().flatten().map(move |o| (u.clone(), o.device_flag))).collect()
+        let dir = self.lock();
+        uids.iter().flat_map(|u| dir.sessions.get(u).into_iter().flatten().map(move |o| (u.clone(), o.device_flag))).collect()
     }
 }
 
@@ -202,11 +371,11 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut online = self.presence.online.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = online.get_mut(&self.uid) {
+        let mut dir = self.presence.lock();
+        if let Some(v) = dir.sessions.get_mut(&self.uid) {
             v.retain(|o| o.id != self.id);
             if v.is_empty() {
-                online.remove(&self.uid);
+                dir.sessions.remove(&self.uid);
             }
         }
     }
@@ -254,15 +423,38 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
 
+/// How a session ended, when not by an error.
+enum End {
+    /// The peer closed, the session idled out or the server stops.
+    Closed,
+    /// Another task ended it (a kick, a replacing login, a full outbound queue).
+    Kicked(Kick),
+}
+
 /// Runs one connection to its end and closes it.
 pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
     match run(&mut conn, &gateway, &mut shutdown).await {
-        Ok(()) => {}
+        Ok(End::Closed) => {}
+        Ok(End::Kicked(Kick::Disconnect { reason_code, reason })) => {
+            tracing::debug!(peer = conn.peer(), %reason_code, %reason, "kicked; disconnecting");
+            // A flush the kick interrupted resumes first, so the DISCONNECT follows whole packets.
+            let disconnect = Packet::Disconnect(DisconnectPacket { reason_code, reason });
+            let written = tokio::time::timeout(KICK_LINGER, async {
+                conn.queue(&disconnect)?;
+                conn.flush().await
+            })
+            .await;
+            if matches!(written, Ok(Ok(()))) {
+                conn.close_after(KICK_LINGER).await;
+                return;
+            }
+        }
+        Ok(End::Kicked(Kick::Close(why))) => tracing::debug!(peer = conn.peer(), why, "closed by the server"),
         Err(ConnError::Protocol(reason)) => {
             tracing::debug!(peer = conn.peer(), %reason, "protocol error; disconnecting");
             let disconnect = Packet::Disconnect(DisconnectPacket { reason_code: ReasonCode::PAYLOAD_DECODE_ERROR, reason });
             if conn.queue(&disconnect).is_ok() {
-                let _ = conn.flush().await;
+                let _ = tokio::time::timeout(KICK_LINGER, conn.flush()).await;
             }
         }
         Err(e) => tracing::debug!(peer = conn.peer(), error = %e, "connection failed"),
@@ -270,9 +462,9 @@ pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::
     conn.close().await;
 }
 
-async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>) -> Result<(), ConnError> {
+async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>) -> Result<End, ConnError> {
     let first = match tokio::time::timeout(CONNECT_TIMEOUT, conn.read_frame()).await {
-        Err(_) | Ok(Ok(None)) => return Ok(()),
+        Err(_) | Ok(Ok(None)) => return Ok(End::Closed),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(Some(frame))) => frame,
     };
@@ -282,48 +474,73 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
         return Err(ConnError::Protocol("packet sent before CONNACK".into()));
     }
     conn.set_version(negotiate_version(connect.version));
-    let Some(mut session) = handshake(conn, gateway, &connect).await? else {
-        return Ok(());
+    let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(gateway.config.outbound_queue);
+    let Some((mut session, _registration, mut kicked)) = login(conn, gateway, &connect, outbound_tx).await? else {
+        return Ok(End::Closed);
     };
-
-    let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let registration = gateway.presence.register(&session.uid, session.device_flag.0, outbound_tx);
-    session.conn_id = registration.id;
     // The successful CONNACK, only now that the session can be reached.
     conn.flush().await?;
     let mut deadline = Instant::now() + IDLE_TIMEOUT;
     loop {
+        let retry_at = session.unacked.next_deadline();
         tokio::select! {
             frame = conn.read_frame() => {
-                let Some(frame) = frame? else { return Ok(()) };
+                let Some(frame) = frame? else { return Ok(End::Closed) };
                 deadline = Instant::now() + IDLE_TIMEOUT;
                 session.handle(conn, &frame).await?;
-                // Answer everything that arrived together before writing once.
-                while let Some(frame) = conn.buffered_frame()? {
+                // Answer what arrived together before writing once, up to a batch: a client that sends
+                // many packets at once must not starve its own deliveries (its queue would fill and it
+                // would look like a slow reader); the rest are taken in the next turns of the loop.
+                for _ in 1..WRITE_BATCH {
+                    let Some(frame) = conn.buffered_frame()? else { break };
                     session.handle(conn, &frame).await?;
                 }
-                conn.flush().await?;
             }
             Some(item) = outbound.recv() => {
+                // Several packets per write, but a bounded number: the rest stay on the queue.
                 session.deliver(conn, item)?;
-                while let Ok(item) = outbound.try_recv() {
+                for _ in 1..WRITE_BATCH {
+                    if conn.pending_output_bytes() >= WRITE_BUDGET {
+                        break;
+                    }
+                    let Ok(item) = outbound.try_recv() else { break };
                     session.deliver(conn, item)?;
                 }
-                conn.flush().await?;
             }
-            () = stopped(shutdown) => return Ok(()),
+            // RECVs whose RECVACK is late: again with DUP, or given up.
+            () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
+            kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
+            () = stopped(shutdown) => return Ok(End::Closed),
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!(peer = conn.peer(), "idle timeout");
-                return Ok(());
+                return Ok(End::Closed);
             }
+        }
+        // A kick must reach a session even while it waits for a peer that does not read: that is how
+        // a full outbound queue ends a slow reader. A peer that takes no bytes for as long as the idle
+        // limit is gone.
+        tokio::select! {
+            written = conn.flush() => written?,
+            kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
+            () = stopped(shutdown) => return Ok(End::Closed),
+            () = tokio::time::sleep(IDLE_TIMEOUT) => return Err(ConnError::Transport("the peer took no bytes for the idle limit".into())),
         }
     }
 }
 
-/// Authenticates CONNECT and agrees the keys; answers CONNACK either way. `None` when the session
-/// was refused (the CONNACK with the reason is already written); on success the CONNACK is queued
-/// and the caller flushes it after registering the session.
-async fn handshake(conn: &mut Connection, gateway: &Gateway, connect: &ConnectPacket) -> Result<Option<Session>, ConnError> {
+/// How often a login re-checks its token when a concurrent REST call changed the uid's tokens.
+const LOGIN_ATTEMPTS: usize = 5;
+
+/// Authenticates CONNECT, agrees the keys and lists the session in presence (replacing conflicting
+/// sessions, spec §5). On success the CONNACK is queued, not flushed, and the caller flushes it:
+/// a client that has its CONNACK is already reachable by live delivery and `/user/onlinestatus`.
+/// `None` when the login was refused; the CONNACK with the reason is already written.
+async fn login(
+    conn: &mut Connection,
+    gateway: &Gateway,
+    connect: &ConnectPacket,
+    outbound: mpsc::Sender<Outbound>,
+) -> Result<Option<(Session, Registration, oneshot::Receiver<Kick>)>, ConnError> {
     let connack = |reason_code: ReasonCode, server_key: String, salt: String| {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default();
         Packet::Connack(ConnackPacket {
@@ -335,63 +552,88 @@ async fn handshake(conn: &mut Connection, gateway: &Gateway, connect: &ConnectPa
             node_id: NODE_ID,
         })
     };
-    let refuse = |conn: &mut Connection, reason: ReasonCode| {
-        tracing::debug!(peer = conn.peer(), uid = %connect.uid, %reason, "CONNECT refused");
-        conn.queue(&connack(reason, String::new(), String::new()))
-    };
-    let reason = authenticate(&gateway.core, connect).await;
-    if reason != ReasonCode::SUCCESS {
-        refuse(conn, reason)?;
-        conn.flush().await?;
-        return Ok(None);
-    }
-    let shake = match server_handshake(&connect.client_key) {
-        Ok(shake) => shake,
-        Err(e) => {
-            refuse(conn, e.reason_code())?;
+    let uid = Uid::from(connect.uid.as_str());
+    for _ in 0..LOGIN_ATTEMPTS {
+        let epoch = gateway.presence.epoch(&uid);
+        let refused = match authenticate(&gateway.core, connect).await {
+            Err(reason) => Some(reason),
+            // JSON-RPC sessions are never encrypted (spec §3.2): no key agreement, no cipher.
+            Ok(device_level) => match if conn.is_json_rpc() { Ok(None) } else { server_handshake(&connect.client_key).map(Some) } {
+                Err(e) => Some(e.reason_code()),
+                Ok(shake) => {
+                    let (server_key, salt, cipher) = match shake {
+                        Some(s) => (s.server_key, s.salt, Some(s.cipher)),
+                        None => (String::new(), String::new(), None),
+                    };
+                    let (kick_tx, kicked) = oneshot::channel();
+                    let who = Login { uid: &uid, device_flag: connect.device_flag, device_level, device_id: &connect.device_id };
+                    match gateway.presence.register(&who, epoch, outbound.clone(), kick_tx) {
+                        // The uid's tokens changed meanwhile: check again.
+                        Err(Stale) => continue,
+                        Ok(registration) => {
+                            conn.queue(&connack(ReasonCode::SUCCESS, server_key, salt))?;
+                            tracing::debug!(peer = conn.peer(), uid = %uid, device_flag = connect.device_flag, level = device_level.0, version = conn.version(), "session open");
+                            let session = Session {
+                                uid: uid.clone(),
+                                device_flag: DeviceFlag(connect.device_flag),
+                                cipher,
+                                core: gateway.core.clone(),
+                                presence: gateway.presence.clone(),
+                                conn_id: registration.id,
+                                max_payload: gateway.config.max_payload_bytes,
+                                peer: conn.peer().to_owned(),
+                                unacked: Unacked::new(
+                                    Duration::from_millis(gateway.config.recvack_timeout_ms),
+                                    gateway.config.recv_retries,
+                                    gateway.config.max_unacked,
+                                    gateway.config.max_unacked_bytes,
+                                ),
+                            };
+                            return Ok(Some((session, registration, kicked)));
+                        }
+                    }
+                }
+            },
+        };
+        if let Some(reason) = refused {
+            tracing::debug!(peer = conn.peer(), uid = %connect.uid, %reason, "CONNECT refused");
+            conn.queue(&connack(reason, String::new(), String::new()))?;
             conn.flush().await?;
             return Ok(None);
         }
-    };
-    // Queued, not flushed: `run` flushes it once the session is in presence, so a client that has
-    // its CONNACK is already reachable by live delivery and `/user/onlinestatus`.
-    conn.queue(&connack(ReasonCode::SUCCESS, shake.server_key, shake.salt))?;
-    tracing::debug!(peer = conn.peer(), uid = %connect.uid, device_flag = connect.device_flag, version = conn.version(), "session open");
-    Ok(Some(Session {
-        uid: Uid::from(connect.uid.as_str()),
-        device_flag: DeviceFlag(connect.device_flag),
-        cipher: shake.cipher,
-        core: gateway.core.clone(),
-        presence: gateway.presence.clone(),
-        conn_id: 0,
-        max_payload: gateway.config.max_payload_bytes,
-        peer: conn.peer().to_owned(),
-    }))
+    }
+    // Tokens of this uid keep changing under the login; let the client retry later.
+    tracing::warn!(peer = conn.peer(), uid = %uid, "login raced token changes {LOGIN_ATTEMPTS} times");
+    conn.queue(&connack(ReasonCode::SYSTEM_ERROR, String::new(), String::new()))?;
+    conn.flush().await?;
+    Ok(None)
 }
 
-/// CONNACK reason for a CONNECT: the uid must be a valid id, the token the one registered with
-/// `/user/token` for (uid, device_flag) (spec §5), and the user's person channel not banned.
-async fn authenticate(core: &Core, connect: &ConnectPacket) -> ReasonCode {
+/// Checks a CONNECT: the uid must be a valid id, the token the one registered with `/user/token`
+/// for (uid, device_flag) (spec §5), and the user's person channel not banned. Returns the device
+/// level registered with the token, or the CONNACK reason of the refusal.
+async fn authenticate(core: &Core, connect: &ConnectPacket) -> Result<DeviceLevel, ReasonCode> {
     if connect.uid.is_empty() || connect.uid.len() > 128 || connect.uid.contains(['@', '#', '&']) {
-        return ReasonCode::AUTH_FAIL;
+        return Err(ReasonCode::AUTH_FAIL);
     }
     let uid = Uid::from(connect.uid.as_str());
     let state = match core.user_state(&uid).await {
         Ok(state) => state,
         Err(e) => {
             tracing::warn!(uid = %uid, error = %e, "reading the user for CONNECT");
-            return ReasonCode::SYSTEM_ERROR;
+            return Err(ReasonCode::SYSTEM_ERROR);
         }
     };
-    if !state.tokens.get(&DeviceFlag(connect.device_flag)).is_some_and(|t| t.matches(&connect.token)) {
-        return ReasonCode::AUTH_FAIL;
-    }
+    let level = match state.tokens.get(&DeviceFlag(connect.device_flag)) {
+        Some(t) if t.matches(&connect.token) => t.level,
+        _ => return Err(ReasonCode::AUTH_FAIL),
+    };
     match core.channel_state(&ChannelKey::new(uid.0.clone(), ChannelType::PERSON)).await {
-        Ok(own) if own.info.ban => ReasonCode::BAN,
-        Ok(_) => ReasonCode::SUCCESS,
+        Ok(own) if own.info.ban => Err(ReasonCode::BAN),
+        Ok(_) => Ok(level),
         Err(e) => {
             tracing::warn!(uid = %uid, error = %e, "reading the user's channel for CONNECT");
-            ReasonCode::SYSTEM_ERROR
+            Err(ReasonCode::SYSTEM_ERROR)
         }
     }
 }
@@ -400,13 +642,16 @@ async fn authenticate(core: &Core, connect: &ConnectPacket) -> ReasonCode {
 struct Session {
     uid: Uid,
     device_flag: DeviceFlag,
-    cipher: SessionCipher,
+    /// The payload cipher; `None` for JSON-RPC sessions, whose payloads are plaintext.
+    cipher: Option<SessionCipher>,
     core: Core,
     presence: Arc<Presence>,
     /// This session's id in [`Presence`].
     conn_id: u64,
     max_payload: usize,
     peer: String,
+    /// RECVs written and not yet acknowledged.
+    unacked: Unacked,
 }
 
 /// A committed send, with what fan-out needs.
@@ -426,9 +671,13 @@ impl Session {
                 let ack = self.send(&send).await;
                 conn.queue(&Packet::Sendack(ack))
             }
-            // Delivery acknowledgements matter once RECV is delivered; a client DISCONNECT is ignored
-            // (spec §1.7 step 5): the client closes the socket itself.
-            Packet::Recvack(_) | Packet::Disconnect(_) | Packet::Pong => Ok(()),
+            // No answer; a late or unknown RECVACK is harmless and ignored.
+            Packet::Recvack(ack) => {
+                self.unacked.acked(ack.message_id);
+                Ok(())
+            }
+            // A client DISCONNECT is ignored (spec §1.7 step 5): the client closes the socket itself.
+            Packet::Disconnect(_) | Packet::Pong => Ok(()),
             Packet::Sub(sub) => conn.queue(&Packet::Suback(SubackPacket {
                 sub_no: sub.sub_no,
                 channel_id: sub.channel_id,
@@ -487,18 +736,43 @@ impl Session {
         self.presence.deliver(&message, &recipients, Some(self.conn_id));
     }
 
-    /// Writes something another task queued for this session.
-    fn deliver(&self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
+    /// Writes something another task queued for this session, and waits for its RECVACK.
+    fn deliver(&mut self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
         match item {
             Outbound::Recv(mut recv, plain) => {
-                self.cipher.seal_recv(&mut recv, &plain);
-                conn.queue(&Packet::Recv(*recv))
+                match &self.cipher {
+                    Some(cipher) => cipher.seal_recv(&mut recv, &plain),
+                    None => recv.payload = plain.to_vec(),
+                }
+                let packet = Packet::Recv(*recv);
+                conn.queue(&packet)?;
+                if let Packet::Recv(recv) = packet {
+                    for evicted in self.unacked.sent(recv, Instant::now()) {
+                        tracing::debug!(peer = %self.peer, uid = %self.uid, message_id = evicted, "too many unacknowledged RECVs; the oldest is given up");
+                    }
+                }
+                Ok(())
             }
         }
     }
 
+    /// Writes again, with DUP, every RECV whose RECVACK is late, and forgets those out of retries.
+    fn retry(&mut self, conn: &mut Connection) -> Result<(), ConnError> {
+        let due = self.unacked.due(Instant::now());
+        for recv in due.resend {
+            conn.queue(&Packet::Recv(recv))?;
+        }
+        for message_id in due.given_up {
+            tracing::debug!(peer = %self.peer, uid = %self.uid, message_id, "no RECVACK after every retry; given up");
+        }
+        Ok(())
+    }
+
     async fn submit(&self, send: &SendPacket) -> Result<Accepted, ReasonCode> {
-        let payload = self.cipher.open_send(send).map_err(|e| e.reason_code())?;
+        let payload = match &self.cipher {
+            Some(cipher) => cipher.open_send(send).map_err(|e| e.reason_code())?,
+            None => send.payload.clone(),
+        };
         if payload.is_empty() || payload.len() > self.max_payload || send.client_msg_no.len() > MAX_CLIENT_MSG_NO {
             return Err(ReasonCode::PAYLOAD_DECODE_ERROR);
         }

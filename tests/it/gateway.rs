@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use rookery::gateway::crypto::{ServerKeyPair, SessionCipher};
-use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, SendPacket, SendackPacket};
+use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, RecvackPacket, SendPacket, SendackPacket};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,6 +49,15 @@ impl Client {
             }
         };
         Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
+    }
+
+    /// A TCP client with a tiny receive buffer, so that a client that stops reading stalls the
+    /// server's writes soon.
+    async fn open_small_buffer(s: &Server) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(s.tcp).await.expect("tcp connect");
+        Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
     }
 
     async fn write_raw(&mut self, bytes: Vec<u8>) {
@@ -116,12 +125,17 @@ impl Client {
 
     /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
     async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
+        self.connect_device(uid, token, device_flag, version, "dev1").await
+    }
+
+    /// CONNECT from a given device id.
+    async fn connect_device(&mut self, uid: &str, token: &str, device_flag: u8, version: u8, device_id: &str) -> ConnackPacket {
         let keys = ServerKeyPair::generate().expect("client keys");
         self.version = packet::negotiate_version(version);
         self.write(&Packet::Connect(ConnectPacket {
             version,
             device_flag,
-            device_id: "dev1".into(),
+            device_id: device_id.into(),
             uid: uid.into(),
             token: token.into(),
             client_timestamp: 1,
@@ -161,8 +175,12 @@ impl Client {
 }
 
 async fn server_with_tokens() -> (tempfile::TempDir, Server) {
+    server_with_tokens_env(&[]).await
+}
+
+async fn server_with_tokens_env(env: crate::support::Env<'_>) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), env);
     for (uid, token, flag) in [("alice", "ta", 1), ("bob", "tb", 0), ("carol", "tc", 1)] {
         let (status, v) = s.post("/user/token", &json!({"uid": uid, "token": token, "device_flag": flag, "device_level": 1})).await;
         assert_eq!(status, 200, "{v}");
@@ -348,8 +366,16 @@ async fn ws_one_packet_per_message() {
     let _: SocketAddr = s.ws;
 }
 
-/// The next packet, which must be a RECV; returns it with its decrypted payload.
+/// The next packet, which must be a RECV; acknowledges it as the SDKs do and returns it with its
+/// decrypted payload.
 async fn recv(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
+    let (r, text) = recv_no_ack(c).await;
+    c.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+    (r, text)
+}
+
+/// The next packet, which must be a RECV, without acknowledging it.
+async fn recv_no_ack(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
     match c.read().await {
         Some(Packet::Recv(r)) => {
             let plain = c.cipher.as_ref().expect("connected").open_recv(&r).expect("RECV verifies and decrypts with this session's key");
@@ -372,8 +398,11 @@ async fn send_is_delivered_to_online_sessions() {
     assert_eq!(alice_app.connect("alice", "ta0", 0, 6).await.reason_code, ReasonCode::SUCCESS);
     let mut bob_tcp = Client::open(&s, Kind::Tcp).await;
     assert_eq!(bob_tcp.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    // bob's second session is a web one: two master logins of one device flag would replace each other.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
     let mut bob_ws = Client::open(&s, Kind::Ws).await;
-    assert_eq!(bob_ws.connect("bob", "tb", 0, 2).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(bob_ws.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
 
     let ack = alice.send(1, "bob", 1, "hi bob").await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -487,4 +516,447 @@ async fn audit_uid_and_actor_find_a_clients_own_sends() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["events"], by_uid["events"], "the CLI on the live data directory agrees");
+}
+
+/// A client that is still connected answers PING with PONG.
+async fn assert_alive(c: &mut Client, who: &str) {
+    c.write(&Packet::Ping).await;
+    assert_eq!(c.read().await, Some(Packet::Pong), "{who} is still connected");
+}
+
+/// A kicked client reads DISCONNECT with reason 12 (connectKick), then the server closes.
+async fn assert_kicked(c: &mut Client, who: &str) {
+    match c.read().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::CONNECT_KICK, "{who}: {d:?}"),
+        other => panic!("{who}: expected DISCONNECT 12, got {other:?}"),
+    }
+    assert_eq!(c.read().await, None, "{who} is closed after its DISCONNECT");
+}
+
+async fn online(s: &Server, uid: &str) -> Vec<u64> {
+    let (status, v) = s.post("/user/onlinestatus", &json!([uid])).await;
+    assert_eq!(status, 200, "{v}");
+    let mut flags: Vec<u64> = v.as_array().expect("array").iter().map(|o| o["device_flag"].as_u64().expect("flag")).collect();
+    flags.sort_unstable();
+    flags
+}
+
+/// Spec §5: a master login replaces the sessions of the same uid and device flag — with DISCONNECT 12
+/// when they come from another device id, with a bare close when the same device logs in again; a
+/// slave login replaces only the session of its own device id; other device flags never conflict.
+#[tokio::test]
+async fn device_conflicts_kick_by_flag_and_level() {
+    let (_dir, s) = server_with_tokens().await;
+    // alice: web (1) master; also an app (0) master token.
+    let (status, v) = s.post("/user/token", &json!({"uid": "alice", "token": "ta0", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut web1 = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(web1.connect_device("alice", "ta", 1, 2, "w1").await.reason_code, ReasonCode::SUCCESS);
+    let mut app = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(app.connect_device("alice", "ta0", 0, 5, "a1").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(online(&s, "alice").await, vec![0, 1]);
+
+    // A second web login (another device id, over WebSocket) kicks the first web session only.
+    let mut web2 = Client::open(&s, Kind::Ws).await;
+    assert_eq!(web2.connect_device("alice", "ta", 1, 2, "w2").await.reason_code, ReasonCode::SUCCESS);
+    assert_kicked(&mut web1, "the first web session").await;
+    assert_alive(&mut app, "the app session (other device flag)").await;
+    assert_alive(&mut web2, "the new web session").await;
+    assert_eq!(online(&s, "alice").await, vec![0, 1]);
+
+    // The kicked session receives nothing more; the new one gets what is sent.
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(bob.send(1, "alice", 1, "to the new web session").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(recv(&mut web2).await.1, "to the new web session");
+
+    // The same device id logging in again (a reconnect): the stale session is closed without
+    // DISCONNECT, so that nothing tells that client to stop reconnecting.
+    let mut web2_again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(web2_again.connect_device("alice", "ta", 1, 2, "w2").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(web2.read().await, None, "the stale session is closed without a packet");
+    assert_alive(&mut web2_again, "the reconnected session").await;
+
+    // carol's web token becomes slave: slave logins from other device ids coexist...
+    let (status, v) = s.post("/user/token", &json!({"uid": "carol", "token": "tc", "device_flag": 1, "device_level": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut c1 = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(c1.connect_device("carol", "tc", 1, 5, "c1").await.reason_code, ReasonCode::SUCCESS);
+    let mut c2 = Client::open(&s, Kind::Ws).await;
+    assert_eq!(c2.connect_device("carol", "tc", 1, 5, "c2").await.reason_code, ReasonCode::SUCCESS);
+    assert_alive(&mut c1, "carol's first slave session").await;
+    assert_alive(&mut c2, "carol's second slave session").await;
+    assert_eq!(online(&s, "carol").await, vec![1, 1]);
+    // ...and a slave login from an existing device id replaces only that device's session.
+    let mut c1_again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(c1_again.connect_device("carol", "tc", 1, 5, "c1").await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(c1.read().await, None, "the same slave device's old session is closed");
+    assert_alive(&mut c2, "the other slave device").await;
+    assert_alive(&mut c1_again, "the reconnected slave device").await;
+    assert_eq!(online(&s, "carol").await, vec![1, 1]);
+}
+
+/// `/user/token` at master level kicks the device's sessions (a slave token does not);
+/// `/user/device_quit` kicks them and removes the token, so the device cannot log in again.
+/// Requests that fail validation change nothing.
+#[tokio::test]
+async fn rest_token_and_device_quit_kick_sessions() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::open(&s, Kind::Ws).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+
+    // A slave token for bob's app: the running session stays.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb2", "device_flag": 0, "device_level": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after a slave token").await;
+    // A master token for another device flag: still stays.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after a master token of another flag").await;
+    // A malformed token request: 400, nobody kicked.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb3", "device_flag": 0, "device_level": 2})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_alive(&mut bob, "bob after a refused token request").await;
+    // A master token for bob's app: DISCONNECT 12 and close.
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb3", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut bob, "bob after a master token").await;
+    assert_eq!(online(&s, "bob").await, Vec::<u64>::new());
+    assert_alive(&mut alice, "alice (another uid)").await;
+
+    // The new token logs in; the old one does not.
+    let mut old = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(old.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::AUTH_FAIL);
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb3", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+
+    // device_quit with a bad flag: 400, nothing changes.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 7})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_alive(&mut bob, "bob after a refused device_quit").await;
+    // device_quit of another flag leaves the app session alone.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_alive(&mut bob, "bob after the web device quit").await;
+    // device_quit of the app: DISCONNECT 12, close, and the token no longer logs in.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut bob, "bob after device_quit").await;
+    let mut again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(again.connect("bob", "tb3", 0, 5).await.reason_code, ReasonCode::AUTH_FAIL);
+    assert_eq!(again.read().await, None);
+
+    // device_quit -1: every device of alice.
+    let (status, v) = s.post("/user/device_quit", &json!({"uid": "alice", "device_flag": -1})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_kicked(&mut alice, "alice after device_quit -1").await;
+    let mut again = Client::open(&s, Kind::Ws).await;
+    assert_eq!(again.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::AUTH_FAIL);
+}
+
+/// A RECV that is not acknowledged within `recvack_timeout_ms` comes again with the DUP flag, at most
+/// `recv_retries` times, then the session gives up on it; a RECVACK stops the re-sending. Over TCP and
+/// WebSocket, with a person and a REST-sent message.
+#[tokio::test]
+async fn unacknowledged_recv_is_resent_with_dup() {
+    const TIMEOUT_MS: u64 = 1000;
+    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "1000"), ("ROOKERY_RECV_RETRIES", "2")]).await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    // bob's app never acknowledges; bob's web session acknowledges everything.
+    let mut silent = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(silent.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut acking = Client::open(&s, Kind::Ws).await;
+    assert_eq!(acking.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+
+    let ack = alice.send(1, "bob", 1, "ack me").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let (first, text) = recv_no_ack(&mut silent).await;
+    assert_eq!((text.as_str(), first.header.dup, first.message_id), ("ack me", false, ack.message_id));
+    let (r, text) = recv(&mut acking).await;
+    assert_eq!((text.as_str(), r.header.dup), ("ack me", false));
+
+    // The silent session gets the same message twice more, DUP set, still verifiable and decryptable.
+    for n in 1..=2 {
+        let (dup, text) = recv_no_ack(&mut silent).await;
+        assert!(dup.header.dup, "retry {n} has DUP");
+        assert_eq!((dup.message_id, dup.message_seq, text.as_str()), (first.message_id, first.message_seq, "ack me"), "retry {n}");
+        assert_eq!(dup.header.red_dot, first.header.red_dot, "other flags as first sent");
+    }
+    // Then it gives up: after three more timeouts the next packet answers a PING.
+    tokio::time::sleep(Duration::from_millis(3 * TIMEOUT_MS)).await;
+    assert_alive(&mut silent, "the silent session after the retries").await;
+    // The acknowledging session got nothing more.
+    assert_alive(&mut acking, "the acknowledging session").await;
+
+    // A late RECVACK is ignored, and an acknowledged retry stops the re-sending: a REST send, acked
+    // by the silent client only after its first DUP copy.
+    silent.write(&Packet::Recvack(RecvackPacket { header: first.header, message_id: first.message_id, message_seq: first.message_seq })).await;
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("rest")})).await;
+    assert_eq!(status, 200, "{v}");
+    let (r, _) = recv_no_ack(&mut silent).await;
+    assert!(!r.header.dup);
+    let (r2, _) = recv(&mut acking).await;
+    assert_eq!((r2.message_id, r2.header.dup), (r.message_id, false));
+    let (dup, _) = recv(&mut silent).await;
+    assert!(dup.header.dup && dup.message_id == r.message_id);
+    tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
+    assert_alive(&mut silent, "the silent session after acknowledging the retry").await;
+    assert_alive(&mut acking, "the acknowledging session").await;
+}
+
+/// Back-pressure: a TCP client that stops reading while messages keep coming is disconnected once its
+/// outbound queue is full (no DISCONNECT: it should reconnect and sync), instead of silently missing
+/// RECVs; another session of the same user keeps receiving every message, in order, and everything is
+/// stored.
+#[tokio::test]
+async fn slow_reader_is_disconnected_and_others_receive_everything() {
+    let env = [("ROOKERY_OUTBOUND_QUEUE", "32"), ("ROOKERY_DURABILITY", "buffered")];
+    let (_dir, s) = server_with_tokens_env(&env).await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut slow = Client::open_small_buffer(&s).await;
+    assert_eq!(slow.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut fast = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(fast.connect("bob", "tbw", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(online(&s, "bob").await, vec![0, 1]);
+
+    // The fast client reads (and acknowledges) until the closing message.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            let (r, text) = recv(&mut fast).await;
+            let end = text == "end";
+            got.push((r.message_seq, text));
+            if end {
+                return (got, fast);
+            }
+        }
+    });
+
+    // 16 KB messages from the API until the slow session is gone (bounded, so the test cannot spin).
+    let filler = "x".repeat(16 * 1024);
+    let mut sent = Vec::new();
+    let mut gone = false;
+    for i in 0..2000 {
+        let text = format!("{i} {filler}");
+        let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64(&text)})).await;
+        assert_eq!(status, 200, "{v}");
+        sent.push(text);
+        if i % 10 == 9 && online(&s, "bob").await == vec![1] {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the slow reader was still online after {} messages", sent.len());
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("end")})).await;
+    assert_eq!(status, 200, "{v}");
+    sent.push("end".into());
+
+    // The other session got every message exactly once, in order.
+    let (got, mut fast) = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("fast reader finished").expect("reader task");
+    let want: Vec<(u64, String)> = sent.iter().enumerate().map(|(i, t)| (i as u64 + 1, t.clone())).collect();
+    assert_eq!(got.len(), want.len(), "the fast session got every message");
+    assert!(got == want, "the fast session got every message in order");
+    assert_alive(&mut fast, "the fast session").await;
+
+    // The slow socket ends (after whatever the kernel still held), with no DISCONNECT to stop a reconnect.
+    let Socket::Tcp(mut stream) = slow.socket else { unreachable!() };
+    let mut tail = slow.input;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => tail.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server closed the slow reader's socket");
+    let mut off = 0;
+    while let Ok((p, len)) = packet::decode(&tail[off..], 5) {
+        assert!(!matches!(p, Packet::Disconnect(_)), "no DISCONNECT for a slow reader");
+        off += len;
+    }
+    // Nothing was lost: the history has every message.
+    let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": "bob", "channel_id": "alice", "channel_type": 1, "limit": 10000})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["messages"].as_array().expect("messages").len(), sent.len());
+}
+
+/// A JSON-RPC client over WebSocket (text messages), as WuKongIM's EasySDK speaks it.
+struct Rpc {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl Rpc {
+    async fn open(s: &Server) -> Rpc {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}", s.ws)).await.expect("ws connect");
+        Rpc { ws }
+    }
+
+    async fn send(&mut self, v: serde_json::Value) {
+        self.ws.send(Message::text(v.to_string())).await.expect("ws write");
+    }
+
+    /// The next JSON message, or `None` once the server closed.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).expect("the server writes JSON")),
+                    Some(Ok(Message::Binary(b))) => panic!("binary message on a JSON-RPC session: {b:?}"),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("server answered in time")
+    }
+}
+
+/// JSON-RPC over WebSocket (spec §3): a session whose first message is JSON speaks JSON-RPC,
+/// unencrypted, and interoperates with WKProto sessions: connect, send, recv, recvack, ping, and the
+/// errors for a wrong token, a bad first message and bad requests after connecting; a kick arrives as a
+/// `disconnect` notification.
+#[tokio::test]
+async fn json_rpc_over_websocket() {
+    let (_dir, s) = server_with_tokens().await;
+    let b64 = |t: &str| crate::support::b64(t);
+
+    // A wrong token: an error response with reason code 2, then the server closes.
+    let mut bad = Rpc::open(&s).await;
+    bad.send(json!({"jsonrpc": "2.0", "method": "connect", "id": "c", "params": {"uid": "alice", "token": "wrong", "deviceFlag": 1}})).await;
+    let r = bad.next().await.expect("a response");
+    assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (json!("c"), json!(2)), "{r}");
+    assert_eq!(bad.next().await, None);
+    // A first message that is not connect: an error response, a disconnect notification, a close.
+    let mut bad = Rpc::open(&s).await;
+    bad.send(json!({"jsonrpc": "2.0", "method": "send", "id": "s", "params": {"channelId": "bob", "channelType": 1, "payload": b64("x")}})).await;
+    let r = bad.next().await.expect("a response");
+    assert_eq!(r["id"], json!("s"));
+    assert!(r["error"]["message"].as_str().expect("message").contains("connect"), "{r}");
+    assert_eq!(bad.next().await.expect("a notification")["method"], json!("disconnect"));
+    assert_eq!(bad.next().await, None);
+    // Not JSON at all after the opening brace: disconnect notification and close.
+    let mut bad = Rpc::open(&s).await;
+    bad.ws.send(Message::text("{oops")).await.expect("write");
+    bad.ws.send(Message::text("}")).await.expect("write");
+    assert_eq!(bad.next().await.expect("a notification")["method"], json!("disconnect"));
+    assert_eq!(bad.next().await, None);
+
+    // alice over JSON-RPC, bob over WKProto.
+    let mut alice = Rpc::open(&s).await;
+    alice.send(json!({"jsonrpc": "2.0", "method": "connect", "id": "1", "params": {"uid": "alice", "token": "ta", "deviceFlag": 1, "deviceId": "rpc1", "clientTimestamp": 1}})).await;
+    let r = alice.next().await.expect("connect response");
+    assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone()), (json!("1"), json!(1)), "{r}");
+    assert!(r["result"].get("serverKey").is_none(), "JSON-RPC is not encrypted: {r}");
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+
+    // send -> result with the stored id and seq; bob gets it as an encrypted RECV.
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "2", "params": {"header": {"redDot": true}, "clientMsgNo": "rpc-m1", "channelId": "bob", "channelType": 1, "payload": b64("hi from json")}})).await;
+    let r = alice.next().await.expect("send response");
+    assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone(), r["result"]["messageSeq"].clone()), (json!("2"), json!(1), json!(1)), "{r}");
+    let message_id: i64 = r["result"]["messageId"].as_str().expect("messageId is a string").parse().expect("decimal");
+    let (recv_bob, text) = recv(&mut bob).await;
+    assert_eq!((text.as_str(), recv_bob.message_id, recv_bob.from_uid.as_str(), recv_bob.client_msg_no.as_str()), ("hi from json", message_id, "alice", "rpc-m1"));
+    assert!(recv_bob.header.red_dot);
+
+    // bob -> alice arrives as a recv notification with the plaintext in base64.
+    let ack = bob.send(3, "alice", 1, "hi from wkproto").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let n = alice.next().await.expect("recv notification");
+    assert_eq!(n["method"], json!("recv"), "{n}");
+    assert!(n.get("id").is_none());
+    let p = &n["params"];
+    assert_eq!((p["fromUid"].clone(), p["channelId"].clone(), p["channelType"].clone()), (json!("bob"), json!("bob"), json!(1)));
+    assert_eq!((p["messageId"].clone(), p["messageSeq"].clone(), p["payload"].clone()), (json!(ack.message_id.to_string()), json!(2), json!(b64("hi from wkproto"))));
+    alice.send(json!({"jsonrpc": "2.0", "method": "recvack", "params": {"messageId": p["messageId"], "messageSeq": 2}})).await;
+
+    // ping -> a response with the id; a bad request after connecting is refused and the session goes on.
+    alice.send(json!({"jsonrpc": "2.0", "method": "ping", "id": "p1"})).await;
+    assert_eq!(alice.next().await, Some(json!({"jsonrpc": "2.0", "id": "p1"})));
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "bad", "params": {"channelId": "bob", "channelType": 1, "payload": "not base64!"}})).await;
+    let r = alice.next().await.expect("error response");
+    assert_eq!(r["id"], json!("bad"));
+    assert!(r["error"]["message"].as_str().expect("message").contains("base64"), "{r}");
+    alice.send(json!({"jsonrpc": "2.0", "method": "teleport", "id": "t"})).await;
+    assert_eq!(alice.next().await.expect("error response")["id"], json!("t"));
+    // A send the rules refuse gets its reason code in the result.
+    alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "3", "params": {"channelId": "nogroup", "channelType": 2, "payload": b64("x")}})).await;
+    let r = alice.next().await.expect("send response");
+    assert_eq!(r["id"], json!("3"));
+    assert_ne!(r["result"]["reasonCode"], json!(1), "{r}");
+    alice.send(json!({"jsonrpc": "2.0", "method": "ping", "id": 9})).await;
+    assert_eq!(alice.next().await, Some(json!({"jsonrpc": "2.0", "id": 9})));
+
+    // A second master web login of alice kicks the JSON-RPC session: a disconnect notification, a close.
+    let mut web = Client::open(&s, Kind::Ws).await;
+    assert_eq!(web.connect_device("alice", "ta", 1, 2, "w9").await.reason_code, ReasonCode::SUCCESS);
+    let n = alice.next().await.expect("disconnect notification");
+    assert_eq!((n["method"].clone(), n["params"]["reasonCode"].clone()), (json!("disconnect"), json!(12)), "{n}");
+    assert_eq!(alice.next().await, None);
+}
+
+/// A burst of SENDs in one write (more than one batch of 64) is answered completely and in order,
+/// while the same session keeps receiving the peer's replies.
+#[tokio::test]
+async fn burst_of_sends_is_answered_in_order() {
+    const N: u32 = 150;
+    let (_dir, s) = server_with_tokens().await;
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut burst = Vec::new();
+    for seq in 1..=N {
+        packet::encode(&alice.send_packet(seq, "bob", 1, &format!("burst {seq}")), alice.version, &mut burst).expect("encode");
+    }
+    alice.write_raw(burst).await;
+    // bob replies to each as it arrives, so alice receives while her burst is being answered.
+    let mut seqs = Vec::new();
+    let (mut got, mut bob_acks) = (0u32, 0u32);
+    while got < N || bob_acks < N {
+        match bob.read().await {
+            Some(Packet::Recv(r)) => {
+                got += 1;
+                let text = String::from_utf8(bob.cipher.as_ref().expect("connected").open_recv(&r).expect("opens")).expect("utf8");
+                assert_eq!(text, format!("burst {got}"), "bob gets the burst in order");
+                seqs.push(r.message_seq);
+                bob.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+                let reply = bob.send_packet(got, "alice", 1, &format!("re {got}"));
+                bob.write(&reply).await;
+            }
+            Some(Packet::Sendack(a)) => {
+                bob_acks += 1;
+                assert_eq!((a.client_seq, a.reason_code), (bob_acks, ReasonCode::SUCCESS));
+                seqs.push(a.message_seq);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (mut acks, mut replies) = (Vec::new(), Vec::new());
+    while acks.len() < N as usize || replies.len() < N as usize {
+        match alice.read().await {
+            Some(Packet::Sendack(a)) => acks.push((a.client_seq, a.reason_code, a.message_seq)),
+            Some(Packet::Recv(r)) => {
+                let text = String::from_utf8(alice.cipher.as_ref().expect("connected").open_recv(&r).expect("opens")).expect("utf8");
+                alice.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+                replies.push(text);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(acks.iter().enumerate().all(|(i, a)| a.0 == i as u32 + 1 && a.1 == ReasonCode::SUCCESS), "every SENDACK, in order: {acks:?}");
+    assert!(acks.windows(2).all(|w| w[0].2 < w[1].2), "increasing message_seq");
+    assert_eq!(replies, (1..=N).map(|i| format!("re {i}")).collect::<Vec<_>>(), "every reply, in order");
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=2 * u64::from(N)).collect::<Vec<_>>(), "one channel, every seq once");
 }

@@ -1,8 +1,10 @@
 //! The official WuKongIM JS SDK (npm `wukongimjssdk` 1.0.4, the only version on the registry) under
 //! Node with the `ws` package, against the real binary: `tests/js/sdk.test.mjs` connects two SDK
-//! clients with registered tokens, sends and receives in a person and a group channel both ways, and
-//! checks that a wrong token is refused with authFail. Kick by a second master login and offline
-//! recovery through the SDK's datasource hooks are not covered (not implemented by the server yet).
+//! clients with registered tokens, sends and receives in a person and a group channel both ways,
+//! checks that a wrong token is refused with authFail, that a second master login kicks the first
+//! (ConnectKick 12, and the kicked SDK does not reconnect), and that a client that was offline
+//! recovers the missed messages through the SDK's datasource hooks (conversation and message sync
+//! over the REST API).
 //!
 //! Needs `node` (v20) and `tests/js/node_modules`, which `scripts/setup` installs (`npm ci`); without
 //! them this test fails and says so rather than skipping.
@@ -26,7 +28,7 @@ fn js_dir() -> PathBuf {
 }
 
 #[test]
-fn official_js_sdk_connects_sends_receives_and_is_refused_with_a_wrong_token() {
+fn official_js_sdk_sends_receives_is_refused_kicked_and_recovers_offline_messages() {
     let dir = js_dir();
     let setup = "run ./scripts/setup (it runs `npm ci --prefix tests/js`), or `npm ci --prefix tests/js` by hand";
     let node = Command::new("node").arg("--version").output();
