@@ -89,6 +89,23 @@ pub struct Config {
     pub external_ws_addr: Option<String>,
     /// Secure WebSocket URL handed to clients by `/route` (empty unless TLS is terminated in front).
     pub external_wss_addr: Option<String>,
+    /// Where webhooks are POSTed (`?event=<name>` is added); none when unset.
+    pub webhook_url: Option<String>,
+    /// Key of the `X-Rookery-Signature` HMAC-SHA256 header; unsigned when unset.
+    pub webhook_secret: Option<String>,
+    /// Only these events are sent (`msg.notify`, `msg.offline`, `user.onlinestatus`); all when empty.
+    pub webhook_focus_events: Vec<String>,
+    /// Most messages in one `msg.notify` request.
+    pub webhook_batch: usize,
+    /// How often the webhook worker looks for new messages when it has caught up, in milliseconds.
+    pub webhook_interval_ms: u64,
+    /// Time allowed for one webhook request, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Longest wait between retries of a failed webhook, in milliseconds (backoff doubles up to it).
+    pub webhook_max_backoff_ms: u64,
+    /// Online status changes waiting for delivery; more are dropped (and logged) while the receiver
+    /// is down.
+    pub webhook_status_queue: usize,
     /// How long a WKProto session waits for the RECVACK of a RECV, in milliseconds, before it sends the
     /// RECV again with the DUP flag.
     pub recvack_timeout_ms: u64,
@@ -123,6 +140,14 @@ impl Default for Config {
             external_tcp_addr: None,
             external_ws_addr: None,
             external_wss_addr: None,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_focus_events: Vec::new(),
+            webhook_batch: 100,
+            webhook_interval_ms: 500,
+            webhook_timeout_ms: 5000,
+            webhook_max_backoff_ms: 30_000,
+            webhook_status_queue: 10_000,
             recvack_timeout_ms: 5000,
             recv_retries: 3,
             max_unacked: 1024,
@@ -154,6 +179,7 @@ impl Config {
     /// A sentence saying what is wrong and how to fix it.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
+        self.validate_webhook()?;
         if !self.api_addr.ip().is_loopback() && self.credentials().is_empty() {
             return Err(format!(
                 "the REST API would listen on {} without a credential: set manager_token (ROOKERY_MANAGER_TOKEN) or api_keys, or bind api_addr to a loopback address",
@@ -189,6 +215,23 @@ impl Config {
             scope: Scope::Admin,
         });
         manager.into_iter().chain(self.api_keys.iter().cloned()).collect()
+    }
+
+    fn validate_webhook(&self) -> Result<(), String> {
+        if let Some(url) = self.webhook_url.as_deref().filter(|u| !u.is_empty()) {
+            if !url.starts_with("http://") {
+                return Err(format!("webhook_url must be an http:// URL (got {url:?}); terminate TLS in front of the receiver"));
+            }
+        }
+        for e in &self.webhook_focus_events {
+            if !matches!(e.as_str(), "msg.notify" | "msg.offline" | "user.onlinestatus") {
+                return Err(format!("unknown webhook event {e:?} in webhook_focus_events; events are msg.notify, msg.offline, user.onlinestatus"));
+            }
+        }
+        if self.webhook_batch == 0 || self.webhook_timeout_ms == 0 {
+            return Err("webhook_batch and webhook_timeout_ms must be at least 1".into());
+        }
+        Ok(())
     }
 
     fn validate_api_keys(&self) -> Result<(), String> {

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod config;
 mod monitor;
 pub mod transfer;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let gateway = gateway::session::Gateway::new(core.clone(), config.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
+    let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone());
     let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
     let api = tokio::spawn(api::serve::serve(api_listener, routes, stopped(stop_rx.clone())));
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
@@ -100,5 +102,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let _ = monitor.await;
     let _ = tcp.await;
     let _ = ws.await;
+    if let Some((_, tasks)) = webhooks {
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
     Ok(())
 }

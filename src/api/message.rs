@@ -261,9 +261,9 @@ async fn push_online(state: &ApiState, delivery: &Delivery) {
     }
 }
 
-/// The message object of every read endpoint. For person channels `channel_id` is the party that is
+/// The message object of every read endpoint (and of webhooks). For person channels `channel_id` is the party that is
 /// not `viewer` (the peer, as the caller sees the chat).
-pub(crate) fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
+pub fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
     let channel_id = match (m.channel.ty, person_channel_parties(&m.channel.id)) {
         (ChannelType::PERSON, Some((a, b))) => {
             let me = viewer.unwrap_or(&m.from_uid);

@@ -22,6 +22,7 @@ use warp::{Filter, Rejection, Reply};
 
 pub use error::{recover, ApiError};
 pub use history::{format_time, parse_time};
+pub use message::message_json;
 
 use crate::config::{Config, Scope, LOCAL_CREDENTIAL};
 pub use serve::RequestContext;

@@ -147,6 +147,8 @@ fn stripe(uid: &Uid) -> usize {
 pub struct Presence {
     next_id: AtomicU64,
     directory: Mutex<Directory>,
+    /// Where online status changes go (the `user.onlinestatus` webhook), when anyone listens.
+    status: Mutex<Option<tokio::sync::mpsc::Sender<crate::webhook::StatusChange>>>,
 }
 
 /// A registration refused because the uid's tokens changed while the connection was checking its
@@ -165,6 +167,30 @@ struct Login<'a> {
 impl Presence {
     fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
         self.directory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends every later online status change to `tx` (never blocks: when `tx` is full the change is
+    /// dropped and logged).
+    pub fn set_status_listener(&self, tx: tokio::sync::mpsc::Sender<crate::webhook::StatusChange>) {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    /// Reports a change of `uid`'s sessions; `dir` is the directory after the change.
+    fn status_changed(&self, dir: &Directory, uid: &Uid, device_flag: u8, online: bool, conn_id: u64) {
+        let guard = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(tx) = guard.as_ref() else { return };
+        let sessions = dir.sessions.get(uid).map(Vec::as_slice).unwrap_or_default();
+        let change = crate::webhook::StatusChange {
+            uid: uid.clone(),
+            device_flag,
+            online,
+            conn_id,
+            device_online_count: sessions.iter().filter(|o| o.device_flag == device_flag).count(),
+            total_online_count: sessions.len(),
+        };
+        if tx.try_send(change).is_err() {
+            tracing::warn!(uid = %uid, "online status webhook queue is full; change dropped");
+        }
     }
 
     /// The epoch to pass to [`Presence::register`]; read before checking the token.
@@ -204,6 +230,7 @@ impl Presence {
                 tx,
                 kick,
             });
+            self.status_changed(&dir, login.uid, login.device_flag, true, id);
             replaced
         };
         for old in replaced {
@@ -211,7 +238,7 @@ impl Presence {
             let kick = if old.device_id == login.device_id { Kick::Close("the same device logged in again") } else { Kick::replaced() };
             old.kick(kick);
         }
-        Ok(Registration { presence: self.clone(), uid: login.uid.clone(), id })
+        Ok(Registration { presence: self.clone(), uid: login.uid.clone(), id, device_flag: login.device_flag })
     }
 
     /// Ends every session of `uid` with `device_flag` (every device when `None`) with `kick`, and
@@ -367,6 +394,7 @@ struct Registration {
     presence: Arc<Presence>,
     uid: Uid,
     id: u64,
+    device_flag: u8,
 }
 
 impl Drop for Registration {
@@ -378,6 +406,8 @@ impl Drop for Registration {
                 dir.sessions.remove(&self.uid);
             }
         }
+        // A session replaced by a newer login left the directory earlier; it goes offline now.
+        self.presence.status_changed(&dir, &self.uid, self.device_flag, false, self.id);
     }
 }
 

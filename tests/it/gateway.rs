@@ -19,7 +19,7 @@ use crate::support::Server;
 const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Tcp,
     Ws,
 }
@@ -30,7 +30,7 @@ enum Socket {
 }
 
 /// A test client: raw socket, reassembly buffer, negotiated version and (after CONNACK) cipher.
-struct Client {
+pub(crate) struct Client {
     socket: Socket,
     input: Vec<u8>,
     version: u8,
@@ -40,7 +40,7 @@ struct Client {
 }
 
 impl Client {
-    async fn open(s: &Server, kind: Kind) -> Client {
+    pub(crate) async fn open(s: &Server, kind: Kind) -> Client {
         let socket = match kind {
             Kind::Tcp => Socket::Tcp(TcpStream::connect(s.tcp).await.expect("tcp connect")),
             Kind::Ws => {
@@ -124,7 +124,7 @@ impl Client {
     }
 
     /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
-    async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
+    pub(crate) async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
         self.connect_device(uid, token, device_flag, version, "dev1").await
     }
 

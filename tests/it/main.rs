@@ -4,8 +4,9 @@
 mod audit;
 mod conversation;
 mod durability;
-mod gateway;
+pub(crate) mod gateway;
 mod history;
+mod webhook;
 mod jssdk;
 mod rest;
 mod support;

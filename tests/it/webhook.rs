@@ -1,0 +1,204 @@
+//! Webhooks against a local receiver: every stored message reaches `msg.notify` (and `msg.offline`
+//! for offline recipients) signed, in order; failures are retried; `kill -9` mid-delivery loses
+//! nothing; online status changes reach `user.onlinestatus`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use warp::Filter;
+
+use crate::gateway::{Client, Kind};
+use crate::support::{b64, Server};
+
+const SECRET: &str = "hook-secret";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    event: String,
+    delivery: String,
+    accepted: bool,
+    body: Value,
+}
+
+/// A local webhook receiver that records every request and answers 500 while `fail` is not zero
+/// (counting down when positive, for ever when negative).
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    fail: Arc<AtomicI64>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let fail = Arc::new(AtomicI64::new(0));
+        let (h, f) = (hits.clone(), fail.clone());
+        let route = warp::post()
+            .and(warp::path!("hook"))
+            .and(warp::query::<HashMap<String, String>>())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .map(move |q: HashMap<String, String>, headers: warp::http::HeaderMap, body: bytes::Bytes| {
+                let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let event = q.get("event").cloned().unwrap_or_default();
+                assert_eq!(header("x-rookery-event"), event);
+                check_signature(&header("x-rookery-signature"), &body);
+                let left = f.load(Ordering::SeqCst);
+                let accepted = left == 0;
+                if left > 0 {
+                    f.fetch_sub(1, Ordering::SeqCst);
+                }
+                let body: Value = serde_json::from_slice(&body).expect("json body");
+                h.lock().unwrap().push(Hit { event, delivery: header("x-rookery-delivery"), accepted, body });
+                let status = if accepted { warp::http::StatusCode::OK } else { warp::http::StatusCode::INTERNAL_SERVER_ERROR };
+                warp::reply::with_status("", status)
+            });
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Receiver { url: format!("http://{addr}/hook"), hits, fail }
+    }
+
+    fn accepted(&self, event: &str) -> Vec<Hit> {
+        self.hits.lock().unwrap().iter().filter(|h| h.accepted && h.event == event).cloned().collect()
+    }
+
+    /// Message ids of accepted `msg.notify` deliveries, in delivery order.
+    fn notified(&self) -> Vec<i64> {
+        self.accepted("msg.notify").iter().flat_map(|h| h.body.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>()).collect()
+    }
+
+    async fn wait_for(&self, what: &str, done: impl Fn(&Receiver) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {:#?}", self.hits.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `t=<ts>,v1=<hex>` must be HMAC-SHA256(secret, "<ts>.<body>").
+fn check_signature(header: &str, body: &[u8]) {
+    let (t, v1) = header.split_once(",v1=").expect("signature header");
+    let t = t.strip_prefix("t=").expect("timestamp");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    assert_eq!(v1, hex::encode(mac.finalize().into_bytes()), "signature of {}", String::from_utf8_lossy(body));
+}
+
+fn env(r: &Receiver) -> Vec<(&'static str, String)> {
+    vec![("ROOKERY_WEBHOOK_URL", r.url.clone()), ("ROOKERY_WEBHOOK_SECRET", SECRET.into()), ("ROOKERY_WEBHOOK_INTERVAL_MS", "20".into()), ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300".into())]
+}
+
+fn start(dir: &std::path::Path, r: &Receiver) -> Server {
+    let env = env(r);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start(dir, &pairs)
+}
+
+async fn ok(s: &Server, path: &str, body: Value) -> Value {
+    let (status, v) = s.post(path, &body).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+async fn send(s: &Server, text: &str) -> i64 {
+    ok(s, "/message/send", json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64(text)})).await["message_id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_status_changes_reach_the_receiver_signed_once_and_in_order() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &receiver);
+    ok(&server, "/user/token", json!({"uid": "bob", "token": "tb", "device_flag": 1, "device_level": 1})).await;
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob", "cid"]})).await;
+    let mut bob = Client::open(&server, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 1, 4).await.reason_code, rookery::gateway::packet::ReasonCode::SUCCESS);
+    receiver.wait_for("bob online", |r| r.accepted("user.onlinestatus").iter().any(|h| h.body.to_string().contains("\"bob-1-1-"))).await;
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send(&server, &format!("m{i}")).await);
+    }
+    receiver.wait_for("five notified messages", |r| r.notified().len() >= 5).await;
+    receiver.wait_for("five offline pushes", |r| r.accepted("msg.offline").len() >= 5).await;
+    assert_eq!(receiver.notified(), ids, "every message once, in order");
+    let notify = receiver.accepted("msg.notify");
+    assert!(notify.iter().all(|h| !h.delivery.is_empty()));
+    assert_eq!(notify[0].body[0]["payload"], b64("m0"));
+    assert_eq!(notify[0].body[0]["channel_id"], "g");
+    let offline = receiver.accepted("msg.offline");
+    assert_eq!(offline.iter().map(|h| h.body["message_id"].as_i64().unwrap()).collect::<Vec<_>>(), ids);
+    assert!(offline.iter().all(|h| h.body["to_uids"] == json!(["cid"])), "bob is online and ann sent: {offline:?}");
+
+    drop(bob);
+    receiver.wait_for("bob offline", |r| r.accepted("user.onlinestatus").iter().any(|h| h.body.to_string().contains("\"bob-1-0-"))).await;
+    let status: Vec<String> = receiver.accepted("user.onlinestatus").iter().flat_map(|h| h.body.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>()).collect();
+    // uid-flag-online-conn_id-device_count-total_count, read from the right (uids may contain '-').
+    let fields = |s: &str| -> Vec<String> { s.rsplitn(6, '-').map(str::to_string).collect() };
+    let (on, off) = (fields(&status[0]), fields(status.last().unwrap()));
+    assert_eq!((on[0].as_str(), on[1].as_str(), on[3].as_str(), on[4].as_str(), on[5].as_str()), ("1", "1", "1", "1", "bob"), "online, 1 session of flag 1, 1 in all: {status:?}");
+    assert_eq!((off[0].as_str(), off[1].as_str(), off[3].as_str()), ("0", "0", "0"), "offline, none left: {status:?}");
+    assert_eq!(on[2], off[2], "the same connection id: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_are_retried_and_a_kill_9_mid_delivery_loses_nothing() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &receiver);
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob"]})).await;
+
+    // Two failures, then success: retried, delivered once accepted.
+    receiver.fail.store(2, Ordering::SeqCst);
+    let first = send(&server, "first").await;
+    receiver.wait_for("first message", |r| r.notified() == vec![first]).await;
+    assert!(receiver.hits.lock().unwrap().iter().filter(|h| !h.accepted && h.event == "msg.notify").count() >= 2);
+
+    // The receiver is down while three more messages are stored; the server dies mid-retry.
+    receiver.fail.store(-1, Ordering::SeqCst);
+    let mut ids = vec![first];
+    for i in 0..3 {
+        ids.push(send(&server, &format!("during {i}")).await);
+    }
+    receiver.wait_for("retries of the undelivered batch", |r| r.hits.lock().unwrap().iter().filter(|h| !h.accepted).count() >= 4).await;
+    server.kill9();
+
+    receiver.fail.store(0, Ordering::SeqCst);
+    let server = start(dir.path(), &receiver);
+    ids.push(send(&server, "after").await);
+    receiver.wait_for("everything after the restart", |r| r.notified().len() >= 5).await;
+    assert_eq!(receiver.notified(), ids, "each acknowledged message delivered (once here: nothing was accepted twice)");
+    receiver.wait_for("offline pushes", |r| r.accepted("msg.offline").len() >= 5).await;
+    let pushed: Vec<i64> = receiver.accepted("msg.offline").iter().map(|h| h.body["message_id"].as_i64().unwrap()).collect();
+    assert_eq!(pushed, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhook_settings_stop_the_server_at_start() {
+    for (key, value, needle) in [("ROOKERY_WEBHOOK_URL", "ftp://x", "http://"), ("ROOKERY_WEBHOOK_FOCUS_EVENTS", "[\"msg.nope\"]", "unknown webhook event")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env("ROOKERY_API_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_MONITOR_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_TCP_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_WS_ADDR", "127.0.0.1:0")
+            .env("ROOKERY_WEBHOOK_URL", "http://127.0.0.1:1/hook")
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{key}={value}: {err}");
+    }
+}
