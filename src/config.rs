@@ -120,6 +120,10 @@ pub struct Config {
     /// Packets waiting to be written to one WKProto connection. A client that stops reading fills it,
     /// and is then disconnected (without DISCONNECT, so that it reconnects and syncs).
     pub outbound_queue: usize,
+    /// On SIGTERM, send every WKProto session a DISCONNECT (reason 15, "server shutting down") before
+    /// closing it. The SDKs stop reconnecting on a DISCONNECT, so turn this off for restarts that
+    /// clients should ride out (they then see a plain close and reconnect).
+    pub disconnect_on_shutdown: bool,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             webhook_max_backoff_ms: 30_000,
             webhook_status_queue: 10_000,
             recvack_timeout_ms: 5000,
+            disconnect_on_shutdown: true,
             recv_retries: 3,
             max_unacked: 1024,
             max_unacked_bytes: 8 << 20,

@@ -540,7 +540,7 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
             // RECVs whose RECVACK is late: again with DUP, or given up.
             () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
             kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
-            () = stopped(shutdown) => return Ok(End::Closed),
+            () = stopped(shutdown) => return Ok(shutting_down(gateway)),
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!(peer = conn.peer(), "idle timeout");
                 return Ok(End::Closed);
@@ -552,9 +552,18 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
         tokio::select! {
             written = conn.flush() => written?,
             kick = &mut kicked => return Ok(End::Kicked(kick.unwrap_or(Kick::Close("no longer listed")))),
-            () = stopped(shutdown) => return Ok(End::Closed),
+            () = stopped(shutdown) => return Ok(shutting_down(gateway)),
             () = tokio::time::sleep(IDLE_TIMEOUT) => return Err(ConnError::Transport("the peer took no bytes for the idle limit".into())),
         }
+    }
+}
+
+/// How a session ends when the server stops: with a DISCONNECT unless configured otherwise.
+fn shutting_down(gateway: &Gateway) -> End {
+    if gateway.config.disconnect_on_shutdown {
+        End::Kicked(Kick::Disconnect { reason_code: ReasonCode::SYSTEM_ERROR, reason: "server shutting down".into() })
+    } else {
+        End::Closed
     }
 }
 

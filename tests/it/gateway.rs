@@ -960,3 +960,51 @@ async fn burst_of_sends_is_answered_in_order() {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=2 * u64::from(N)).collect::<Vec<_>>(), "one channel, every seq once");
 }
+
+/// SIGTERM under load: sessions get DISCONNECT 15 before the close, the server exits 0, and every
+/// send that was acknowledged is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_disconnects_sessions_and_loses_no_acknowledged_send() {
+    let (dir, mut s) = server_with_tokens().await;
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    let (api, client) = (s.api, reqwest::Client::new());
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let body = json!({"from_uid": "bob", "channel_id": "carol", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(format!("t{t}-{i}"))});
+                    match client.post(format!("http://{api}/message/send")).json(&body).send().await {
+                        Ok(r) if r.status() == 200 => acked.push(r.json::<serde_json::Value>().await.unwrap()["message_seq"].as_u64().unwrap()),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopper = tokio::task::spawn_blocking(move || {
+        s.stop();
+        s
+    });
+    match alice.read().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SYSTEM_ERROR, "{d:?}"),
+        other => panic!("expected DISCONNECT before the close, got {other:?}"),
+    }
+    assert_eq!(alice.read().await, None, "then the server closes");
+    let _stopped = stopper.await.unwrap();
+    let mut acked: Vec<u64> = Vec::new();
+    for t in senders {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(acked.len() > 10, "sends were in flight: {}", acked.len());
+
+    let s = Server::start(dir.path(), &[]);
+    let (_, page) = s.post("/channel/messagesync", &json!({"login_uid": "bob", "channel_id": "carol", "channel_type": 1, "limit": 10000})).await;
+    let stored: std::collections::BTreeSet<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["message_seq"].as_u64().unwrap()).collect();
+    let missing: Vec<u64> = acked.iter().copied().filter(|q| !stored.contains(q)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
