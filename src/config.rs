@@ -124,6 +124,19 @@ pub struct Config {
     /// closing it. The SDKs stop reconnecting on a DISCONNECT, so turn this off for restarts that
     /// clients should ride out (they then see a plain close and reconnect).
     pub disconnect_on_shutdown: bool,
+    /// SENDs per second one WKProto connection may make; more get SENDACK reason 22 (RateLimit) and
+    /// are not stored. 0 turns the limit off.
+    pub send_rate_limit: u32,
+    /// SENDs one connection may make at once before `send_rate_limit` applies.
+    pub send_rate_burst: u32,
+    /// REST requests per second per API credential; more get HTTP 429 with `Retry-After`. 0 turns the
+    /// limit off.
+    pub api_rate_limit: u32,
+    /// REST requests one credential may make at once before `api_rate_limit` applies.
+    pub api_rate_burst: u32,
+    /// WKProto connections (TCP and WebSocket together) one client address may hold; more get CONNACK
+    /// reason 22. 0 turns the limit off (the default: many users may share one NAT address).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Config {
@@ -154,6 +167,11 @@ impl Default for Config {
             webhook_status_queue: 10_000,
             recvack_timeout_ms: 5000,
             disconnect_on_shutdown: true,
+            send_rate_limit: 1000,
+            send_rate_burst: 2000,
+            api_rate_limit: 20_000,
+            api_rate_burst: 40_000,
+            max_connections_per_ip: 0,
             recv_retries: 3,
             max_unacked: 1024,
             max_unacked_bytes: 8 << 20,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod gateway;
 pub mod config;
 mod monitor;
+pub mod limits;
 pub mod transfer;
 pub mod webhook;
 
@@ -79,16 +80,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone());
-    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
+    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone(), limits: gateway.limits.clone() });
     let api = tokio::spawn(api::serve::serve(api_listener, routes, stopped(stop_rx.clone())));
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 
     // The chain head, logged every minute so it can be anchored outside the server.
     let head_log = log.clone();
+    let limits = gateway.limits.clone();
     let head_logger = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
+            limits.housekeeping();
             let (position, hash) = head_log.head();
             tracing::info!(position = position.0, chain_head = %hash.to_hex(), "event log chain head");
         }

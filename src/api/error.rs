@@ -51,7 +51,12 @@ impl From<CoreError> for ApiError {
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "status": self.status.as_u16(), "msg": self.msg });
-        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+        let mut response = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // Budgets refill per second, so one second always suffices; the message has the exact wait.
+            response.headers_mut().insert(warp::http::header::RETRY_AFTER, warp::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

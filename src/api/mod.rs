@@ -43,6 +43,8 @@ pub struct ApiState {
     /// Online WKProto sessions: read by `/user/onlinestatus`, and messages sent through the API are
     /// pushed to them.
     pub presence: Arc<crate::gateway::session::Presence>,
+    /// The per-credential request rate (shared with the gateway's limits).
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// All routes, behind the credential check, with JSON errors for everything that fails.
@@ -129,9 +131,21 @@ fn credential_of(state: ApiState) -> impl Filter<Extract = (Credential,), Error 
     })
 }
 
-/// Rejects requests without a configured credential (when any is configured).
+/// Rejects requests without a configured credential (when any is configured), and requests past
+/// the credential's rate limit (429 with `Retry-After`).
 fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    credential_of(state).map(|_| ()).untuple_one()
+    let limits = state.limits.clone();
+    credential_of(state)
+        .and_then(move |credential: Credential| {
+            let checked = limits.check_api(&credential.name).map_err(|wait| {
+                warp::reject::custom(ApiError {
+                    status: warp::http::StatusCode::TOO_MANY_REQUESTS,
+                    msg: format!("rate limit of credential {:?} reached; retry in {} ms", credential.name, wait.as_millis().max(1)),
+                })
+            });
+            async move { checked }
+        })
+        .untuple_one()
 }
 
 /// Refuses an `X-Request-Id` that is not a UUID (instead of silently recording another id).

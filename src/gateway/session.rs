@@ -65,12 +65,15 @@ pub struct Gateway {
     pub config: Arc<Config>,
     /// Online sessions.
     pub presence: Arc<Presence>,
+    /// SEND rate and connections-per-address limits (and the REST API's per-credential rate).
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl Gateway {
     /// A gateway with nobody online.
     pub fn new(core: Core, config: Arc<Config>) -> Gateway {
-        Gateway { core, config, presence: Arc::new(Presence::default()) }
+        let limits = Arc::new(crate::limits::Limits::new(&config));
+        Gateway { core, config, presence: Arc::new(Presence::default()), limits }
     }
 }
 
@@ -427,11 +430,13 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    // Counted from the accept, so connections that never log in count too.
+                    let permit = gateway.limits.admit(peer.ip());
                     let connection = adapt(stream, peer.to_string());
                     let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
                     sessions.spawn(async move {
                         if let Some(conn) = connection.await {
-                            serve(conn, gateway, shutdown).await;
+                            serve(conn, gateway, shutdown, permit).await;
                         }
                     });
                 }
@@ -461,9 +466,10 @@ enum End {
     Kicked(Kick),
 }
 
-/// Runs one connection to its end and closes it.
-pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
-    match run(&mut conn, &gateway, &mut shutdown).await {
+/// Runs one connection to its end and closes it. Without a `permit` (its address has the most
+/// connections allowed) the CONNECT is answered with CONNACK `RateLimit`.
+pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::Receiver<bool>, permit: Option<crate::limits::ConnectionPermit>) {
+    match run(&mut conn, &gateway, &mut shutdown, permit.is_some()).await {
         Ok(End::Closed) => {}
         Ok(End::Kicked(Kick::Disconnect { reason_code, reason })) => {
             tracing::debug!(peer = conn.peer(), %reason_code, %reason, "kicked; disconnecting");
@@ -492,7 +498,7 @@ pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::
     conn.close().await;
 }
 
-async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>) -> Result<End, ConnError> {
+async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>, admitted: bool) -> Result<End, ConnError> {
     let first = match tokio::time::timeout(CONNECT_TIMEOUT, conn.read_frame()).await {
         Err(_) | Ok(Ok(None)) => return Ok(End::Closed),
         Ok(Err(e)) => return Err(e),
@@ -504,6 +510,19 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
         return Err(ConnError::Protocol("packet sent before CONNACK".into()));
     }
     conn.set_version(negotiate_version(connect.version));
+    if !admitted {
+        tracing::info!(peer = conn.peer(), limit = gateway.config.max_connections_per_ip, "too many connections from this address; refused");
+        conn.queue(&Packet::Connack(ConnackPacket {
+            server_version: announces_server_version(connect.version).then(|| negotiate_version(connect.version)),
+            time_diff: 0,
+            reason_code: ReasonCode::RATE_LIMIT,
+            server_key: String::new(),
+            salt: String::new(),
+            node_id: NODE_ID,
+        }))?;
+        conn.flush().await?;
+        return Ok(End::Closed);
+    }
     let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(gateway.config.outbound_queue);
     let Some((mut session, _registration, mut kicked)) = login(conn, gateway, &connect, outbound_tx).await? else {
         return Ok(End::Closed);
@@ -620,6 +639,7 @@ async fn login(
                                 presence: gateway.presence.clone(),
                                 conn_id: registration.id,
                                 max_payload: gateway.config.max_payload_bytes,
+                                send_limiter: gateway.limits.send_limiter(),
                                 peer: conn.peer().to_owned(),
                                 unacked: Unacked::new(
                                     Duration::from_millis(gateway.config.recvack_timeout_ms),
@@ -691,6 +711,8 @@ struct Session {
     peer: String,
     /// RECVs written and not yet acknowledged.
     unacked: Unacked,
+    /// This connection's SEND budget, when SENDs are limited.
+    send_limiter: Option<crate::limits::SendLimiter>,
 }
 
 /// A committed send, with what fan-out needs.
@@ -731,6 +753,11 @@ impl Session {
     /// Submits a SEND to the core and builds its SENDACK.
     async fn send(&self, send: &SendPacket) -> SendackPacket {
         let mut ack = SendackPacket { client_seq: send.client_seq, client_msg_no: send.client_msg_no.clone(), ..SendackPacket::default() };
+        if self.send_limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            tracing::debug!(peer = %self.peer, uid = %self.uid, client_seq = send.client_seq, "SEND over the connection's rate limit");
+            ack.reason_code = ReasonCode::RATE_LIMIT;
+            return ack;
+        }
         match self.submit(send).await {
             Ok(accepted) => {
                 ack.message_id = accepted.sent.message_id.0;

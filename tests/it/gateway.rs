@@ -1008,3 +1008,63 @@ async fn sigterm_disconnects_sessions_and_loses_no_acknowledged_send() {
     let missing: Vec<u64> = acked.iter().copied().filter(|q| !stored.contains(q)).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
 }
+
+/// Limits answer clearly: SENDACK 22 past the connection's SEND budget (and nothing stored), CONNACK 22
+/// past the connections allowed per address (until one closes), HTTP 429 past a credential's budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
+    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_SEND_RATE_LIMIT", "5"), ("ROOKERY_SEND_RATE_BURST", "5"), ("ROOKERY_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    for i in 1..=20 {
+        let p = alice.send_packet(i, "bob", 1, &format!("m{i}"));
+        alice.write(&p).await;
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 20 {
+        if let Some(Packet::Sendack(a)) = alice.read().await {
+            codes.push(a.reason_code);
+        }
+    }
+    let accepted = codes.iter().filter(|c| **c == ReasonCode::SUCCESS).count();
+    assert!((5..=7).contains(&accepted), "the burst of 5 (and at most a refill or two): {codes:?}");
+    assert!(codes.iter().all(|c| *c == ReasonCode::SUCCESS || *c == ReasonCode::RATE_LIMIT), "{codes:?}");
+    assert_eq!(history(&s, "alice", "bob").await.len(), accepted, "refused sends are not stored");
+
+    let mut second = Client::open(&s, Kind::Ws).await;
+    assert_eq!(second.connect("carol", "tc", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    let mut third = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(third.connect("bob", "tb", 0, 4).await.reason_code, ReasonCode::RATE_LIMIT, "a third connection from 127.0.0.1");
+    drop(second);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut retry = Client::open(&s, Kind::Tcp).await;
+        if retry.connect("bob", "tb", 0, 4).await.reason_code == ReasonCode::SUCCESS {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed connection frees its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = Server::start(dir.path(), &[("ROOKERY_API_RATE_LIMIT", "1"), ("ROOKERY_API_RATE_BURST", "3")]);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let body = json!({"from_uid": "ann", "channel_id": "ben", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(format!("r{i}"))});
+        let resp = client.post(format!("http://{}/message/send", r.api)).json(&body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status == 429 {
+            assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()), Some("1".into()));
+            let v: serde_json::Value = resp.json().await.unwrap();
+            assert!(v["msg"].as_str().unwrap().contains("rate limit of credential \"local\""), "{v}");
+        }
+        statuses.push(status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((3..=4).contains(&ok) && statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, page) = r.post("/channel/messagesync", &json!({"login_uid": "ann", "channel_id": "ben", "channel_type": 1, "limit": 100})).await;
+    assert_eq!(status, 200, "the budget refills: {page}");
+    assert_eq!(page["messages"].as_array().unwrap().len(), ok, "refused requests changed nothing");
+}
