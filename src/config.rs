@@ -137,6 +137,16 @@ pub struct Config {
     /// WKProto connections (TCP and WebSocket together) one client address may hold; more get CONNACK
     /// reason 22. 0 turns the limit off (the default: many users may share one NAT address).
     pub max_connections_per_ip: usize,
+    /// PEM certificate chain for the listeners with TLS on.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// Serve the REST API over HTTPS.
+    pub tls_api: bool,
+    /// Serve WKProto over TLS on the TCP listener.
+    pub tls_tcp: bool,
+    /// Serve WKProto over secure WebSocket (wss) on the WebSocket listener.
+    pub tls_ws: bool,
 }
 
 impl Default for Config {
@@ -172,6 +182,11 @@ impl Default for Config {
             api_rate_limit: 20_000,
             api_rate_burst: 40_000,
             max_connections_per_ip: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_api: false,
+            tls_tcp: false,
+            tls_ws: false,
             recv_retries: 3,
             max_unacked: 1024,
             max_unacked_bytes: 8 << 20,
@@ -203,6 +218,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
         self.validate_webhook()?;
+        if (self.tls_api || self.tls_tcp || self.tls_ws) && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+            return Err("tls_api, tls_tcp or tls_ws is on but tls_cert_file and tls_key_file are not both set".into());
+        }
         if !self.api_addr.ip().is_loopback() && self.credentials().is_empty() {
             return Err(format!(
                 "the REST API would listen on {} without a credential: set manager_token (ROOKERY_MANAGER_TOKEN) or api_keys, or bind api_addr to a loopback address",

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod config;
 mod monitor;
 pub mod limits;
+pub mod tls;
 pub mod transfer;
 pub mod webhook;
 
@@ -76,12 +77,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let gateway = gateway::session::Gateway::new(core.clone(), config.clone());
+    let tls = tls::acceptor(&config)?;
+    let gateway = gateway::session::Gateway::new(core.clone(), config.clone(), tls.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone());
     let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone(), limits: gateway.limits.clone() });
-    let api = tokio::spawn(api::serve::serve(api_listener, routes, stopped(stop_rx.clone())));
+    let api = tokio::spawn(api::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, stopped(stop_rx.clone())));
     let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 
     // The chain head, logged every minute so it can be anchored outside the server.

@@ -53,7 +53,8 @@ fn addresses(config: &Config) -> Addresses {
     Addresses {
         tcp_addr: given(&config.external_tcp_addr).unwrap_or_else(|| config.tcp_addr.to_string()),
         ws_addr: given(&config.external_ws_addr).unwrap_or_else(|| format!("ws://{}", config.ws_addr)),
-        wss_addr: given(&config.external_wss_addr).unwrap_or_default(),
+        // With wss on the WebSocket listener itself, that is where clients go.
+        wss_addr: given(&config.external_wss_addr).unwrap_or_else(|| if config.tls_ws { format!("wss://{}", config.ws_addr) } else { String::new() }),
     }
 }
 

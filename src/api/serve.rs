@@ -36,7 +36,7 @@ pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
 }
 
 /// Serves `routes` on `listener` until `shutdown` completes, then lets open requests finish.
-pub async fn serve<F>(listener: tokio::net::TcpListener, routes: F, shutdown: impl Future<Output = ()>)
+pub async fn serve<F>(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, routes: F, shutdown: impl Future<Output = ()>)
 where
     F: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
@@ -69,12 +69,21 @@ where
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // The TLS handshake runs here, off the accept loop, so a slow client delays only itself.
+            let socket = match crate::tls::accept(tls.as_ref(), stream, Duration::from_secs(10)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "API TLS handshake failed");
+                    return;
+                }
+            };
+            let connection = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "API connection ended with an error");
             }
         });

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::tls::Socket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -64,8 +64,8 @@ impl From<DecodeError> for ConnError {
 
 /// The socket under a connection.
 enum Transport {
-    Tcp(TcpStream),
-    Ws(Box<WebSocketStream<TcpStream>>),
+    Tcp(Socket),
+    Ws(Box<WebSocketStream<Socket>>),
 }
 
 /// A buffered packet reader and writer over TCP or WebSocket.
@@ -86,12 +86,12 @@ pub struct Connection {
 
 impl Connection {
     /// A connection over an accepted TCP stream.
-    pub fn tcp(stream: TcpStream, peer: String) -> Connection {
+    pub fn tcp(stream: Socket, peer: String) -> Connection {
         Connection::new(Transport::Tcp(stream), peer)
     }
 
     /// A connection over an upgraded WebSocket.
-    pub fn ws(stream: WebSocketStream<TcpStream>, peer: String) -> Connection {
+    pub fn ws(stream: WebSocketStream<Socket>, peer: String) -> Connection {
         Connection::new(Transport::Ws(Box::new(stream)), peer)
     }
 

@@ -67,13 +67,15 @@ pub struct Gateway {
     pub presence: Arc<Presence>,
     /// SEND rate and connections-per-address limits (and the REST API's per-credential rate).
     pub limits: Arc<crate::limits::Limits>,
+    /// The TLS acceptor, when a listener has TLS on.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Gateway {
     /// A gateway with nobody online.
-    pub fn new(core: Core, config: Arc<Config>) -> Gateway {
+    pub fn new(core: Core, config: Arc<Config>, tls: Option<tokio_rustls::TlsAcceptor>) -> Gateway {
         let limits = Arc::new(crate::limits::Limits::new(&config));
-        Gateway { core, config, presence: Arc::new(Presence::default()), limits }
+        Gateway { core, config, presence: Arc::new(Presence::default()), limits, tls }
     }
 }
 

@@ -4,9 +4,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::conn::Connection;
-use super::session::{accept_loop, Gateway};
+use super::session::{accept_loop, Gateway, CONNECT_TIMEOUT};
 
 /// Serves WKProto over TCP on `listener` until `shutdown` turns true, then waits for its sessions.
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: watch::Receiver<bool>) {
-    accept_loop(listener, gateway, shutdown, |stream, peer| async move { Some(Connection::tcp(stream, peer)) }).await;
+    let tls = if gateway.config.tls_tcp { gateway.tls.clone() } else { None };
+    accept_loop(listener, gateway, shutdown, move |stream, peer| {
+        let tls = tls.clone();
+        async move {
+            match crate::tls::accept(tls.as_ref(), stream, CONNECT_TIMEOUT).await {
+                Ok(socket) => Some(Connection::tcp(socket, peer)),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    None
+                }
+            }
+        }
+    })
+    .await;
 }

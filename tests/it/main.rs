@@ -10,3 +10,4 @@ mod webhook;
 mod jssdk;
 mod rest;
 mod support;
+mod tls;
