@@ -18,6 +18,16 @@ pub enum DurabilitySetting {
     Buffered,
 }
 
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines. The default.
+    Text,
+    /// One JSON object per line (time, level, target, message and fields), for log collectors.
+    Json,
+}
+
 /// What an API credential may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +99,8 @@ pub struct Config {
     pub external_ws_addr: Option<String>,
     /// Secure WebSocket URL handed to clients by `/route` (empty unless TLS is terminated in front).
     pub external_wss_addr: Option<String>,
+    /// Log line format (`text` or `json`); the level filter comes from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -109,6 +121,7 @@ impl Default for Config {
             external_tcp_addr: None,
             external_ws_addr: None,
             external_wss_addr: None,
+            log_format: LogFormat::Text,
         }
     }
 }

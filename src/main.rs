@@ -123,16 +123,28 @@ struct AuditArgs {
     json: bool,
 }
 
+/// Loads the settings and starts logging in the configured format.
 fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut c = Config::load(config.as_deref()).context("loading settings")?;
     if let Some(d) = data_dir {
         c.data_dir = d;
     }
+    init_logs(c.log_format);
     Ok(c)
 }
 
+/// Log lines go to standard error (standard output carries listener addresses and command output),
+/// filtered by `RUST_LOG` (default `info`).
+fn init_logs(format: rookery::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        rookery::config::LogFormat::Text => builder.init(),
+        rookery::config::LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     match Cli::parse().command {
         Command::Serve { config, data_dir } => {
             let config = load(config, data_dir)?;

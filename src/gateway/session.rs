@@ -78,6 +78,66 @@ struct Online {
     id: u64,
     device_flag: u8,
     tx: mpsc::Sender<Outbound>,
+    info: Arc<SessionInfo>,
+}
+
+/// What the monitor shows about one authenticated session (`/connz`).
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The CONNECT's device id.
+    pub device_id: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The negotiated protocol version.
+    pub version: u8,
+    /// `"tcp"` or `"ws"`.
+    pub transport: &'static str,
+    /// When the session was authenticated.
+    pub since: std::time::SystemTime,
+    /// SENDs from this session that were accepted.
+    pub msgs_in: AtomicU64,
+    /// RECVs written to this session.
+    pub msgs_out: AtomicU64,
+}
+
+/// One authenticated session as `Presence::snapshot` saw it.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// Its id in [`Presence`].
+    pub id: u64,
+    /// Its user.
+    pub uid: Uid,
+    /// Its device flag (0 app, 1 web, 2 desktop).
+    pub device_flag: u8,
+    /// The CONNECT's device id.
+    pub device_id: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The negotiated protocol version.
+    pub version: u8,
+    /// `"tcp"` or `"ws"`.
+    pub transport: &'static str,
+    /// When the session was authenticated.
+    pub since: std::time::SystemTime,
+    /// SENDs accepted from it.
+    pub msgs_in: u64,
+    /// RECVs written to it.
+    pub msgs_out: u64,
+    /// RECVs waiting on its outbound queue.
+    pub queued: usize,
+}
+
+/// Gateway-wide counters for the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatewayStats {
+    /// Open WKProto sockets over TCP (authenticated or not).
+    pub open_tcp: u64,
+    /// Open WKProto sockets over WebSocket (authenticated or not).
+    pub open_ws: u64,
+    /// RECVs written to sessions since start.
+    pub delivered: u64,
+    /// RECVs dropped because a session's outbound queue was full or closed.
+    pub dropped: u64,
 }
 
 /// The authenticated sessions of this server, by uid. The lock is never held across an await.
@@ -85,13 +145,67 @@ struct Online {
 pub struct Presence {
     next_id: AtomicU64,
     online: Mutex<HashMap<Uid, Vec<Online>>>,
+    open_tcp: AtomicU64,
+    open_ws: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl Presence {
-    fn register(self: &Arc<Self>, uid: &Uid, device_flag: u8, tx: mpsc::Sender<Outbound>) -> Registration {
+    fn register(self: &Arc<Self>, uid: &Uid, device_flag: u8, tx: mpsc::Sender<Outbound>, info: Arc<SessionInfo>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.online.lock().unwrap_or_else(PoisonError::into_inner).entry(uid.clone()).or_default().push(Online { id, device_flag, tx });
+        self.online.lock().unwrap_or_else(PoisonError::into_inner).entry(uid.clone()).or_default().push(Online { id, device_flag, tx, info });
         Registration { presence: self.clone(), uid: uid.clone(), id }
+    }
+
+    /// Every authenticated session, ordered by id (oldest first).
+    pub fn snapshot(&self) -> Vec<SessionSnapshot> {
+        let online = self.online.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<SessionSnapshot> = online
+            .iter()
+            .flat_map(|(uid, sessions)| {
+                sessions.iter().map(move |o| SessionSnapshot {
+                    id: o.id,
+                    uid: uid.clone(),
+                    device_flag: o.device_flag,
+                    device_id: o.info.device_id.clone(),
+                    peer: o.info.peer.clone(),
+                    version: o.info.version,
+                    transport: o.info.transport,
+                    since: o.info.since,
+                    msgs_in: o.info.msgs_in.load(Ordering::Relaxed),
+                    msgs_out: o.info.msgs_out.load(Ordering::Relaxed),
+                    queued: o.tx.max_capacity() - o.tx.capacity(),
+                })
+            })
+            .collect();
+        drop(online);
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// Gateway-wide counters.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            open_tcp: self.open_tcp.load(Ordering::Relaxed),
+            open_ws: self.open_ws.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts an open socket of `transport` until the guard is dropped.
+    fn opened(self: &Arc<Self>, transport: &'static str) -> OpenSocket {
+        self.open_counter(transport).fetch_add(1, Ordering::Relaxed);
+        OpenSocket { presence: self.clone(), transport }
+    }
+
+    fn open_counter(&self, transport: &'static str) -> &AtomicU64 {
+        if transport == "ws" {
+            &self.open_ws
+        } else {
+            &self.open_tcp
+        }
     }
 
     /// The queues of `uid`'s online sessions, with their ids.
@@ -168,6 +282,7 @@ impl Presence {
                     ..RecvPacket::default()
                 };
                 if tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())).is_err() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(uid = %uid, message_id = message.message_id, "outbound queue full or closed; RECV dropped");
                 }
             }
@@ -191,6 +306,18 @@ pub async fn recipients(core: &Core, key: &ChannelKey, sender: &Uid, peer: &Uid)
         return Ok(if peer == sender { vec![sender.clone()] } else { vec![sender.clone(), peer.clone()] });
     }
     Ok(core.channel_state(key).await?.subscribers.into_iter().collect())
+}
+
+/// An open socket counted in [`Presence`]; uncounted when dropped.
+struct OpenSocket {
+    presence: Arc<Presence>,
+    transport: &'static str,
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.presence.open_counter(self.transport).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A session's entry in [`Presence`]; removed when dropped, however the session ends.
@@ -232,6 +359,7 @@ where
                     let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
                     sessions.spawn(async move {
                         if let Some(conn) = connection.await {
+                            let _open = gateway.presence.opened(conn.transport());
                             serve(conn, gateway, shutdown).await;
                         }
                     });
@@ -287,8 +415,18 @@ async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Rec
     };
 
     let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let registration = gateway.presence.register(&session.uid, session.device_flag.0, outbound_tx);
+    let info = Arc::new(SessionInfo {
+        device_id: connect.device_id.clone(),
+        peer: conn.peer().to_owned(),
+        version: conn.version(),
+        transport: conn.transport(),
+        since: std::time::SystemTime::now(),
+        msgs_in: AtomicU64::new(0),
+        msgs_out: AtomicU64::new(0),
+    });
+    let registration = gateway.presence.register(&session.uid, session.device_flag.0, outbound_tx, info.clone());
     session.conn_id = registration.id;
+    session.info = Some(info);
     // The successful CONNACK, only now that the session can be reached.
     conn.flush().await?;
     let mut deadline = Instant::now() + IDLE_TIMEOUT;
@@ -364,6 +502,7 @@ async fn handshake(conn: &mut Connection, gateway: &Gateway, connect: &ConnectPa
         core: gateway.core.clone(),
         presence: gateway.presence.clone(),
         conn_id: 0,
+        info: None,
         max_payload: gateway.config.max_payload_bytes,
         peer: conn.peer().to_owned(),
     }))
@@ -405,6 +544,8 @@ struct Session {
     presence: Arc<Presence>,
     /// This session's id in [`Presence`].
     conn_id: u64,
+    /// Its entry's counters, once registered.
+    info: Option<Arc<SessionInfo>>,
     max_payload: usize,
     peer: String,
 }
@@ -448,6 +589,9 @@ impl Session {
                 ack.message_id = accepted.sent.message_id.0;
                 ack.message_seq = accepted.sent.message_seq.0;
                 ack.reason_code = ReasonCode::SUCCESS;
+                if let Some(info) = &self.info {
+                    info.msgs_in.fetch_add(1, Ordering::Relaxed);
+                }
                 // A retry was delivered with the original.
                 if !accepted.sent.duplicate {
                     self.fan_out(send, accepted).await;
@@ -492,7 +636,12 @@ impl Session {
         match item {
             Outbound::Recv(mut recv, plain) => {
                 self.cipher.seal_recv(&mut recv, &plain);
-                conn.queue(&Packet::Recv(*recv))
+                conn.queue(&Packet::Recv(*recv))?;
+                if let Some(info) = &self.info {
+                    info.msgs_out.fetch_add(1, Ordering::Relaxed);
+                }
+                self.presence.delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
         }
     }

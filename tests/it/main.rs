@@ -7,5 +7,6 @@ mod durability;
 mod gateway;
 mod history;
 mod jssdk;
+mod ops;
 mod rest;
 mod support;
