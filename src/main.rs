@@ -25,6 +25,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print the effective settings (defaults, file, WK_* and ROOKERY_* environment) as TOML, with
+    /// secrets shown as "<hidden>"; exits non-zero when they would not let the server start.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Walk the hash chain of the event log and report the first broken link. Works on the data
     /// directory of a running server (it opens the log read-only).
     Verify {
@@ -150,6 +158,15 @@ fn main() -> anyhow::Result<()> {
             let config = load(config, data_dir)?;
             let system = actix::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"));
             system.block_on(rookery::run(config, shutdown_signal()))
+        }
+        Command::Config { config, data_dir } => {
+            let config = load(config, data_dir)?;
+            print!("{}", config.to_toml().map_err(anyhow::Error::msg)?);
+            if let Err(problem) = config.validate() {
+                eprintln!("config: these settings would not start the server: {problem}");
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Verify { config, data_dir } => {
             let config = load(config, data_dir)?;

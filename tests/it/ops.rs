@@ -264,3 +264,65 @@ async fn logs_can_be_json_and_unknown_formats_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("log_format") && err.contains("json"), "{err}");
 }
+
+fn rookery_config(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"));
+    cmd.arg("config").args(args).env("RUST_LOG", "warn");
+    // Only the variables this test sets.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ROOKERY_") || k.starts_with("WK_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run rookery config")
+}
+
+#[test]
+fn config_prints_effective_settings_with_secrets_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rookery.toml");
+    std::fs::write(
+        &file,
+        "manager_token = \"file-secret\"\nsnapshot_every = 50\n[[api_keys]]\nname = \"ops\"\nsecret = \"ops-secret\"\nscope = \"read_only\"\n",
+    )
+    .expect("write settings");
+    let out = rookery_config(
+        &["--config", file.to_str().expect("utf8 path")],
+        &[("WK_HTTPADDR", "127.0.0.1:7001"), ("WK_ADDR", "tcp://127.0.0.1:7100"), ("ROOKERY_TCP_ADDR", "127.0.0.1:8100"), ("ROOKERY_LOG_FORMAT", "json")],
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("file-secret") && !text.contains("ops-secret"), "secrets never printed: {text}");
+    let printed: toml::Value = toml::from_str(&text).expect("the output is TOML");
+    assert_eq!(printed["manager_token"].as_str(), Some("<hidden>"));
+    assert_eq!(printed["api_keys"][0]["secret"].as_str(), Some("<hidden>"));
+    assert_eq!(printed["api_keys"][0]["name"].as_str(), Some("ops"));
+    assert_eq!(printed["snapshot_every"].as_integer(), Some(50), "from the file");
+    assert_eq!(printed["api_addr"].as_str(), Some("127.0.0.1:7001"), "from WK_HTTPADDR");
+    assert_eq!(printed["tcp_addr"].as_str(), Some("127.0.0.1:8100"), "ROOKERY_TCP_ADDR wins over WK_ADDR");
+    assert_eq!(printed["log_format"].as_str(), Some("json"));
+    assert_eq!(printed["ws_addr"].as_str(), Some("0.0.0.0:5200"), "a default");
+    assert!(text.contains("# external_tcp_addr is not set"), "{text}");
+
+    // The printed settings are a settings file: with the secrets filled in again, it prints the same.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, text.replacen("<hidden>", "secret-1", 1).replacen("<hidden>", "secret-2", 1)).expect("write printed settings");
+    let out = rookery_config(&["--config", again.to_str().expect("utf8 path")], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).expect("utf8"), text);
+
+    // Bad input: a missing file, an unknown key, settings that would not start.
+    let out = rookery_config(&["--config", "/nonexistent/rookery.toml"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    std::fs::write(&file, "api_adr = \"127.0.0.1:1\"\n").expect("write settings");
+    let out = rookery_config(&["--config", file.to_str().expect("utf8 path")], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api_adr"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rookery_config(&[], &[("ROOKERY_API_ADDR", "0.0.0.0:5001")]);
+    assert!(!out.status.success(), "a public API without a credential is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a credential"));
+}
