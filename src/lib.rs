@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod gateway;
 pub mod config;
 pub mod metrics;
@@ -83,7 +84,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let gateway = gateway::session::Gateway::new(core.clone(), config.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
-    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
+    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone(), rocks: Some(rocks.clone()) });
     let api = tokio::spawn(api::serve::serve(api_listener, routes, metrics.clone(), stopped(stop_rx.clone())));
     monitor_state.ready(core.clone(), gateway.presence.clone());
     // Printed once ready: a supervisor that has seen all four lines finds `/readyz` answering 200.

@@ -69,6 +69,31 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write a consistent copy of the event log (records, indexes, snapshots) into DIR, which must be
+    /// new or empty. Works while a server runs on the data directory (it then asks that server through
+    /// `POST /backup`, with --token or the configured admin credential) and when none does.
+    Backup {
+        /// Where the backup goes.
+        dir: PathBuf,
+        /// Admin credential for a running server (default: manager_token or the first admin api key).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Put a backup into a new or empty data directory, after checking its head and hash chain.
+    Restore {
+        /// A directory written by `rookery backup`.
+        backup: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to restore: a new or empty directory. Required, so a restore never lands in the
+        /// configured data directory by default.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Rebuild all state from position 1 and compare it with the snapshot-based state.
     Replay {
         /// Required: verification is the only replay mode.
@@ -166,6 +191,18 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("config: these settings would not start the server: {problem}");
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Backup { dir, token, config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let manifest = rookery::backup::run(&config, &dir, token.as_deref())?;
+            println!("ok: backup in {} ends at position {}, chain head {}", dir.display(), manifest.position, manifest.chain_head);
+            Ok(())
+        }
+        Command::Restore { backup, config, data_dir } => {
+            let config = load(config, Some(data_dir))?;
+            let manifest = rookery::backup::restore(&backup, &config.data_dir)?;
+            println!("ok: restored {} into {}: position {}, chain head {}", backup.display(), config.data_dir.display(), manifest.position, manifest.chain_head);
             Ok(())
         }
         Command::Verify { config, data_dir } => {

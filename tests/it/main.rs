@@ -2,6 +2,7 @@
 //! driven over real sockets.
 
 mod audit;
+mod backup;
 mod conversation;
 mod durability;
 mod gateway;
