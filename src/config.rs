@@ -1,4 +1,5 @@
-//! Server settings: embedded defaults, then a TOML file, then `ROOKERY_*` environment variables, then
+//! Server settings: embedded defaults, then a TOML file, then WuKongIM's `WK_*` environment variables
+//! (those with a Rookery equivalent, see [`WK_ENV`]), then `ROOKERY_*` environment variables, then
 //! command-line flags, each layer overriding the one before.
 
 use std::net::SocketAddr;
@@ -16,6 +17,16 @@ pub enum DurabilitySetting {
     Sync,
     /// Write the WAL without fsync (survives `kill -9`, not power loss).
     Buffered,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines. The default.
+    Text,
+    /// One JSON object per line (time, level, target, message and fields), for log collectors.
+    Json,
 }
 
 /// What an API credential may do.
@@ -147,6 +158,8 @@ pub struct Config {
     pub tls_tcp: bool,
     /// Serve WKProto over secure WebSocket (wss) on the WebSocket listener.
     pub tls_ws: bool,
+    /// Log line format (`text` or `json`); the level filter comes from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -191,15 +204,54 @@ impl Default for Config {
             max_unacked: 1024,
             max_unacked_bytes: 8 << 20,
             outbound_queue: 1024,
+            log_format: LogFormat::Text,
         }
     }
 }
 
+/// WuKongIM's environment variables that have a Rookery setting, as `(variable, setting, scheme)`.
+/// `scheme` is the URL scheme WuKongIM writes in front of that address (`tcp://`, `ws://`), which is
+/// stripped; any other scheme is refused. A `ROOKERY_*` variable for the same setting wins.
+pub const WK_ENV: &[(&str, &str, Option<&str>)] = &[
+    ("WK_ROOTDIR", "data_dir", None),
+    ("WK_HTTPADDR", "api_addr", None),
+    ("WK_ADDR", "tcp_addr", Some("tcp://")),
+    ("WK_WSADDR", "ws_addr", Some("ws://")),
+    ("WK_MONITOR_ADDR", "monitor_addr", None),
+    ("WK_MANAGERTOKEN", "manager_token", None),
+    ("WK_EXTERNAL_TCPADDR", "external_tcp_addr", None),
+    ("WK_EXTERNAL_WSADDR", "external_ws_addr", None),
+    ("WK_EXTERNAL_WSSADDR", "external_wss_addr", None),
+];
+
+/// The settings the `WK_*` environment variables give, by Rookery key.
+fn wukongim_env() -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut settings = std::collections::BTreeMap::new();
+    for (var, key, scheme) in WK_ENV {
+        let Ok(raw) = std::env::var(var) else { continue };
+        let value = raw.trim();
+        let value = match (scheme, value.split_once("://")) {
+            (Some(s), Some((given, rest))) if s.trim_end_matches("://") == given => rest,
+            (Some(s), Some((given, _))) => {
+                return Err(format!("{var}={raw:?}: the scheme {given}:// is not served here (expected {s}host:port or host:port)"));
+            }
+            _ => value,
+        };
+        settings.insert((*key).to_string(), value.to_string());
+    }
+    Ok(settings)
+}
+
+/// What [`Config::redacted`] writes instead of a secret.
+pub const HIDDEN: &str = "<hidden>";
+
 impl Config {
-    /// Defaults, overridden by `file` (if given), then by `ROOKERY_*` environment variables.
+    /// Defaults, overridden by `file` (if given), then by the `WK_*` variables of [`WK_ENV`], then by
+    /// `ROOKERY_*` environment variables.
     ///
     /// # Errors
-    /// A missing or malformed file, an unknown key, or a value of the wrong type.
+    /// A missing or malformed file, an unknown key, a value of the wrong type, or a `WK_*` address
+    /// with a scheme Rookery does not serve.
     pub fn load(file: Option<&std::path::Path>) -> Result<Config, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
@@ -208,7 +260,43 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig.merge(Env::prefixed("ROOKERY_")).extract().map_err(Box::new)
+        let wk = wukongim_env().map_err(|e| Box::new(figment::Error::from(e)))?;
+        fig.merge(Serialized::defaults(wk)).merge(Env::prefixed("ROOKERY_")).extract().map_err(Box::new)
+    }
+
+    /// A copy with every secret (`manager_token`, each `api_keys` secret) replaced by [`HIDDEN`],
+    /// for printing.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.manager_token.is_some() {
+            c.manager_token = Some(HIDDEN.into());
+        }
+        for key in &mut c.api_keys {
+            key.secret = HIDDEN.into();
+        }
+        c
+    }
+
+    /// The settings as TOML, secrets hidden (see [`Config::redacted`]); optional settings that are
+    /// not set are listed as comments.
+    ///
+    /// # Errors
+    /// Only if a value cannot be written as TOML (a data directory that is not UTF-8).
+    pub fn to_toml(&self) -> Result<String, String> {
+        let c = self.redacted();
+        let mut out = toml::to_string(&c).map_err(|e| format!("writing the settings as TOML: {e}"))?;
+        let unset = [
+            ("manager_token", c.manager_token.is_none()),
+            ("external_tcp_addr", c.external_tcp_addr.is_none()),
+            ("external_ws_addr", c.external_ws_addr.is_none()),
+            ("external_wss_addr", c.external_wss_addr.is_none()),
+        ];
+        for (key, is_unset) in unset {
+            if is_unset {
+                out.push_str(&format!("# {key} is not set\n"));
+            }
+        }
+        Ok(out)
     }
 
     /// Refuses settings that would expose the server unsafely or cannot work.
@@ -323,6 +411,62 @@ mod tests {
             assert_eq!(c.tcp_addr.port(), 5100);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn wukongim_variables_map_to_settings_and_rookery_variables_win() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("r.toml", "api_addr = \"127.0.0.1:6001\"\ntcp_addr = \"127.0.0.1:6100\"\n")?;
+            jail.set_env("WK_HTTPADDR", "127.0.0.1:7001");
+            jail.set_env("WK_ADDR", "tcp://0.0.0.0:7100");
+            jail.set_env("WK_WSADDR", "ws://0.0.0.0:7200");
+            jail.set_env("WK_MONITOR_ADDR", "127.0.0.1:7300");
+            jail.set_env("WK_MANAGERTOKEN", "wk-secret");
+            jail.set_env("WK_ROOTDIR", "/srv/im");
+            jail.set_env("WK_EXTERNAL_TCPADDR", "im.example.com:5100");
+            jail.set_env("WK_EXTERNAL_WSADDR", "ws://im.example.com:5200");
+            jail.set_env("WK_EXTERNAL_WSSADDR", "wss://im.example.com");
+            let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
+            assert_eq!(c.api_addr.port(), 7001, "WK_ overrides the file");
+            assert_eq!(c.tcp_addr, "0.0.0.0:7100".parse().unwrap(), "tcp:// is stripped");
+            assert_eq!(c.ws_addr.port(), 7200, "ws:// is stripped");
+            assert_eq!(c.monitor_addr.port(), 7300);
+            assert_eq!(c.manager_token.as_deref(), Some("wk-secret"));
+            assert_eq!(c.data_dir, std::path::PathBuf::from("/srv/im"));
+            assert_eq!(c.external_tcp_addr.as_deref(), Some("im.example.com:5100"));
+            assert_eq!(c.external_ws_addr.as_deref(), Some("ws://im.example.com:5200"), "external URLs keep their scheme");
+            assert_eq!(c.external_wss_addr.as_deref(), Some("wss://im.example.com"));
+            jail.set_env("ROOKERY_API_ADDR", "127.0.0.1:8001");
+            jail.set_env("ROOKERY_MANAGER_TOKEN", "rk-secret");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.api_addr.port(), 8001, "ROOKERY_ wins over WK_");
+            assert_eq!(c.manager_token.as_deref(), Some("rk-secret"));
+            jail.set_env("WK_WSADDR", "wss://0.0.0.0:5210");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("WK_WSADDR") && e.contains("wss://"), "{e}");
+            jail.set_env("WK_WSADDR", "ws://0.0.0.0:5200");
+            jail.set_env("WK_MONITOR_ADDR", "not an address");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("monitor_addr"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_settings_hide_secrets_and_read_back() {
+        let c = Config {
+            manager_token: Some("m-secret".into()),
+            api_keys: vec![key("ops", "o-secret", Scope::ReadOnly)],
+            external_wss_addr: Some("wss://im.example.com".into()),
+            ..Config::default()
+        };
+        let text = c.to_toml().expect("toml");
+        assert!(!text.contains("m-secret") && !text.contains("o-secret"), "{text}");
+        assert_eq!(text.matches(HIDDEN).count(), 2, "{text}");
+        assert!(text.contains("# external_tcp_addr is not set"), "{text}");
+        let back: Config = toml::from_str(&text).expect("the output is a valid settings file");
+        assert_eq!(back, c.redacted());
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod gateway;
 pub mod config;
+pub mod metrics;
 mod monitor;
 pub mod limits;
 pub mod tls;
@@ -44,9 +46,24 @@ pub fn open_log(config: &Config) -> anyhow::Result<RocksLog> {
 /// Invalid configuration, an unreadable log, or a listener that cannot bind.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let log: Arc<dyn EventLog> = Arc::new(open_log(&config)?);
+    let rocks = Arc::new(open_log(&config)?);
+    let log: Arc<dyn EventLog> = rocks.clone();
     let (head, hash) = log.head();
     tracing::info!(position = head.0, chain_head = %hash.to_hex(), "event log opened");
+    let config = Arc::new(config);
+
+    // The monitor comes first, so liveness and metrics answer while snapshots catch up; `/readyz`
+    // says 503 until everything below is done.
+    let metrics = Arc::new(metrics::Metrics::new());
+    let monitor_listener = tokio::net::TcpListener::bind(config.monitor_addr).await.with_context(|| format!("binding monitor on {}", config.monitor_addr))?;
+    // Tests and supervisors read these lines to learn the bound ports.
+    println!("rookery: monitor listening on {}", monitor_listener.local_addr()?);
+    let monitor_state = Arc::new(monitor::Monitor::new(rocks.clone(), metrics.clone(), config.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let monitor = tokio::spawn(warp::serve(monitor::routes(monitor_state.clone())).incoming(monitor_listener).graceful(stopped(stop_rx.clone())).run());
 
     let replay_log = log.clone();
     let caught_up = tokio::task::spawn_blocking(move || {
@@ -61,30 +78,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let threads = if config.actor_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { config.actor_threads };
     let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads };
     let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
-    let config = Arc::new(config);
 
     let api_listener = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("binding REST API on {}", config.api_addr))?;
-    let monitor_listener = tokio::net::TcpListener::bind(config.monitor_addr).await.with_context(|| format!("binding monitor on {}", config.monitor_addr))?;
-    // Tests and supervisors read these lines to learn the bound ports.
-    println!("rookery: api listening on {}", api_listener.local_addr()?);
-    println!("rookery: monitor listening on {}", monitor_listener.local_addr()?);
     let tcp_listener = tokio::net::TcpListener::bind(config.tcp_addr).await.with_context(|| format!("binding WKProto TCP on {}", config.tcp_addr))?;
     let ws_listener = tokio::net::TcpListener::bind(config.ws_addr).await.with_context(|| format!("binding WKProto WebSocket on {}", config.ws_addr))?;
-    println!("rookery: tcp listening on {}", tcp_listener.local_addr()?);
-    println!("rookery: ws listening on {}", ws_listener.local_addr()?);
+    let bound = (api_listener.local_addr()?, tcp_listener.local_addr()?, ws_listener.local_addr()?);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let tls = tls::acceptor(&config)?;
     let gateway = gateway::session::Gateway::new(core.clone(), config.clone(), tls.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone());
-    let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone(), limits: gateway.limits.clone() });
-    let api = tokio::spawn(api::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, stopped(stop_rx.clone())));
-    let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
+    let routes = api::routes(api::ApiState {
+        core: core.clone(),
+        config: config.clone(),
+        presence: gateway.presence.clone(),
+        limits: gateway.limits.clone(),
+        rocks: Some(rocks.clone()),
+    });
+    let api = tokio::spawn(api::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
+    monitor_state.ready(core.clone(), gateway.presence.clone());
+    // Printed once ready: a supervisor that has seen all four lines finds `/readyz` answering 200.
+    println!("rookery: api listening on {}", bound.0);
+    println!("rookery: tcp listening on {}", bound.1);
+    println!("rookery: ws listening on {}", bound.2);
+    tracing::info!("ready");
 
     // The chain head, logged every minute so it can be anchored outside the server.
     let head_log = log.clone();
@@ -102,6 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     shutdown.await;
     head_logger.abort();
     tracing::info!("shutting down");
+    monitor_state.stopping();
     let _ = stop_tx.send(true);
     let _ = api.await;
     let _ = monitor.await;

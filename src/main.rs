@@ -25,6 +25,14 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Print the effective settings (defaults, file, WK_* and ROOKERY_* environment) as TOML, with
+    /// secrets shown as "<hidden>"; exits non-zero when they would not let the server start.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Walk the hash chain of the event log and report the first broken link. Works on the data
     /// directory of a running server (it opens the log read-only).
     Verify {
@@ -60,6 +68,31 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the event log (records, indexes, snapshots) into DIR, which must be
+    /// new or empty. Works while a server runs on the data directory (it then asks that server through
+    /// `POST /backup`, with --token or the configured admin credential) and when none does.
+    Backup {
+        /// Where the backup goes.
+        dir: PathBuf,
+        /// Admin credential for a running server (default: manager_token or the first admin api key).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Put a backup into a new or empty data directory, after checking its head and hash chain.
+    Restore {
+        /// A directory written by `rookery backup`.
+        backup: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to restore: a new or empty directory. Required, so a restore never lands in the
+        /// configured data directory by default.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Rebuild all state from position 1 and compare it with the snapshot-based state.
     Replay {
@@ -123,21 +156,54 @@ struct AuditArgs {
     json: bool,
 }
 
+/// Loads the settings and starts logging in the configured format.
 fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut c = Config::load(config.as_deref()).context("loading settings")?;
     if let Some(d) = data_dir {
         c.data_dir = d;
     }
+    init_logs(c.log_format);
     Ok(c)
 }
 
+/// Log lines go to standard error (standard output carries listener addresses and command output),
+/// filtered by `RUST_LOG` (default `info`).
+fn init_logs(format: rookery::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        rookery::config::LogFormat::Text => builder.init(),
+        rookery::config::LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
     match Cli::parse().command {
         Command::Serve { config, data_dir } => {
             let config = load(config, data_dir)?;
             let system = actix::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"));
             system.block_on(rookery::run(config, shutdown_signal()))
+        }
+        Command::Config { config, data_dir } => {
+            let config = load(config, data_dir)?;
+            print!("{}", config.to_toml().map_err(anyhow::Error::msg)?);
+            if let Err(problem) = config.validate() {
+                eprintln!("config: these settings would not start the server: {problem}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Backup { dir, token, config, data_dir } => {
+            let config = load(config, data_dir)?;
+            let manifest = rookery::backup::run(&config, &dir, token.as_deref())?;
+            println!("ok: backup in {} ends at position {}, chain head {}", dir.display(), manifest.position, manifest.chain_head);
+            Ok(())
+        }
+        Command::Restore { backup, config, data_dir } => {
+            let config = load(config, Some(data_dir))?;
+            let manifest = rookery::backup::restore(&backup, &config.data_dir)?;
+            println!("ok: restored {} into {}: position {}, chain head {}", backup.display(), config.data_dir.display(), manifest.position, manifest.chain_head);
+            Ok(())
         }
         Command::Verify { config, data_dir } => {
             let config = load(config, data_dir)?;

@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -101,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) users: Directory<Uid, UserActor>,
     system: Mutex<Option<Addr<SystemActor>>>,
     pub(crate) system_view: RwLock<Arc<SystemState>>,
+    /// Sends that committed a new message (de-duplicated retries not counted).
+    messages_accepted: AtomicU64,
 }
 
 /// The actor layer as the rest of the server sees it. Cheap to clone; `Send + Sync`.
@@ -114,6 +117,9 @@ pub struct CoreStats {
     pub channel_actors: usize,
     /// Live user actors.
     pub user_actors: usize,
+    /// Sends accepted since start (REST and WKProto alike): each committed a new message. A retry
+    /// answered from the original (same client_msg_no) is not counted again.
+    pub messages_accepted: u64,
 }
 
 impl Core {
@@ -136,6 +142,7 @@ impl Core {
             users: Directory::new(),
             system: Mutex::new(None),
             system_view: RwLock::new(Arc::new(system_state.clone())),
+            messages_accepted: AtomicU64::new(0),
         }));
         let c = core.clone();
         let addr = SystemActor::start_in_arbiter(&core.0.arbiters[0], move |_| SystemActor::new(c, system_state, horizon));
@@ -155,7 +162,11 @@ impl Core {
 
     /// Live actor counts.
     pub fn stats(&self) -> CoreStats {
-        CoreStats { channel_actors: self.0.channels.len(), user_actors: self.0.users.len() }
+        CoreStats {
+            channel_actors: self.0.channels.len(),
+            user_actors: self.0.users.len(),
+            messages_accepted: self.0.messages_accepted.load(Ordering::Relaxed),
+        }
     }
 
     fn arbiter_for<K: Hash>(&self, key: &K) -> &ArbiterHandle {
@@ -221,7 +232,12 @@ impl Core {
             }
         }
         match self.channel(key, ChannelCommand::Send(Box::new(msg)), origin).await? {
-            ChannelReply::Sent(sent) => Ok(sent),
+            ChannelReply::Sent(sent) => {
+                if !sent.duplicate {
+                    self.0.messages_accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(sent)
+            }
             ChannelReply::Done { .. } => Err(CoreError::Storage("channel answered a send without a message".into())),
         }
     }

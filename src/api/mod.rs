@@ -45,6 +45,8 @@ pub struct ApiState {
     pub presence: Arc<crate::gateway::session::Presence>,
     /// The per-credential request rate (shared with the gateway's limits).
     pub limits: Arc<crate::limits::Limits>,
+    /// The RocksDB log itself, for `POST /backup` (`None` when the core runs on another engine).
+    pub rocks: Option<Arc<rookery_storage::RocksLog>>,
 }
 
 /// All routes, behind the credential check, with JSON errors for everything that fails.
@@ -56,11 +58,14 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,)
         let (position, hash) = core.log().head();
         warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
     });
+    let backup = warp::path!("backup").and(warp::post()).and(origin(state.clone())).and(with_state(state.clone())).and(json_body()).and_then(backup);
     let audit_events = warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
     let api = health
         .or(chain_head)
         .unify()
         .or(audit_events)
+        .unify()
+        .or(backup)
         .unify()
         .or(route::routes(state.clone()))
         .unify()
@@ -89,6 +94,45 @@ async fn audit_events(state: ApiState, raw: crate::audit::RawQuery) -> Result<wa
             warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })
         })?;
     Ok(warp::reply::json(&crate::audit::page_json(&page)).into_response())
+}
+
+/// `POST /backup` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    /// Where to write the backup, on the server's machine: absolute, new or empty.
+    dir: String,
+}
+
+/// `POST /backup`: an online checkpoint of the event log into a directory on the server's machine
+/// (what `rookery backup` asks for when a server holds the log). Admin credentials only.
+async fn backup(origin: Origin, state: ApiState, request: BackupRequest) -> Result<warp::reply::Response, Rejection> {
+    let internal = |msg: String| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg });
+    let Some(rocks) = state.rocks.clone() else {
+        return Err(internal("this server's event log cannot take checkpoints".into()));
+    };
+    let dir = std::path::PathBuf::from(request.dir.trim());
+    if !dir.is_absolute() {
+        return Err(ApiError::bad_request(format!("dir must be an absolute path on the server's machine, got {:?}", request.dir)).into());
+    }
+    crate::backup::target(&dir).map_err(|e| warp::reject::custom(ApiError::bad_request(format!("{e:#}"))))?;
+    let target = dir.clone();
+    let manifest = tokio::task::spawn_blocking(move || crate::backup::create(&rocks, &target))
+        .await
+        .map_err(|e| internal(format!("backup task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), dir = %dir.display(), "backup failed");
+            internal(format!("{e:#}"))
+        })?;
+    tracing::info!(actor = ?origin.actor, dir = %dir.display(), position = manifest.position, chain_head = %manifest.chain_head, "backup written");
+    Ok(warp::reply::json(&serde_json::json!({
+        "status": 200,
+        "dir": dir.display().to_string(),
+        "position": manifest.position,
+        "chain_head": manifest.chain_head,
+        "created": manifest.created,
+    }))
+    .into_response())
 }
 
 /// The credential a request authenticated with.

@@ -9,11 +9,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use warp::http::{HeaderValue, Request};
 use warp::hyper::body::Incoming;
 use warp::Filter;
+
+use crate::metrics::Metrics;
 
 /// What the server knows about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +38,9 @@ pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
         .unwrap_or_else(uuid::Uuid::new_v4)
 }
 
-/// Serves `routes` on `listener` until `shutdown` completes, then lets open requests finish.
-pub async fn serve<F>(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, routes: F, shutdown: impl Future<Output = ()>)
+/// Serves `routes` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets open
+/// requests finish. Every answered request is counted in `metrics` by route class and status.
+pub async fn serve<F>(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, routes: F, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>)
 where
     F: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
@@ -58,12 +62,16 @@ where
             () = &mut shutdown => break,
         };
         let routes = warp::service(routes.clone());
+        let metrics = metrics.clone();
         let service = warp::hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let mut routes = routes.clone();
+            let metrics = metrics.clone();
+            let path = req.uri().path().to_owned();
             let context = RequestContext { request_id: request_id_of(&req), peer: Some(peer) };
             req.extensions_mut().insert(context);
             async move {
                 let mut response = tower_service::Service::call(&mut routes, req).await?;
+                metrics.observe_http(&path, response.status().as_u16());
                 let id = HeaderValue::from_str(&context.request_id.hyphenated().to_string()).expect("a UUID is a valid header value");
                 response.headers_mut().insert(super::REQUEST_ID_HEADER, id);
                 Ok::<_, Infallible>(response)

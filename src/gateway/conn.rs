@@ -104,6 +104,14 @@ impl Connection {
         &self.peer
     }
 
+    /// The socket kind: `"tcp"` or `"ws"`.
+    pub fn transport(&self) -> &'static str {
+        match self.transport {
+            Transport::Tcp(_) => "tcp",
+            Transport::Ws(_) => "ws",
+        }
+    }
+
     /// The protocol version later packets are coded with.
     pub fn version(&self) -> u8 {
         self.version

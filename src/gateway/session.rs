@@ -117,6 +117,67 @@ struct Online {
     device_id: String,
     tx: mpsc::Sender<Outbound>,
     kick: oneshot::Sender<Kick>,
+    info: Arc<SessionInfo>,
+}
+
+/// What the monitor shows about one authenticated session (`/connz`).
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The CONNECT's device id.
+    pub device_id: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The negotiated protocol version.
+    pub version: u8,
+    /// `"tcp"` or `"ws"`.
+    pub transport: &'static str,
+    /// When the session was authenticated.
+    pub since: std::time::SystemTime,
+    /// SENDs from this session that were accepted.
+    pub msgs_in: AtomicU64,
+    /// RECVs written to this session.
+    pub msgs_out: AtomicU64,
+}
+
+/// One authenticated session as `Presence::snapshot` saw it.
+#[derive(Debug, Clone)]
+pub struct SessionSnapshot {
+    /// Its id in [`Presence`].
+    pub id: u64,
+    /// Its user.
+    pub uid: Uid,
+    /// Its device flag (0 app, 1 web, 2 desktop).
+    pub device_flag: u8,
+    /// The CONNECT's device id.
+    pub device_id: String,
+    /// The peer's address.
+    pub peer: String,
+    /// The negotiated protocol version.
+    pub version: u8,
+    /// `"tcp"` or `"ws"`.
+    pub transport: &'static str,
+    /// When the session was authenticated.
+    pub since: std::time::SystemTime,
+    /// SENDs accepted from it.
+    pub msgs_in: u64,
+    /// RECVs written to it.
+    pub msgs_out: u64,
+    /// RECVs waiting on its outbound queue.
+    pub queued: usize,
+}
+
+/// Gateway-wide counters for the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatewayStats {
+    /// Open WKProto sockets over TCP (authenticated or not).
+    pub open_tcp: u64,
+    /// Open WKProto sockets over WebSocket (authenticated or not).
+    pub open_ws: u64,
+    /// RECVs written to sessions since start.
+    pub delivered: u64,
+    /// RECVs not queued because the session's outbound queue was full (the session is then
+    /// disconnected, and syncs after it reconnects) or already closed.
+    pub dropped: u64,
 }
 
 impl Online {
@@ -154,6 +215,10 @@ pub struct Presence {
     directory: Mutex<Directory>,
     /// Where online status changes go (the `user.onlinestatus` webhook), when anyone listens.
     status: Mutex<Option<tokio::sync::mpsc::Sender<crate::webhook::StatusChange>>>,
+    open_tcp: AtomicU64,
+    open_ws: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// A registration refused because the uid's tokens changed while the connection was checking its
@@ -214,6 +279,7 @@ impl Presence {
         epoch: u64,
         tx: mpsc::Sender<Outbound>,
         kick: oneshot::Sender<Kick>,
+        info: Arc<SessionInfo>,
     ) -> Result<Registration, Stale> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let replaced = {
@@ -234,6 +300,7 @@ impl Presence {
                 device_id: login.device_id.to_owned(),
                 tx,
                 kick,
+                info,
             });
             self.status_changed(&dir, login.uid, login.device_flag, true, id);
             replaced
@@ -294,6 +361,69 @@ impl Presence {
     /// Number of online sessions of `uid`.
     pub fn count(&self, uid: &Uid) -> usize {
         self.lock().sessions.get(uid).map_or(0, Vec::len)
+    }
+
+    /// Every authenticated session, ordered by id (oldest first).
+    pub fn snapshot(&self) -> Vec<SessionSnapshot> {
+        let dir = self.lock();
+        let mut all: Vec<SessionSnapshot> = dir
+            .sessions
+            .iter()
+            .flat_map(|(uid, sessions)| {
+                sessions.iter().map(move |o| SessionSnapshot {
+                    id: o.id,
+                    uid: uid.clone(),
+                    device_flag: o.device_flag,
+                    device_id: o.info.device_id.clone(),
+                    peer: o.info.peer.clone(),
+                    version: o.info.version,
+                    transport: o.info.transport,
+                    since: o.info.since,
+                    msgs_in: o.info.msgs_in.load(Ordering::Relaxed),
+                    msgs_out: o.info.msgs_out.load(Ordering::Relaxed),
+                    queued: o.tx.max_capacity() - o.tx.capacity(),
+                })
+            })
+            .collect();
+        drop(dir);
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// Gateway-wide counters.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            open_tcp: self.open_tcp.load(Ordering::Relaxed),
+            open_ws: self.open_ws.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts an open socket of `transport` until the guard is dropped.
+    fn opened(self: &Arc<Self>, transport: &'static str) -> OpenSocket {
+        self.open_counter(transport).fetch_add(1, Ordering::Relaxed);
+        OpenSocket { presence: self.clone(), transport }
+    }
+
+    fn open_counter(&self, transport: &'static str) -> &AtomicU64 {
+        if transport == "ws" {
+            &self.open_ws
+        } else {
+            &self.open_tcp
+        }
+    }
+}
+
+/// An open socket counted in [`Presence`]; uncounted when dropped.
+struct OpenSocket {
+    presence: Arc<Presence>,
+    transport: &'static str,
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.presence.open_counter(self.transport).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -362,11 +492,14 @@ impl Presence {
                 match tx.try_send(Outbound::Recv(Box::new(recv), message.payload.clone())) {
                     Ok(()) => {}
                     // The session ends on its own; it is no longer listed a moment later.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                     // A reader that cannot keep up: a silently skipped RECV would be a hole in what
                     // the client believes it has, so the session ends instead, without DISCONNECT,
                     // and the client reconnects and syncs. Nobody else waits for it.
                     Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(uid = %uid, message_id = message.message_id, "outbound queue full; disconnecting the slow reader");
                         self.kick_session(uid, id, Kick::Close("outbound queue full"));
                     }
@@ -438,6 +571,7 @@ where
                     let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
                     sessions.spawn(async move {
                         if let Some(conn) = connection.await {
+                            let _open = gateway.presence.opened(conn.transport());
                             serve(conn, gateway, shutdown, permit).await;
                         }
                     });
@@ -627,7 +761,16 @@ async fn login(
                     };
                     let (kick_tx, kicked) = oneshot::channel();
                     let who = Login { uid: &uid, device_flag: connect.device_flag, device_level, device_id: &connect.device_id };
-                    match gateway.presence.register(&who, epoch, outbound.clone(), kick_tx) {
+                    let info = Arc::new(SessionInfo {
+                        device_id: connect.device_id.clone(),
+                        peer: conn.peer().to_owned(),
+                        version: conn.version(),
+                        transport: conn.transport(),
+                        since: std::time::SystemTime::now(),
+                        msgs_in: AtomicU64::new(0),
+                        msgs_out: AtomicU64::new(0),
+                    });
+                    match gateway.presence.register(&who, epoch, outbound.clone(), kick_tx, info.clone()) {
                         // The uid's tokens changed meanwhile: check again.
                         Err(Stale) => continue,
                         Ok(registration) => {
@@ -642,6 +785,7 @@ async fn login(
                                 conn_id: registration.id,
                                 max_payload: gateway.config.max_payload_bytes,
                                 send_limiter: gateway.limits.send_limiter(),
+                                info,
                                 peer: conn.peer().to_owned(),
                                 unacked: Unacked::new(
                                     Duration::from_millis(gateway.config.recvack_timeout_ms),
@@ -715,6 +859,8 @@ struct Session {
     unacked: Unacked,
     /// This connection's SEND budget, when SENDs are limited.
     send_limiter: Option<crate::limits::SendLimiter>,
+    /// Its entry's counters for the monitor.
+    info: Arc<SessionInfo>,
 }
 
 /// A committed send, with what fan-out needs.
@@ -765,6 +911,7 @@ impl Session {
                 ack.message_id = accepted.sent.message_id.0;
                 ack.message_seq = accepted.sent.message_seq.0;
                 ack.reason_code = ReasonCode::SUCCESS;
+                self.info.msgs_in.fetch_add(1, Ordering::Relaxed);
                 // A retry was delivered with the original.
                 if !accepted.sent.duplicate {
                     self.fan_out(send, accepted).await;
@@ -814,6 +961,8 @@ impl Session {
                 }
                 let packet = Packet::Recv(*recv);
                 conn.queue(&packet)?;
+                self.info.msgs_out.fetch_add(1, Ordering::Relaxed);
+                self.presence.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Packet::Recv(recv) = packet {
                     for evicted in self.unacked.sent(recv, Instant::now()) {
                         tracing::debug!(peer = %self.peer, uid = %self.uid, message_id = evicted, "too many unacknowledged RECVs; the oldest is given up");

@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 
 pub use error::StorageError;
 pub use mem::MemLog;
+pub use rocks::histogram::{HistogramSnapshot, GROUP_RECORDS_BOUNDS, WRITE_MICROS_BOUNDS};
 pub use rocks::{baseline, fault, LogStats, RocksLog, RocksOptions};
 pub use rookery_events::{ChainHash, Position};
 

@@ -425,6 +425,34 @@ fn concurrent_appends_share_commit_groups() {
     // (observed on the 2-core CI machine: about 20 records per group). Half is a wide margin.
     assert!(stats.groups < stats.records / 2, "concurrent appenders must share write batches: {stats:?}");
     assert_eq!(stats.syncs, stats.groups, "one fsync per group");
+    assert_eq!(stats.group_records.count(), stats.groups, "one group-size observation per group");
+    assert_eq!(stats.group_records.sum, stats.records, "group sizes add up to the records");
+    assert_eq!(stats.write_micros.count(), stats.groups, "one latency observation per group");
+    assert_eq!(stats.pending, 0, "every submitted record was answered");
+}
+
+#[test]
+fn a_checkpoint_is_a_consistent_prefix_taken_while_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_rocks(&dir.path().join("live"));
+    log.append(vec![rec("a", 1), rec("a", 2)]).unwrap();
+    log.put_snapshot(b"a", &Snapshot { position: Position(2), state: b"two".to_vec() }).unwrap();
+    let copy_dir = dir.path().join("copy");
+    let head = std::thread::scope(|s| {
+        let appender = s.spawn(|| hammer(&log, 4, 50));
+        let head = log.checkpoint(&copy_dir).unwrap();
+        appender.join().unwrap();
+        head
+    });
+    assert!(head.0 >= Position(2) && head.0 <= log.head().0, "{head:?}");
+    let copy = RocksLog::open_read_only(&copy_dir).unwrap();
+    assert_eq!(copy.head(), head);
+    // Every record of the copy is the live log's record at that position, so the chains agree.
+    let n = usize::try_from(head.0 .0).unwrap();
+    assert_eq!(copy.read_range(Position(1), n + 10).unwrap(), log.read_range(Position(1), n).unwrap());
+    assert_eq!(copy.get_snapshot(b"a").unwrap().unwrap().state, b"two");
+    // The target must be new.
+    assert!(matches!(log.checkpoint(&copy_dir), Err(StorageError::Invalid(_))));
 }
 
 #[test]

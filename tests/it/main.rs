@@ -2,12 +2,14 @@
 //! driven over real sockets.
 
 mod audit;
+mod backup;
 mod conversation;
 mod durability;
 pub(crate) mod gateway;
 mod history;
 mod webhook;
 mod jssdk;
+mod ops;
 mod rest;
 mod support;
 mod tls;

@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod fault;
+pub mod histogram;
 pub(crate) mod schema;
 mod writer;
 
@@ -24,6 +25,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorM
 use rookery_events::{ChainHash, Position};
 
 use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrite, Snapshot, StorageError, StoredRecord};
+use histogram::HistogramSnapshot;
 use schema::*;
 use writer::{Request, Shared, Writer};
 
@@ -48,8 +50,8 @@ impl Default for RocksOptions {
 
 /// Counters of the writer thread since the log was opened, for benchmarks, the monitor and tests.
 ///
-/// Reading them costs three relaxed atomic loads; they are not a consistent snapshot of each other.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Reading them costs a few dozen relaxed atomic loads; they are not a consistent snapshot of each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStats {
     /// Commit groups written (one RocksDB write batch each).
     pub groups: u64,
@@ -58,6 +60,26 @@ pub struct LogStats {
     /// WAL fsyncs made: one per group under [`Durability::SyncEveryGroup`], none under
     /// [`Durability::OsBuffered`].
     pub syncs: u64,
+    /// Records submitted and not yet answered: the writer's queue depth (in records, including the
+    /// group being written).
+    pub pending: u64,
+    /// Records per written group ([`histogram::GROUP_RECORDS_BOUNDS`]).
+    pub group_records: HistogramSnapshot,
+    /// Microseconds per group write, fsync included when syncing ([`histogram::WRITE_MICROS_BOUNDS`]).
+    pub write_micros: HistogramSnapshot,
+}
+
+impl Default for LogStats {
+    fn default() -> Self {
+        LogStats {
+            groups: 0,
+            records: 0,
+            syncs: 0,
+            pending: 0,
+            group_records: HistogramSnapshot::empty(histogram::GROUP_RECORDS_BOUNDS),
+            write_micros: HistogramSnapshot::empty(histogram::WRITE_MICROS_BOUNDS),
+        }
+    }
 }
 
 /// The RocksDB event log. See the crate docs for what a resolved commit guarantees.
@@ -155,7 +177,29 @@ impl RocksLog {
             groups: self.shared.groups.load(Ordering::Relaxed),
             records: self.shared.records.load(Ordering::Relaxed),
             syncs: self.shared.syncs.load(Ordering::Relaxed),
+            pending: self.shared.pending.load(Ordering::Relaxed),
+            group_records: self.shared.group_records.snapshot(),
+            write_micros: self.shared.write_micros.snapshot(),
         }
+    }
+
+    /// Writes a consistent copy of the whole log (records, indexes, snapshots) into `dir`, which must not
+    /// exist yet, and returns the head of that copy. Works while appends go on: the copy holds every
+    /// record committed before it started and possibly some committed meanwhile, always whole commit
+    /// groups, so its chain is a prefix of this log's. On the same file system, immutable table files
+    /// are hard-linked rather than copied.
+    ///
+    /// # Errors
+    /// [`StorageError::Invalid`] when `dir` exists; [`StorageError::Backend`] when RocksDB cannot write
+    /// the copy; [`StorageError::Corrupt`] when the copy's last record is undecodable.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(Position, ChainHash)> {
+        if dir.exists() {
+            return Err(StorageError::Invalid(format!("{} already exists; a checkpoint needs a new directory", dir.display())));
+        }
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(backend)?;
+        checkpoint.create_checkpoint(dir).map_err(backend)?;
+        let copy = RocksLog::open_read_only(dir)?;
+        Ok(copy.head())
     }
 
     /// Makes the writer's next group fail as if RocksDB had refused the write.
@@ -271,8 +315,12 @@ impl EventLog for RocksLog {
         let (reply, commit) = Commit::channel();
         match lock(&self.tx).as_ref() {
             Some(tx) => {
+                // Counted before sending, so the writer's decrement never runs ahead of it.
+                let n = records.len() as u64;
+                self.shared.pending.fetch_add(n, Ordering::Relaxed);
                 // The writer only hangs up if it panicked; the request comes back and is refused.
                 if let Err(mpsc::SendError(request)) = tx.send(Request { records, rewrites: values, reply }) {
+                    self.shared.pending.fetch_sub(n, Ordering::Relaxed);
                     request.reply.send(Err(StorageError::Closed));
                 }
             }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use rookery_events::{link, ChainHash, Position};
 
+use super::histogram::{AtomicHistogram, GROUP_RECORDS_BOUNDS, WRITE_MICROS_BOUNDS};
 use super::schema::*;
 use super::{backend, cf, encode_record, lock, RocksOptions};
 use crate::{CommitSender, Committed, Durability, NewRecord, Result, StorageError};
@@ -31,6 +32,12 @@ pub(super) struct Shared {
     pub(super) groups: AtomicU64,
     pub(super) records: AtomicU64,
     pub(super) syncs: AtomicU64,
+    /// Records submitted and not yet answered (queued for or inside the group being written).
+    pub(super) pending: AtomicU64,
+    /// Records per successfully written group.
+    pub(super) group_records: AtomicHistogram,
+    /// Microseconds each successful group write took (write plus WAL fsync when syncing).
+    pub(super) write_micros: AtomicHistogram,
     /// Test hook: fail the next group's write.
     #[cfg(test)]
     pub(super) fail_next: std::sync::atomic::AtomicBool,
@@ -43,6 +50,9 @@ impl Shared {
             groups: AtomicU64::new(0),
             records: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            group_records: AtomicHistogram::new(GROUP_RECORDS_BOUNDS),
+            write_micros: AtomicHistogram::new(WRITE_MICROS_BOUNDS),
             #[cfg(test)]
             fail_next: std::sync::atomic::AtomicBool::new(false),
         }
@@ -104,23 +114,33 @@ impl Writer {
 
     /// Writes one group and completes each of its commits.
     fn commit(&mut self, group: Vec<Request>) {
+        // Leaves the pending count just before the first reply, so a caller that has its answer
+        // never sees its own records as pending.
+        let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
+        let shared = self.shared.clone();
+        let answered = || shared.pending.fetch_sub(submitted, Ordering::Relaxed);
         if let Some(reason) = &self.failed {
+            answered();
             for request in group {
                 request.reply.send(Err(StorageError::Backend(format!("event log stopped after a failed write: {reason}").into())));
             }
             return;
         }
+        let started = std::time::Instant::now();
         match self.write(&group) {
             Ok(head) => {
+                self.shared.write_micros.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
                 let records = head.0 .0 - self.head.0 .0;
                 self.head = head;
                 // Readers see the new head only now that the batch is in RocksDB (and synced).
                 *lock(&self.shared.head) = head;
                 self.shared.groups.fetch_add(1, Ordering::Relaxed);
                 self.shared.records.fetch_add(records, Ordering::Relaxed);
+                self.shared.group_records.observe(records);
                 if self.options.durability == Durability::SyncEveryGroup {
                     self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 }
+                answered();
                 let mut next = head.0 .0 - records + 1;
                 for request in group {
                     let n = request.records.len() as u64;
@@ -132,6 +152,7 @@ impl Writer {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, requests = group.len(), "event log write failed; refusing further appends until reopened");
                 self.failed = Some(reason.clone());
+                answered();
                 for request in group {
                     request.reply.send(Err(StorageError::Backend(reason.clone().into())));
                 }
