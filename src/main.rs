@@ -182,7 +182,12 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, data_dir } => {
             let config = load(config, data_dir)?;
             let system = actix::System::with_tokio_rt(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime"));
-            system.block_on(rookery::run(config, shutdown_signal()))
+            system.block_on(async {
+                // Installed before anything is bound, so a SIGTERM at any point of start-up is a
+                // graceful stop rather than the default kill.
+                let stop = shutdown_signal()?;
+                rookery::run(config, stop).await
+            })
         }
         Command::Config { config, data_dir } => {
             let config = load(config, data_dir)?;
@@ -307,13 +312,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// A progress bar on standard error; hidden when standard error is not a terminal.

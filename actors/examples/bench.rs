@@ -22,29 +22,31 @@ fn meta() -> Meta {
     Meta { recorded_at: Timestamp(1_700_000_000_000), actor: Actor::Api { credential: "bench".into() }, request_id: RequestId([3; 16]), source: Some("127.0.0.1:40000".into()), user_agent: None }
 }
 
+/// A message of `key` with a 100-byte payload, as the channel actor would store it.
+fn message(key: &ChannelKey, seq: u64, id: u64, client_msg_no: String, at: Timestamp) -> Message {
+    Message {
+        channel: key.clone(),
+        message_seq: MessageSeq(seq),
+        message_id: MessageId(1_000_000 + id as i64),
+        client_msg_no: ClientMsgNo(client_msg_no),
+        from_uid: Uid(format!("user-{}", seq % 50)),
+        header: MessageHeader { red_dot: true, ..Default::default() },
+        setting: 0,
+        stream_no: None,
+        expire: 0,
+        topic: None,
+        timestamp: at,
+        red_dot_ordinal: seq,
+        payload: Payload::Inline(vec![b'x'; 100]),
+    }
+}
+
 /// A realistic message record: 100-byte payload, seq and idempotency index entries.
 fn message_record(channel: u32, seq: u64) -> NewRecord {
     let key = ChannelKey::new(format!("group-{channel}"), ChannelType::GROUP);
     let stream = StreamId::Channel(key.clone());
-    let body = EnvelopeBody {
-        stream: stream.clone(),
-        meta: meta(),
-        event: Event::Channel(ChannelEvent::MessageAppended(Box::new(Message {
-            channel: key,
-            message_seq: MessageSeq(seq),
-            message_id: MessageId(1_000_000 + seq as i64),
-            client_msg_no: ClientMsgNo(format!("c{channel}-{seq}")),
-            from_uid: Uid(format!("user-{}", seq % 50)),
-            header: MessageHeader { red_dot: true, ..Default::default() },
-            setting: 0,
-            stream_no: None,
-            expire: 0,
-            topic: None,
-            timestamp: Timestamp(1_700_000_000_000 + seq),
-            red_dot_ordinal: seq,
-            payload: Payload::Inline(vec![b'x'; 100]),
-        }))),
-    };
+    let m = message(&key, seq, seq, format!("c{channel}-{seq}"), Timestamp(1_700_000_000_000 + seq));
+    let body = EnvelopeBody { stream: stream.clone(), meta: meta(), event: Event::Channel(ChannelEvent::MessageAppended(Box::new(m))) };
     let mut dedupe = format!("user-{}", seq % 50).into_bytes();
     dedupe.extend(format!("c{channel}-{seq}").bytes());
     NewRecord { stream: stream.key(), digest: body.digest(), body: body.encode(), seq: Some(seq), dedupe: Some(dedupe) }
@@ -211,21 +213,7 @@ fn fill_time_travel(dir: &std::path::Path, events: u64, hot: &ChannelKey) {
             (ChannelKey::new(format!("group-{c}"), ChannelType::GROUP), seqs[c], None)
         };
         let event = membership.unwrap_or_else(|| {
-            ChannelEvent::MessageAppended(Box::new(Message {
-                channel: channel.clone(),
-                message_seq: MessageSeq(seq),
-                message_id: MessageId(1_000_000 + i as i64),
-                client_msg_no: ClientMsgNo(format!("c{i}")),
-                from_uid: Uid(format!("user-{}", seq % 50)),
-                header: MessageHeader { red_dot: true, ..Default::default() },
-                setting: 0,
-                stream_no: None,
-                expire: 0,
-                topic: None,
-                timestamp: Timestamp(1_700_000_000_000 + i),
-                red_dot_ordinal: seq,
-                payload: Payload::Inline(vec![b'x'; 100]),
-            }))
+            ChannelEvent::MessageAppended(Box::new(message(&channel, seq, i, format!("c{i}"), Timestamp(1_700_000_000_000 + i))))
         });
         let is_message = matches!(event, ChannelEvent::MessageAppended(_));
         let mut meta = meta();

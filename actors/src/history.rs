@@ -12,13 +12,13 @@
 //! answer is exact to the millisecond, not within it.
 
 use rookery_events::{
-    decode_state, Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, Timestamp, Uid,
+    Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, Timestamp, Uid,
     UserState,
 };
 use rookery_storage::EventLog;
 
 use crate::error::CoreError;
-use crate::recovery::{read_tail, storage};
+use crate::recovery::{fold_streams, storage};
 
 /// Where in the past to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,22 +105,7 @@ fn recorded_at(log: &dyn EventLog, p: Position) -> Result<Timestamp, CoreError> 
 fn rebuild<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId], at: Position) -> Result<Past<A>, CoreError> {
     let snapshot = log.get_snapshot(&streams[0].key()).map_err(storage)?.filter(|s| s.position <= at);
     let from_snapshot = snapshot.is_some();
-    let (mut state, base) = match snapshot {
-        Some(s) => (decode_state::<A>(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {}: {e}", streams[0])))?, s.position),
-        None => (A::default(), Position::ZERO),
-    };
-    let mut tail = Vec::new();
-    for stream in streams {
-        read_tail(log, stream, base, at, &mut tail)?;
-    }
-    tail.sort_by_key(|(p, _)| *p);
-    let mut events_replayed = 0;
-    for (position, body) in &tail {
-        if let Some(e) = A::unwrap(&body.event) {
-            state.apply(*position, e);
-            events_replayed += 1;
-        }
-    }
+    let (state, _, events_replayed) = fold_streams::<A>(log, streams, snapshot, at)?;
     Ok(Past { position: at, state, events_replayed, from_snapshot })
 }
 

@@ -17,21 +17,32 @@ const TAIL_BATCH: usize = 1024;
 /// [`CoreError::Storage`] when the log cannot be read or holds undecodable bytes.
 pub(crate) fn recover<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId]) -> Result<(A, Position), CoreError> {
     let horizon = log.head().0;
-    let (mut state, base) = match log.get_snapshot(&streams[0].key()).map_err(storage)? {
+    let snapshot = log.get_snapshot(&streams[0].key()).map_err(storage)?;
+    let (state, base, _) = fold_streams::<A>(log, streams, snapshot, horizon)?;
+    Ok((state, horizon.max(base)))
+}
+
+/// `A` from `snapshot` (taken under `streams[0]`; the default state without one) plus every event of
+/// `streams` after it up to `until`, applied in log order. Returns the state, the snapshot's position
+/// and how many events were applied.
+pub(crate) fn fold_streams<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId], snapshot: Option<Snapshot>, until: Position) -> Result<(A, Position, u64), CoreError> {
+    let (mut state, base) = match snapshot {
         Some(s) => (decode_state::<A>(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {}: {e}", streams[0])))?, s.position),
         None => (A::default(), Position::ZERO),
     };
     let mut tail = Vec::new();
     for stream in streams {
-        read_tail(log, stream, base, horizon, &mut tail)?;
+        read_tail(log, stream, base, until, &mut tail)?;
     }
     tail.sort_by_key(|(p, _)| *p);
+    let mut applied = 0;
     for (position, body) in tail {
         if let Some(e) = A::unwrap(&body.event) {
             state.apply(position, e);
+            applied += 1;
         }
     }
-    Ok((state, horizon.max(base)))
+    Ok((state, base, applied))
 }
 
 /// Appends to `out` the events of `stream` in `(after, until]`.

@@ -144,6 +144,24 @@ pub fn verify(data_dir: &Path) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Runs `rookery serve` with `env` on ephemeral ports and expects it to refuse to start; returns its
+/// standard error.
+pub fn refused_start(env: Env) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rookery"));
+    cmd.args(["serve", "--data-dir"]).arg(dir.path());
+    for (k, v) in [("ROOKERY_API_ADDR", "127.0.0.1:0"), ("ROOKERY_MONITOR_ADDR", "127.0.0.1:0"), ("ROOKERY_TCP_ADDR", "127.0.0.1:0"), ("ROOKERY_WS_ADDR", "127.0.0.1:0")] {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running rookery serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "rookery started with {env:?}: {stderr}");
+    stderr
+}
+
 /// Base64 of a text payload.
 pub fn b64(text: &str) -> String {
     use base64::Engine;

@@ -117,19 +117,8 @@ async fn api_tcp_and_websocket_listeners_speak_tls() {
     assert_eq!(connack_reason(&reply), ReasonCode::SUCCESS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_without_a_certificate_stops_the_server_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
-        .args(["serve", "--data-dir"])
-        .arg(dir.path())
-        .env("ROOKERY_API_ADDR", "127.0.0.1:0")
-        .env("ROOKERY_MONITOR_ADDR", "127.0.0.1:0")
-        .env("ROOKERY_TCP_ADDR", "127.0.0.1:0")
-        .env("ROOKERY_WS_ADDR", "127.0.0.1:0")
-        .env("ROOKERY_TLS_TCP", "true")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_cert_file"), "{}", String::from_utf8_lossy(&out.stderr));
+#[test]
+fn tls_without_a_certificate_stops_the_server_at_start() {
+    let err = crate::support::refused_start(&[("ROOKERY_TLS_TCP", "true")]);
+    assert!(err.contains("tls_cert_file"), "{err}");
 }
