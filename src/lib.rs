@@ -41,7 +41,8 @@ pub fn open_log(config: &Config) -> anyhow::Result<RocksLog> {
 /// Invalid configuration, an unreadable log, or a listener that cannot bind.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let log: Arc<dyn EventLog> = Arc::new(open_log(&config)?);
+    let rocks = Arc::new(open_log(&config)?);
+    let log: Arc<dyn EventLog> = rocks.clone();
     let (head, hash) = log.head();
     tracing::info!(position = head.0, chain_head = %hash.to_hex(), "event log opened");
 
@@ -79,7 +80,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let routes = api::routes(api::ApiState { core: core.clone(), config: config.clone(), presence: gateway.presence.clone() });
     let api = tokio::spawn(api::serve::serve(api_listener, routes, stopped(stop_rx.clone())));
-    let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone())).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
+    let monitor = tokio::spawn(warp::serve(monitor::routes(core.clone(), log.clone(), rocks)).incoming(monitor_listener).graceful(stopped(stop_rx)).run());
 
     // The chain head, logged every minute so it can be anchored outside the server.
     let head_log = log.clone();
