@@ -61,6 +61,13 @@ impl Nats {
 
 }
 
+impl Nats {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -149,7 +156,7 @@ pub async fn s1(url: &str, conns: usize, window: usize, secs: f64) -> anyhow::Re
 ///
 /// # Errors
 /// Connection or stream setup failures.
-pub async fn s2(url: &str, receivers: usize, messages: u32, window: usize, quiet: Duration) -> anyhow::Result<(Outcome, Vec<Outcome>)> {
+pub async fn s2(url: &str, pid: u32, receivers: usize, messages: u32, window: usize, quiet: Duration) -> anyhow::Result<(Outcome, Vec<Outcome>, (f64, f64))> {
     let cs = clients(url, receivers + 1).await?;
     let js = jetstream::new(cs[0].clone());
     let st = fresh_stream(&js, "S2", vec!["s2.g".into()]).await?;
@@ -198,6 +205,7 @@ pub async fn s2(url: &str, receivers: usize, messages: u32, window: usize, quiet
     }
     let mut p = crate::load::empty_outcome();
     let mut inflight = std::collections::VecDeque::new();
+    let (sc, lc) = (crate::server::cpu_secs(pid), crate::server::cpu_secs(0));
     p.first_send_us = client::now_us();
     let mut index = 0u32;
     loop {
@@ -233,11 +241,12 @@ pub async fn s2(url: &str, receivers: usize, messages: u32, window: usize, quiet
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu = (crate::server::cpu_secs(pid) - sc, crate::server::cpu_secs(0) - lc);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
     let mut outs = Vec::new();
     for h in handles {
         outs.push(h.await?);
     }
-    Ok((p, outs))
+    Ok((p, outs, cpu))
 }

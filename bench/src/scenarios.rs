@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::load::{self, Role, Totals};
 use crate::server::Server;
-use crate::{client, limits, nats, Plan};
+use crate::{client, limits, nats, server, Plan};
 
 /// Collected report lines and the scenarios that ran.
 #[derive(Default)]
@@ -177,13 +177,18 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
     let (mut rk_ack, mut rkb_ack, mut js_ack, mut sock_h) = (load::histogram(), load::histogram(), load::histogram(), load::histogram());
     let mut groups = vec![];
     let mut counts = (0u64, 0u64, 0u64);
+    // CPU seconds (server, load generator) per side, summed over rounds: sync, buffered, jetstream.
+    let mut cpu = [(0.0f64, 0.0f64); 3];
     for round in 0..plan.rounds {
         // Rookery, fsync per commit group (the default).
         for (k, s) in [sync, buffered].into_iter().enumerate() {
             let cs = std::mem::take(&mut conns[k]);
             let roles = (0..cs.len()).map(|i| sender_role((format!("s1g{i}"), 2), 1, None, plan.secs, i as u32)).collect();
             let (g0, r0) = varz_groups(s).await;
+            let (sc, lc) = (server::cpu_secs(s.pid()), server::cpu_secs(0));
             let (back, outs) = load::run_all(cs, roles, Some(0), plan.quiet).await;
+            cpu[k].0 += server::cpu_secs(s.pid()) - sc;
+            cpu[k].1 += server::cpu_secs(0) - lc;
             let (g1, r1) = varz_groups(s).await;
             conns[k] = back;
             let t = load::totals(&outs);
@@ -202,7 +207,10 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
             println!("  round {round} rookery-{}: {achieved:.0} acked SENDs/s (sent {}, acked {})", if k == 0 { "sync" } else { "buffered" }, t.sent, t.acked);
         }
         if let Some(n) = nats {
+            let (sc, lc) = (server::cpu_secs(n.pid()), server::cpu_secs(0));
             let o = nats::s1(&n.url, c, 1, plan.secs).await?;
+            cpu[2].0 += server::cpu_secs(n.pid()) - sc;
+            cpu[2].1 += server::cpu_secs(0) - lc;
             r.check(o.error.is_none() && o.acked > 0, format!("S1 jetstream round {round}: {:?}", o.error));
             let achieved = rate(o.acked, o.first_send_us, o.last_ack_us);
             js.push(achieved);
@@ -222,16 +230,17 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
     }
     let (rk_m, rkb_m, js_m, raw_m, rawi_m, sock_m) = (median(&rk), median(&rkb), median(&js), median(&raw), median(&raw_idx), median(&sock));
     r.line(format!("record {} B, SEND frame {send_len} B, SENDACK frame {ack_len} B, payload {} B before encryption; mean commit group {:.1} (median of rounds)", limits::record_len(), client::PAYLOAD, median(&groups)));
-    r.line("| side | durability | acked SENDs/s (median) | SEND->SENDACK p50 / p99 / max ms | acked total |".into());
-    r.line("|---|---|---|---|---|".into());
-    r.line(format!("| rookery | fsync per commit group | {rk_m:.0} | {} | {} |", lat(&rk_ack), counts.0));
-    r.line(format!("| rookery | buffered (no fsync) | {rkb_m:.0} | {} | {} |", lat(&rkb_ack), counts.1));
+    let per = |cpu: f64, n: u64| if n == 0 { "-".to_string() } else { format!("{:.1}", cpu * 1e6 / n as f64) };
+    r.line("| side | durability | acked SENDs/s (median) | SEND->SENDACK p50 / p99 / max ms | acked total | server CPU µs per SEND | load generator CPU µs per SEND |".into());
+    r.line("|---|---|---|---|---|---|---|".into());
+    r.line(format!("| rookery | fsync per commit group | {rk_m:.0} | {} | {} | {} | {} |", lat(&rk_ack), counts.0, per(cpu[0].0, counts.0), per(cpu[0].1, counts.0)));
+    r.line(format!("| rookery | buffered (no fsync) | {rkb_m:.0} | {} | {} | {} | {} |", lat(&rkb_ack), counts.1, per(cpu[1].0, counts.1), per(cpu[1].1, counts.1)));
     if nats.is_some() {
-        r.line(format!("| jetstream | file, periodic sync (2 min) | {js_m:.0} | {} | {} |", lat(&js_ack), counts.2));
+        r.line(format!("| jetstream | file, periodic sync (2 min) | {js_m:.0} | {} | {} | {} | {} |", lat(&js_ack), counts.2, per(cpu[2].0, counts.2), per(cpu[2].1, counts.2)));
     }
-    r.line(format!("| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event | fsync | {raw_m:.0} | - | - |"));
-    r.line(format!("| raw RocksDB, the log's 4 keys/event | fsync | {rawi_m:.0} | - | - |"));
-    r.line(format!("| raw loopback TCP request/response, {c} conns | - | {sock_m:.0} | {} | - |", lat(&sock_h)));
+    r.line(format!("| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event | fsync | {raw_m:.0} | - | - | - | - |"));
+    r.line(format!("| raw RocksDB, the log's 4 keys/event | fsync | {rawi_m:.0} | - | - | - | - |"));
+    r.line(format!("| raw loopback TCP request/response, {c} conns | - | {sock_m:.0} | {} | - | - | - |", lat(&sock_h)));
     r.line(format!(
         "ratios: rookery(sync)/raw 1-key {}, rookery(sync)/raw same write set {}, rookery(sync)/jetstream {}, rookery(buffered)/jetstream {}, rookery(sync)/raw loopback {}",
         ratio(rk_m, raw_m),
@@ -258,6 +267,8 @@ async fn s2(plan: &Plan, r: &mut Report, sync: &Arc<Server>, nats: Option<&nats:
     let (mut rk_recv, mut js_recv, mut rk_ack, mut js_ack) = (load::histogram(), load::histogram(), load::histogram(), load::histogram());
     let (mut rk_cons, mut js_cons) = ((0u64, 0u64, 0u64, 0u64), (0u64, 0u64, 0u64, 0u64));
     let mut rk_send = vec![];
+    // CPU seconds (server, load generator) while messages flow: rookery, jetstream.
+    let mut cpu = [(0.0f64, 0.0f64); 2];
     for round in 0..plan.rounds {
         let started = Instant::now();
         let cs = load::connect_all(sync.tcp, &uids, 256).await?;
@@ -274,7 +285,10 @@ async fn s2(plan: &Plan, r: &mut Report, sync: &Arc<Server>, nats: Option<&nats:
                 me: i as u32,
             })
             .collect();
+        let (sc, lc) = (server::cpu_secs(sync.pid()), server::cpu_secs(0));
         let (back, outs) = load::run_all(cs, roles, Some(u64::from(msgs) * (m as u64 - 1)), plan.quiet).await;
+        cpu[0].0 += server::cpu_secs(sync.pid()) - sc;
+        cpu[0].1 += server::cpu_secs(0) - lc;
         drop(back);
         let t: Totals = load::totals(&outs);
         let (expected, missing, dup) = load::conservation(&outs, |_| 0);
@@ -288,7 +302,9 @@ async fn s2(plan: &Plan, r: &mut Report, sync: &Arc<Server>, nats: Option<&nats:
         rk_cons = (rk_cons.0 + expected, rk_cons.1 + t.received, rk_cons.2 + missing, rk_cons.3 + dup);
         println!("  round {round} rookery: {d:.0} deliveries/s, received {} of {expected}, missing {missing}, duplicate {dup}", t.received);
         if let Some(n) = nats {
-            let (p, outs) = nats::s2(&n.url, m - 1, msgs, 1, plan.quiet).await?;
+            let (p, outs, (scpu, lcpu)) = nats::s2(&n.url, n.pid(), m - 1, msgs, 1, plan.quiet).await?;
+            cpu[1].0 += scpu;
+            cpu[1].1 += lcpu;
             let mut all = vec![p];
             all.extend(outs);
             let (expected, missing, dup) = load::conservation(&all, |_| 0);
@@ -302,11 +318,35 @@ async fn s2(plan: &Plan, r: &mut Report, sync: &Arc<Server>, nats: Option<&nats:
             println!("  round {round} jetstream: {d:.0} deliveries/s, received {} of {expected}, missing {missing}, duplicate {dup}", t.received);
         }
     }
-    r.line("| side | deliveries/s (median) | messages/s sent | SEND->SENDACK p50 / p99 / max ms | SEND->RECV p50 / p99 / max ms | expected | received | missing | duplicate |".into());
-    r.line("|---|---|---|---|---|---|---|---|---|".into());
-    r.line(format!("| rookery (fsync) | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |", median(&rk), median(&rk_send), lat(&rk_ack), lat(&rk_recv), rk_cons.0, rk_cons.1, rk_cons.2, rk_cons.3));
+    let per = |cpu: f64, n: u64| if n == 0 { "-".to_string() } else { format!("{:.1}", cpu * 1e6 / n as f64) };
+    r.line("| side | deliveries/s (median) | messages/s sent | SEND->SENDACK p50 / p99 / max ms | SEND->RECV p50 / p99 / max ms | expected | received | missing | duplicate | server CPU µs per delivery | load generator CPU µs per delivery |".into());
+    r.line("|---|---|---|---|---|---|---|---|---|---|---|".into());
+    r.line(format!(
+        "| rookery (fsync) | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        median(&rk),
+        median(&rk_send),
+        lat(&rk_ack),
+        lat(&rk_recv),
+        rk_cons.0,
+        rk_cons.1,
+        rk_cons.2,
+        rk_cons.3,
+        per(cpu[0].0, rk_cons.1),
+        per(cpu[0].1, rk_cons.1)
+    ));
     if nats.is_some() {
-        r.line(format!("| jetstream push consumer | {:.0} | - | {} | {} | {} | {} | {} | {} |", median(&js), lat(&js_ack), lat(&js_recv), js_cons.0, js_cons.1, js_cons.2, js_cons.3));
+        r.line(format!(
+            "| jetstream push consumer | {:.0} | - | {} | {} | {} | {} | {} | {} | {} | {} |",
+            median(&js),
+            lat(&js_ack),
+            lat(&js_recv),
+            js_cons.0,
+            js_cons.1,
+            js_cons.2,
+            js_cons.3,
+            per(cpu[1].0, js_cons.1),
+            per(cpu[1].1, js_cons.1)
+        ));
         r.line(format!("ratio rookery/jetstream deliveries/s: {}", ratio(median(&rk), median(&js))));
     }
     r.ran.push("S2");
@@ -418,12 +458,16 @@ fn fd_limit_and_open(pid: u32) -> (usize, usize) {
     (limit, open)
 }
 
+/// Descriptors left to the server's own files at the top S4 level.
+const SPARE_FDS: usize = 160;
+
 async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Arc::new(Server::start(dir.path(), &[])?);
     let (limit, open) = fd_limit_and_open(server.pid());
-    // Every connection is one descriptor in the server; keep a few spare for RocksDB files.
-    let cap = limit.saturating_sub(open + 32);
+    // Every connection is one descriptor in the server. RocksDB opens more files as the log grows
+    // (new WAL and SST files); past the limit, accept fails with EMFILE and clients wait in the backlog.
+    let cap = limit.saturating_sub(open + SPARE_FDS);
     let mut levels = plan.s4_levels.clone();
     if plan.s4_to_cap {
         levels.push(cap);
@@ -431,14 +475,18 @@ async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     let most = levels.iter().copied().max().unwrap_or(0);
     r.line(String::new());
     r.line(format!(
-        "## S4 idle connections with heartbeats (PING every 1 s per connection), server fd limit {limit}, {open} descriptors open when idle, so at most {cap} connections (cap = limit - open - 32)"
+        "## S4 idle connections with heartbeats (PING every 1 s per connection), server fd limit {limit}, {open} descriptors open when idle, so at most {cap} connections (cap = limit - open - {SPARE_FDS} spare for RocksDB files)"
     ));
     let started = Instant::now();
     users(&server, "s4-", most).await?;
     println!("  {most} tokens in {:.1}s", started.elapsed().as_secs_f64());
     let per_worker = 9_900;
-    r.line("| connections | workers | connect ms | server RSS before kB | after kB | RSS per connection KB | pings | pongs | closed |".into());
-    r.line("|---|---|---|---|---|---|---|---|---|".into());
+    r.line("| connections | connected | workers | connect ms | server RSS idle kB | before this level kB | with the connections kB | RSS per connection KB (vs idle) | pings | pongs | closed |".into());
+    r.line("|---|---|---|---|---|---|---|---|---|---|---|".into());
+    // Freed connection memory stays in the allocator, so each level is compared with the server's RSS
+    // before any connection, not with the level before.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.rss_kb();
     for n in levels {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = server.rss_kb();
@@ -490,9 +538,9 @@ async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         for mut c in children {
             let _ = c.wait();
         }
-        let per = (after.saturating_sub(before)) as f64 / n.max(1) as f64;
+        let per = (after.saturating_sub(idle)) as f64 / n.max(1) as f64;
         r.check(connected == n as u64 && closed == 0 && pongs > 0, format!("S4 at {n}: connected {connected}, closed {closed}, pongs {pongs}"));
-        r.line(format!("| {n} | {workers} | {connect_ms} | {before} | {after} | {per:.2} | {pings} | {pongs} | {closed} |"));
+        r.line(format!("| {n} | {connected} | {workers} | {connect_ms} | {idle} | {before} | {after} | {per:.2} | {pings} | {pongs} | {closed} |"));
         // Let the server drop the closed sessions before the next level.
         let deadline = Instant::now() + Duration::from_secs(20);
         while fd_limit_and_open(server.pid()).1 > open + 16 && Instant::now() < deadline {

@@ -172,3 +172,15 @@ pub fn rss_kb(pid: u32) -> u64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
+
+/// CPU time (user + system) a process has used so far, in seconds; `pid` 0 is this process.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let path = if pid == 0 { "/proc/self/stat".to_string() } else { format!("/proc/{pid}/stat") };
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 of the line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux for every architecture this runs on.
+    ticks as f64 / 100.0
+}
