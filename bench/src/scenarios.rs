@@ -99,25 +99,37 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
 
     if plan.runs("S1") || plan.runs("limits") {
+        let t = Instant::now();
         s1(&plan, &mut r, &sync, &buffered, nats.as_ref()).await?;
+        println!("  (S1 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     drop(buffered);
     if plan.runs("S2") {
+        let t = Instant::now();
         s2(&plan, &mut r, &sync, nats.as_ref()).await?;
+        println!("  (S2 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     drop(nats);
     if plan.runs("S3") {
+        let t = Instant::now();
         s3(&plan, &mut r, &sync).await?;
+        println!("  (S3 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     if plan.runs("S5") {
+        let t = Instant::now();
         s5(&plan, &mut r, &sync).await?;
+        println!("  (S5 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     drop(sync);
     if plan.runs("S4") {
+        let t = Instant::now();
         s4(&plan, &mut r).await?;
+        println!("  (S4 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     if plan.runs("S6") {
+        let t = Instant::now();
         s6(&plan, &mut r).await?;
+        println!("  (S6 took {:.1} s)", t.elapsed().as_secs_f64());
     }
     r.line(format!("scenarios ran: {}", r.ran.join(" ")));
     if plan.smoke {
@@ -490,6 +502,7 @@ async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     for n in levels {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = server.rss_kb();
+        let fds_before = fd_limit_and_open(server.pid()).1;
         let exe = std::env::current_exe()?;
         let workers = n.div_ceil(per_worker);
         let mut children = Vec::new();
@@ -518,8 +531,8 @@ async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
             connect_ms = connect_ms.max(f.get(2).copied().unwrap_or(0));
             readers.push(rd);
         }
-        // Hold through a few heartbeats.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Hold through at least one heartbeat of every connection.
+        tokio::time::sleep(plan.s4_hold).await;
         let after = server.rss_kb();
         let (mut pings, mut pongs, mut closed) = (0, 0, 0);
         for (c, rd) in children.iter_mut().zip(readers.iter_mut()) {
@@ -543,7 +556,7 @@ async fn s4(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         r.line(format!("| {n} | {connected} | {workers} | {connect_ms} | {idle} | {before} | {after} | {per:.2} | {pings} | {pongs} | {closed} |"));
         // Let the server drop the closed sessions before the next level.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while fd_limit_and_open(server.pid()).1 > open + 16 && Instant::now() < deadline {
+        while fd_limit_and_open(server.pid()).1 > fds_before + 16 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
