@@ -1,5 +1,5 @@
-# The two commands of the README. Each installs what it needs first.
-.PHONY: run test bench
+# The commands of the README. Each installs what it needs first.
+.PHONY: run test bench bench-im
 
 run:
 	./scripts/run
@@ -9,3 +9,6 @@ test:
 
 bench:
 	./scripts/bench
+
+bench-im:
+	./scripts/bench-im

@@ -79,9 +79,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads };
     let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
 
-    let api_listener = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("binding REST API on {}", config.api_addr))?;
-    let tcp_listener = tokio::net::TcpListener::bind(config.tcp_addr).await.with_context(|| format!("binding WKProto TCP on {}", config.tcp_addr))?;
-    let ws_listener = tokio::net::TcpListener::bind(config.ws_addr).await.with_context(|| format!("binding WKProto WebSocket on {}", config.ws_addr))?;
+    let api_listener = listen(config.api_addr).with_context(|| format!("binding REST API on {}", config.api_addr))?;
+    let tcp_listener = listen(config.tcp_addr).with_context(|| format!("binding WKProto TCP on {}", config.tcp_addr))?;
+    let ws_listener = listen(config.ws_addr).with_context(|| format!("binding WKProto WebSocket on {}", config.ws_addr))?;
     let bound = (api_listener.local_addr()?, tcp_listener.local_addr()?, ws_listener.local_addr()?);
 
     let tls = tls::acceptor(&config)?;
@@ -132,4 +132,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Binds a listener with an accept queue of 4096 (the kernel caps it at `net.core.somaxconn`) instead of
+/// tokio's 1024, so a reconnect storm waits in the queue instead of losing SYNs, which costs each client a
+/// one-second retransmission.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As tokio's `TcpListener::bind` does, so a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }

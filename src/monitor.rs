@@ -74,6 +74,7 @@ impl Monitor {
         let (position, hash) = self.log.head();
         let stats = live.core.stats();
         let gateway = live.presence.stats();
+        let log = self.log.stats();
         let c = &self.config;
         serde_json::json!({
             "server_id": "1",
@@ -92,6 +93,9 @@ impl Monitor {
             "open_tcp": gateway.open_tcp,
             "open_ws": gateway.open_ws,
             "log_position": position.0,
+            "log_groups": log.groups,
+            "log_records": log.records,
+            "log_syncs": log.syncs,
             "chain_head": hash.to_hex(),
             "channel_actors": stats.channel_actors,
             "user_actors": stats.user_actors,

@@ -759,3 +759,17 @@ async fn sigkill_and_restart_keep_every_piece_of_state() {
     let (ok, out) = verify(dir.path());
     assert!(ok, "replay --verify failed: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varz_counts_commit_groups_and_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    for i in 0..3 {
+        post_ok(&s, "/user/token", json!({"uid": format!("u{i}"), "token": "t", "device_flag": 0, "device_level": 1})).await;
+    }
+    let v: Value = s.client().get(format!("http://{}/varz", s.monitor)).send().await.expect("varz").json().await.expect("varz json");
+    let (groups, records, syncs) = (v["log_groups"].as_u64().expect("groups"), v["log_records"].as_u64().expect("records"), v["log_syncs"].as_u64().expect("syncs"));
+    // Three durable mutations since start: at least one record each, grouped, every group synced.
+    assert!(records >= 3 && groups >= 1 && groups <= records, "{v}");
+    assert_eq!(syncs, groups, "the default durability syncs every group: {v}");
+}
