@@ -15,41 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rookery_actors::sample;
 use rookery_events::*;
 use rookery_storage::{baseline, Durability, EventLog, NewRecord, RocksLog, RocksOptions};
 
-fn meta() -> Meta {
-    Meta { recorded_at: Timestamp(1_700_000_000_000), actor: Actor::Api { credential: "bench".into() }, request_id: RequestId([3; 16]), source: Some("127.0.0.1:40000".into()), user_agent: None }
-}
+/// Bytes of message payload in every benchmark record.
+const PAYLOAD: usize = 100;
 
-/// A message of `key` with a 100-byte payload, as the channel actor would store it.
-fn message(key: &ChannelKey, seq: u64, id: u64, client_msg_no: String, at: Timestamp) -> Message {
-    Message {
-        channel: key.clone(),
-        message_seq: MessageSeq(seq),
-        message_id: MessageId(1_000_000 + id as i64),
-        client_msg_no: ClientMsgNo(client_msg_no),
-        from_uid: Uid(format!("user-{}", seq % 50)),
-        header: MessageHeader { red_dot: true, ..Default::default() },
-        setting: 0,
-        stream_no: None,
-        expire: 0,
-        topic: None,
-        timestamp: at,
-        red_dot_ordinal: seq,
-        payload: Payload::Inline(vec![b'x'; 100]),
-    }
-}
-
-/// A realistic message record: 100-byte payload, seq and idempotency index entries.
 fn message_record(channel: u32, seq: u64) -> NewRecord {
-    let key = ChannelKey::new(format!("group-{channel}"), ChannelType::GROUP);
-    let stream = StreamId::Channel(key.clone());
-    let m = message(&key, seq, seq, format!("c{channel}-{seq}"), Timestamp(1_700_000_000_000 + seq));
-    let body = EnvelopeBody { stream: stream.clone(), meta: meta(), event: Event::Channel(ChannelEvent::MessageAppended(Box::new(m))) };
-    let mut dedupe = format!("user-{}", seq % 50).into_bytes();
-    dedupe.extend(format!("c{channel}-{seq}").bytes());
-    NewRecord { stream: stream.key(), digest: body.digest(), body: body.encode(), seq: Some(seq), dedupe: Some(dedupe) }
+    sample::message_record(channel, seq, PAYLOAD)
 }
 
 fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
@@ -84,26 +58,7 @@ fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
 
 fn fill(dir: &std::path::Path, events: u64) {
     let log = RocksLog::open(dir, RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open");
-    let mut seqs = vec![0u64; 1000];
-    let mut pending = Vec::new();
-    let mut commits = std::collections::VecDeque::new();
-    for i in 0..events {
-        let channel = (i.wrapping_mul(2_654_435_761) % 1000) as usize;
-        seqs[channel] += 1;
-        pending.push(message_record(channel as u32, seqs[channel]));
-        if pending.len() == 1024 {
-            commits.push_back(log.submit(std::mem::take(&mut pending)));
-            if commits.len() > 8 {
-                commits.pop_front().expect("queued").wait().expect("fill");
-            }
-        }
-    }
-    if !pending.is_empty() {
-        commits.push_back(log.submit(pending));
-    }
-    for c in commits {
-        c.wait().expect("fill");
-    }
+    sample::fill(&log, sample::messages_over_channels(events, PAYLOAD)).expect("fill");
 }
 
 fn replay_ours(dir: &std::path::Path) -> (f64, u64) {
@@ -194,45 +149,29 @@ fn fill_time_travel(dir: &std::path::Path, events: u64, hot: &ChannelKey) {
     let log = RocksLog::open(dir, RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open");
     let mut seqs = vec![0u64; 1000];
     let mut hot_seq = 0u64;
-    let mut pending = Vec::new();
-    let mut commits = std::collections::VecDeque::new();
-    for i in 0..events {
-        let (channel, seq, membership) = if i % 100 == 0 {
+    let records = (0..events).map(move |i| {
+        let at = Timestamp(1_700_000_000_000 + i);
+        let (channel, event) = if i % 100 == 0 {
             let k = i / 100;
-            match k % 20 {
-                0 => (hot.clone(), 0, Some(ChannelEvent::SubscribersAdded { uids: vec![Uid(format!("member-{k}"))] })),
-                10 => (hot.clone(), 0, Some(ChannelEvent::SubscribersRemoved { uids: vec![Uid(format!("member-{}", k - 10))] })),
+            let event = match k % 20 {
+                0 => ChannelEvent::SubscribersAdded { uids: vec![Uid(format!("member-{k}"))] },
+                10 => ChannelEvent::SubscribersRemoved { uids: vec![Uid(format!("member-{}", k - 10))] },
                 _ => {
                     hot_seq += 1;
-                    (hot.clone(), hot_seq, None)
+                    ChannelEvent::MessageAppended(Box::new(sample::message(hot, hot_seq, i, format!("c{i}"), at, PAYLOAD)))
                 }
-            }
+            };
+            (hot.clone(), event)
         } else {
             let c = (i.wrapping_mul(2_654_435_761) % 1000) as usize;
             seqs[c] += 1;
-            (ChannelKey::new(format!("group-{c}"), ChannelType::GROUP), seqs[c], None)
+            let key = ChannelKey::new(format!("group-{c}"), ChannelType::GROUP);
+            let m = sample::message(&key, seqs[c], i, format!("c{i}"), at, PAYLOAD);
+            (key, ChannelEvent::MessageAppended(Box::new(m)))
         };
-        let event = membership.unwrap_or_else(|| {
-            ChannelEvent::MessageAppended(Box::new(message(&channel, seq, i, format!("c{i}"), Timestamp(1_700_000_000_000 + i))))
-        });
-        let is_message = matches!(event, ChannelEvent::MessageAppended(_));
-        let mut meta = meta();
-        meta.recorded_at = Timestamp(1_700_000_000_000 + i);
-        let body = EnvelopeBody { stream: StreamId::Channel(channel), meta, event: Event::Channel(event) };
-        pending.push(NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq: is_message.then_some(seq), dedupe: None });
-        if pending.len() == 1024 {
-            commits.push_back(log.submit(std::mem::take(&mut pending)));
-            if commits.len() > 8 {
-                commits.pop_front().expect("queued").wait().expect("fill");
-            }
-        }
-    }
-    if !pending.is_empty() {
-        commits.push_back(log.submit(pending));
-    }
-    for c in commits {
-        c.wait().expect("fill");
-    }
+        rookery_actors::record_of(&EnvelopeBody { stream: StreamId::Channel(channel), meta: sample::meta(at), event: Event::Channel(event) })
+    });
+    sample::fill(&log, records).expect("fill");
 }
 
 /// (c): the hot channel as of its middle and its end, by position and by time, against folding

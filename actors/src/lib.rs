@@ -18,6 +18,7 @@ pub mod user;
 pub mod erasure;
 pub mod history;
 pub mod replay;
+pub mod sample;
 
 #[cfg(test)]
 mod tests;

@@ -6,43 +6,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rookery_events::*;
-use rookery_storage::{baseline, Durability, EventLog, NewRecord, RocksLog, RocksOptions};
+use rookery_storage::{baseline, Durability, NewRecord, RocksLog, RocksOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::load::histogram;
 
-fn meta() -> Meta {
-    Meta { recorded_at: Timestamp(1_700_000_000_000), actor: Actor::Api { credential: "bench".into() }, request_id: RequestId([3; 16]), source: Some("127.0.0.1:40000".into()), user_agent: None }
-}
-
-/// A message record as the server writes it for a 100-byte payload (the filler of the event-log
-/// benchmark, `actors/examples/bench.rs`).
+/// A message record as the server writes it for a SEND's payload.
 pub fn message_record(channel: u32, seq: u64) -> NewRecord {
-    let key = ChannelKey::new(format!("group-{channel}"), ChannelType::GROUP);
-    let stream = StreamId::Channel(key.clone());
-    let body = EnvelopeBody {
-        stream: stream.clone(),
-        meta: meta(),
-        event: Event::Channel(ChannelEvent::MessageAppended(Box::new(Message {
-            channel: key,
-            message_seq: MessageSeq(seq),
-            message_id: MessageId(1_000_000 + seq as i64),
-            client_msg_no: ClientMsgNo(format!("c{channel}-{seq}")),
-            from_uid: Uid(format!("user-{}", seq % 50)),
-            header: MessageHeader { red_dot: true, ..Default::default() },
-            setting: 0,
-            stream_no: None,
-            expire: 0,
-            topic: None,
-            timestamp: Timestamp(1_700_000_000_000 + seq),
-            red_dot_ordinal: seq,
-            payload: Payload::Inline(vec![b'x'; crate::client::PAYLOAD]),
-        }))),
-    };
-    let mut dedupe = format!("user-{}", seq % 50).into_bytes();
-    dedupe.extend(format!("c{channel}-{seq}").bytes());
-    NewRecord { stream: stream.key(), digest: body.digest(), body: body.encode(), seq: Some(seq), dedupe: Some(dedupe) }
+    rookery_actors::sample::message_record(channel, seq, crate::client::PAYLOAD)
 }
 
 /// Bytes of one stored message record (body plus the log's record header and chain link).
@@ -77,28 +48,7 @@ pub fn fill(data_dir: &Path, events: u64) -> anyhow::Result<()> {
     let dir = data_dir.join("log");
     std::fs::create_dir_all(&dir)?;
     let log = RocksLog::open(&dir, RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() })?;
-    let mut seqs = vec![0u64; 1000];
-    let mut pending = Vec::new();
-    let mut commits = std::collections::VecDeque::new();
-    for i in 0..events {
-        let channel = (i.wrapping_mul(2_654_435_761) % 1000) as usize;
-        seqs[channel] += 1;
-        pending.push(message_record(channel as u32, seqs[channel]));
-        if pending.len() == 1024 {
-            commits.push_back(log.submit(std::mem::take(&mut pending)));
-            if commits.len() > 8 {
-                if let Some(c) = commits.pop_front() {
-                    c.wait()?;
-                }
-            }
-        }
-    }
-    if !pending.is_empty() {
-        commits.push_back(log.submit(pending));
-    }
-    for c in commits {
-        c.wait()?;
-    }
+    rookery_actors::sample::fill(&log, rookery_actors::sample::messages_over_channels(events, crate::client::PAYLOAD))?;
     Ok(())
 }
 

@@ -60,6 +60,14 @@ impl Client {
         Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
     }
 
+    /// The local port of a TCP client.
+    pub(crate) fn local_port(&self) -> u16 {
+        match &self.socket {
+            Socket::Tcp(t) => t.local_addr().expect("local addr").port(),
+            Socket::Ws(_) => panic!("a TCP client"),
+        }
+    }
+
     async fn write_raw(&mut self, bytes: Vec<u8>) {
         match &mut self.socket {
             Socket::Tcp(t) => t.write_all(&bytes).await.expect("tcp write"),
@@ -129,7 +137,7 @@ impl Client {
     }
 
     /// CONNECT from a given device id.
-    async fn connect_device(&mut self, uid: &str, token: &str, device_flag: u8, version: u8, device_id: &str) -> ConnackPacket {
+    pub(crate) async fn connect_device(&mut self, uid: &str, token: &str, device_flag: u8, version: u8, device_id: &str) -> ConnackPacket {
         let keys = ServerKeyPair::generate().expect("client keys");
         self.version = packet::negotiate_version(version);
         self.write(&Packet::Connect(ConnectPacket {
@@ -164,7 +172,7 @@ impl Client {
         Packet::Send(send)
     }
 
-    async fn send(&mut self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str) -> SendackPacket {
+    pub(crate) async fn send(&mut self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str) -> SendackPacket {
         let p = self.send_packet(client_seq, channel_id, channel_type, text);
         self.write(&p).await;
         match self.read().await {
@@ -368,7 +376,7 @@ async fn ws_one_packet_per_message() {
 
 /// The next packet, which must be a RECV; acknowledges it as the SDKs do and returns it with its
 /// decrypted payload.
-async fn recv(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
+pub(crate) async fn recv(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, String) {
     let (r, text) = recv_no_ack(c).await;
     c.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
     (r, text)

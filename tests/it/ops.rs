@@ -2,102 +2,22 @@
 //! Counters are scraped before and after known traffic and must move by exactly that traffic.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rookery::gateway::crypto::{ServerKeyPair, SessionCipher};
-use rookery::gateway::packet::{self, ConnectPacket, Packet, ReasonCode, SendPacket};
+use rookery::gateway::packet::{self, ReasonCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::gateway::{recv, Client, Kind};
 use crate::support::{b64, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A WKProto client over TCP, just enough to connect, send and receive.
-struct Wk {
-    stream: TcpStream,
-    input: Vec<u8>,
-    version: u8,
-    cipher: Option<SessionCipher>,
-}
-
-impl Wk {
-    async fn connect(addr: SocketAddr, uid: &str, token: &str, device_flag: u8, device_id: &str) -> Wk {
-        let stream = TcpStream::connect(addr).await.expect("tcp connect");
-        let mut c = Wk { stream, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None };
-        let keys = ServerKeyPair::generate().expect("client keys");
-        c.write(&Packet::Connect(ConnectPacket {
-            version: packet::LATEST_VERSION,
-            device_flag,
-            device_id: device_id.into(),
-            uid: uid.into(),
-            token: token.into(),
-            client_timestamp: 1,
-            client_key: keys.public_key_base64(),
-        }))
-        .await;
-        let Some(Packet::Connack(ack)) = c.read().await else { panic!("expected CONNACK") };
-        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{uid} connects");
-        c.cipher = Some(keys.agree(&ack.server_key, &ack.salt).expect("agree"));
-        c
-    }
-
-    fn local_port(&self) -> u16 {
-        self.stream.local_addr().expect("local addr").port()
-    }
-
-    async fn write(&mut self, p: &Packet) {
-        let bytes = packet::encode_to_vec(p, self.version).expect("encode");
-        self.stream.write_all(&bytes).await.expect("write");
-    }
-
-    async fn read(&mut self) -> Option<Packet> {
-        loop {
-            if packet::check(&self.input).is_ok() {
-                let (p, len) = packet::decode(&self.input, self.version).expect("valid packet");
-                self.input.drain(..len);
-                return Some(p);
-            }
-            let mut buf = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf)).await.expect("server answered in time").unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.input.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    /// Sends a text to a person channel and returns the SENDACK reason.
-    async fn send(&mut self, client_seq: u32, to: &str, text: &str) -> ReasonCode {
-        let cipher = self.cipher.as_ref().expect("connected");
-        let mut send = SendPacket {
-            client_seq,
-            client_msg_no: format!("ops-{client_seq}"),
-            channel_id: to.into(),
-            channel_type: 1,
-            payload: cipher.encrypt_payload(text.as_bytes()),
-            ..SendPacket::default()
-        };
-        send.msg_key = cipher.send_msg_key(&send);
-        self.write(&Packet::Send(send)).await;
-        match self.read().await {
-            Some(Packet::Sendack(ack)) => ack.reason_code,
-            other => panic!("expected SENDACK, got {other:?}"),
-        }
-    }
-
-    /// The next RECV's plaintext.
-    async fn recv(&mut self) -> String {
-        match self.read().await {
-            Some(Packet::Recv(r)) => {
-                let plain = self.cipher.as_ref().expect("connected").open_recv(&r).expect("RECV decrypts");
-                String::from_utf8(plain).expect("utf8")
-            }
-            other => panic!("expected RECV, got {other:?}"),
-        }
-    }
+/// A logged-in WKProto client over TCP.
+async fn wk(s: &Server, uid: &str, token: &str, device_flag: u8, device_id: &str) -> Client {
+    let mut c = Client::open(s, Kind::Tcp).await;
+    let ack = c.connect_device(uid, token, device_flag, packet::LATEST_VERSION, device_id).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{uid} connects");
+    c
 }
 
 async fn monitor_get(s: &Server, path: &str) -> (u16, String) {
@@ -145,21 +65,21 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     }
 
     let before = scrape(&s).await;
-    let mut bob = Wk::connect(s.tcp, "bob", "tb", 0, "bob-phone").await;
-    let mut alice = Wk::connect(s.tcp, "alice", "ta", 1, "alice-browser").await;
+    let mut bob = wk(&s, "bob", "tb", 0, "bob-phone").await;
+    let mut alice = wk(&s, "alice", "ta", 1, "alice-browser").await;
     // Three sends over WKProto, each delivered live to bob.
     for i in 0..3 {
-        assert_eq!(alice.send(i + 1, "bob", &format!("wk{i}")).await, ReasonCode::SUCCESS);
-        assert_eq!(bob.recv().await, format!("wk{i}"));
+        assert_eq!(alice.send(i + 1, "bob", 1, &format!("wk{i}")).await.reason_code, ReasonCode::SUCCESS);
+        assert_eq!(recv(&mut bob).await.1, format!("wk{i}"));
     }
     // A retry of the last one is answered from the original: not a new message.
-    assert_eq!(alice.send(3, "bob", "wk2").await, ReasonCode::SUCCESS);
+    assert_eq!(alice.send(3, "bob", 1, "wk2").await.reason_code, ReasonCode::SUCCESS);
     // Two sends over REST, each delivered to bob and to alice's own session, and one refused request.
     for i in 0..2 {
         let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64(&format!("rest{i}"))})).await;
         assert_eq!(status, 200, "{v}");
-        assert_eq!(bob.recv().await, format!("rest{i}"));
-        assert_eq!(alice.recv().await, format!("rest{i}"));
+        assert_eq!(recv(&mut bob).await.1, format!("rest{i}"));
+        assert_eq!(recv(&mut alice).await.1, format!("rest{i}"));
     }
     let (status, _) = s.post("/message/send", &json!({"from_uid": "alice"})).await;
     assert_eq!(status, 400);
