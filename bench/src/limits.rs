@@ -16,9 +16,9 @@ pub fn message_record(channel: u32, seq: u64) -> NewRecord {
     rookery_actors::sample::message_record(channel, seq, crate::client::PAYLOAD)
 }
 
-/// Bytes of one stored message record (body plus the log's record header and chain link).
+/// Bytes of one stored message record (body plus the log's record header, chain link and index entries).
 pub fn record_len() -> usize {
-    message_record(0, 1).body.len() + 65
+    baseline::stored_len(&message_record(0, 1))
 }
 
 /// Raw RocksDB appends of `record_len()`-byte values, `batch` per WriteBatch with one fsync each.
@@ -29,15 +29,6 @@ pub fn record_len() -> usize {
 pub fn raw_group_commit(batch: usize, total: u64) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     Ok(baseline::raw_append(dir.path(), batch, total, record_len())?)
-}
-
-/// The same, with the log's four keys per event in its column families.
-///
-/// # Errors
-/// RocksDB failures.
-pub fn raw_group_commit_indexed(batch: usize, total: u64, streams: u64) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
-    Ok(baseline::raw_append_indexed(dir.path(), batch, total, record_len(), streams)?)
 }
 
 /// Fills a server data directory's log with `events` message records over 1,000 channels, unsynced.

@@ -185,7 +185,7 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
         conns.push(load::connect_all(s.tcp, &uids, 128).await?);
     }
     let (send_len, ack_len) = client::frame_sizes("s1g0");
-    let (mut rk, mut rkb, mut js, mut raw, mut raw_idx, mut sock) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut rk, mut rkb, mut js, mut raw, mut sock) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut rk_ack, mut rkb_ack, mut js_ack, mut sock_h) = (load::histogram(), load::histogram(), load::histogram(), load::histogram());
     let mut groups = vec![];
     let mut counts = (0u64, 0u64, 0u64);
@@ -234,13 +234,12 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
         let batch = groups.last().copied().unwrap_or(1.0).round().max(1.0) as usize;
         let total = ((rk.last().copied().unwrap_or(1000.0) * plan.secs.min(2.0)) as u64).clamp(2_000, 400_000);
         raw.push(tokio::task::spawn_blocking(move || limits::raw_group_commit(batch, total)).await??);
-        raw_idx.push(tokio::task::spawn_blocking(move || limits::raw_group_commit_indexed(batch, total, 1000)).await??);
         let (sr, sh) = limits::raw_loopback(c, plan.secs, send_len, ack_len).await?;
         sock.push(sr);
         let _ = sock_h.add(&sh);
-        println!("  round {round} raw: group commit at batch {batch}: {:.0}/s; same write set {:.0}/s; loopback {sr:.0} round trips/s", raw.last().unwrap_or(&0.0), raw_idx.last().unwrap_or(&0.0));
+        println!("  round {round} raw: group commit at batch {batch}: {:.0}/s; loopback {sr:.0} round trips/s", raw.last().unwrap_or(&0.0));
     }
-    let (rk_m, rkb_m, js_m, raw_m, rawi_m, sock_m) = (median(&rk), median(&rkb), median(&js), median(&raw), median(&raw_idx), median(&sock));
+    let (rk_m, rkb_m, js_m, raw_m, sock_m) = (median(&rk), median(&rkb), median(&js), median(&raw), median(&sock));
     r.line(format!("record {} B, SEND frame {send_len} B, SENDACK frame {ack_len} B, payload {} B before encryption; mean commit group {:.1} (median of rounds)", limits::record_len(), client::PAYLOAD, median(&groups)));
     let per = |cpu: f64, n: u64| if n == 0 { "-".to_string() } else { format!("{:.1}", cpu * 1e6 / n as f64) };
     r.line("| side | durability | acked SENDs/s (median) | SEND->SENDACK p50 / p99 / max ms | acked total | server CPU µs per SEND | load generator CPU µs per SEND |".into());
@@ -250,13 +249,11 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
     if nats.is_some() {
         r.line(format!("| jetstream | file, periodic sync (2 min) | {js_m:.0} | {} | {} | {} | {} |", lat(&js_ack), counts.2, per(cpu[2].0, counts.2), per(cpu[2].1, counts.2)));
     }
-    r.line(format!("| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event | fsync | {raw_m:.0} | - | - | - | - |"));
-    r.line(format!("| raw RocksDB, the log's 4 keys/event | fsync | {rawi_m:.0} | - | - | - | - |"));
+    r.line(format!("| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event (the log's synchronous write set) | fsync | {raw_m:.0} | - | - | - | - |"));
     r.line(format!("| raw loopback TCP request/response, {c} conns | - | {sock_m:.0} | {} | - | - | - |", lat(&sock_h)));
     r.line(format!(
-        "ratios: rookery(sync)/raw 1-key {}, rookery(sync)/raw same write set {}, rookery(sync)/jetstream {}, rookery(buffered)/jetstream {}, rookery(sync)/raw loopback {}",
+        "ratios: rookery(sync)/raw 1-key {}, rookery(sync)/jetstream {}, rookery(buffered)/jetstream {}, rookery(sync)/raw loopback {}",
         ratio(rk_m, raw_m),
-        ratio(rk_m, rawi_m),
         ratio(rk_m, js_m),
         ratio(rkb_m, js_m),
         ratio(rk_m, sock_m)

@@ -5,8 +5,9 @@
 //! [`RocksLog`] is the production engine; [`MemLog`] is its in-memory twin for tests.
 //! Both pass the same conformance suite (`tests.rs`).
 //!
-//! **Invariant:** when a [`Commit`] resolves to `Ok`, every record of that append is in the log with its
-//! indexes, atomically, and (under [`Durability::SyncEveryGroup`]) on disk, so it survives `kill -9` and power loss.
+//! **Invariant:** when a [`Commit`] resolves to `Ok`, every record of that append is in the log, atomically,
+//! readable through every index, and (under [`Durability::SyncEveryGroup`]) on disk, so it survives `kill -9`
+//! and power loss, indexes included (an engine may rebuild index entries from the records when it opens).
 //! Nothing outside this crate names RocksDB.
 #![warn(missing_docs)]
 
@@ -69,7 +70,8 @@ pub struct NewRecord {
     /// The envelope's digest; the log chains it (see `rookery_events::link`).
     pub digest: ChainHash,
     /// A dense per-stream sequence number to index (a channel's message_seq), if any.
-    /// Each (stream, seq) pair must be appended at most once.
+    /// Each (stream, seq) pair must be appended at most once, and a stream's seqs must grow with its
+    /// positions (the RocksDB engine stores them in blocks that rely on it).
     pub seq: Option<u64>,
     /// A per-stream idempotency key to index (sender + client_msg_no), if any.
     /// The first record with a given (stream, key) wins; later ones are stored but not indexed.

@@ -593,3 +593,166 @@ fn corrupt_records_and_index_entries_are_reported_not_returned() {
     assert!(log.get_snapshot(b"good").unwrap().is_some());
     assert!(matches!(log.scan_snapshots(&mut |_, _| ControlFlow::Continue(())), Err(StorageError::Corrupt { .. })));
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The index tail (RocksDB only): entries held in memory, written in blocks, re-read after a crash
+// ---------------------------------------------------------------------------------------------------
+
+/// Asserts that every stream, seq and idempotency read of `log` answers as `reference` does, for every
+/// bound up to `max` and a few limits.
+fn assert_same_reads(log: &dyn EventLog, reference: &dyn EventLog, streams: &[&str], keys: &[&str], max: u64) {
+    for s in streams.iter().map(|s| s.as_bytes()) {
+        for bound in 0..=max + 1 {
+            for limit in [1, 2, 7, 1000] {
+                let p = Position(bound);
+                assert_eq!(log.read_stream(s, p, limit).unwrap(), reference.read_stream(s, p, limit).unwrap(), "read_stream after {bound} limit {limit}");
+                assert_eq!(log.read_stream_back(s, p, limit).unwrap(), reference.read_stream_back(s, p, limit).unwrap(), "back before {bound} limit {limit}");
+                for to in [bound, bound + 3, u64::MAX] {
+                    for newest in [false, true] {
+                        assert_eq!(
+                            log.read_seq_range(s, bound, to, limit, newest).unwrap(),
+                            reference.read_seq_range(s, bound, to, limit, newest).unwrap(),
+                            "seq range {bound}..={to} limit {limit} newest first {newest}"
+                        );
+                    }
+                }
+            }
+        }
+        for k in keys {
+            assert_eq!(log.find_dedupe(s, k.as_bytes()).unwrap(), reference.find_dedupe(s, k.as_bytes()).unwrap(), "dedupe {k}");
+        }
+    }
+}
+
+/// Appends the same batch to both logs.
+fn both(a: &dyn EventLog, b: &dyn EventLog, batch: Vec<NewRecord>) {
+    assert_eq!(a.append(batch.clone()).unwrap(), b.append(batch).unwrap());
+}
+
+#[test]
+fn reads_merge_index_blocks_with_the_tail_and_survive_losing_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = MemLog::new();
+    let streams = ["a", "b", "c"];
+    let keys = ["k1", "k2", "k3", "k4"];
+    let mut seq = [0u64; 3];
+    let mut batch_of = |n: usize, round: u64| -> Vec<NewRecord> {
+        (0..n)
+            .map(|i| {
+                let s = (i + round as usize) % 3;
+                if i % 4 == 3 {
+                    rec(streams[s], round * 100 + i as u64)
+                } else {
+                    seq[s] += 1;
+                    let key = keys[(i + round as usize) % keys.len()];
+                    msg(streams[s], seq[s], Some(key))
+                }
+            })
+            .collect()
+    };
+    {
+        let log = open_rocks(dir.path());
+        // Blocks of several generations, then a tail on top of them.
+        for round in 0..3 {
+            both(&log, &reference, batch_of(7, round));
+            log.flush_index();
+            assert_eq!(log.unindexed(), 0);
+        }
+        both(&log, &reference, batch_of(5, 3));
+        assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+        // The process dies: what the indexer has not written is lost with it.
+        log.hold_index();
+        both(&log, &reference, batch_of(9, 4));
+        both(&log, &reference, batch_of(4, 5));
+        assert!(log.unindexed() >= 13);
+        assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+    }
+    // Re-opened, the records after the watermark are indexed again, first in memory, then in blocks.
+    let log = open_rocks(dir.path());
+    assert!(log.unindexed() >= 13, "the lost entries were re-read from the log");
+    assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+    let read_only = RocksLog::open_read_only(dir.path()).unwrap();
+    assert_same_reads(&read_only, &reference, &streams, &keys, log.head().0 .0);
+    log.flush_index();
+    assert_eq!(log.unindexed(), 0);
+    assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+    both(&log, &reference, batch_of(6, 6));
+    drop(log);
+    let log = open_rocks(dir.path());
+    assert_eq!(log.unindexed(), 0, "a clean close leaves nothing to re-read");
+    assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+}
+
+#[test]
+fn a_busy_stream_is_split_into_bounded_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = MemLog::new();
+    let log = open_rocks(dir.path());
+    both(&log, &reference, (1..=2500).map(|s| msg("busy", s, Some(&format!("k{s}")))).collect());
+    log.flush_index();
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), dir.path(), crate::rocks::schema::ALL, false).unwrap();
+    let blocks = db.iterator_cf(db.cf_handle("stream_seq").unwrap(), rocksdb::IteratorMode::Start).count();
+    assert_eq!(blocks, 3, "2,500 seqs in blocks of at most 1,024");
+    for (from, to) in [(1, 2500), (1000, 1030), (1024, 1025), (2048, 2049), (2400, 9999)] {
+        for newest in [false, true] {
+            assert_eq!(log.read_seq_range(b"busy", from, to, 50, newest).unwrap(), reference.read_seq_range(b"busy", from, to, 50, newest).unwrap());
+        }
+    }
+    for p in [0, 1023, 1024, 1025, 2047, 2048, 2499, 2500] {
+        assert_eq!(log.read_stream(b"busy", Position(p), 5).unwrap(), reference.read_stream(b"busy", Position(p), 5).unwrap());
+        assert_eq!(log.read_stream_back(b"busy", Position(p), 5).unwrap(), reference.read_stream_back(b"busy", Position(p), 5).unwrap());
+    }
+    assert_eq!(log.find_dedupe(b"busy", b"k2048").unwrap().unwrap().position, Position(2048));
+}
+
+#[test]
+fn a_log_written_one_index_key_per_record_opens_and_continues() {
+    // The layout before index blocks: format-1 records and one index key per entry, no watermark.
+    let dir = tempfile::tempdir().unwrap();
+    let reference = MemLog::new();
+    let old: Vec<NewRecord> = vec![msg("a", 1, Some("x")), rec("a", 2), msg("b", 1, None), msg("a", 2, Some("x")), msg("a", 3, Some("y"))];
+    reference.append(old.clone()).unwrap();
+    {
+        let cfs = crate::rocks::schema::ALL.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, crate::rocks::cf_options(n)));
+        let db = rocksdb::DB::open_cf_descriptors(&crate::rocks::db_options(), dir.path(), cfs).unwrap();
+        let cf = |n: &str| db.cf_handle(n).unwrap();
+        let mut hash = ChainHash::GENESIS;
+        for (i, r) in old.iter().enumerate() {
+            let p = Position(i as u64 + 1);
+            let be = p.0.to_be_bytes();
+            let mut value = vec![1u8];
+            value.extend_from_slice(&hash.0);
+            value.extend_from_slice(&r.digest.0);
+            value.extend_from_slice(&r.body);
+            db.put_cf(cf("log"), be, value).unwrap();
+            hash = link(&hash, p, &r.digest);
+            let key = |suffix: &[u8]| [r.stream.as_slice(), &[0xFF], suffix].concat();
+            db.put_cf(cf("stream_pos"), key(&be), []).unwrap();
+            if let Some(s) = r.seq {
+                db.put_cf(cf("stream_seq"), key(&s.to_be_bytes()), be).unwrap();
+            }
+            if let Some(d) = &r.dedupe {
+                if db.get_cf(cf("stream_dedupe"), key(d)).unwrap().is_none() {
+                    db.put_cf(cf("stream_dedupe"), key(d), be).unwrap();
+                }
+            }
+        }
+    }
+    let streams = ["a", "b"];
+    let keys = ["x", "y", "z"];
+    {
+        let log = open_rocks(dir.path());
+        assert_eq!(log.unindexed(), 0, "the old indexes are complete");
+        assert_same_reads(&log, &reference, &streams, &keys, 6);
+        // New records go through the tail, and a crash before any index write loses only the tail.
+        log.hold_index();
+        both(&log, &reference, vec![msg("a", 4, Some("z")), msg("a", 5, Some("x")), msg("b", 2, None)]);
+        assert_same_reads(&log, &reference, &streams, &keys, 9);
+    }
+    let log = open_rocks(dir.path());
+    assert_eq!(log.unindexed(), 3);
+    assert_same_reads(&log, &reference, &streams, &keys, 9);
+    assert_eq!(crate::EventLog::head(&log), reference.head());
+    log.flush_index();
+    assert_same_reads(&log, &reference, &streams, &keys, 9);
+}

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions, DB};
 
-use super::schema::{stream_key, ALL, LOG, RECORD_HEADER, STREAM_DEDUPE, STREAM_POS, STREAM_SEQ};
-use super::{backend, cf, cf_options, db_options};
-use crate::Result;
+use super::schema::{ALL, LOG};
+use super::{backend, cf, db_options, encode_record_into, split_record};
+use crate::{ChainHash, NewRecord, Result};
 
 /// Writes `total` values of `value_len` bytes under sequential u64 keys into a fresh database at `path`,
 /// `batch` per `WriteBatch`, syncing the WAL once per batch. Returns values per second.
@@ -43,27 +43,12 @@ fn synced_batches(db: &DB, batch: usize, total: u64, mut put: impl FnMut(&mut Wr
     Ok(key as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Like [`raw_append`], but writes the event log's whole write set per value: the record under its
-/// position plus the stream, seq and idempotency index entries of a message in one of `streams`
-/// channels, into the log's column families. What remains between this and `RocksLog` is the log's
-/// own work: queueing, encoding, hashing, waking callers.
-///
-/// # Errors
-/// [`crate::StorageError::Backend`] on RocksDB failures.
-pub fn raw_append_indexed(path: &Path, batch: usize, total: u64, value_len: usize, streams: u64) -> Result<f64> {
-    let cfs = ALL.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, cf_options(n)));
-    let db = DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?;
-    let (log, pos, seq, dedupe) = (cf(&db, LOG)?, cf(&db, STREAM_POS)?, cf(&db, STREAM_SEQ)?, cf(&db, STREAM_DEDUPE)?);
-    let value = value_bytes(value_len);
-    let streams = streams.max(1);
-    synced_batches(&db, batch, total, |b, key| {
-        let be = key.to_be_bytes();
-        let stream = format!("c\u{2}group-{}", key % streams).into_bytes();
-        b.put_cf(log, be, &value);
-        b.put_cf(pos, stream_key(&stream, &be), []);
-        b.put_cf(seq, stream_key(&stream, &(key / streams).to_be_bytes()), be);
-        b.put_cf(dedupe, stream_key(&stream, format!("user-{}c{key}", key % 50).as_bytes()), be);
-    })
+/// Bytes `record` takes as a stored `log` value (header, chain link, index entries, body): the value
+/// size that makes [`raw_append`] write what the log's synchronous write holds per record.
+pub fn stored_len(record: &NewRecord) -> usize {
+    let mut value = Vec::new();
+    encode_record_into(&mut value, &ChainHash::GENESIS, &record.digest, record);
+    value.len()
 }
 
 /// Iterates the `log` column family of the event log at `path` (opened read-only, so the log may be in
@@ -80,7 +65,9 @@ pub fn raw_scan(path: &Path, f: &mut dyn FnMut(&[u8])) -> Result<()> {
     let mut it = db.raw_iterator_cf_opt(cf(&db, LOG)?, ro);
     it.seek_to_first();
     while let Some(v) = it.value() {
-        f(&v[RECORD_HEADER.min(v.len())..]);
+        // Skips the header (and the index entries of format 2) without checking anything.
+        let body = split_record(rookery_events::Position::ZERO, v).map_or(v, |parts| parts.body);
+        f(body);
         it.next();
     }
     it.status().map_err(backend)

@@ -6,8 +6,8 @@ use std::path::Path;
 use rocksdb::{ColumnFamilyDescriptor, DB};
 use rookery_events::Position;
 
-use super::schema::{ALL, LOG, RECORD_HEADER};
-use super::{backend, cf, cf_options, db_options};
+use super::schema::{ALL, LOG};
+use super::{backend, cf, cf_options, db_options, split_record};
 use crate::{Result, StorageError};
 
 /// XORs `mask` into byte `offset` of the body of the record at `position`, in a log that no process
@@ -22,7 +22,8 @@ pub fn flip_body_byte(path: &Path, position: Position, offset: usize, mask: u8) 
     let log = cf(&db, LOG)?;
     let key = position.0.to_be_bytes();
     let mut value = db.get_cf(log, key).map_err(backend)?.ok_or_else(|| StorageError::Invalid(format!("no record at position {position}")))?;
-    let byte = value.get_mut(RECORD_HEADER + offset).ok_or_else(|| StorageError::Invalid(format!("record {position} has no body byte {offset}")))?;
+    let body_offset = split_record(position, &value)?.body_offset;
+    let byte = value.get_mut(body_offset + offset).ok_or_else(|| StorageError::Invalid(format!("record {position} has no body byte {offset}")))?;
     *byte ^= mask;
     db.put_cf(log, key, value).map_err(backend)?;
     db.flush_wal(true).map_err(backend)

@@ -2,9 +2,11 @@
 //!
 //! One writer thread (`writer.rs`) owns position assignment and the hash chain. `submit` hands it a batch
 //! over a channel; the writer takes everything queued at that moment (up to a size limit), writes it as
-//! one `WriteBatch` (records and all their index entries) and, under `Durability::SyncEveryGroup`, syncs
-//! the WAL once for the whole group before completing every commit in it. Reads go straight to the
-//! database from the calling thread: RocksDB is safe for concurrent readers and one writer.
+//! one `WriteBatch` of one key per record and, under `Durability::SyncEveryGroup`, syncs the WAL once
+//! for the whole group. It then adds the records' index entries to the in-memory index tail and
+//! completes every commit in the group. An indexer thread (`tail.rs`) moves the tail into the index
+//! families in per-stream blocks. Reads go straight to the database from the calling thread, merged with
+//! the tail: RocksDB is safe for concurrent readers and writers.
 //!
 //! The key layouts are in `schema.rs`; the record value codec is below.
 
@@ -12,6 +14,7 @@ pub mod baseline;
 pub mod fault;
 pub mod histogram;
 pub(crate) mod schema;
+mod tail;
 mod writer;
 
 use std::ops::ControlFlow;
@@ -27,6 +30,7 @@ use rookery_events::{ChainHash, Position};
 use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrite, Snapshot, StorageError, StoredRecord};
 use histogram::HistogramSnapshot;
 use schema::*;
+use tail::{SharedTail, Tail};
 use writer::{Request, Shared, Writer};
 
 /// Settings of [`RocksLog`].
@@ -93,6 +97,10 @@ pub struct RocksLog {
     tx: Mutex<Option<Sender<Request>>>,
     /// The writer thread, joined by `close`.
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Index entries not yet in the index families.
+    tail: Arc<SharedTail>,
+    /// The indexer thread, joined by `close` after the writer.
+    indexer: Mutex<Option<JoinHandle<()>>>,
     /// Head and counters, updated by the writer after each successful write.
     shared: Arc<Shared>,
     read_only: bool,
@@ -112,9 +120,17 @@ impl RocksLog {
         let cfs = ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?);
         let head = read_head(&db)?;
+        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, true)?));
         let shared = Arc::new(Shared::new(head));
+        let indexer = {
+            let (db, tail) = (db.clone(), tail.clone());
+            std::thread::Builder::new()
+                .name("rookery-log-indexer".into())
+                .spawn(move || tail::run_indexer(db, tail))
+                .map_err(|e| StorageError::Backend(Box::new(e)))?
+        };
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(db.clone(), shared.clone(), options, head);
+        let writer = Writer::new(db.clone(), shared.clone(), tail.clone(), options, head);
         let handle = std::thread::Builder::new()
             .name("rookery-log-writer".into())
             .spawn(move || writer.run(rx))
@@ -124,6 +140,8 @@ impl RocksLog {
             db,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            tail,
+            indexer: Mutex::new(Some(indexer)),
             shared,
             read_only: false,
             snapshot_lock: Mutex::new(()),
@@ -146,10 +164,14 @@ impl RocksLog {
         let db = DB::open_cf_for_read_only(&Options::default(), path, ALL, false).map_err(backend)?;
         let db = Arc::new(db);
         let head = read_head(&db)?;
+        // Records after the watermark are indexed in memory; nothing moves them, the view is frozen.
+        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, false)?));
         Ok(RocksLog {
             db,
             tx: Mutex::new(None),
             writer: Mutex::new(None),
+            tail,
+            indexer: Mutex::new(None),
             shared: Arc::new(Shared::new(head)),
             read_only: true,
             snapshot_lock: Mutex::new(()),
@@ -167,6 +189,14 @@ impl RocksLog {
         if let Some(handle) = writer.take() {
             if handle.join().is_err() {
                 tracing::error!("event log writer thread panicked");
+            }
+        }
+        // Then the indexer writes the rest of the tail, so a clean close leaves nothing to re-read.
+        let mut indexer = lock(&self.indexer);
+        if let Some(handle) = indexer.take() {
+            self.tail.stop();
+            if handle.join().is_err() {
+                tracing::error!("event log indexer thread panicked");
             }
         }
     }
@@ -196,10 +226,33 @@ impl RocksLog {
         if dir.exists() {
             return Err(StorageError::Invalid(format!("{} already exists; a checkpoint needs a new directory", dir.display())));
         }
+        // Not needed for correctness (opening the copy re-reads what its index lacks), but it makes
+        // the copy open without that work.
+        self.flush_index();
         let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(backend)?;
         checkpoint.create_checkpoint(dir).map_err(backend)?;
         let copy = RocksLog::open_read_only(dir)?;
         Ok(copy.head())
+    }
+
+    /// Writes every index entry held in memory at the time of the call to the index families and waits
+    /// until it is done (appends made meanwhile are not waited for). Never needed for correctness (reads consult memory too, and opening the log re-reads
+    /// what a crash lost); it makes a following copy or read-only open find everything indexed.
+    pub fn flush_index(&self) {
+        if !self.read_only {
+            self.tail.flush();
+        }
+    }
+
+    /// Records whose index entries are held in memory only (not yet written to the index families).
+    pub fn unindexed(&self) -> u64 {
+        lock(&self.tail.tail).records()
+    }
+
+    /// Stops the indexer from writing anything from now on, as if the process were about to be killed.
+    #[cfg(test)]
+    pub(crate) fn hold_index(&self) {
+        lock(&self.tail.tail).held = true;
     }
 
     /// Makes the writer's next group fail as if RocksDB had refused the write.
@@ -223,6 +276,14 @@ impl RocksLog {
         }
     }
 
+    /// The stored value of the record at `position`.
+    fn get_raw(&self, position: Position) -> Result<Vec<u8>> {
+        self.db
+            .get_cf(self.cf(LOG)?, position.0.to_be_bytes())
+            .map_err(backend)?
+            .ok_or_else(|| corrupt("record", position, "missing below the head"))
+    }
+
     /// The records at `positions`, in that order; an absent one means a dangling index entry.
     fn get_records(&self, positions: &[u64], sorted: bool) -> Result<Vec<StoredRecord>> {
         let keys = positions.iter().map(|p| p.to_be_bytes());
@@ -237,10 +298,12 @@ impl RocksLog {
             .collect()
     }
 
-    /// Walks the index entries of `stream` in column family `cf` from `stream ‖ 0xFF ‖ start` (forward:
-    /// the first key at or after it; backward: the last key at or before it), handing `visit` each
-    /// entry's key suffix and value until it breaks or the stream's entries end.
-    fn walk_index(
+    /// Walks the index blocks of `stream` in column family `cf`, starting with the block that may hold
+    /// `start` (the last block whose first key is at or before `stream ‖ 0xFF ‖ start`, or else the
+    /// first one after it, going forward), handing `visit` each block's key suffix and value until it
+    /// breaks or the stream's blocks end. Blocks do not overlap, so that block is the only earlier one
+    /// that can hold entries at or after `start`.
+    fn walk_blocks(
         &self,
         cf: &str,
         stream: &[u8],
@@ -251,10 +314,10 @@ impl RocksLog {
         let prefix = stream_prefix(stream);
         let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
         let start = stream_key(stream, start);
-        if forward {
+        it.seek_for_prev(&start);
+        if forward && !(it.valid() && it.key().is_some_and(|k| k.starts_with(&prefix))) {
+            it.status().map_err(backend)?;
             it.seek(&start);
-        } else {
-            it.seek_for_prev(&start);
         }
         while it.valid() {
             let (Some(key), Some(value)) = (it.key(), it.value()) else { break };
@@ -269,6 +332,30 @@ impl RocksLog {
             }
         }
         it.status().map_err(backend)
+    }
+
+    /// Positions of `stream` after `after` (ascending) or before `before` (descending), at most `limit`,
+    /// from the tail and the index blocks.
+    fn stream_positions(&self, stream: &[u8], bound: u64, forward: bool, limit: usize) -> Result<Vec<u64>> {
+        // The tail first, the database second: see `tail.rs`.
+        let in_range = |p: &u64| if forward { *p > bound } else { *p < bound };
+        let mut positions: Vec<u64> = lock(&self.tail.tail).positions(stream).into_iter().filter(in_range).collect();
+        let start = if forward { bound + 1 } else { bound - 1 };
+        let mut found = 0usize;
+        self.walk_blocks(STREAM_POS, stream, &start.to_be_bytes(), forward, |first, rest| {
+            let block = tail::pos_block(first, rest).ok_or_else(|| corrupt("index entry", Position::ZERO, "malformed stream_pos block"))?;
+            let before = positions.len();
+            positions.extend(block.into_iter().filter(in_range));
+            found += positions.len() - before;
+            Ok(if found >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })?;
+        positions.sort_unstable();
+        positions.dedup();
+        if !forward {
+            positions.reverse();
+        }
+        positions.truncate(limit);
+        Ok(positions)
     }
 }
 
@@ -300,16 +387,21 @@ impl EventLog for RocksLog {
             if let Some(w) = rewrites.iter().find(|w| w.position > head || w.position == Position::ZERO) {
                 return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} beyond the head {head}", w.position))));
             }
-            let positions: Vec<u64> = rewrites.iter().map(|w| w.position.0).collect();
-            let stored = match self.get_records(&positions, false) {
-                Ok(stored) => stored,
-                Err(e) => return Commit::ready(Err(e)),
-            };
-            for (w, r) in rewrites.into_iter().zip(stored) {
-                if r.digest != w.digest {
-                    return Commit::ready(Err(StorageError::Invalid(format!("rewrite of record {} with a different digest", w.position))));
+            for w in rewrites {
+                // The new value keeps everything of the old one but the body (chain link, digest, index entries).
+                let rewritten = self.get_raw(w.position).and_then(|old| {
+                    let parts = split_record(w.position, &old)?;
+                    if parts.digest != w.digest {
+                        return Err(StorageError::Invalid(format!("rewrite of record {} with a different digest", w.position)));
+                    }
+                    let mut value = old[..parts.body_offset].to_vec();
+                    value.extend_from_slice(&w.body);
+                    Ok(value)
+                });
+                match rewritten {
+                    Ok(value) => values.push((w.position.0.to_be_bytes(), value)),
+                    Err(e) => return Commit::ready(Err(e)),
                 }
-                values.push((w.position.0.to_be_bytes(), encode_record(&r.prev_hash, &r.digest, &w.body)));
             }
         }
         let (reply, commit) = Commit::channel();
@@ -366,30 +458,18 @@ impl EventLog for RocksLog {
     }
 
     fn read_stream(&self, stream: &[u8], after: Position, limit: usize) -> Result<Vec<StoredRecord>> {
-        let Some(first) = after.0.checked_add(1) else { return Ok(Vec::new()) };
-        if limit == 0 {
+        if after.0 == u64::MAX || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut positions = Vec::new();
-        self.walk_index(STREAM_POS, stream, &first.to_be_bytes(), true, |suffix, _| {
-            let p = be_u64(suffix).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_pos key does not end in a position"))?;
-            positions.push(p);
-            Ok(if positions.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })?;
+        let positions = self.stream_positions(stream, after.0, true, limit)?;
         self.get_records(&positions, true)
     }
 
     fn read_stream_back(&self, stream: &[u8], before: Position, limit: usize) -> Result<Vec<StoredRecord>> {
-        let Some(last) = before.0.checked_sub(1) else { return Ok(Vec::new()) };
-        if limit == 0 {
+        if before.0 == 0 || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut positions = Vec::new();
-        self.walk_index(STREAM_POS, stream, &last.to_be_bytes(), false, |suffix, _| {
-            let p = be_u64(suffix).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_pos key does not end in a position"))?;
-            positions.push(p);
-            Ok(if positions.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        })?;
+        let positions = self.stream_positions(stream, before.0, false, limit)?;
         self.get_records(&positions, false)
     }
 
@@ -397,28 +477,42 @@ impl EventLog for RocksLog {
         if from > to || limit == 0 {
             return Ok(Vec::new());
         }
+        // The tail first, the database second: see `tail.rs`.
+        let mut hits: Vec<(u64, u64)> = lock(&self.tail.tail).seqs(stream, from, to);
         let start = if newest_first { to } else { from };
-        let mut hits: Vec<(u64, u64)> = Vec::new();
-        self.walk_index(STREAM_SEQ, stream, &start.to_be_bytes(), !newest_first, |suffix, value| {
-            let seq = be_u64(suffix).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_seq key does not end in a seq"))?;
-            if !(from..=to).contains(&seq) {
-                return Ok(ControlFlow::Break(()));
-            }
-            let p = be_u64(value).ok_or_else(|| corrupt("index entry", Position::ZERO, format!("stream_seq value for seq {seq} is not a position")))?;
-            hits.push((seq, p));
-            Ok(if hits.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        let mut found = 0usize;
+        self.walk_blocks(STREAM_SEQ, stream, &start.to_be_bytes(), !newest_first, |first, value| {
+            let block = tail::seq_block(first, value).ok_or_else(|| corrupt("index entry", Position::ZERO, "malformed stream_seq block"))?;
+            // Blocks are in seq order, so a block entirely past the range ends the walk.
+            let past = if newest_first { block.last().is_some_and(|(s, _)| *s < from) } else { block[0].0 > to };
+            let before = hits.len();
+            hits.extend(block.into_iter().filter(|(s, _)| (from..=to).contains(s)));
+            found += hits.len() - before;
+            Ok(if past || found >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         })?;
+        hits.sort_unstable();
+        hits.dedup();
+        if newest_first {
+            hits.reverse();
+        }
+        hits.truncate(limit);
         let positions: Vec<u64> = hits.iter().map(|(_, p)| *p).collect();
         let records = self.get_records(&positions, false)?;
         Ok(hits.into_iter().map(|(seq, _)| seq).zip(records).collect())
     }
 
     fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> Result<Option<StoredRecord>> {
-        let Some(value) = self.db.get_pinned_cf(self.cf(STREAM_DEDUPE)?, stream_key(stream, key)).map_err(backend)? else {
-            return Ok(None);
+        let key = stream_key(stream, key);
+        // The first record wins: the smallest position in the tail or the database.
+        let in_tail = lock(&self.tail.tail).dedupe(&key);
+        let in_db = match self.db.get_pinned_cf(self.cf(STREAM_DEDUPE)?, &key).map_err(backend)? {
+            Some(value) => Some(be_u64(&value).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_dedupe value is not a position"))?),
+            None => None,
         };
-        let p = be_u64(&value).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_dedupe value is not a position"))?;
-        Ok(self.get_records(&[p], true)?.pop())
+        match in_tail.into_iter().chain(in_db).min() {
+            Some(p) => Ok(self.get_records(&[p], true)?.pop()),
+            None => Ok(None),
+        }
     }
 
     fn put_snapshot(&self, stream: &[u8], snapshot: &Snapshot) -> Result<()> {
@@ -489,31 +583,88 @@ pub(crate) fn cf_options(name: &str) -> Options {
     o
 }
 
-/// Encodes a `log` value: `[RECORD_FORMAT][prev_hash][digest][body]`.
-pub(crate) fn encode_record(prev: &ChainHash, digest: &ChainHash, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(RECORD_HEADER + body.len());
-    v.push(RECORD_FORMAT);
-    v.extend_from_slice(&prev.0);
-    v.extend_from_slice(&digest.0);
-    v.extend_from_slice(body);
-    v
+/// Appends the `log` value of `record` to `out`: `[RECORD_FORMAT][prev_hash][digest][index entries][body]`,
+/// the index entries being `[stream length: u32 BE][stream][flags: bit 0 seq, bit 1 dedupe]`, then the
+/// seq (u64 BE) and `[key length: u32 BE][key]` when flagged.
+pub(crate) fn encode_record_into(out: &mut Vec<u8>, prev: &ChainHash, digest: &ChainHash, record: &NewRecord) {
+    out.reserve(RECORD_HEADER + 4 + record.stream.len() + 1 + 8 + 4 + record.dedupe.as_ref().map_or(0, Vec::len) + record.body.len());
+    out.push(RECORD_FORMAT);
+    out.extend_from_slice(&prev.0);
+    out.extend_from_slice(&digest.0);
+    out.extend_from_slice(&(record.stream.len() as u32).to_be_bytes());
+    out.extend_from_slice(&record.stream);
+    out.push(u8::from(record.seq.is_some()) | (u8::from(record.dedupe.is_some()) << 1));
+    if let Some(seq) = record.seq {
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
+    if let Some(key) = &record.dedupe {
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+    }
+    out.extend_from_slice(&record.body);
+}
+
+/// The index entries a format-2 record carries.
+pub(crate) struct IndexMeta<'a> {
+    pub(crate) stream: &'a [u8],
+    pub(crate) seq: Option<u64>,
+    pub(crate) dedupe: Option<&'a [u8]>,
+}
+
+/// A `log` value taken apart without copying.
+pub(crate) struct RecordParts<'a> {
+    pub(crate) prev_hash: ChainHash,
+    pub(crate) digest: ChainHash,
+    /// `None` for format 1, which carries no index entries.
+    pub(crate) meta: Option<IndexMeta<'a>>,
+    /// Where the body starts in the value.
+    pub(crate) body_offset: usize,
+    pub(crate) body: &'a [u8],
+}
+
+/// Takes a `log` value stored at `position` apart.
+pub(crate) fn split_record(position: Position, value: &[u8]) -> Result<RecordParts<'_>> {
+    let short = || corrupt("record", position, format!("{} bytes is shorter than its header", value.len()));
+    let Some((&format, rest)) = value.split_first() else {
+        return Err(corrupt("record", position, "empty value"));
+    };
+    if format != RECORD_FORMAT && format != RECORD_FORMAT_V1 {
+        return Err(corrupt("record", position, format!("unknown record format {format}")));
+    }
+    let (prev_hash, rest) = rest.split_first_chunk::<32>().ok_or_else(short)?;
+    let (digest, rest) = rest.split_first_chunk::<32>().ok_or_else(short)?;
+    let (meta, body) = if format == RECORD_FORMAT_V1 {
+        (None, rest)
+    } else {
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+        let (stream, rest) = split_at_checked(rest, u32::from_be_bytes(*len) as usize).ok_or_else(short)?;
+        let (&flags, mut rest) = rest.split_first().ok_or_else(short)?;
+        let mut seq = None;
+        if flags & 1 != 0 {
+            let (s, r) = rest.split_first_chunk::<8>().ok_or_else(short)?;
+            seq = Some(u64::from_be_bytes(*s));
+            rest = r;
+        }
+        let mut dedupe = None;
+        if flags & 2 != 0 {
+            let (len, r) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+            let (key, r) = split_at_checked(r, u32::from_be_bytes(*len) as usize).ok_or_else(short)?;
+            dedupe = Some(key);
+            rest = r;
+        }
+        (Some(IndexMeta { stream, seq, dedupe }), rest)
+    };
+    Ok(RecordParts { prev_hash: ChainHash(*prev_hash), digest: ChainHash(*digest), meta, body_offset: value.len() - body.len(), body })
+}
+
+fn split_at_checked(bytes: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
+    (at <= bytes.len()).then(|| bytes.split_at(at))
 }
 
 /// Decodes a `log` value stored at `position`.
 pub(crate) fn decode_record(position: Position, value: &[u8]) -> Result<StoredRecord> {
-    let Some((&format, rest)) = value.split_first() else {
-        return Err(corrupt("record", position, "empty value"));
-    };
-    if format != RECORD_FORMAT {
-        return Err(corrupt("record", position, format!("unknown record format {format}")));
-    }
-    let Some((prev_hash, rest)) = rest.split_first_chunk::<32>() else {
-        return Err(corrupt("record", position, format!("{} bytes is shorter than the record header", value.len())));
-    };
-    let Some((digest, body)) = rest.split_first_chunk::<32>() else {
-        return Err(corrupt("record", position, format!("{} bytes is shorter than the record header", value.len())));
-    };
-    Ok(StoredRecord { position, prev_hash: ChainHash(*prev_hash), digest: ChainHash(*digest), body: body.to_vec() })
+    let parts = split_record(position, value)?;
+    Ok(StoredRecord { position, prev_hash: parts.prev_hash, digest: parts.digest, body: parts.body.to_vec() })
 }
 
 /// Decodes a `snapshot` value: `[position BE][state]`.
@@ -537,6 +688,40 @@ fn read_head(db: &DB) -> Result<(Position, ChainHash)> {
     };
     it.status().map_err(backend)?;
     Ok(head)
+}
+
+/// The index tail as of opening: the index entries of every record after the watermark, read from the
+/// records themselves. A log without a watermark was written when each record's index entries went into
+/// its own write batch, so its indexes are complete; a writable open records that with a watermark at
+/// the head before anything is appended.
+fn recover_tail(db: &DB, head: Position, writable: bool) -> Result<Tail> {
+    let indexed_to = match tail::read_indexed_to(db)? {
+        Some(p) => p,
+        None => {
+            if writable {
+                tail::write_indexed_to(db, head)?;
+            }
+            head.0
+        }
+    };
+    let mut recovered = Tail::new(indexed_to);
+    if indexed_to >= head.0 {
+        return Ok(recovered);
+    }
+    let started = std::time::Instant::now();
+    let mut it = db.raw_iterator_cf(cf(db, LOG)?);
+    it.seek((indexed_to + 1).to_be_bytes());
+    while it.valid() {
+        let (Some(key), Some(value)) = (it.key(), it.value()) else { break };
+        let position = Position(be_u64(key).ok_or_else(|| corrupt("record key", Position::ZERO, format!("{} bytes, not 8", key.len())))?);
+        let parts = split_record(position, value)?;
+        let meta = parts.meta.ok_or_else(|| corrupt("record", position, "a format-1 record after the index watermark"))?;
+        recovered.add(meta.stream, position.0, meta.seq, meta.dedupe);
+        it.next();
+    }
+    it.status().map_err(backend)?;
+    tracing::info!(from = indexed_to + 1, to = head.0, records = recovered.records(), millis = started.elapsed().as_millis() as u64, "re-read the index tail from the log");
+    Ok(recovered)
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {

@@ -1,10 +1,10 @@
 //! The writer thread: group commit, position assignment and the hash chain.
 //!
-//! It is the only code that writes `log` and the stream indexes, so it can assign positions, extend the
-//! chain and check idempotency keys without any lock: its own `head` is the truth, and the shared copy
-//! that readers see is updated only after a group's write has returned.
+//! It is the only code that writes `log`, so it can assign positions and extend the chain without any
+//! lock: its own `head` is the truth. A group is one key per record in one synced write; once that
+//! write has returned, the writer adds the group's index entries to the tail (`tail.rs`) and publishes
+//! the new head, and only then answers the group's callers.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,8 @@ use rookery_events::{link, ChainHash, Position};
 
 use super::histogram::{AtomicHistogram, GROUP_RECORDS_BOUNDS, WRITE_MICROS_BOUNDS};
 use super::schema::*;
-use super::{backend, cf, encode_record, lock, RocksOptions};
+use super::tail::SharedTail;
+use super::{backend, cf, encode_record_into, lock, RocksOptions};
 use crate::{CommitSender, Committed, Durability, NewRecord, Result, StorageError};
 
 /// One `submit`: its records and the commit to complete.
@@ -62,6 +63,7 @@ impl Shared {
 pub(super) struct Writer {
     db: Arc<DB>,
     shared: Arc<Shared>,
+    tail: Arc<SharedTail>,
     options: RocksOptions,
     /// The writer's own head: where the next group starts.
     head: (Position, ChainHash),
@@ -72,11 +74,13 @@ pub(super) struct Writer {
     /// itself stops accepting writes after such an error, so reusing the positions could leave index
     /// entries pointing at the wrong records. Fail-stop is the safe answer; reopening recovers the head.
     failed: Option<String>,
+    /// Reused buffer for encoding one record value.
+    scratch: Vec<u8>,
 }
 
 impl Writer {
-    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, options: RocksOptions, head: (Position, ChainHash)) -> Writer {
-        Writer { db, shared, options, head, carry: None, failed: None }
+    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash)) -> Writer {
+        Writer { db, shared, tail, options, head, carry: None, failed: None, scratch: Vec::new() }
     }
 
     /// Serves the queue until every sender is gone and it is empty, so nothing submitted is dropped.
@@ -107,6 +111,8 @@ impl Writer {
                 bytes += b;
                 group.push(request);
             }
+            // The tail's memory is bounded: past its limit, wait for the indexer before writing more.
+            self.tail.wait_for_room();
             self.commit(group);
         }
         tracing::debug!(head = self.head.0 .0, "event log writer stopped");
@@ -131,6 +137,18 @@ impl Writer {
             Ok(head) => {
                 self.shared.write_micros.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
                 let records = head.0 .0 - self.head.0 .0;
+                // Index entries first, then the head: a reader that sees the new head finds the
+                // records through every index. Both before any reply.
+                let current = {
+                    let mut tail = lock(&self.tail.tail);
+                    let mut position = self.head.0 .0;
+                    for record in group.iter().flat_map(|request| &request.records) {
+                        position += 1;
+                        tail.add(&record.stream, position, record.seq, record.dedupe.as_deref());
+                    }
+                    tail.records()
+                };
+                self.tail.added(current);
                 self.head = head;
                 // Readers see the new head only now that the batch is in RocksDB (and synced).
                 *lock(&self.shared.head) = head;
@@ -161,41 +179,19 @@ impl Writer {
     }
 
     /// Builds and writes the group's batch; returns the new head. Does not touch `self.head`.
-    fn write(&self, group: &[Request]) -> Result<(Position, ChainHash)> {
-        let (log, pos, seq, dedupe) = (cf(&self.db, LOG)?, cf(&self.db, STREAM_POS)?, cf(&self.db, STREAM_SEQ)?, cf(&self.db, STREAM_DEDUPE)?);
+    fn write(&mut self, group: &[Request]) -> Result<(Position, ChainHash)> {
+        let log = cf(&self.db, LOG)?;
         let mut batch = WriteBatch::default();
         let (mut position, mut hash) = self.head;
-        // Idempotency keys whose first occurrence in this group is at the given position.
-        let mut claimed: HashSet<Vec<u8>> = HashSet::new();
-        let mut candidates: Vec<(Vec<u8>, [u8; 8])> = Vec::new();
         for record in group.iter().flat_map(|request| &request.records) {
             position = position.next();
-            let be = position.0.to_be_bytes();
-            batch.put_cf(log, be, encode_record(&hash, &record.digest, &record.body));
+            self.scratch.clear();
+            encode_record_into(&mut self.scratch, &hash, &record.digest, record);
+            batch.put_cf(log, position.0.to_be_bytes(), &self.scratch);
             hash = link(&hash, position, &record.digest);
-            batch.put_cf(pos, stream_key(&record.stream, &be), []);
-            if let Some(s) = record.seq {
-                batch.put_cf(seq, stream_key(&record.stream, &s.to_be_bytes()), be);
-            }
-            if let Some(key) = &record.dedupe {
-                let k = stream_key(&record.stream, key);
-                if claimed.insert(k.clone()) {
-                    candidates.push((k, be));
-                }
-            }
         }
         for (key, value) in group.iter().flat_map(|request| &request.rewrites) {
             batch.put_cf(log, key, value);
-        }
-        // First one wins across groups too: index only keys the database does not have yet. Only this
-        // thread writes `stream_dedupe`, so nothing can claim a key between this read and the write.
-        if !candidates.is_empty() {
-            let found = self.db.batched_multi_get_cf(dedupe, candidates.iter().map(|(k, _)| k), false);
-            for ((key, be), existing) in candidates.iter().zip(found) {
-                if existing.map_err(backend)?.is_none() {
-                    batch.put_cf(dedupe, key, be);
-                }
-            }
         }
         #[cfg(test)]
         if self.shared.fail_next.swap(false, Ordering::SeqCst) {
@@ -216,7 +212,7 @@ fn weight(request: &Request) -> (usize, usize) {
     let bytes: usize = request
         .records
         .iter()
-        .map(|r| RECORD_HEADER + r.body.len() + 2 * (r.stream.len() + 9) + r.dedupe.as_ref().map_or(0, |d| d.len() + r.stream.len() + 9))
+        .map(|r| RECORD_HEADER + 18 + r.stream.len() + r.body.len() + r.dedupe.as_ref().map_or(0, |d| d.len() + 4))
         .sum();
     let rewritten: usize = request.rewrites.iter().map(|(_, v)| v.len() + 8).sum();
     (request.records.len(), bytes + rewritten)
