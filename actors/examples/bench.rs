@@ -9,7 +9,8 @@
 //! (c) time travel: a channel with 100k events spread through a 10M-event log, rebuilt as of a
 //!     past position and a past instant, against rebuilding it by replaying the log up to there.
 //!
-//! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`).
+//! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
+//! `--only-append-table` runs (a) alone, `--only-append N` one run with N appenders for profiling).
 
 use std::sync::Arc;
 use std::time::Instant;
