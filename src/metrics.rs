@@ -97,6 +97,7 @@ impl View<'_> {
             counter("rookery_log_fsyncs_total", "WAL fsyncs (one per group under durability = \"sync\").", log.syncs),
             gauge("rookery_log_head_position", "Position of the last committed record.", self.head as f64),
             gauge("rookery_log_pending_records", "Records submitted to the log writer and not yet answered.", log.pending as f64),
+            gauge("rookery_log_unindexed_records", "Committed records whose index entries are in memory only, waiting for the indexer.", log.unindexed as f64),
             histogram("rookery_log_commit_group_records", "Records per commit group.", &log.group_records, 1.0),
             histogram("rookery_log_write_seconds", "Time to write one commit group, WAL fsync included when syncing.", &log.write_micros, 1e-6),
         ];
@@ -234,6 +235,7 @@ mod tests {
         assert!(text.contains("rookery_http_requests_total{class=\"user\",status=\"400\"} 1\n"), "{text}");
         assert!(text.contains("rookery_log_records_appended_total 7\n"), "{text}");
         assert!(text.contains("rookery_log_head_position 7\n"), "{text}");
+        assert!(text.contains("rookery_log_unindexed_records 0\n"), "{text}");
         assert!(text.contains("rookery_log_commit_group_records_bucket{le=\"2\"} 2\n"), "{text}");
         assert!(text.contains("rookery_log_commit_group_records_bucket{le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("rookery_log_commit_group_records_sum 7\n"), "{text}");

@@ -96,6 +96,7 @@ impl Monitor {
             "log_groups": log.groups,
             "log_records": log.records,
             "log_syncs": log.syncs,
+            "log_unindexed": log.unindexed,
             "chain_head": hash.to_hex(),
             "channel_actors": stats.channel_actors,
             "user_actors": stats.user_actors,

@@ -75,6 +75,16 @@ async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
             assert_eq!((found.1, found.2), (*seq, *id), "writer {w}: message {n} changed");
         }
         assert!(stored.len() <= sent.len() + 1, "writer {w}: {} stored but {} acknowledged", stored.len(), sent.len());
+        // A retry of the last acknowledged send is recognised (its idempotency entry was probably
+        // written to the index in memory only, and re-read from the log at start-up).
+        if let Some((n, seq, id)) = sent.last() {
+            let (status, again) = server
+                .post("/message/send", &json!({"from_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,
+                    "client_msg_no": format!("w{w}-{n}"), "payload": b64("a retry")}))
+                .await;
+            assert_eq!(status, 200, "{again}");
+            assert_eq!((again["message_seq"].as_u64(), again["message_id"].as_i64()), (Some(*seq), Some(*id)), "writer {w}: retry of {n}");
+        }
     }
     server.stop();
     let (ok, out) = verify(dir.path());

@@ -105,6 +105,17 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     assert_eq!(get(&after, "rookery_log_head_position"), head["position"].as_f64().expect("head position"));
     assert!(get(&after, r#"rookery_actors{kind="channel"}"#) >= 1.0, "the person channel's actor is live");
     assert_eq!(get(&after, "rookery_log_pending_records"), 0.0, "nothing in flight once every send was answered");
+    // The indexer moves in-memory index entries to the index families every 50 ms: soon none are left.
+    let mut unindexed = get(&after, "rookery_log_unindexed_records");
+    assert!(unindexed <= get(&after, "rookery_log_records_appended_total"), "{unindexed}");
+    for _ in 0..50 {
+        if unindexed == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        unindexed = get(&scrape(&s).await, "rookery_log_unindexed_records");
+    }
+    assert_eq!(unindexed, 0.0, "the indexer keeps up with an idle server");
 
     // /connz lists both sessions with their counters.
     let connz = monitor_json(&s, "/connz").await;

@@ -71,6 +71,9 @@ pub struct LogStats {
     pub group_records: HistogramSnapshot,
     /// Microseconds per group write, fsync included when syncing ([`histogram::WRITE_MICROS_BOUNDS`]).
     pub write_micros: HistogramSnapshot,
+    /// Records whose index entries are held in memory only, waiting for the indexer (normally what
+    /// arrived in the last 50 ms; steady growth means the indexer cannot keep up).
+    pub unindexed: u64,
 }
 
 impl Default for LogStats {
@@ -82,6 +85,7 @@ impl Default for LogStats {
             pending: 0,
             group_records: HistogramSnapshot::empty(histogram::GROUP_RECORDS_BOUNDS),
             write_micros: HistogramSnapshot::empty(histogram::WRITE_MICROS_BOUNDS),
+            unindexed: 0,
         }
     }
 }
@@ -210,6 +214,7 @@ impl RocksLog {
             pending: self.shared.pending.load(Ordering::Relaxed),
             group_records: self.shared.group_records.snapshot(),
             write_micros: self.shared.write_micros.snapshot(),
+            unindexed: self.unindexed(),
         }
     }
 
