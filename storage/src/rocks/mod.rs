@@ -254,6 +254,38 @@ impl RocksLog {
         lock(&self.tail.tail).records()
     }
 
+    /// The entries of column family `family`, as this log's database sees them (memtables included).
+    #[cfg(test)]
+    pub(crate) fn entries(&self, family: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.db.iterator_cf(self.cf(family).unwrap(), IteratorMode::Start).map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    /// Checks that the index blocks of every stream in `stream_pos` and `stream_seq` do not overlap.
+    #[cfg(test)]
+    pub(crate) fn assert_blocks_disjoint(&self) {
+        for family in [STREAM_POS, STREAM_SEQ] {
+            let mut last: Option<(Vec<u8>, u64)> = None;
+            for (key, value) in self.entries(family) {
+                if key.as_slice() == INDEXED_TO {
+                    continue;
+                }
+                let split = key.len() - 8;
+                let (stream, first) = (key[..split].to_vec(), &key[split..]);
+                let entries: Vec<u64> = if family == STREAM_POS {
+                    tail::pos_block(first, &value).unwrap()
+                } else {
+                    tail::seq_block(first, &value).unwrap().into_iter().map(|(s, _)| s).collect()
+                };
+                if let Some((prev_stream, prev_max)) = &last {
+                    if *prev_stream == stream {
+                        assert!(entries[0] > *prev_max, "{family}: a block of {:?} starting at {} overlaps the one before (up to {prev_max})", String::from_utf8_lossy(&stream), entries[0]);
+                    }
+                }
+                last = Some((stream, *entries.iter().max().unwrap()));
+            }
+        }
+    }
+
     /// Stops the indexer from writing anything from now on, as if the process were about to be killed.
     #[cfg(test)]
     pub(crate) fn hold_index(&self) {
