@@ -767,3 +767,45 @@ fn a_log_written_one_index_key_per_record_opens_and_continues() {
     log.flush_index();
     assert_same_reads(&log, &reference, &streams, &keys, 9);
 }
+
+#[test]
+fn the_index_tail_is_bounded_and_a_full_tail_does_not_hang_close() {
+    // (The bound is 1,000 records in tests.)
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |stream: &str, b: u64| -> Vec<NewRecord> { (0..100).map(|i| rec(stream, b * 100 + i)).collect() };
+    let log = open_rocks(dir.path());
+    log.hold_index();
+    for b in 0..10 {
+        log.append(batch("full", b)).unwrap();
+    }
+    assert_eq!(log.unindexed(), 1000);
+    // The tail is full: further appends wait for the indexer.
+    let commits: Vec<_> = (10..30).map(|b| log.submit(batch("full", b))).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(log.head().0, Position(1000), "appends wait while the tail is full");
+    assert_eq!(log.unindexed(), 1000);
+    log.release_index();
+    for c in commits {
+        c.wait().unwrap();
+    }
+    assert_eq!(log.head().0, Position(3000));
+    assert_eq!(log.read_stream(b"full", Position::ZERO, 5000).unwrap().len(), 3000);
+
+    // Full again, and the indexer cannot write: close still returns, having written every append.
+    log.flush_index();
+    log.hold_index();
+    for b in 0..10 {
+        log.append(batch("late", b)).unwrap();
+    }
+    let late: Vec<_> = (10..20).map(|b| log.submit(batch("late", b))).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(log.head().0, Position(4000));
+    log.close();
+    for c in late {
+        c.wait().unwrap();
+    }
+    drop(log);
+    let log = open_rocks(dir.path());
+    assert_eq!(log.head().0, Position(5000));
+    assert_eq!(log.read_stream(b"late", Position::ZERO, 5000).unwrap().len(), 2000, "re-read from the log");
+}

@@ -188,6 +188,7 @@ impl RocksLog {
     pub fn close(&self) {
         // Dropping the only sender ends the writer's loop once the queue is empty.
         drop(lock(&self.tx).take());
+        self.tail.closing();
         // Holding the lock while joining makes a concurrent `close` return only after the writer is gone.
         let mut writer = lock(&self.writer);
         if let Some(handle) = writer.take() {
@@ -290,6 +291,13 @@ impl RocksLog {
     #[cfg(test)]
     pub(crate) fn hold_index(&self) {
         lock(&self.tail.tail).held = true;
+    }
+
+    /// Lets the indexer write again after `hold_index`.
+    #[cfg(test)]
+    pub(crate) fn release_index(&self) {
+        lock(&self.tail.tail).held = false;
+        self.tail.wake.notify_all();
     }
 
     /// Makes the writer's next group fail as if RocksDB had refused the write.

@@ -30,7 +30,11 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Records in the tail that wake the indexer before the interval is over.
 const FLUSH_RECORDS: u64 = 32 * 1024;
 /// Records in the tail at which the writer waits for the indexer: the tail's memory bound.
+#[cfg(not(test))]
 pub(super) const MAX_TAIL_RECORDS: u64 = 1 << 20;
+/// Small in tests, so the bound can be reached.
+#[cfg(test)]
+pub(super) const MAX_TAIL_RECORDS: u64 = 1000;
 /// Most entries in one block, so that a read near the end of a busy stream decodes little.
 const MAX_BLOCK: usize = 1024;
 
@@ -66,6 +70,9 @@ pub(super) struct Tail {
     flushing: Option<Arc<Generation>>,
     /// Set by `close`: the indexer writes what is left and exits.
     stopping: bool,
+    /// Set by `close` before it waits for the writer: the writer no longer waits for room, so a close
+    /// cannot hang on an indexer that cannot write (the bound is exceeded by at most the queue).
+    closing: bool,
     /// Set by `flush`: the indexer writes the tail now.
     flush_now: bool,
     /// The watermark: every record up to this position has its entries in the index families.
@@ -155,7 +162,7 @@ impl SharedTail {
     /// indexer falls behind.
     pub(super) fn wait_for_room(&self) {
         let mut tail = lock(&self.tail);
-        while tail.records() >= MAX_TAIL_RECORDS && !tail.stopping {
+        while tail.records() >= MAX_TAIL_RECORDS && !tail.stopping && !tail.closing {
             self.wake.notify_one();
             tail = self.room.wait(tail).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
@@ -178,6 +185,12 @@ impl SharedTail {
             self.wake.notify_one();
             tail = self.room.wait_timeout(tail, FLUSH_INTERVAL).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
+    }
+
+    /// Lets a writer waiting for room go on: the log is closing.
+    pub(super) fn closing(&self) {
+        lock(&self.tail).closing = true;
+        self.room.notify_all();
     }
 
     /// Asks the indexer to write what is left and exit.
