@@ -5,11 +5,13 @@
 //! entries). Before it acknowledges a group it adds the group's index entries here, so a reader that
 //! consults the tail and then the database sees every acknowledged record. The indexer thread takes the
 //! whole tail every [`FLUSH_INTERVAL`] (or sooner when it holds [`FLUSH_RECORDS`] records) and writes
-//! each stream's new entries as one block per family, plus the watermark [`INDEXED_TO`], in one batch:
-//! a busy stream costs one index key per flush instead of one per record.
+//! each stream's new entries as one block per family, the idempotency entries, and last the watermark
+//! [`INDEXED_TO`]: a busy stream costs one index key per flush instead of one per record.
 //!
-//! That batch goes through the WAL but is not synced: if it is lost in a crash, the watermark is lost
-//! with it, and opening the log re-reads the records after the watermark into the tail.
+//! Those writes go through the WAL but are not synced, in small chunks ([`CHUNK_ENTRIES`]). If a crash
+//! loses the end of them, it loses the watermark with it (written last), and opening the log re-reads
+//! the records after the watermark into the tail; blocks that did survive are rewritten under the same
+//! first keys, since the next generation starts at the same watermark.
 //!
 //! Readers take the tail's entries first and the database's second and merge them: an entry moving
 //! from the tail to the database meanwhile is then seen at least once, never missed.
@@ -236,8 +238,6 @@ pub(super) fn run_indexer(db: Arc<DB>, shared: Arc<SharedTail>) {
             let generation = Arc::new(std::mem::take(&mut tail.current));
             tail.flushing = Some(generation.clone());
             next_flush = Instant::now() + FLUSH_INTERVAL;
-            // Moving `current` aside made room for the writer.
-            shared.room.notify_all();
             generation
         };
         // Written outside the lock; readers keep finding the entries in `flushing` meanwhile.
@@ -246,6 +246,11 @@ pub(super) fn run_indexer(db: Arc<DB>, shared: Arc<SharedTail>) {
             // The entries stay readable from the tail and the write is retried: nothing is lost, and
             // a crash meanwhile is covered by re-reading the log after the watermark at open.
             attempt += 1;
+            if attempt >= 3 && lock(&shared.tail).stopping {
+                // Closing: the records are durable and the next open re-reads them; do not hang.
+                tracing::error!(error = %e, "writing the index tail failed while closing; the next open re-reads it from the log");
+                return;
+            }
             tracing::error!(error = %e, attempt, "writing the index tail failed; retrying");
             std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))));
         }
