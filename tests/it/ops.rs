@@ -150,6 +150,9 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     assert_eq!(varz["in_msgs"].as_u64(), Some(get(&after, "rookery_messages_in_total") as u64));
     assert_eq!(varz["log_position"], head["position"]);
     assert!(varz["mem"].as_u64().is_some_and(|m| m > 0), "{varz}");
+    // CPU since the previous /varz, in percent of one core: the server did work since it started.
+    let cpu = varz["cpu"].as_f64().expect("cpu");
+    assert!((0.0..=100.0 * 64.0).contains(&cpu), "{varz}");
 
     // A closed socket leaves /connz and the gauges.
     drop(bob);
