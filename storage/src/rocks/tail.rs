@@ -275,17 +275,10 @@ fn write_generation(db: &DB, g: &Generation) -> Result<()> {
     let mut chunk = Chunk { db, batch: WriteBatch::default() };
     for (stream, entries) in &g.streams {
         for block in entries.positions.chunks(MAX_BLOCK) {
-            let value: Vec<u8> = block[1..].iter().flat_map(|p| p.to_be_bytes()).collect();
-            chunk.put(pos_cf, &stream_key(stream, &block[0].to_be_bytes()), &value)?;
+            chunk.put(pos_cf, &stream_key(stream, &block[0].to_be_bytes()), &pos_block_value(block))?;
         }
         for block in entries.seqs.chunks(MAX_BLOCK) {
-            let mut value = Vec::with_capacity(8 + 16 * (block.len() - 1));
-            value.extend_from_slice(&block[0].1.to_be_bytes());
-            for (s, p) in &block[1..] {
-                value.extend_from_slice(&s.to_be_bytes());
-                value.extend_from_slice(&p.to_be_bytes());
-            }
-            chunk.put(seq_cf, &stream_key(stream, &block[0].0.to_be_bytes()), &value)?;
+            chunk.put(seq_cf, &stream_key(stream, &block[0].0.to_be_bytes()), &seq_block_value(block))?;
         }
     }
     // First one wins across generations: index only keys the database does not have yet. Only this
@@ -327,6 +320,23 @@ impl Chunk<'_> {
         let batch = std::mem::take(&mut self.batch);
         self.db.write_opt(batch, &WriteOptions::default()).map_err(backend)
     }
+}
+
+/// The value of the `stream_pos` block holding `positions` (its key ends in the first one): the rest.
+fn pos_block_value(positions: &[u64]) -> Vec<u8> {
+    positions[1..].iter().flat_map(|p| p.to_be_bytes()).collect()
+}
+
+/// The value of the `stream_seq` block holding `pairs` of (seq, position) (its key ends in the first
+/// seq): the first position, then the other pairs.
+fn seq_block_value(pairs: &[(u64, u64)]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + 16 * (pairs.len() - 1));
+    value.extend_from_slice(&pairs[0].1.to_be_bytes());
+    for (s, p) in &pairs[1..] {
+        value.extend_from_slice(&s.to_be_bytes());
+        value.extend_from_slice(&p.to_be_bytes());
+    }
+    value
 }
 
 /// Positions in a `stream_pos` block whose key suffix is `first` (8 bytes) and whose value is `rest`.
@@ -371,4 +381,22 @@ pub(super) fn write_indexed_to(db: &DB, position: Position) -> Result<()> {
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, STREAM_POS)?, INDEXED_TO, position.0.to_be_bytes());
     db.write_opt(batch, &wo).map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_decode_to_what_was_encoded() {
+        for positions in [vec![7u64], vec![7, 9, 1 << 40]] {
+            assert_eq!(pos_block(&positions[0].to_be_bytes(), &pos_block_value(&positions)), Some(positions.clone()));
+        }
+        for pairs in [vec![(3u64, 70u64)], vec![(3, 70), (4, 92), (5, 1 << 40)]] {
+            assert_eq!(seq_block(&pairs[0].0.to_be_bytes(), &seq_block_value(&pairs)), Some(pairs.clone()));
+        }
+        assert_eq!(pos_block(&1u64.to_be_bytes(), &[0; 7]), None, "a value that is not whole positions");
+        assert_eq!(seq_block(&1u64.to_be_bytes(), &[0; 12]), None, "a value that is not whole pairs");
+        assert_eq!(seq_block(&1u64.to_be_bytes(), &[0; 3]), None, "no first position");
+    }
 }
