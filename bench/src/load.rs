@@ -304,19 +304,7 @@ pub async fn run_all(conns: Vec<(Reader, Writer)>, roles: Vec<Role>, expected_re
             break;
         }
     }
-    let mut last = (progress.received.load(Ordering::Relaxed), Instant::now());
-    loop {
-        let now = progress.received.load(Ordering::Relaxed);
-        if expected_recv.is_some_and(|e| now >= e) || expected_recv == Some(0) {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() >= quiet {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    settle(&progress.received, expected_recv, quiet).await;
     // Give stragglers (duplicates) a moment to show up.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
@@ -384,5 +372,22 @@ fn merge(into: &mut Outcome, from: Outcome) {
     into.last_recv_us = into.last_recv_us.max(from.last_recv_us);
     if into.error.is_none() {
         into.error = from.error;
+    }
+}
+
+/// Waits until `received` reaches `expected` (when known) or has not moved for `quiet`.
+pub async fn settle(received: &AtomicU64, expected: Option<u64>, quiet: Duration) {
+    let mut last = (received.load(Ordering::Relaxed), Instant::now());
+    loop {
+        let now = received.load(Ordering::Relaxed);
+        if expected.is_some_and(|e| now >= e) {
+            return;
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= quiet {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

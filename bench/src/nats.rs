@@ -228,19 +228,7 @@ pub async fn s2(url: &str, pid: u32, receivers: usize, messages: u32, window: us
         }
     }
     let expected = p.acked * receivers as u64;
-    let mut last = (received.load(Ordering::Relaxed), Instant::now());
-    loop {
-        let now = received.load(Ordering::Relaxed);
-        if now >= expected {
-            break;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() >= quiet {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::load::settle(&received, Some(expected), quiet).await;
     let cpu = (crate::server::cpu_secs(pid) - sc, crate::server::cpu_secs(0) - lc);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop_tx.send(true);
