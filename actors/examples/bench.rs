@@ -1,7 +1,9 @@
 //! Event-log benchmarks, each measured side by side with raw RocksDB in the same run:
 //!
 //! (a) append throughput with 1, 16 and 256 concurrent appenders (every append waits for its fsync)
-//!     against raw `WriteBatch` + fsync of the same record sizes at the group sizes the log achieved;
+//!     against raw `WriteBatch` + fsync of the same record sizes at the records per fsync the log
+//!     achieved, and against the same appenders on a bare group commit (`baseline::RawGroupCommit`,
+//!     syncing inline and pipelined): how much of the gap is concurrency itself;
 //! (b) replay (decode + fold of every event into its aggregate, what start-up does without
 //!     snapshots) against a raw RocksDB iteration that
 //!     decodes the same records, at 1M and 10M events.
@@ -61,8 +63,36 @@ fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let stats = log.stats();
-    let group = (stats.records as f64 / stats.groups.max(1) as f64).max(1.0);
+    // Records per fsync: what one raw `WriteBatch` + sync must hold to be the same amount of work.
+    let group = (stats.records as f64 / stats.syncs.max(1) as f64).max(1.0);
     (total as f64 / elapsed, group, value_len)
+}
+
+/// The same appenders against [`baseline::RawGroupCommit`]: (appends/s, records per fsync).
+fn floor_bench(appenders: usize, total: u64, value_len: usize, pipelined: bool) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = Arc::new(baseline::RawGroupCommit::open(dir.path(), value_len, pipelined).expect("open"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let per = total.div_ceil(appenders as u64);
+    let started = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..appenders)
+            .map(|_| {
+                let raw = raw.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per {
+                        raw.append().await.expect("append");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("appender");
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (n, syncs) = Arc::into_inner(raw).expect("appenders done").finish().expect("raw");
+    (n as f64 / elapsed, n as f64 / syncs.max(1) as f64)
 }
 
 fn fill(dir: &std::path::Path, events: u64) {
@@ -102,8 +132,12 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only-append N` runs just the append case with N appenders (for profiling).
     if let Some(n) = args.iter().position(|a| a == "--only-append").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()) {
-        let (rate, group, _) = append_bench(n, 200_000);
+        let (rate, group, value_len) = append_bench(n, 200_000);
         println!("{n} appenders: {rate:.0} events/s, avg group {group:.1}");
+        for pipelined in [false, true] {
+            let (rate, group) = floor_bench(n, 200_000, value_len, pipelined);
+            println!("{n} appenders, group-commit floor (pipelined: {pipelined}): {rate:.0} events/s, avg group {group:.1}");
+        }
         return;
     }
     if args.iter().any(|a| a == "--only-time-travel") {
@@ -111,13 +145,13 @@ fn main() {
         return;
     }
     println!("## (a) append throughput, durability = fsync per commit group\n");
-    println!("| appenders | rookery events/s | avg group | raw: 1 key/event, same value size | ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| appenders | rookery events/s | records per fsync | raw: 1 key/event, same value size, same batch | ratio | group-commit floor: inline / pipelined events/s | rookery / floors |");
+    println!("|---|---|---|---|---|---|---|");
     for (appenders, total) in [(1usize, 3_000u64), (16, 30_000), (256, 200_000)] {
         let total = if quick { total / 10 } else { total };
-        // Alternate the two sides three times and keep medians: the disk here is shared and noisy,
-        // and alternating exposes both sides to the same conditions.
-        let (mut ours, mut raws, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+        // Alternate the sides three times and keep medians: the disk here is shared and noisy, and
+        // alternating exposes every side to the same conditions.
+        let (mut ours, mut raws, mut groups, mut inline, mut pipelined) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let (rate, group, value_len) = append_bench(appenders, total);
             let batch = group.round() as usize;
@@ -125,9 +159,16 @@ fn main() {
             raws.push(baseline::raw_append(dir.path(), batch, total, value_len).expect("raw append"));
             ours.push(rate);
             groups.push(group);
+            inline.push(floor_bench(appenders, total, value_len, false).0);
+            pipelined.push(floor_bench(appenders, total, value_len, true).0);
         }
-        let (ours, raw, group) = (median(ours), median(raws), median(groups));
-        println!("| {appenders} | {ours:.0} | {group:.1} | {raw:.0} | {:.2} |", ours / raw);
+        let (ours, raw, group, inline, pipelined) = (median(ours), median(raws), median(groups), median(inline), median(pipelined));
+        println!(
+            "| {appenders} | {ours:.0} | {group:.1} | {raw:.0} | {:.2} | {inline:.0} / {pipelined:.0} | {:.2} / {:.2} |",
+            ours / raw,
+            ours / inline,
+            ours / pipelined
+        );
     }
     if args.iter().any(|a| a == "--only-append-table") {
         return;
