@@ -12,7 +12,8 @@
 //!     past position and a past instant, against rebuilding it by replaying the log up to there.
 //!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
-//! `--only-append-table` runs (a) alone, `--only-append N` one run with N appenders for profiling).
+//! `--only-append-table` runs (a) alone, `--only-append N` one run with N appenders for profiling,
+//! `--only-dedupe` times idempotency lookups of sent and never-sent keys on a 2M-message log).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -119,6 +120,31 @@ fn replay_raw(dir: &std::path::Path) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Idempotency lookups (what every send with a client_msg_no does first) on a 2M-message log: keys
+/// never sent, then keys that were. Prints lookups per second of each.
+fn dedupe_lookups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill(dir.path(), 2_000_000);
+    let log = RocksLog::open(dir.path(), RocksOptions::default()).expect("open");
+    log.flush_index();
+    for (name, sent) in [("never sent", false), ("sent", true)] {
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = (0..200_000u64)
+            .map(|i| {
+                let record = message_record((i % 1000) as u32, 1 + i / 1000);
+                let mut key = record.dedupe.expect("messages carry a key");
+                if !sent {
+                    key.extend_from_slice(b"-never-sent");
+                }
+                (record.stream, key)
+            })
+            .collect();
+        let started = Instant::now();
+        let found = keys.iter().filter(|(stream, key)| log.find_dedupe(stream, key).expect("lookup").is_some()).count();
+        assert_eq!(found, if sent { keys.len() } else { 0 });
+        println!("{name}: {:.0} lookups/s", keys.len() as f64 / started.elapsed().as_secs_f64());
+    }
+}
+
 /// Rounds per measurement; medians are reported.
 const ROUNDS: usize = 3;
 
@@ -138,6 +164,10 @@ fn main() {
             let (rate, group) = floor_bench(n, 200_000, value_len, pipelined);
             println!("{n} appenders, group-commit floor (pipelined: {pipelined}): {rate:.0} events/s, avg group {group:.1}");
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--only-dedupe") {
+        dedupe_lookups();
         return;
     }
     if args.iter().any(|a| a == "--only-time-travel") {

@@ -341,7 +341,7 @@ fn seq_block_value(pairs: &[(u64, u64)]) -> Vec<u8> {
 
 /// Positions in a `stream_pos` block whose key suffix is `first` (8 bytes) and whose value is `rest`.
 pub(super) fn pos_block(first: &[u8], rest: &[u8]) -> Option<Vec<u64>> {
-    if rest.len() % 8 != 0 {
+    if !rest.len().is_multiple_of(8) {
         return None;
     }
     let mut out = Vec::with_capacity(1 + rest.len() / 8);
