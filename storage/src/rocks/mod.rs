@@ -292,6 +292,14 @@ impl RocksLog {
         }
     }
 
+    /// Writes every column family's memtable to table files, so reads go through them.
+    #[cfg(test)]
+    pub(crate) fn flush_memtables(&self) {
+        for name in ALL {
+            self.db.flush_cf(self.cf(name).unwrap()).unwrap();
+        }
+    }
+
     /// Stops the indexer from writing anything from now on, as if the process were about to be killed.
     #[cfg(test)]
     pub(crate) fn hold_index(&self) {
