@@ -298,7 +298,9 @@ fn write_generation(db: &DB, g: &Generation) -> Result<()> {
 
 /// Index entries per RocksDB write of the indexer. Small, because the writer's next commit group may
 /// wait behind one such write: at 256 concurrent appenders, chunks of 512 / 128 / 32 / 8 entries gave
-/// 127k / 144k / 175k / 168k appends per second (`bench --only-append 256`).
+/// 127k / 144k / 175k / 168k appends per second (`bench --only-append 256`). Since the idempotency
+/// family's hash memtable made those inserts cheap, 8 to 1,024 entries measure within noise of each
+/// other (175-183k/s at 256, 30-34k/s at 16, two runs each).
 const CHUNK_ENTRIES: usize = 32;
 
 /// The indexer's write batch under construction, written whenever it holds [`CHUNK_ENTRIES`].
