@@ -29,40 +29,47 @@ fn message_record(channel: u32, seq: u64) -> NewRecord {
     sample::message_record(channel, seq, PAYLOAD)
 }
 
+/// Runs `appenders` tasks made by `appender` (given its index) on a two-worker tokio runtime until all
+/// are done; returns the seconds that took.
+fn run_appenders<F>(appenders: usize, mut appender: impl FnMut(usize) -> F) -> f64
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let tasks: Vec<F> = (0..appenders).map(&mut appender).collect();
+    let started = Instant::now();
+    rt.block_on(async {
+        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        for h in handles {
+            h.await.expect("appender");
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
 fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Arc::new(RocksLog::open(dir.path(), RocksOptions::default()).expect("open"));
     let value_len = baseline::stored_len(&message_record(0, 1));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     // Records are built before the clock starts: encoding an envelope is the events crate's work, and
     // the raw yardstick's values are ready-made too.
     let per = total.div_ceil(appenders as u64);
     let total = per * appenders as u64;
-    let prebuilt: Vec<Vec<NewRecord>> = (0..appenders)
+    let mut prebuilt: Vec<Vec<NewRecord>> = (0..appenders)
         .map(|a| {
             let mut records: Vec<NewRecord> = (1..=per).map(|seq| message_record(a as u32, seq)).collect();
             records.reverse();
             records
         })
         .collect();
-    let started = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = prebuilt
-            .into_iter()
-            .map(|mut records| {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    while let Some(r) = records.pop() {
-                        log.submit(vec![r]).await.expect("append");
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("appender");
+    let elapsed = run_appenders(appenders, |a| {
+        let (log, mut records) = (log.clone(), std::mem::take(&mut prebuilt[a]));
+        async move {
+            while let Some(r) = records.pop() {
+                log.submit(vec![r]).await.expect("append");
+            }
         }
     });
-    let elapsed = started.elapsed().as_secs_f64();
     let stats = log.stats();
     // Records per fsync: what one raw `WriteBatch` + sync must hold to be the same amount of work.
     let group = (stats.records as f64 / stats.syncs.max(1) as f64).max(1.0);
@@ -73,25 +80,15 @@ fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
 fn floor_bench(appenders: usize, total: u64, value_len: usize, pipelined: bool) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = Arc::new(baseline::RawGroupCommit::open(dir.path(), value_len, pipelined).expect("open"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let per = total.div_ceil(appenders as u64);
-    let started = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..appenders)
-            .map(|_| {
-                let raw = raw.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per {
-                        raw.append().await.expect("append");
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("appender");
+    let elapsed = run_appenders(appenders, |_| {
+        let raw = raw.clone();
+        async move {
+            for _ in 0..per {
+                raw.append().await.expect("append");
+            }
         }
     });
-    let elapsed = started.elapsed().as_secs_f64();
     let (n, syncs) = Arc::into_inner(raw).expect("appenders done").finish().expect("raw");
     (n as f64 / elapsed, n as f64 / syncs.max(1) as f64)
 }
