@@ -12,7 +12,7 @@
 //!     past position and a past instant, against rebuilding it by replaying the log up to there.
 //!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
-//! `--only-append-table` runs (a) alone, `--only-append N` one run with N appenders for profiling,
+//! `--only-append-table` runs (a) alone, `--only-append N [--log-only]` one run with N appenders for profiling,
 //! `--only-dedupe` times idempotency lookups of sent and never-sent keys on a 2M-message log).
 
 use std::sync::Arc;
@@ -157,7 +157,9 @@ fn main() {
     if let Some(n) = args.iter().position(|a| a == "--only-append").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()) {
         let (rate, group, value_len) = append_bench(n, 200_000);
         println!("{n} appenders: {rate:.0} events/s, avg group {group:.1}");
-        for pipelined in [false, true] {
+        // `--log-only`: without the floors, so a profile holds the log alone.
+        let floors: &[bool] = if args.iter().any(|a| a == "--log-only") { &[] } else { &[false, true] };
+        for &pipelined in floors {
             let (rate, group) = floor_bench(n, 200_000, value_len, pipelined);
             println!("{n} appenders, group-commit floor (pipelined: {pipelined}): {rate:.0} events/s, avg group {group:.1}");
         }

@@ -1,9 +1,10 @@
 //! `RocksLog`: the event log on RocksDB, with group commit.
 //!
-//! One writer thread (`writer.rs`) owns position assignment and the hash chain. `submit` hands it a batch
-//! over a channel; the writer takes everything queued at that moment (up to a size limit), writes it as
-//! one `WriteBatch` of one key per record and, under `Durability::SyncEveryGroup`, syncs the WAL once
-//! for the whole group. It then adds the records' index entries to the in-memory index tail and
+//! Two committer threads (`writer.rs`) take turns at position assignment and the hash chain. `submit`
+//! hands a batch over a channel; a committer takes everything queued at that moment (up to a size
+//! limit), writes it as one `WriteBatch` of one key per record and, under `Durability::SyncEveryGroup`,
+//! syncs the WAL once for the whole group while the other committer writes the next one. In position
+//! order, it then adds the records' index entries to the in-memory index tail, publishes the head and
 //! completes every commit in the group. An indexer thread (`tail.rs`) moves the tail into the index
 //! families in per-stream blocks. Reads go straight to the database from the calling thread, merged with
 //! the tail: RocksDB is safe for concurrent readers and writers.
@@ -99,8 +100,8 @@ pub struct RocksLog {
     db: Arc<DB>,
     /// The writer's queue; `None` once closed, and always for a read-only log.
     tx: Mutex<Option<Sender<Request>>>,
-    /// The writer thread, joined by `close`.
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The committer threads, joined by `close`.
+    writer: Mutex<Vec<JoinHandle<()>>>,
     /// Index entries not yet in the index families.
     tail: Arc<SharedTail>,
     /// The indexer thread, joined by `close` after the writer.
@@ -134,16 +135,21 @@ impl RocksLog {
                 .map_err(|e| StorageError::Backend(Box::new(e)))?
         };
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(db.clone(), shared.clone(), tail.clone(), options, head);
-        let handle = std::thread::Builder::new()
-            .name("rookery-log-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StorageError::Backend(Box::new(e)))?;
+        let writer = Arc::new(Writer::new(db.clone(), shared.clone(), tail.clone(), options, head, rx));
+        let mut committers = Vec::with_capacity(writer::COMMITTERS);
+        for i in 0..writer::COMMITTERS {
+            let writer = writer.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("rookery-log-commit-{i}"))
+                .spawn(move || writer.run())
+                .map_err(|e| StorageError::Backend(Box::new(e)))?;
+            committers.push(handle);
+        }
         tracing::info!(path = %path.display(), head = head.0 .0, "event log opened");
         Ok(RocksLog {
             db,
             tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            writer: Mutex::new(committers),
             tail,
             indexer: Mutex::new(Some(indexer)),
             shared,
@@ -175,7 +181,7 @@ impl RocksLog {
         Ok(RocksLog {
             db,
             tx: Mutex::new(None),
-            writer: Mutex::new(None),
+            writer: Mutex::new(Vec::new()),
             tail,
             indexer: Mutex::new(None),
             shared: Arc::new(Shared::new(head)),
@@ -193,9 +199,9 @@ impl RocksLog {
         self.tail.closing();
         // Holding the lock while joining makes a concurrent `close` return only after the writer is gone.
         let mut writer = lock(&self.writer);
-        if let Some(handle) = writer.take() {
+        for handle in writer.drain(..) {
             if handle.join().is_err() {
-                tracing::error!("event log writer thread panicked");
+                tracing::error!("event log committer thread panicked");
             }
         }
         // Then the indexer writes the rest of the tail, so a clean close leaves nothing to re-read.
@@ -317,6 +323,18 @@ impl RocksLog {
     #[cfg(test)]
     pub(crate) fn fail_next_write(&self) {
         self.shared.fail_next.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes the writer's next group fail after its batch is written, as a failed WAL sync would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_sync(&self) {
+        self.shared.fail_next_sync.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds (`true`) or lets go (`false`) every written group before it is published.
+    #[cfg(test)]
+    pub(crate) fn hold_publish(&self, hold: bool) {
+        self.shared.hold_publish.store(hold, Ordering::SeqCst);
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily> {
@@ -502,11 +520,17 @@ impl EventLog for RocksLog {
         // instead keeps it fast on a cold cache (STACK.md §3b: 2.48M records/s with decode).
         ro.fill_cache(false);
         ro.set_readahead_size(4 << 20);
+        // Batches are written before they are synced and published: the committed end is the head,
+        // read before the iterator pins its view, not the last key the iterator finds.
+        let head = self.head().0;
         let mut it = self.db.raw_iterator_cf_opt(self.cf(LOG)?, ro);
         it.seek(from.0.max(1).to_be_bytes());
         while it.valid() {
             let (Some(key), Some(value)) = (it.key(), it.value()) else { break };
             let position = Position(be_u64(key).ok_or_else(|| corrupt("record key", Position::ZERO, format!("{} bytes, not 8", key.len())))?);
+            if position > head {
+                break;
+            }
             if f(decode_record(position, value)?).is_break() {
                 return Ok(());
             }

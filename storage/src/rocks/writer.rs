@@ -1,13 +1,14 @@
-//! The writer thread: group commit, position assignment and the hash chain.
+//! The committers: group commit, position assignment and the hash chain.
 //!
-//! It is the only code that writes `log`, so it can assign positions and extend the chain without any
-//! lock: its own `head` is the truth. A group is one key per record in one synced write; once that
-//! write has returned, the writer adds the group's index entries to the tail (`tail.rs`) and publishes
-//! the new head, and only then answers the group's callers.
+//! They are the only code that writes `log`. Position assignment and the chain happen under one lock
+//! (`intake`), so the head they extend is the truth without any other coordination. A group is one key
+//! per record in one write, synced before anyone hears of it; once synced, its committer adds the
+//! group's index entries to the tail (`tail.rs`) and publishes the new head, in position order, and
+//! only then answers the group's callers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use rookery_events::{link, ChainHash, Position};
@@ -42,6 +43,12 @@ pub(super) struct Shared {
     /// Test hook: fail the next group's write.
     #[cfg(test)]
     pub(super) fail_next: std::sync::atomic::AtomicBool,
+    /// Test hook: fail the next group after its batch is written, as a failed WAL sync would.
+    #[cfg(test)]
+    pub(super) fail_next_sync: std::sync::atomic::AtomicBool,
+    /// Test hook: groups wait before publishing while this is set.
+    #[cfg(test)]
+    pub(super) hold_publish: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -56,138 +63,263 @@ impl Shared {
             write_micros: AtomicHistogram::new(WRITE_MICROS_BOUNDS),
             #[cfg(test)]
             fail_next: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            hold_publish: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
+/// The commit path, run by [`COMMITTERS`] threads in turn.
+///
+/// A group goes through three steps. *Intake* (under `intake`, so one thread at a time, in position
+/// order): take the queued requests, encode them, extend the chain and write the batch to RocksDB
+/// without sync. *Sync* (no lock): one WAL fsync, which covers this batch and every earlier one.
+/// *Publish* (under `order`, strictly by ticket): add the index entries to the tail, publish the new
+/// head, answer the group's callers. While one thread waits for its fsync, the other takes in and
+/// writes the next group, so the disk's wait and the CPU's work overlap, with no hand-off between
+/// threads on the way: each thread carries its own group from queue to reply.
 pub(super) struct Writer {
     db: Arc<DB>,
     shared: Arc<Shared>,
     tail: Arc<SharedTail>,
     options: RocksOptions,
-    /// The writer's own head: where the next group starts.
-    head: (Position, ChainHash),
+    intake: Mutex<Intake>,
+    order: Mutex<Order>,
+    /// Signalled whenever `order.published` moves.
+    turn: Condvar,
+}
+
+/// Threads running [`Writer::run`]: two, so that one can write while the other waits for its fsync.
+pub(super) const COMMITTERS: usize = 2;
+
+/// What the intake step owns.
+struct Intake {
+    rx: Receiver<Request>,
     /// A request taken from the queue that did not fit in the previous group; it opens the next one.
     carry: Option<Request>,
-    /// Set after a failed write: every later append is refused until the log is reopened. A failed
-    /// write (typically a failed WAL fsync) may still have reached the memtable or the disk, and RocksDB
-    /// itself stops accepting writes after such an error, so reusing the positions could leave index
-    /// entries pointing at the wrong records. Fail-stop is the safe answer; reopening recovers the head.
-    failed: Option<String>,
+    /// Where the next group starts: the head after the last batch written (not necessarily synced).
+    head: (Position, ChainHash),
+    /// Ticket of the last group taken in; publish follows ticket order.
+    ticket: u64,
+    /// Every sender is gone and the queue is empty.
+    closed: bool,
     /// Reused buffer for encoding one record value.
     scratch: Vec<u8>,
 }
 
+/// What the publish step owns.
+struct Order {
+    /// Ticket of the last group published (or refused).
+    published: u64,
+    /// Set after a failed write or sync: every later append is refused until the log is reopened. A
+    /// failed write (typically a failed WAL fsync) may still have reached the memtable or the disk, and
+    /// RocksDB itself stops accepting writes after such an error, so reusing the positions could leave
+    /// index entries pointing at the wrong records. Fail-stop is the safe answer; reopening recovers
+    /// the head.
+    failed: Option<String>,
+}
+
+/// A group after intake: its requests, where it starts and ends, and how its write went.
+struct Taken {
+    ticket: u64,
+    group: Vec<Request>,
+    /// The head before and after the group.
+    from: (Position, ChainHash),
+    to: (Position, ChainHash),
+    written: std::result::Result<(), String>,
+    /// Written with a synced write (alone in the log), so the sync step has nothing to do.
+    synced: bool,
+    started: std::time::Instant,
+}
+
 impl Writer {
-    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash)) -> Writer {
-        Writer { db, shared, tail, options, head, carry: None, failed: None, scratch: Vec::new() }
+    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> Writer {
+        let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, scratch: Vec::new() };
+        Writer { db, shared, tail, options, intake: Mutex::new(intake), order: Mutex::new(Order { published: 0, failed: None }), turn: Condvar::new() }
     }
 
-    /// Serves the queue until every sender is gone and it is empty, so nothing submitted is dropped.
-    pub(super) fn run(mut self, rx: Receiver<Request>) {
+    /// One committer thread: serves the queue until every sender is gone and it is empty, so nothing
+    /// submitted is dropped.
+    pub(super) fn run(&self) {
+        // Kept locked from one group to the next while the log is lightly loaded, so the other thread
+        // sleeps instead of being woken for every group.
+        let mut held = None;
+        loop {
+            let mut intake = held.take().unwrap_or_else(|| lock(&self.intake));
+            let Some(taken) = self.take_in(&mut intake) else { break };
+            if taken.synced {
+                // Written alone and synced: nothing to overlap with, so this thread publishes and
+                // takes in the next group itself.
+                self.publish(taken);
+                held = Some(intake);
+                continue;
+            }
+            drop(intake);
+            let taken = self.sync(taken);
+            self.publish(taken);
+        }
+        tracing::debug!("event log committer stopped");
+    }
+
+    /// The intake step: the next group, written without sync; `None` once the queue is closed and empty.
+    fn take_in(&self, intake: &mut Intake) -> Option<Taken> {
         let max_records = self.options.max_group_records.max(1);
         let max_bytes = self.options.max_group_bytes.max(1);
-        loop {
-            // Block for the group's first request; a group is never empty.
-            let first = match self.carry.take() {
-                Some(request) => request,
-                None => match rx.recv() {
-                    Ok(request) => request,
-                    Err(_) => break,
-                },
-            };
-            let (mut records, mut bytes) = weight(&first);
-            let mut group = vec![first];
-            // Then take whatever else is already queued, without waiting: latency stays that of one
-            // write, and the more callers are waiting, the larger (and cheaper per record) the group.
-            while records < max_records && bytes < max_bytes {
-                let Ok(request) = rx.try_recv() else { break };
-                let (n, b) = weight(&request);
-                if records + n > max_records || bytes + b > max_bytes {
-                    self.carry = Some(request);
-                    break;
-                }
-                records += n;
-                bytes += b;
-                group.push(request);
-            }
-            // The tail's memory is bounded: past its limit, wait for the indexer before writing more.
-            self.tail.wait_for_room();
-            self.commit(group);
+        if intake.closed {
+            return None;
         }
-        tracing::debug!(head = self.head.0 .0, "event log writer stopped");
+        // Block for the group's first request; a group is never empty.
+        let first = match intake.carry.take() {
+            Some(request) => request,
+            None => match intake.rx.recv() {
+                Ok(request) => request,
+                Err(_) => {
+                    intake.closed = true;
+                    return None;
+                }
+            },
+        };
+        let (mut records, mut bytes) = weight(&first);
+        let mut group = vec![first];
+        // Then take whatever else is already queued, without waiting: latency stays that of one
+        // write, and the more callers are waiting, the larger (and cheaper per record) the group.
+        while records < max_records && bytes < max_bytes {
+            let Ok(request) = intake.rx.try_recv() else { break };
+            let (n, b) = weight(&request);
+            if records + n > max_records || bytes + b > max_bytes {
+                intake.carry = Some(request);
+                break;
+            }
+            records += n;
+            bytes += b;
+            group.push(request);
+        }
+        // The tail's memory is bounded: past its limit, wait for the indexer before writing more.
+        self.tail.wait_for_room();
+        intake.ticket += 1;
+        let from = intake.head;
+        let started = std::time::Instant::now();
+        // After a failure nothing more is written; `publish` refuses the group.
+        let (failed, alone) = {
+            let order = lock(&self.order);
+            // Alone: no earlier group still in flight and nothing else submitted. Then there is nothing
+            // to overlap the fsync with, and a synced write is cheaper than a write and a SyncWAL.
+            let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
+            (order.failed.is_some(), order.published + 1 == intake.ticket && self.shared.pending.load(Ordering::Relaxed) == submitted)
+        };
+        let sync_now = alone && self.options.durability == Durability::SyncEveryGroup;
+        let written = if failed { Err(String::new()) } else { self.write(&mut intake.scratch, from, &group, sync_now).map_err(|e| e.to_string()) };
+        #[cfg(test)]
+        let written = match written {
+            Ok(_) if self.shared.fail_next_sync.swap(false, Ordering::SeqCst) => Err("injected sync failure".to_string()),
+            other => other,
+        };
+        let to = match &written {
+            Ok(to) => *to,
+            Err(_) => from,
+        };
+        // The next group starts after this one even before it is synced: a batch written later is
+        // synced no earlier, and publish keeps ticket order.
+        intake.head = to;
+        Some(Taken { ticket: intake.ticket, group, from, to, synced: sync_now, written: written.map(|_| ()), started })
     }
 
-    /// Writes one group and completes each of its commits.
-    fn commit(&mut self, group: Vec<Request>) {
+    /// The sync step: one WAL fsync covering this group's batch (and any written before it).
+    fn sync(&self, mut taken: Taken) -> Taken {
+        if taken.written.is_ok() && !taken.synced && self.options.durability == Durability::SyncEveryGroup {
+            // RocksDB's SyncWAL: the WAL files up to the current one, written before the call, fsynced.
+            if let Err(e) = self.db.flush_wal(true) {
+                taken.written = Err(e.to_string());
+            }
+        }
+        taken
+    }
+
+    /// The publish step, in ticket order: index entries, head, counters, replies.
+    fn publish(&self, taken: Taken) {
+        let Taken { ticket, group, from, to, written, started, .. } = taken;
+        #[cfg(test)]
+        while self.shared.hold_publish.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut order = lock(&self.order);
+        while order.published + 1 != ticket {
+            order = self.turn.wait(order).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
         // Leaves the pending count just before the first reply, so a caller that has its answer
         // never sees its own records as pending.
         let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
-        let shared = self.shared.clone();
-        let answered = || shared.pending.fetch_sub(submitted, Ordering::Relaxed);
-        if let Some(reason) = &self.failed {
-            answered();
-            for request in group {
-                request.reply.send(Err(StorageError::Backend(format!("event log stopped after a failed write: {reason}").into())));
+        let refused = match (&order.failed, written) {
+            (Some(reason), _) => Some(format!("event log stopped after a failed write: {reason}")),
+            (None, Err(reason)) => {
+                tracing::error!(error = %reason, requests = group.len(), "event log write failed; refusing further appends until reopened");
+                order.failed = Some(reason.clone());
+                Some(reason)
             }
+            (None, Ok(())) => None,
+        };
+        if let Some(reason) = refused {
+            self.shared.pending.fetch_sub(submitted, Ordering::Relaxed);
+            for request in group {
+                request.reply.send(Err(StorageError::Backend(reason.clone().into())));
+            }
+        } else {
+            self.shared.write_micros.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+            let records = to.0 .0 - from.0 .0;
+            // Index entries first, then the head: a reader that sees the new head finds the records
+            // through every index. Both before any reply.
+            let current = {
+                let mut tail = lock(&self.tail.tail);
+                let mut position = from.0 .0;
+                for record in group.iter().flat_map(|request| &request.records) {
+                    position += 1;
+                    tail.add(&record.stream, position, record.seq, record.dedupe.as_deref());
+                }
+                tail.records()
+            };
+            self.tail.added(current);
+            // Readers see the new head only now that the batch is in RocksDB (and synced).
+            *lock(&self.shared.head) = to;
+            self.shared.groups.fetch_add(1, Ordering::Relaxed);
+            self.shared.records.fetch_add(records, Ordering::Relaxed);
+            self.shared.group_records.observe(records);
+            if self.options.durability == Durability::SyncEveryGroup {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            self.shared.pending.fetch_sub(submitted, Ordering::Relaxed);
+            // Answered before the turn passes on, so callers hear of their commits in log order. The
+            // records are freed after the turn has passed on.
+            let mut next = from.0 .0 + 1;
+            let mut spent = Vec::with_capacity(group.len());
+            for request in group {
+                let n = request.records.len() as u64;
+                request.reply.send(Ok(Committed { first: Position(next), last: Position(next + n - 1) }));
+                spent.push(request.records);
+                next += n;
+            }
+            order.published = ticket;
+            drop(order);
+            self.turn.notify_all();
+            drop(spent);
             return;
         }
-        let started = std::time::Instant::now();
-        match self.write(&group) {
-            Ok(head) => {
-                self.shared.write_micros.observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
-                let records = head.0 .0 - self.head.0 .0;
-                // Index entries first, then the head: a reader that sees the new head finds the
-                // records through every index. Both before any reply.
-                let current = {
-                    let mut tail = lock(&self.tail.tail);
-                    let mut position = self.head.0 .0;
-                    for record in group.iter().flat_map(|request| &request.records) {
-                        position += 1;
-                        tail.add(&record.stream, position, record.seq, record.dedupe.as_deref());
-                    }
-                    tail.records()
-                };
-                self.tail.added(current);
-                self.head = head;
-                // Readers see the new head only now that the batch is in RocksDB (and synced).
-                *lock(&self.shared.head) = head;
-                self.shared.groups.fetch_add(1, Ordering::Relaxed);
-                self.shared.records.fetch_add(records, Ordering::Relaxed);
-                self.shared.group_records.observe(records);
-                if self.options.durability == Durability::SyncEveryGroup {
-                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                }
-                answered();
-                let mut next = head.0 .0 - records + 1;
-                for request in group {
-                    let n = request.records.len() as u64;
-                    request.reply.send(Ok(Committed { first: Position(next), last: Position(next + n - 1) }));
-                    next += n;
-                }
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(error = %reason, requests = group.len(), "event log write failed; refusing further appends until reopened");
-                self.failed = Some(reason.clone());
-                answered();
-                for request in group {
-                    request.reply.send(Err(StorageError::Backend(reason.clone().into())));
-                }
-            }
-        }
+        order.published = ticket;
+        drop(order);
+        self.turn.notify_all();
     }
 
-    /// Builds and writes the group's batch; returns the new head. Does not touch `self.head`.
-    fn write(&mut self, group: &[Request]) -> Result<(Position, ChainHash)> {
+    /// Encodes the group after `from` into one batch and writes it, without sync; returns the new head.
+    fn write(&self, scratch: &mut Vec<u8>, from: (Position, ChainHash), group: &[Request], sync: bool) -> Result<(Position, ChainHash)> {
         let log = cf(&self.db, LOG)?;
         let mut batch = WriteBatch::default();
-        let (mut position, mut hash) = self.head;
+        let (mut position, mut hash) = from;
         for record in group.iter().flat_map(|request| &request.records) {
             position = position.next();
-            self.scratch.clear();
-            encode_record_into(&mut self.scratch, &hash, &record.digest, record);
-            batch.put_cf(log, position.0.to_be_bytes(), &self.scratch);
+            scratch.clear();
+            encode_record_into(scratch, &hash, &record.digest, record);
+            batch.put_cf(log, position.0.to_be_bytes(), &*scratch);
             hash = link(&hash, position, &record.digest);
         }
         for (key, value) in group.iter().flat_map(|request| &request.rewrites) {
@@ -197,11 +329,11 @@ impl Writer {
         if self.shared.fail_next.swap(false, Ordering::SeqCst) {
             return Err(StorageError::Backend("injected write failure".into()));
         }
+        // The WAL is always on; this write() reaches the WAL file (so it survives the process being
+        // killed). Synced here when `sync`, else by the sync step, before anyone is told. Under
+        // OsBuffered that is all, and the page cache may lose it in a machine crash.
         let mut wo = WriteOptions::default();
-        // The WAL is always on. SyncEveryGroup: fsync it before anyone is told, so an acknowledged append
-        // survives power loss. OsBuffered: the write() to the WAL file is done, so it survives the process
-        // being killed, but the page cache may lose it in a machine crash.
-        wo.set_sync(self.options.durability == Durability::SyncEveryGroup);
+        wo.set_sync(sync);
         self.db.write_opt(batch, &wo).map_err(backend)?;
         Ok((position, hash))
     }
