@@ -12,7 +12,8 @@
 //!     past position and a past instant, against rebuilding it by replaying the log up to there.
 //!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
-//! `--only-append-table` runs (a) alone, `--only-append N [--log-only]` one run with N appenders for profiling,
+//! `--only-append-table` runs (a) alone, `--only-append N [--log-only | --os-buffered]` one run with N appenders for profiling (without the
+//! floors, or without any fsync),
 //! `--only-dedupe` times idempotency lookups of sent and never-sent keys on a 2M-message log).
 
 use std::sync::Arc;
@@ -48,8 +49,12 @@ where
 }
 
 fn append_bench(appenders: usize, total: u64) -> (f64, f64, usize) {
+    append_bench_with(appenders, total, Durability::SyncEveryGroup)
+}
+
+fn append_bench_with(appenders: usize, total: u64, durability: Durability) -> (f64, f64, usize) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Arc::new(RocksLog::open(dir.path(), RocksOptions::default()).expect("open"));
+    let log = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability, ..RocksOptions::default() }).expect("open"));
     let value_len = baseline::stored_len(&message_record(0, 1));
     // Records are built before the clock starts: encoding an envelope is the events crate's work, and
     // the raw yardstick's values are ready-made too.
@@ -155,6 +160,12 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only-append N` runs just the append case with N appenders (for profiling).
     if let Some(n) = args.iter().position(|a| a == "--only-append").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()) {
+        // `--os-buffered`: no fsync at all, so what is left is the log's CPU work.
+        if args.iter().any(|a| a == "--os-buffered") {
+            let (rate, _, _) = append_bench_with(n, 200_000, Durability::OsBuffered);
+            println!("{n} appenders, no fsync: {rate:.0} events/s");
+            return;
+        }
         let (rate, group, value_len) = append_bench(n, 200_000);
         println!("{n} appenders: {rate:.0} events/s, avg group {group:.1}");
         // `--log-only`: without the floors, so a profile holds the log alone.
