@@ -673,9 +673,14 @@ impl Aggregate for ChannelState {
                     self.red_dot_count = self.red_dot_count.max(m.red_dot_ordinal);
                     self.last_message_at = m.timestamp;
                     let mark = ChannelMark { seq: m.message_seq, red_dots: m.red_dot_ordinal };
-                    let entry = self.last_sent.entry(m.from_uid.clone()).or_default();
-                    if mark.seq >= entry.seq {
-                        *entry = mark;
+                    // Looked up before inserting: the sender is nearly always known already, and a
+                    // clone of the uid per message is most of what applying a message costs in a replay.
+                    match self.last_sent.get_mut(&m.from_uid) {
+                        Some(entry) if mark.seq >= entry.seq => *entry = mark,
+                        Some(_) => {}
+                        None => {
+                            self.last_sent.insert(m.from_uid.clone(), mark);
+                        }
                     }
                 }
             }
