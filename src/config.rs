@@ -104,6 +104,9 @@ pub struct Config {
     pub webhook_url: Option<String>,
     /// Key of the `X-Rookery-Signature` HMAC-SHA256 header; unsigned when unset.
     pub webhook_secret: Option<String>,
+    /// PEM certificates trusted for an `https://` webhook receiver besides the system's roots (a
+    /// private CA, or the receiver's own self-signed certificate).
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     /// Only these events are sent (`msg.notify`, `msg.offline`, `user.onlinestatus`); all when empty.
     pub webhook_focus_events: Vec<String>,
     /// Most messages in one `msg.notify` request.
@@ -182,6 +185,7 @@ impl Default for Config {
             external_wss_addr: None,
             webhook_url: None,
             webhook_secret: None,
+            webhook_ca_file: None,
             webhook_focus_events: Vec::new(),
             webhook_batch: 100,
             webhook_interval_ms: 500,
@@ -348,8 +352,8 @@ impl Config {
 
     fn validate_webhook(&self) -> Result<(), String> {
         if let Some(url) = self.webhook_url.as_deref().filter(|u| !u.is_empty()) {
-            if !url.starts_with("http://") {
-                return Err(format!("webhook_url must be an http:// URL (got {url:?}); terminate TLS in front of the receiver"));
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(format!("webhook_url must be an http:// or https:// URL (got {url:?})"));
             }
         }
         for e in &self.webhook_focus_events {

@@ -88,7 +88,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let gateway = gateway::session::Gateway::new(core.clone(), config.clone(), tls.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
-    let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone());
+    let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone()).map_err(anyhow::Error::msg)?;
     let routes = api::routes(api::ApiState {
         core: core.clone(),
         config: config.clone(),

@@ -137,15 +137,37 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The webhook HTTP client: the request timeout and, for `https://` receivers, the system's root
+/// certificates plus those of `webhook_ca_file`.
+fn client(config: &Config) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_millis(config.webhook_timeout_ms));
+    if let Some(path) = &config.webhook_ca_file {
+        let what = |e: &dyn std::fmt::Display| format!("webhook_ca_file {}: {e}", path.display());
+        let pem = std::fs::read(path).map_err(|e| what(&e))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| what(&e))?;
+        if certificates.is_empty() {
+            return Err(what(&"no PEM certificate in it"));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| format!("webhook HTTP client: {e}"))
+}
+
 /// Starts the workers when a webhook URL is configured. They stop when `stop` turns true.
-pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::Receiver<bool>) -> Option<(Arc<WebhookStats>, Vec<tokio::task::JoinHandle<()>>)> {
-    let url = config.webhook_url.clone().filter(|u| !u.is_empty())?;
+///
+/// # Errors
+/// When `webhook_ca_file` cannot be read or holds no certificate.
+pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::Receiver<bool>) -> Result<Option<(Arc<WebhookStats>, Vec<tokio::task::JoinHandle<()>>)>, String> {
+    let Some(url) = config.webhook_url.clone().filter(|u| !u.is_empty()) else { return Ok(None) };
+    let http = client(config)?;
     let stats = Arc::new(WebhookStats::default());
     let sender = Sender {
         url,
         secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
         focus: config.webhook_focus_events.clone(),
-        http: reqwest::Client::builder().timeout(Duration::from_millis(config.webhook_timeout_ms)).build().expect("http client"),
+        http,
         max_backoff: Duration::from_millis(config.webhook_max_backoff_ms.max(FIRST_BACKOFF.as_millis() as u64)),
         stats: stats.clone(),
     };
@@ -160,7 +182,7 @@ pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::
         presence.set_status_listener(tx);
         tasks.push(tokio::spawn(statuses(sender, rx, stop)));
     }
-    Some((stats, tasks))
+    Ok(Some((stats, tasks)))
 }
 
 /// The message worker: deliver what follows the cursor, then move it.

@@ -1,6 +1,7 @@
 //! Webhooks against a local receiver: every stored message reaches `msg.notify` (and `msg.offline`
 //! for offline recipients) signed, in order; failures are retried; `kill -9` mid-delivery loses
-//! nothing; online status changes reach `user.onlinestatus`.
+//! nothing; online status changes reach `user.onlinestatus`; an `https://` receiver is reached only
+//! when its certificate is trusted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -188,4 +189,119 @@ fn bad_webhook_settings_stop_the_server_at_start() {
         let err = crate::support::refused_start(&[("ROOKERY_WEBHOOK_URL", "http://127.0.0.1:1/hook"), (key, value)]);
         assert!(err.contains(needle), "{key}={value}: {err}");
     }
+    // A CA file that holds no certificate (or cannot be read) is refused too, not ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    for path in [ca.clone(), dir.path().join("missing.pem")] {
+        let path = path.to_str().unwrap();
+        let err = crate::support::refused_start(&[("ROOKERY_WEBHOOK_URL", "https://localhost:1/hook"), ("ROOKERY_WEBHOOK_CA_FILE", path)]);
+        assert!(err.contains("webhook_ca_file") && err.contains(path), "{path}: {err}");
+    }
+}
+
+/// An `https://` receiver with a certificate made for the test: answers 200 to every request and
+/// records its event and signature-checked body; counts TLS handshakes that failed.
+struct TlsReceiver {
+    url: String,
+    hits: Arc<Mutex<Vec<(String, Value)>>>,
+    failed_handshakes: Arc<AtomicI64>,
+}
+
+impl TlsReceiver {
+    async fn start(cert: &std::path::Path, key: &std::path::Path) -> TlsReceiver {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (hits, failed_handshakes): (Arc<Mutex<Vec<(String, Value)>>>, Arc<AtomicI64>) = Default::default();
+        let (h, f) = (hits.clone(), failed_handshakes.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, h, f) = (acceptor.clone(), h.clone(), f.clone());
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(stream) => serve_requests(stream, h).await,
+                        Err(_) => {
+                            f.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        TlsReceiver { url: format!("https://localhost:{port}/hook"), hits, failed_handshakes }
+    }
+
+    fn notified(&self) -> Vec<i64> {
+        let hits = self.hits.lock().unwrap();
+        hits.iter().filter(|(e, _)| e == "msg.notify").flat_map(|(_, b)| b.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>()).collect()
+    }
+}
+
+/// HTTP/1.1 requests on one connection, each answered 200, until the client closes it.
+async fn serve_requests<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(stream: S, hits: Arc<Mutex<Vec<(String, Value)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::io::BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let header = |name: &str| head.iter().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()));
+        let mut body = vec![0; header("content-length").map_or(0, |n| n.parse().unwrap())];
+        stream.read_exact(&mut body).await.unwrap();
+        check_signature(&header("x-rookery-signature").expect("signed"), &body);
+        let event = header("x-rookery-event").unwrap_or_default();
+        hits.lock().unwrap().push((event, serde_json::from_slice(&body).expect("json body")));
+        stream.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_reached_when_its_certificate_is_trusted_and_only_then() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::certificate(certs.path());
+    let receiver = TlsReceiver::start(&cert, &key).await;
+    let hook = [("ROOKERY_WEBHOOK_URL", receiver.url.as_str()), ("ROOKERY_WEBHOOK_SECRET", SECRET), ("ROOKERY_WEBHOOK_INTERVAL_MS", "20"), ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300")];
+
+    // Not trusted (a self-signed certificate is in no system store): every attempt fails in the
+    // handshake, nothing is delivered, and the message stays pending.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &hook);
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob"]})).await;
+    let first = send(&server, "m0").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.failed_handshakes.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the server never tried the receiver");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.notified().is_empty());
+    drop(server);
+
+    // Trusted through webhook_ca_file: the pending message and a new one arrive, in order.
+    let ca = cert.to_str().unwrap();
+    let server = Server::start(dir.path(), &[&hook[..], &[("ROOKERY_WEBHOOK_CA_FILE", ca)]].concat());
+    let second = send(&server, "m1").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.notified().len() < 2 {
+        assert!(Instant::now() < deadline, "not delivered over TLS: {:?}", receiver.notified());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.notified(), vec![first, second]);
 }
