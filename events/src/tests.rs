@@ -262,6 +262,14 @@ fn sync_ack_only_records_pending_entries() {
 }
 
 #[test]
+fn command_acks_by_message_id_record_only_queued_entries() {
+    let queued = |seq, id| UserEvent::CommandQueued { channel: group(), message_seq: MessageSeq(seq), message_id: MessageId(id) };
+    let history = [queued(1, 9), queued(2, 10)];
+    check::<UserState>(&"u1".into(), &history, UserCommand::AckCommandMessages(vec![MessageId(10), MessageId(77)]), Ok(vec![UserEvent::SyncAcked { entries: vec![Position(2)] }]));
+    check::<UserState>(&"u1".into(), &history, UserCommand::AckCommandMessages(vec![MessageId(77)]), Ok(vec![]));
+}
+
+#[test]
 fn system_uids_add_only_new_ones() {
     check::<SystemState>(
         &(),

@@ -121,6 +121,9 @@ pub enum UserCommand {
     QuitDevice(Option<DeviceFlag>),
     /// Acknowledge queued commands by the positions of their queue entries.
     AckSync(Vec<Position>),
+    /// Acknowledge queued commands by message id (a client's RECVACK of a command it received online);
+    /// ids not in the queue are ignored.
+    AckCommandMessages(Vec<MessageId>),
     /// Set a conversation's unread count as of the channel's current position.
     SetUnread {
         /// The conversation.
@@ -261,6 +264,10 @@ impl Aggregate for UserState {
             }
             UserCommand::AckSync(entries) => {
                 let acked: Vec<Position> = entries.iter().copied().filter(|p| self.pending_commands.contains_key(p)).collect();
+                if acked.is_empty() { Vec::new() } else { vec![UserEvent::SyncAcked { entries: acked }] }
+            }
+            UserCommand::AckCommandMessages(ids) => {
+                let acked: Vec<Position> = self.pending_commands.iter().filter(|(_, c)| ids.contains(&c.message_id)).map(|(p, _)| *p).collect();
                 if acked.is_empty() { Vec::new() } else { vec![UserEvent::SyncAcked { entries: acked }] }
             }
             UserCommand::SetUnread { channel, unread, at } => {

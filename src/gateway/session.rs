@@ -16,7 +16,7 @@ use std::time::Duration;
 use rookery_actors::{Core, CoreError, Origin, SentMessage};
 use rookery_events::{
     person_channel_id, Actor, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, MessageHeader, MessageId, PeerPolicy, Rejection,
-    RequestId, SendMessage, SenderStanding, Uid,
+    RequestId, SendMessage, SenderStanding, Uid, UserCommand,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -779,6 +779,7 @@ async fn login(
                             let session = Session {
                                 uid: uid.clone(),
                                 device_flag: DeviceFlag(connect.device_flag),
+                                device_level,
                                 cipher,
                                 core: gateway.core.clone(),
                                 presence: gateway.presence.clone(),
@@ -847,6 +848,8 @@ async fn authenticate(core: &Core, connect: &ConnectPacket) -> Result<DeviceLeve
 struct Session {
     uid: Uid,
     device_flag: DeviceFlag,
+    /// Master or slave: only a master device's RECVACK takes a command off the user's queue.
+    device_level: DeviceLevel,
     /// The payload cipher; `None` for JSON-RPC sessions, whose payloads are plaintext.
     cipher: Option<SessionCipher>,
     core: Core,
@@ -883,6 +886,12 @@ impl Session {
             // No answer; a late or unknown RECVACK is harmless and ignored.
             Packet::Recvack(ack) => {
                 self.unacked.acked(ack.message_id);
+                // A master device's RECVACK of a stored command (the header copies the RECV's
+                // sync_once and no_persist) takes it off the user's command queue, as a
+                // `/message/syncack` would (spec §1.6.6); a slave device's leaves it for the master.
+                if ack.header.sync_once && !ack.header.no_persist && self.device_level == DeviceLevel::MASTER {
+                    self.ack_command(MessageId(ack.message_id));
+                }
                 Ok(())
             }
             // A client DISCONNECT is ignored (spec §1.7 step 5): the client closes the socket itself.
@@ -896,6 +905,23 @@ impl Session {
             })),
             other => Err(ConnError::Protocol(format!("{:?} is not sent by clients", other.packet_type()))),
         }
+    }
+
+    /// Takes command `id` off this user's queue, in the background: a RECVACK has no answer, and the
+    /// session should not wait for the append. Ids not in the queue change nothing.
+    fn ack_command(&self, id: MessageId) {
+        let (core, uid) = (self.core.clone(), self.uid.clone());
+        let origin = Origin {
+            actor: Actor::Client { uid: self.uid.clone(), device_flag: self.device_flag },
+            request_id: RequestId(*uuid::Uuid::new_v4().as_bytes()),
+            source: Some(self.peer.clone()),
+            user_agent: None,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = core.user(&uid, UserCommand::AckCommandMessages(vec![id]), origin).await {
+                tracing::warn!(uid = %uid, message_id = id.0, error = %e, "acknowledging a command on RECVACK failed; it stays queued");
+            }
+        });
     }
 
     /// Submits a SEND to the core and builds its SENDACK.

@@ -1076,3 +1076,46 @@ async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
     assert_eq!(status, 200, "the budget refills: {page}");
     assert_eq!(page["messages"].as_array().unwrap().len(), ok, "refused requests changed nothing");
 }
+
+/// A master device's RECVACK of a command (`sync_once`) received online takes it off the user's
+/// command queue, as `/message/syncack` would; a slave device's RECVACK leaves it queued.
+#[tokio::test]
+async fn a_master_devices_recvack_of_a_command_takes_it_off_the_queue() {
+    let (_dir, s) = server_with_tokens().await;
+    let (status, v) = s.post("/user/token", &json!({"uid": "carol", "token": "tc", "device_flag": 1, "device_level": 0})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g", "channel_type": 2, "subscribers": ["alice", "bob", "carol"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut carol = Client::open(&s, Kind::Ws).await;
+    assert_eq!(carol.connect("carol", "tc", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let queued = |uid: &'static str| {
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/message/sync", &json!({"uid": uid, "limit": 100})).await;
+            assert_eq!(status, 200, "{v}");
+            v.as_array().expect("array").iter().map(|m| m["message_id"].as_i64().expect("id")).collect::<Vec<_>>()
+        }
+    };
+
+    let body = json!({"header": {"sync_once": 1}, "from_uid": "alice", "channel_id": "g", "channel_type": 2, "payload": base64::engine::general_purpose::STANDARD.encode("cmd")});
+    let (status, v) = s.post("/message/send", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["message_id"].as_i64().expect("message_id");
+    assert_eq!(queued("bob").await, vec![id]);
+    assert_eq!(queued("carol").await, vec![id]);
+    let (r, text) = recv(&mut bob).await;
+    assert!(r.header.sync_once && r.message_id == id && text == "cmd", "{r:?}");
+    let (r, _) = recv(&mut carol).await;
+    assert!(r.header.sync_once && r.message_id == id, "{r:?}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !queued("bob").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "bob's RECVACK never acknowledged the command");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // carol's RECVACK (a slave device) was sent at the same time and changed nothing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(queued("carol").await, vec![id]);
+}
