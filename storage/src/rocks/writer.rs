@@ -105,6 +105,8 @@ struct Intake {
     ticket: u64,
     /// Every sender is gone and the queue is empty.
     closed: bool,
+    /// A write failed: nothing more is written, even before that group's publish stops the log.
+    failed: bool,
     /// Reused buffer for encoding one record value.
     scratch: Vec<u8>,
 }
@@ -136,7 +138,7 @@ struct Taken {
 
 impl Writer {
     pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> Writer {
-        let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, scratch: Vec::new() };
+        let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
         Writer { db, shared, tail, options, intake: Mutex::new(intake), order: Mutex::new(Order { published: 0, failed: None }), turn: Condvar::new() }
     }
 
@@ -207,7 +209,7 @@ impl Writer {
             // Alone: no earlier group still in flight and nothing else submitted. Then there is nothing
             // to overlap the fsync with, and a synced write is cheaper than a write and a SyncWAL.
             let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
-            (order.failed.is_some(), order.published + 1 == intake.ticket && self.shared.pending.load(Ordering::Relaxed) == submitted)
+            (intake.failed || order.failed.is_some(), order.published + 1 == intake.ticket && self.shared.pending.load(Ordering::Relaxed) == submitted)
         };
         let sync_now = alone && self.options.durability == Durability::SyncEveryGroup;
         let written = if failed { Err(String::new()) } else { self.write(&mut intake.scratch, from, &group, sync_now).map_err(|e| e.to_string()) };
@@ -218,7 +220,10 @@ impl Writer {
         };
         let to = match &written {
             Ok(to) => *to,
-            Err(_) => from,
+            Err(_) => {
+                intake.failed = true;
+                from
+            }
         };
         // The next group starts after this one even before it is synced: a batch written later is
         // synced no earlier, and publish keeps ticket order.
