@@ -89,6 +89,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone()).map_err(anyhow::Error::msg)?;
+    if let Some((stats, _)) = &webhooks {
+        monitor_state.webhooks(stats.clone());
+    }
     let routes = api::routes(api::ApiState {
         core: core.clone(),
         config: config.clone(),

@@ -11,6 +11,7 @@ use rookery_actors::CoreStats;
 use rookery_storage::{HistogramSnapshot, LogStats};
 
 use crate::gateway::session::{GatewayStats, SessionSnapshot};
+use crate::webhook::WebhookStats;
 
 /// Route classes of `rookery_http_requests_total`: the first path segment when it is one of these,
 /// else `other` (so unknown paths cannot grow the label set).
@@ -86,6 +87,8 @@ pub struct View<'a> {
     pub core: Option<CoreStats>,
     /// Gateway counters and sessions, once started.
     pub gateway: Option<(GatewayStats, &'a [SessionSnapshot])>,
+    /// The webhook workers' progress, when webhooks are configured.
+    pub webhook: Option<&'a WebhookStats>,
 }
 
 impl View<'_> {
@@ -109,6 +112,12 @@ impl View<'_> {
                 "kind",
                 &[("channel", core.channel_actors as f64), ("user", core.user_actors as f64)],
             ));
+        }
+        if let Some(w) = self.webhook {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            f.push(counter("rookery_webhook_deliveries_total", "Webhook requests the receiver answered with 200.", load(&w.delivered)));
+            f.push(counter("rookery_webhook_failures_total", "Webhook requests that failed (status other than 200, timeout, connection or TLS error) and are retried.", load(&w.failures)));
+            f.push(gauge("rookery_webhook_cursor_position", "Log position up to which stored messages were delivered to the webhook.", load(&w.cursor) as f64));
         }
         if let Some((gateway, sessions)) = &self.gateway {
             f.push(counter("rookery_messages_out_total", "RECVs written to WKProto sessions.", gateway.delivered));
@@ -230,7 +239,7 @@ mod tests {
         log.group_records.counts[1] = 1;
         log.group_records.counts[2] = 1;
         log.group_records.sum = 7;
-        let text = m.render(&View { log, head: 7, core: None, gateway: None });
+        let text = m.render(&View { log, head: 7, core: None, gateway: None, webhook: None });
         assert!(text.contains("rookery_http_requests_total{class=\"message\",status=\"200\"} 2\n"), "{text}");
         assert!(text.contains("rookery_http_requests_total{class=\"user\",status=\"400\"} 1\n"), "{text}");
         assert!(text.contains("rookery_log_records_appended_total 7\n"), "{text}");

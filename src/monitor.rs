@@ -33,6 +33,8 @@ pub(crate) struct Monitor {
     live: OnceLock<Live>,
     /// Set when shutdown begins.
     stopping: AtomicBool,
+    /// The webhook workers' progress, once they run.
+    webhook: OnceLock<Arc<crate::webhook::WebhookStats>>,
     /// Process CPU seconds and the instant of the previous `/varz`, for its `cpu` figure.
     cpu_sample: std::sync::Mutex<(Instant, f64)>,
 }
@@ -45,12 +47,17 @@ struct Live {
 impl Monitor {
     pub(crate) fn new(log: Arc<RocksLog>, metrics: Arc<Metrics>, config: Arc<Config>) -> Monitor {
         let started = Instant::now();
-        Monitor { log, metrics, config, started, live: OnceLock::new(), stopping: AtomicBool::new(false), cpu_sample: std::sync::Mutex::new((started, cpu_seconds())) }
+        Monitor { log, metrics, config, started, live: OnceLock::new(), stopping: AtomicBool::new(false), webhook: OnceLock::new(), cpu_sample: std::sync::Mutex::new((started, cpu_seconds())) }
     }
 
     /// Marks the server ready: start-up catch-up is done and every listener is bound.
     pub(crate) fn ready(&self, core: Core, presence: Arc<Presence>) {
         let _ = self.live.set(Live { core, presence });
+    }
+
+    /// Exports the webhook workers' progress on `/metrics`.
+    pub(crate) fn webhooks(&self, stats: Arc<crate::webhook::WebhookStats>) {
+        let _ = self.webhook.set(stats);
     }
 
     /// Marks the server as shutting down: `/readyz` answers 503 from now on.
@@ -69,6 +76,7 @@ impl Monitor {
             head: self.log.head().0 .0,
             core: self.live.get().map(|l| l.core.stats()),
             gateway: self.live.get().map(|l| (l.presence.stats(), sessions.as_slice())),
+            webhook: self.webhook.get().map(|w| &**w),
         };
         self.metrics.render(&view)
     }

@@ -162,6 +162,9 @@ async fn failed_deliveries_are_retried_and_a_kill_9_mid_delivery_loses_nothing()
     receiver.fail.store(2, Ordering::SeqCst);
     let first = send(&server, "first").await;
     receiver.wait_for("first message", |r| r.notified() == vec![first]).await;
+    // Its offline push too: the cursor moves past a message only once both are delivered, and a
+    // push still failing at the kill below would have the restarted server deliver `first` again.
+    receiver.wait_for("first message's offline push", |r| r.accepted("msg.offline").len() == 1).await;
     assert!(receiver.hits.lock().unwrap().iter().filter(|h| !h.accepted && h.event == "msg.notify").count() >= 2);
 
     // The receiver is down while three more messages are stored; the server dies mid-retry.
@@ -292,6 +295,10 @@ async fn an_https_receiver_is_reached_when_its_certificate_is_trusted_and_only_t
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(receiver.notified().is_empty());
+    // The monitor shows it: failures, no delivery, the cursor behind the head.
+    let m = metrics(&server).await;
+    assert!(m["rookery_webhook_failures_total"] >= 2.0 && m["rookery_webhook_deliveries_total"] == 0.0, "{m:?}");
+    assert!(m["rookery_webhook_cursor_position"] < m["rookery_log_head_position"], "{m:?}");
     drop(server);
 
     // Trusted through webhook_ca_file: the pending message and a new one arrive, in order.
@@ -304,4 +311,20 @@ async fn an_https_receiver_is_reached_when_its_certificate_is_trusted_and_only_t
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(receiver.notified(), vec![first, second]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics(&server).await;
+        if m["rookery_webhook_cursor_position"] == m["rookery_log_head_position"] {
+            assert!(m["rookery_webhook_deliveries_total"] >= 1.0, "{m:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cursor never caught up: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The unlabelled samples of one `/metrics` scrape.
+async fn metrics(s: &Server) -> HashMap<String, f64> {
+    let text = reqwest::get(format!("http://{}/metrics", s.monitor)).await.unwrap().text().await.unwrap();
+    text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?))).collect()
 }
