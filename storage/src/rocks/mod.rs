@@ -53,7 +53,7 @@ impl Default for RocksOptions {
     }
 }
 
-/// Counters of the writer thread since the log was opened, for benchmarks, the monitor and tests.
+/// Counters of the committer threads since the log was opened, for benchmarks, the monitor and tests.
 ///
 /// Reading them costs a few dozen relaxed atomic loads; they are not a consistent snapshot of each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
