@@ -122,6 +122,8 @@ impl View<'_> {
         if let Some((gateway, sessions)) = &self.gateway {
             f.push(counter("rookery_messages_out_total", "RECVs written to WKProto sessions.", gateway.delivered));
             f.push(counter("rookery_messages_dropped_total", "RECVs dropped because a session's outbound queue was full.", gateway.dropped));
+            f.push(counter("rookery_client_bytes_in_total", "Bytes read from client connections (TCP bytes, WebSocket message payloads).", gateway.in_bytes));
+            f.push(counter("rookery_client_bytes_out_total", "Bytes written to client connections (TCP bytes, WebSocket message payloads).", gateway.out_bytes));
             f.push(labelled_gauge(
                 "rookery_connections_open",
                 "Open WKProto sockets (authenticated or not), by transport.",

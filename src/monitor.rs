@@ -98,6 +98,8 @@ impl Monitor {
             "in_msgs": stats.messages_accepted,
             "out_msgs": gateway.delivered,
             "dropped_msgs": gateway.dropped,
+            "in_bytes": gateway.in_bytes,
+            "out_bytes": gateway.out_bytes,
             "tcp_addr": c.external_tcp_addr.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| c.tcp_addr.to_string()),
             "ws_addr": c.external_ws_addr.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| format!("ws://{}", c.ws_addr)),
             "monitor_addr": c.monitor_addr.to_string(),

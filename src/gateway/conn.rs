@@ -10,6 +10,7 @@
 //! (spec §3.1: servers write one packet per binary message).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -21,6 +22,17 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::jsonrpc::{Incoming, JsonRpc};
 use super::packet::{self, DecodeError, EncodeError, Packet};
+
+/// Bytes read from and written to every client connection of this process since start: the TCP stream
+/// itself, or the payloads of WebSocket messages (not their frame headers). Process-wide, because a
+/// connection counts before it knows its session, and one process serves one gateway.
+static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// (bytes read, bytes written) over every client connection since start; see [`BYTES_IN`].
+pub fn traffic_bytes() -> (u64, u64) {
+    (BYTES_IN.load(Ordering::Relaxed), BYTES_OUT.load(Ordering::Relaxed))
+}
 
 /// Why a connection cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -179,17 +191,23 @@ impl Connection {
     /// Reads more input; `false` at end of stream.
     async fn fill(&mut self) -> Result<bool, ConnError> {
         match &mut self.transport {
-            Transport::Tcp(stream) => Ok(stream.read_buf(&mut self.input).await? > 0),
+            Transport::Tcp(stream) => {
+                let n = stream.read_buf(&mut self.input).await?;
+                BYTES_IN.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n > 0)
+            }
             Transport::Ws(ws) => loop {
                 match ws.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(false),
                     Some(Err(e)) => return Err(e.into()),
                     // WuKongIM v3 accepts WKProto bytes in text messages too, and JSON-RPC in both.
                     Some(Ok(Message::Binary(data))) => {
+                        BYTES_IN.fetch_add(data.len() as u64, Ordering::Relaxed);
                         Self::take(&mut self.rpc, &mut self.input, &data);
                         return Ok(true);
                     }
                     Some(Ok(Message::Text(text))) => {
+                        BYTES_IN.fetch_add(text.len() as u64, Ordering::Relaxed);
                         Self::take(&mut self.rpc, &mut self.input, text.as_bytes());
                         return Ok(true);
                     }
@@ -262,6 +280,7 @@ impl Connection {
                         return Err(ConnError::Transport("connection closed while writing".into()));
                     }
                     self.written += n;
+                    BYTES_OUT.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 self.output.clear();
                 self.written = 0;
@@ -273,7 +292,9 @@ impl Connection {
                     while !self.frames.is_empty() {
                         futures_util::future::poll_fn(|cx| std::pin::Pin::new(ws.as_mut()).poll_ready(cx)).await?;
                         if let Some(frame) = self.frames.pop_front() {
+                            let n = frame.len() as u64;
                             std::pin::Pin::new(ws.as_mut()).start_send(frame)?;
+                            BYTES_OUT.fetch_add(n, Ordering::Relaxed);
                         }
                     }
                 }

@@ -178,6 +178,10 @@ pub struct GatewayStats {
     /// RECVs not queued because the session's outbound queue was full (the session is then
     /// disconnected, and syncs after it reconnects) or already closed.
     pub dropped: u64,
+    /// Bytes read from client connections since start (TCP bytes, WebSocket message payloads).
+    pub in_bytes: u64,
+    /// Bytes written to client connections since start.
+    pub out_bytes: u64,
 }
 
 impl Online {
@@ -397,6 +401,8 @@ impl Presence {
             open_ws: self.open_ws.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            in_bytes: super::conn::traffic_bytes().0,
+            out_bytes: super::conn::traffic_bytes().1,
         }
     }
 

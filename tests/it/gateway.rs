@@ -37,6 +37,9 @@ pub(crate) struct Client {
     cipher: Option<SessionCipher>,
     /// Number of binary WebSocket messages received (to check one packet per message).
     ws_messages: usize,
+    /// Bytes this client wrote and received (TCP bytes, or WebSocket message payloads).
+    pub(crate) bytes_sent: usize,
+    pub(crate) bytes_received: usize,
 }
 
 impl Client {
@@ -48,7 +51,7 @@ impl Client {
                 Socket::Ws(Box::new(ws))
             }
         };
-        Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
+        Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0, bytes_sent: 0, bytes_received: 0 }
     }
 
     /// A TCP client with a tiny receive buffer, so that a client that stops reading stalls the
@@ -57,7 +60,7 @@ impl Client {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(s.tcp).await.expect("tcp connect");
-        Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0 }
+        Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0, bytes_sent: 0, bytes_received: 0 }
     }
 
     /// The local port of a TCP client.
@@ -69,6 +72,7 @@ impl Client {
     }
 
     async fn write_raw(&mut self, bytes: Vec<u8>) {
+        self.bytes_sent += bytes.len();
         match &mut self.socket {
             Socket::Tcp(t) => t.write_all(&bytes).await.expect("tcp write"),
             Socket::Ws(w) => w.send(Message::binary(bytes)).await.expect("ws write"),
@@ -118,6 +122,7 @@ impl Client {
             .expect("server answered in time");
             match more {
                 Some(bytes) => {
+                    self.bytes_received += bytes.len();
                     if matches!(self.socket, Socket::Ws(_)) {
                         self.ws_messages += 1;
                     }

@@ -88,6 +88,9 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     assert_eq!(delta(&before, &after, "rookery_messages_in_total"), 5.0, "3 WKProto + 2 REST sends, the retry not counted");
     assert_eq!(delta(&before, &after, "rookery_messages_out_total"), 7.0, "5 RECVs written to bob, 2 to alice");
     assert_eq!(delta(&before, &after, "rookery_messages_dropped_total"), 0.0);
+    // Every byte both clients wrote was read, and every byte they read was written, nothing else.
+    assert_eq!(delta(&before, &after, "rookery_client_bytes_in_total"), (alice.bytes_sent + bob.bytes_sent) as f64);
+    assert_eq!(delta(&before, &after, "rookery_client_bytes_out_total"), (alice.bytes_received + bob.bytes_received) as f64);
     assert_eq!(delta(&before, &after, r#"rookery_http_requests_total{class="message",status="200"}"#), 2.0);
     assert_eq!(delta(&before, &after, r#"rookery_http_requests_total{class="message",status="400"}"#), 1.0);
     assert_eq!(get(&after, r#"rookery_connections_open{transport="tcp"}"#), 2.0);
@@ -148,6 +151,8 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     assert_eq!(varz["connections"], 2, "{varz}");
     assert_eq!(varz["out_msgs"].as_u64(), Some(get(&after, "rookery_messages_out_total") as u64));
     assert_eq!(varz["in_msgs"].as_u64(), Some(get(&after, "rookery_messages_in_total") as u64));
+    assert!(varz["in_bytes"].as_u64().is_some_and(|b| b as f64 >= get(&after, "rookery_client_bytes_in_total")), "{varz}");
+    assert!(varz["out_bytes"].as_u64().is_some_and(|b| b as f64 >= get(&after, "rookery_client_bytes_out_total")), "{varz}");
     assert_eq!(varz["log_position"], head["position"]);
     assert!(varz["mem"].as_u64().is_some_and(|m| m > 0), "{varz}");
     // CPU since the previous /varz, in percent of one core: the server did work since it started.
