@@ -89,6 +89,9 @@ pub(super) struct Writer {
     order: Mutex<Order>,
     /// Signalled whenever `order.published` moves.
     turn: Condvar,
+    /// Whether other appends were waiting when the last group was published: appends are arriving
+    /// while groups are in flight, so the next group is worth overlapping even if it looks alone.
+    busy: std::sync::atomic::AtomicBool,
 }
 
 /// Threads running [`Writer::run`]: two, so that one can write while the other waits for its fsync.
@@ -139,7 +142,16 @@ struct Taken {
 impl Writer {
     pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> Writer {
         let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
-        Writer { db, shared, tail, options, intake: Mutex::new(intake), order: Mutex::new(Order { published: 0, failed: None }), turn: Condvar::new() }
+        Writer {
+            db,
+            shared,
+            tail,
+            options,
+            intake: Mutex::new(intake),
+            order: Mutex::new(Order { published: 0, failed: None }),
+            turn: Condvar::new(),
+            busy: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// One committer thread: serves the queue until every sender is gone and it is empty, so nothing
@@ -206,10 +218,13 @@ impl Writer {
         // After a failure nothing more is written; `publish` refuses the group.
         let (failed, alone) = {
             let order = lock(&self.order);
-            // Alone: no earlier group still in flight and nothing else submitted. Then there is nothing
-            // to overlap the fsync with, and a synced write is cheaper than a write and a SyncWAL.
+            // Alone: no earlier group still in flight, nothing else submitted, and nothing was waiting
+            // when the last group was published (else more appends are likely to arrive during this
+            // fsync). Then there is nothing to overlap the fsync with, and a synced write is cheaper
+            // than a write and a SyncWAL.
             let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
-            (intake.failed || order.failed.is_some(), order.published + 1 == intake.ticket && self.shared.pending.load(Ordering::Relaxed) == submitted)
+            let quiet = !self.busy.load(Ordering::Relaxed) && self.shared.pending.load(Ordering::Relaxed) == submitted;
+            (intake.failed || order.failed.is_some(), order.published + 1 == intake.ticket && quiet)
         };
         let sync_now = alone && self.options.durability == Durability::SyncEveryGroup;
         let written = if failed { Err(String::new()) } else { self.write(&mut intake.scratch, from, &group, sync_now).map_err(|e| e.to_string()) };
@@ -293,7 +308,8 @@ impl Writer {
             if self.options.durability == Durability::SyncEveryGroup {
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             }
-            self.shared.pending.fetch_sub(submitted, Ordering::Relaxed);
+            let waiting = self.shared.pending.fetch_sub(submitted, Ordering::Relaxed) - submitted;
+            self.busy.store(waiting > 0, Ordering::Relaxed);
             // Answered before the turn passes on, so callers hear of their commits in log order. The
             // records are freed after the turn has passed on.
             let mut next = from.0 .0 + 1;
