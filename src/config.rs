@@ -86,6 +86,9 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
+    /// Most committed records whose index entries wait in memory for the event log's indexer; past it,
+    /// appends wait for the indexer (the memory bound of that wait).
+    pub log_max_unindexed_records: u64,
     /// Largest accepted message payload, in bytes (after base64 decoding).
     pub max_payload_bytes: usize,
     /// An idle channel or user actor is passivated after this many seconds.
@@ -176,6 +179,7 @@ impl Default for Config {
             manager_token: None,
             api_keys: Vec::new(),
             durability: DurabilitySetting::Sync,
+            log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
             actor_idle_secs: 300,
             snapshot_every: 1000,
@@ -319,6 +323,9 @@ impl Config {
                 self.api_addr
             ));
         }
+        if self.log_max_unindexed_records == 0 {
+            return Err("log_max_unindexed_records must be at least 1".into());
+        }
         if self.max_payload_bytes == 0 {
             return Err("max_payload_bytes must be at least 1".into());
         }
@@ -409,10 +416,14 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("r.toml", "api_addr = \"127.0.0.1:6001\"\nsnapshot_every = 7\n")?;
             jail.set_env("ROOKERY_SNAPSHOT_EVERY", "9");
+            jail.set_env("ROOKERY_LOG_MAX_UNINDEXED_RECORDS", "5000");
             let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
             assert_eq!(c.api_addr.port(), 6001);
             assert_eq!(c.snapshot_every, 9);
+            assert_eq!(c.log_max_unindexed_records, 5000);
             assert_eq!(c.tcp_addr.port(), 5100);
+            let zero = Config { log_max_unindexed_records: 0, ..c };
+            assert!(zero.validate().unwrap_err().contains("log_max_unindexed_records"));
             Ok(())
         });
     }

@@ -383,7 +383,7 @@ fn rockslog_conforms() {
 fn rockslog_conforms_with_os_buffered_and_tiny_groups() {
     // Small group limits force appends to be split across groups and carried over.
     let dir = tempfile::tempdir().unwrap();
-    let options = RocksOptions { durability: Durability::OsBuffered, max_group_records: 3, max_group_bytes: 4096 };
+    let options = RocksOptions { durability: Durability::OsBuffered, max_group_records: 3, max_group_bytes: 4096, ..RocksOptions::default() };
     conformance(&|| RocksLog::open(dir.path(), options.clone()).unwrap());
 }
 
@@ -830,10 +830,9 @@ fn a_log_written_one_index_key_per_record_opens_and_continues() {
 
 #[test]
 fn the_index_tail_is_bounded_and_a_full_tail_does_not_hang_close() {
-    // (The bound is 1,000 records in tests.)
     let dir = tempfile::tempdir().unwrap();
     let batch = |stream: &str, b: u64| -> Vec<NewRecord> { (0..100).map(|i| rec(stream, b * 100 + i)).collect() };
-    let log = open_rocks(dir.path());
+    let log = RocksLog::open(dir.path(), RocksOptions { max_unindexed_records: 1000, ..RocksOptions::default() }).unwrap();
     log.hold_index();
     for b in 0..10 {
         log.append(batch("full", b)).unwrap();

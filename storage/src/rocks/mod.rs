@@ -45,11 +45,15 @@ pub struct RocksOptions {
     /// Most bytes (record bodies plus keys, roughly what the write batch holds) one commit group takes,
     /// with the same rule as `max_group_records`. Default 8 MiB.
     pub max_group_bytes: usize,
+    /// Most committed records whose index entries may be held in memory, waiting for the indexer;
+    /// past it, appends wait for the indexer. Bounds that memory (roughly 100 bytes per record plus its
+    /// stream and idempotency keys). Default 1,048,576; at least 1.
+    pub max_unindexed_records: u64,
 }
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { durability: Durability::SyncEveryGroup, max_group_records: 4096, max_group_bytes: 8 << 20 }
+        RocksOptions { durability: Durability::SyncEveryGroup, max_group_records: 4096, max_group_bytes: 8 << 20, max_unindexed_records: 1 << 20 }
     }
 }
 
@@ -125,7 +129,7 @@ impl RocksLog {
         let cfs = ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?);
         let head = read_head(&db)?;
-        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, true)?));
+        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, true)?, options.max_unindexed_records));
         let shared = Arc::new(Shared::new(head));
         let indexer = {
             let (db, tail) = (db.clone(), tail.clone());
@@ -177,7 +181,7 @@ impl RocksLog {
         let db = Arc::new(db);
         let head = read_head(&db)?;
         // Records after the watermark are indexed in memory; nothing moves them, the view is frozen.
-        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, false)?));
+        let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, false)?, u64::MAX));
         Ok(RocksLog {
             db,
             tx: Mutex::new(None),

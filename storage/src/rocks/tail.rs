@@ -31,12 +31,6 @@ use crate::Result;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Records in the tail that wake the indexer before the interval is over.
 const FLUSH_RECORDS: u64 = 32 * 1024;
-/// Records in the tail at which the writer waits for the indexer: the tail's memory bound.
-#[cfg(not(test))]
-pub(super) const MAX_TAIL_RECORDS: u64 = 1 << 20;
-/// Small in tests, so the bound can be reached.
-#[cfg(test)]
-pub(super) const MAX_TAIL_RECORDS: u64 = 1000;
 /// Most entries in one block, so that a read near the end of a busy stream decodes little.
 const MAX_BLOCK: usize = 1024;
 
@@ -144,27 +138,29 @@ impl Tail {
     }
 }
 
-/// The tail and the signals around it, shared by the writer, the indexer and readers.
-#[derive(Default)]
+/// The tail and the signals around it, shared by the committers, the indexer and readers.
 pub(super) struct SharedTail {
     pub(super) tail: Mutex<Tail>,
     /// Wakes the indexer: the tail grew past [`FLUSH_RECORDS`], or the log is closing.
     pub(super) wake: Condvar,
     /// Wakes a writer waiting for room in the tail.
     pub(super) room: Condvar,
+    /// Records in the tail at which the committers wait for the indexer: the tail's memory bound
+    /// (`RocksOptions::max_unindexed_records`).
+    max_records: u64,
 }
 
 impl SharedTail {
     /// Wraps a tail recovered at open.
-    pub(super) fn with_tail(tail: Tail) -> SharedTail {
-        SharedTail { tail: Mutex::new(tail), ..SharedTail::default() }
+    pub(super) fn with_tail(tail: Tail, max_records: u64) -> SharedTail {
+        SharedTail { tail: Mutex::new(tail), wake: Condvar::new(), room: Condvar::new(), max_records: max_records.max(1) }
     }
 
-    /// Blocks while the tail holds [`MAX_TAIL_RECORDS`] or more, so memory stays bounded when the
+    /// Blocks while the tail holds its bound of records or more, so memory stays bounded when the
     /// indexer falls behind.
     pub(super) fn wait_for_room(&self) {
         let mut tail = lock(&self.tail);
-        while tail.records() >= MAX_TAIL_RECORDS && !tail.stopping && !tail.closing {
+        while tail.records() >= self.max_records && !tail.stopping && !tail.closing {
             self.wake.notify_one();
             tail = self.room.wait(tail).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
