@@ -396,13 +396,14 @@ impl Presence {
 
     /// Gateway-wide counters.
     pub fn stats(&self) -> GatewayStats {
+        let (in_bytes, out_bytes) = super::conn::traffic_bytes();
         GatewayStats {
             open_tcp: self.open_tcp.load(Ordering::Relaxed),
             open_ws: self.open_ws.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            in_bytes: super::conn::traffic_bytes().0,
-            out_bytes: super::conn::traffic_bytes().1,
+            in_bytes,
+            out_bytes,
         }
     }
 

@@ -130,6 +130,8 @@ struct Order {
 struct Taken {
     ticket: u64,
     group: Vec<Request>,
+    /// Records in the group's requests.
+    records: u64,
     /// The head before and after the group.
     from: (Position, ChainHash),
     to: (Position, ChainHash),
@@ -222,8 +224,7 @@ impl Writer {
             // when the last group was published (else more appends are likely to arrive during this
             // fsync). Then there is nothing to overlap the fsync with, and a synced write is cheaper
             // than a write and a SyncWAL.
-            let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
-            let quiet = !self.busy.load(Ordering::Relaxed) && self.shared.pending.load(Ordering::Relaxed) == submitted;
+            let quiet = !self.busy.load(Ordering::Relaxed) && self.shared.pending.load(Ordering::Relaxed) == records as u64;
             (intake.failed || order.failed.is_some(), order.published + 1 == intake.ticket && quiet)
         };
         let sync_now = alone && self.options.durability == Durability::SyncEveryGroup;
@@ -243,7 +244,7 @@ impl Writer {
         // The next group starts after this one even before it is synced: a batch written later is
         // synced no earlier, and publish keeps ticket order.
         intake.head = to;
-        Some(Taken { ticket: intake.ticket, group, from, to, synced: sync_now, written: written.map(|_| ()), started })
+        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, synced: sync_now, written: written.map(|_| ()), started })
     }
 
     /// The sync step: one WAL fsync covering this group's batch (and any written before it).
@@ -259,7 +260,7 @@ impl Writer {
 
     /// The publish step, in ticket order: index entries, head, counters, replies.
     fn publish(&self, taken: Taken) {
-        let Taken { ticket, group, from, to, written, started, .. } = taken;
+        let Taken { ticket, group, records: submitted, from, to, written, started, .. } = taken;
         #[cfg(test)]
         while self.shared.hold_publish.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -270,7 +271,6 @@ impl Writer {
         }
         // Leaves the pending count just before the first reply, so a caller that has its answer
         // never sees its own records as pending.
-        let submitted: u64 = group.iter().map(|r| r.records.len() as u64).sum();
         let refused = match (&order.failed, written) {
             (Some(reason), _) => Some(format!("event log stopped after a failed write: {reason}")),
             (None, Err(reason)) => {
