@@ -479,55 +479,54 @@ fn os_buffered_never_syncs() {
     assert_eq!(stats.syncs, 0);
 }
 
+/// Appends two records, has `inject` make the next group fail, and checks that the failing append
+/// moves nothing and that the log refuses appends from then on; `stopped` checks more on the stopped
+/// log. Returns the head before the failure; the log is closed.
+fn fail_and_stop(path: &Path, inject: impl Fn(&RocksLog), stopped: impl Fn(&RocksLog)) -> (Position, ChainHash) {
+    let log = open_rocks(path);
+    log.append(vec![rec("s", 1), rec("s", 2)]).unwrap();
+    let head = log.head();
+    inject(&log);
+    assert!(matches!(log.append(vec![msg("s", 3, Some("k"))]), Err(StorageError::Backend(_))));
+    assert_eq!(log.head(), head, "the head does not move");
+    assert!(log.find_dedupe(b"s", b"k").unwrap().is_none());
+    assert_eq!(log.read_stream(b"s", Position::ZERO, 10).unwrap().len(), 2);
+    assert_eq!(log.read_range(Position(1), 10).unwrap().len(), 2, "scans stop at the head");
+    stopped(&log);
+    // Fail-stop: nothing more is accepted until the log is reopened.
+    assert!(matches!(log.append(vec![rec("s", 4)]), Err(StorageError::Backend(_))));
+    assert_eq!(log.head(), head);
+    head
+}
+
+/// Reopens the log at `path` and checks that it goes on from its last record, chained to it; returns
+/// the head it found.
+fn reopen_goes_on(path: &Path) -> (Position, ChainHash) {
+    let log = open_rocks(path);
+    let before = log.head();
+    let c = log.append(vec![rec("s", 5)]).unwrap();
+    assert_eq!(c.first, before.0.next(), "positions are not skipped");
+    assert_eq!(log.read_range(c.first, 1).unwrap()[0].prev_hash, before.1);
+    before
+}
+
 #[test]
 fn a_failed_write_fails_its_group_and_stops_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let head = {
-        let log = open_rocks(dir.path());
-        log.append(vec![rec("s", 1), rec("s", 2)]).unwrap();
-        let head = log.head();
-        log.fail_next_write();
-        assert!(matches!(log.append(vec![msg("s", 3, Some("k"))]), Err(StorageError::Backend(_))));
-        assert_eq!(log.head(), head, "the head does not move");
-        assert!(log.find_dedupe(b"s", b"k").unwrap().is_none());
-        assert_eq!(log.read_stream(b"s", Position::ZERO, 10).unwrap().len(), 2);
-        // Fail-stop: nothing more is accepted until the log is reopened.
-        assert!(matches!(log.append(vec![rec("s", 4)]), Err(StorageError::Backend(_))));
-        assert_eq!(log.head(), head);
-        head
-    };
-    let log = open_rocks(dir.path());
-    assert_eq!(log.head(), head);
-    let c = log.append(vec![rec("s", 5)]).unwrap();
-    assert_eq!(c.first, Position(3), "positions are not skipped");
-    assert_eq!(log.read_range(c.first, 1).unwrap()[0].prev_hash, head.1);
+    let head = fail_and_stop(dir.path(), RocksLog::fail_next_write, |_| {});
+    assert_eq!(reopen_goes_on(dir.path()), head, "nothing of the failed group was written");
 }
 
 #[test]
 fn a_failed_sync_fails_its_group_and_stops_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let head = {
-        let log = open_rocks(dir.path());
-        log.append(vec![rec("s", 1), rec("s", 2)]).unwrap();
-        let head = log.head();
-        log.fail_next_sync();
-        assert!(matches!(log.append(vec![msg("s", 3, Some("k"))]), Err(StorageError::Backend(_))));
+    let head = fail_and_stop(dir.path(), RocksLog::fail_next_sync, |log| {
         // The batch reached RocksDB unsynced; nothing about it is visible.
         assert_eq!(log.entries(crate::rocks::schema::LOG).len(), 3);
-        assert_eq!(log.head(), head, "the head does not move");
-        assert_eq!(log.read_range(Position(1), 10).unwrap().len(), 2, "scans stop at the head");
-        assert!(log.find_dedupe(b"s", b"k").unwrap().is_none());
-        assert!(matches!(log.append(vec![rec("s", 4)]), Err(StorageError::Backend(_))), "fail-stop");
-        head
-    };
+    });
     // An append that failed may or may not be there after a restart (its bytes reached the WAL file);
     // either way the log is whole and goes on from its last record.
-    let log = open_rocks(dir.path());
-    assert!(log.head().0 >= head.0);
-    let before = log.head();
-    let c = log.append(vec![rec("s", 5)]).unwrap();
-    assert_eq!(c.first, before.0.next(), "positions are not skipped");
-    assert_eq!(log.read_range(c.first, 1).unwrap()[0].prev_hash, before.1);
+    assert!(reopen_goes_on(dir.path()).0 >= head.0);
 }
 
 #[test]
