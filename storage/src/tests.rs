@@ -870,8 +870,8 @@ fn the_index_tail_is_bounded_and_a_full_tail_does_not_hang_close() {
 
 #[test]
 fn idempotency_entries_are_found_in_memtables_table_files_and_after_reopen() {
-    // The idempotency family has a hash memtable and Bloom-filtered table files: pin that exact-key
-    // lookups, and the first-one-wins check the indexer makes, work across both and across opens.
+    // The idempotency family has Bloom-filtered table files: pin that exact-key lookups, and the
+    // first-one-wins check the indexer makes, work in the memtable, in table files and across opens.
     let dir = tempfile::tempdir().unwrap();
     let reference = MemLog::new();
     let streams = ["p", "q"];
@@ -907,16 +907,30 @@ fn idempotency_entries_are_found_in_memtables_table_files_and_after_reopen() {
 }
 
 #[test]
-fn an_idempotency_family_last_written_with_the_skiplist_memtable_opens_and_reads() {
-    // Data directories from before the hash memtable: table files written without the prefix
-    // extractor, and WAL entries replayed into the new memtable at open.
+fn an_idempotency_family_written_with_the_former_hash_memtable_opens_and_reads() {
+    // Data directories from when the family had a hash memtable keyed by a whole-key prefix
+    // extractor: table files carrying that extractor's name, and WAL entries replayed into today's
+    // skiplist memtable at open.
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open_rocks(dir.path());
         log.append(vec![msg("s", 1, Some("a")), msg("s", 2, Some("b"))]).unwrap();
     }
     {
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), crate::rocks::schema::ALL).unwrap();
+        fn whole_key(key: &[u8]) -> &[u8] {
+            key
+        }
+        let mut db_options = rocksdb::Options::default();
+        db_options.set_allow_concurrent_memtable_write(false);
+        let cfs = crate::rocks::schema::ALL.iter().map(|name| {
+            let mut o = crate::rocks::cf_options(name);
+            if *name == "stream_dedupe" {
+                o.set_prefix_extractor(rocksdb::SliceTransform::create("rookery.whole_key", whole_key, None));
+                o.set_memtable_factory(rocksdb::MemtableFactory::HashLinkList { bucket_count: 1 << 10 });
+            }
+            rocksdb::ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = rocksdb::DB::open_cf_descriptors(&db_options, dir.path(), cfs).unwrap();
         let dedupe = db.cf_handle("stream_dedupe").unwrap();
         db.put_cf(dedupe, b"s\xFFin-a-table-file", 1u64.to_be_bytes()).unwrap();
         db.flush_cf(dedupe).unwrap();

@@ -175,7 +175,7 @@ impl RocksLog {
     /// [`StorageError::Corrupt`] when the last record is undecodable.
     pub fn open_read_only(path: &Path) -> Result<RocksLog> {
         // `false`: an unflushed WAL is expected (the server may be running); it is replayed into memory.
-        // The same per-family options as a writable open: the same filters, the same prefix extractor.
+        // The same per-family options as a writable open: the same codecs and filters.
         let cfs = ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = DB::open_cf_descriptors_read_only(&Options::default(), path, cfs, false).map_err(backend)?;
         let db = Arc::new(db);
@@ -270,10 +270,7 @@ impl RocksLog {
     /// The entries of column family `family`, as this log's database sees them (memtables included).
     #[cfg(test)]
     pub(crate) fn entries(&self, family: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-        // Total order: the idempotency family's prefix extractor would otherwise limit the iterator.
-        let mut ro = ReadOptions::default();
-        ro.set_total_order_seek(true);
-        self.db.iterator_cf_opt(self.cf(family).unwrap(), ro, IteratorMode::Start).map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+        self.db.iterator_cf(self.cf(family).unwrap(), IteratorMode::Start).map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
     }
 
     /// Checks that the index blocks of every stream in `stream_pos` and `stream_seq` do not overlap.
@@ -654,9 +651,10 @@ pub(crate) fn db_options() -> Options {
     o.set_max_total_wal_size(256 << 20);
     // RocksDB starts a new info LOG file at every open and keeps 1000 by default; ten are plenty.
     o.set_keep_log_file_num(10);
-    // Required by the idempotency family's hash memtable (`cf_options`). Concurrent inserts only ever
-    // helped when the indexer's write shared a write group with the writer's; with the hash memtable
-    // the indexer's inserts are cheap enough for whichever thread leads the group to do them.
+    // One thread inserts a whole write group into the memtables. Concurrent inserts (RocksDB's
+    // default) only help when the indexer's write shares a group with a committer's, and they give up
+    // the skiplist's cached search path that the indexer's sorted inserts reuse: 140-142k appends/s
+    // against 147-155k without, at 256 appenders over 2,000,000 appends (two alternating runs).
     o.set_allow_concurrent_memtable_write(false);
     o
 }
@@ -678,21 +676,19 @@ pub(crate) fn cf_options(name: &str) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         o.set_block_based_table_factory(&table);
-        // The family is only ever read by exact key, and its keys arrive in random order (one per
-        // message), where a skiplist memtable pays a search of about log2(n) cache misses per insert.
-        // A hash table of linked lists keyed on the whole key (the "prefix" is the key) inserts and
-        // finds in O(1): +12% appends at 256 appenders, +14% at 16 (`bench --only-append N`, three
-        // alternating runs each). Needs `allow_concurrent_memtable_write` off (see `db_options`).
-        // 2^18 buckets (2 MiB per memtable) keep the lists short for a full 64 MiB memtable.
-        o.set_prefix_extractor(rocksdb::SliceTransform::create("rookery.whole_key", whole_key, None));
-        o.set_memtable_factory(rocksdb::MemtableFactory::HashLinkList { bucket_count: 1 << 18 });
+        // Its keys arrive in random order (one per message), so each memtable insert is a skiplist
+        // search of about log2(n) cache misses. A hash memtable (HashLinkList) inserts in O(1) and
+        // looked 12% faster in runs of 200,000 appends, but those never flushed the family: a flush
+        // of a hash memtable first sorts it into a new skiplist, the same cache misses again, on the
+        // flush thread. In runs long enough to flush (2,000,000 appends at 256 appenders) the plain
+        // skiplist ran 140-157k appends/s against 118-123k/s. At 16 appenders, where the CPU has room
+        // for the flush's sort and the indexer's inserts delay the commit groups' writes, the hash
+        // memtable stays ahead (38k/s against 34k/s over 1,000,000 appends); the skiplist was kept
+        // for the load where the CPU runs out (docs/BENCHMARKS.md). The indexer sorts each
+        // generation's keys before inserting them, which lets consecutive inserts reuse the
+        // skiplist's search path (tail.rs).
     }
     o
-}
-
-/// The idempotency family's prefix extractor: the whole key, so its hash memtable is a hash table.
-fn whole_key(key: &[u8]) -> &[u8] {
-    key
 }
 
 /// Appends the `log` value of `record` to `out`: `[RECORD_FORMAT][prev_hash][digest][index entries][body]`,
