@@ -682,9 +682,9 @@ pub(crate) fn cf_options(name: &str) -> Options {
         // of a hash memtable first sorts it into a new skiplist, the same cache misses again, on the
         // flush thread. In runs long enough to flush (2,000,000 appends at 256 appenders) the plain
         // skiplist ran 140-157k appends/s against 118-123k/s. At 16 appenders, where the CPU has room
-        // for the flush's sort and the indexer's inserts delay the commit groups' writes, the hash
-        // memtable stays ahead (38k/s against 34k/s over 1,000,000 appends); the skiplist was kept
-        // for the load where the CPU runs out (docs/BENCHMARKS.md). The indexer sorts each
+        // for the flush's sort in a burst and the skiplist inserts take CPU from the commit path as
+        // they happen, the hash memtable stays ahead (38k/s against 34k/s over 1,000,000 appends);
+        // the skiplist was kept for the load where the CPU runs out (docs/BENCHMARKS.md). The indexer sorts each
         // generation's keys before inserting them, which lets consecutive inserts reuse the
         // skiplist's search path (tail.rs).
     }
