@@ -159,20 +159,25 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The value after `flag` in `args`, if there is one and it parses.
+fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only-append N` runs just the append case with N appenders (for profiling).
-    if let Some(n) = args.iter().position(|a| a == "--only-append").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()) {
+    if let Some(n) = flag_value(&args, "--only-append") {
         // `--appends K`: how many appends per run (default 2,000,000, past the first memtable flushes).
-        let total = args.iter().position(|a| a == "--appends").and_then(|i| args.get(i + 1)).and_then(|k| k.parse().ok()).unwrap_or(2_000_000);
+        let total = flag_value(&args, "--appends").unwrap_or(2_000_000);
         // `--os-buffered`: no fsync at all, so what is left is the log's CPU work.
         if args.iter().any(|a| a == "--os-buffered") {
             let (rate, _, _) = append_bench_with(n, total, Durability::OsBuffered);
             println!("{n} appenders, no fsync: {rate:.0} events/s");
             return;
         }
-        if let Some(b) = args.iter().position(|a| a == "--raw-batch").and_then(|i| args.get(i + 1)).and_then(|b| b.parse().ok()) {
+        if let Some(b) = flag_value(&args, "--raw-batch") {
             let dir = tempfile::tempdir().expect("tempdir");
             let rate = baseline::raw_append(dir.path(), b, total, baseline::stored_len(&message_record(0, 1))).expect("raw");
             println!("raw batch {b}: {rate:.0} events/s");
@@ -188,7 +193,7 @@ fn main() {
         return;
     }
     // `--only-replay N`: section (b) for one log of N events.
-    if let Some(n) = args.iter().position(|a| a == "--only-replay").and_then(|i| args.get(i + 1)).and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(n) = flag_value::<u64>(&args, "--only-replay") {
         let dir = tempfile::tempdir().expect("tempdir");
         fill(dir.path(), n);
         for _ in 0..ROUNDS {
