@@ -635,7 +635,7 @@ mod tests {
             meta: Meta { recorded_at: Timestamp(at), actor, request_id: RequestId([at as u8; 16]), source: Some("127.0.0.1:9".into()), user_agent: None },
             event,
         };
-        let record = NewRecord { stream: body.stream.key(), body: body.encode(), digest: body.digest(), seq: None, dedupe: None };
+        let record = NewRecord { stream: body.stream.key(), body: body.encode(), digest: body.digest(), seq: None };
         log.append(vec![record]).unwrap().first
     }
 

@@ -63,6 +63,9 @@ pub const LOCAL_CREDENTIAL: &str = "local";
 /// The name of the credential `manager_token` defines.
 pub const MANAGER_CREDENTIAL: &str = "manager";
 
+/// Largest accepted `dedupe_window`: a million messages is about 50 MB per busy channel.
+pub const MAX_DEDUPE_WINDOW: u64 = 1_000_000;
+
 /// Every setting of the server. Field names are the keys of the TOML file; the environment variable
 /// of a key is `ROOKERY_` plus the key in upper case (`ROOKERY_API_ADDR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +98,9 @@ pub struct Config {
     pub actor_idle_secs: u64,
     /// Actors write a snapshot after this many events.
     pub snapshot_every: u64,
+    /// A retried send (same sender and client_msg_no) is recognised while its original is among the
+    /// last this many messages of its channel; 0 recognises none.
+    pub dedupe_window: u64,
     /// Threads the actors are spread over (0 = one per CPU core).
     pub actor_threads: usize,
     /// TCP address handed to clients by `/route` (defaults to `tcp_addr`).
@@ -183,6 +189,7 @@ impl Default for Config {
             max_payload_bytes: 1 << 20,
             actor_idle_secs: 300,
             snapshot_every: 1000,
+            dedupe_window: 4096,
             actor_threads: 0,
             external_tcp_addr: None,
             external_ws_addr: None,
@@ -332,6 +339,9 @@ impl Config {
         if self.snapshot_every == 0 {
             return Err("snapshot_every must be at least 1".into());
         }
+        if self.dedupe_window > MAX_DEDUPE_WINDOW {
+            return Err(format!("dedupe_window must be at most {MAX_DEDUPE_WINDOW} (each busy channel keeps about 50 bytes per message of it in memory)"));
+        }
         if self.recvack_timeout_ms < 10 {
             return Err("recvack_timeout_ms must be at least 10".into());
         }
@@ -417,11 +427,15 @@ mod tests {
             jail.create_file("r.toml", "api_addr = \"127.0.0.1:6001\"\nsnapshot_every = 7\n")?;
             jail.set_env("ROOKERY_SNAPSHOT_EVERY", "9");
             jail.set_env("ROOKERY_LOG_MAX_UNINDEXED_RECORDS", "5000");
+            jail.set_env("ROOKERY_DEDUPE_WINDOW", "100");
             let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
             assert_eq!(c.api_addr.port(), 6001);
             assert_eq!(c.snapshot_every, 9);
             assert_eq!(c.log_max_unindexed_records, 5000);
+            assert_eq!(c.dedupe_window, 100);
             assert_eq!(c.tcp_addr.port(), 5100);
+            let huge = Config { dedupe_window: MAX_DEDUPE_WINDOW + 1, ..c.clone() };
+            assert!(huge.validate().unwrap_err().contains("dedupe_window"));
             let zero = Config { log_max_unindexed_records: 0, ..c };
             assert!(zero.validate().unwrap_err().contains("log_max_unindexed_records"));
             Ok(())

@@ -76,7 +76,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(events = caught_up.done, events_per_sec = caught_up.rate() as u64, "snapshots up to date");
 
     let threads = if config.actor_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { config.actor_threads };
-    let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads };
+    let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads, dedupe_window: config.dedupe_window };
     let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
 
     let api_listener = listen(config.api_addr).with_context(|| format!("binding REST API on {}", config.api_addr))?;

@@ -15,7 +15,7 @@
 //! `--only-append-table` runs (a) alone, `--only-append N [--log-only | --os-buffered] [--appends K] [--raw-batch B]` one run with N
 //! appenders for profiling (without the floors, or without any fsync; K appends, 2,000,000 by default; first the raw
 //! batch of B for the same count),
-//! `--only-replay N` runs (b) for one log of N events, `--only-dedupe` times idempotency lookups of sent and never-sent keys on a 2M-message log).
+//! `--only-replay N` runs (b) for one log of N events).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,31 +126,6 @@ fn replay_raw(dir: &std::path::Path) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Idempotency lookups (what every send with a client_msg_no does first) on a 2M-message log: keys
-/// never sent, then keys that were. Prints lookups per second of each.
-fn dedupe_lookups() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    fill(dir.path(), 2_000_000);
-    let log = RocksLog::open(dir.path(), RocksOptions::default()).expect("open");
-    log.flush_index();
-    for (name, sent) in [("never sent", false), ("sent", true)] {
-        let keys: Vec<(Vec<u8>, Vec<u8>)> = (0..200_000u64)
-            .map(|i| {
-                let record = message_record((i % 1000) as u32, 1 + i / 1000);
-                let mut key = record.dedupe.expect("messages carry a key");
-                if !sent {
-                    key.extend_from_slice(b"-never-sent");
-                }
-                (record.stream, key)
-            })
-            .collect();
-        let started = Instant::now();
-        let found = keys.iter().filter(|(stream, key)| log.find_dedupe(stream, key).expect("lookup").is_some()).count();
-        assert_eq!(found, if sent { keys.len() } else { 0 });
-        println!("{name}: {:.0} lookups/s", keys.len() as f64 / started.elapsed().as_secs_f64());
-    }
-}
-
 /// Rounds per measurement; medians are reported.
 const ROUNDS: usize = 3;
 
@@ -201,10 +176,6 @@ fn main() {
             let (ours, _) = replay_ours(dir.path());
             println!("{n} events: replay {ours:.0}/s, raw {raw:.0}/s, ratio {:.2}", ours / raw);
         }
-        return;
-    }
-    if args.iter().any(|a| a == "--only-dedupe") {
-        dedupe_lookups();
         return;
     }
     if args.iter().any(|a| a == "--only-time-travel") {

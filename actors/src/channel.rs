@@ -1,7 +1,7 @@
 //! `ChannelActor`: owns one channel — its settings, lists, subscribers and message sequence — and is
 //! the only writer of that channel's streams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -14,21 +14,20 @@ use tokio::sync::oneshot;
 
 use crate::error::CoreError;
 use crate::messages::*;
-use crate::pipeline::{dedupe_key, record, Pipeline};
+use crate::pipeline::{record, Pipeline};
+use crate::recent::{key_hash, Kind, RecentSends, Sent};
 use crate::recovery;
 use crate::registry::Core;
 
 /// How often an actor checks whether it has been idle long enough to passivate.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
-/// Committed (sender, client_msg_no) pairs remembered in memory; older ones are found through the
-/// log's de-duplication index.
-const RECENT_SENDS: usize = 4096;
 
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 
 pub(crate) enum Plan {
     Ack { reply: Reply<ChannelReply>, foreign: Vec<(Uid, UserEvent)>, own: usize },
-    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<(Uid, ClientMsgNo)>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    /// A send; `dedupe` is its (sender, client_msg_no) and kind when a retry of it is to be recognised.
+    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<((Uid, ClientMsgNo), Kind)>, foreign: Vec<(Uid, UserEvent)>, own: usize },
     /// A retry that arrived while its original was in flight: answered from the committed original.
     Duplicate { reply: Reply<ChannelReply>, key: (Uid, ClientMsgNo) },
 }
@@ -38,8 +37,7 @@ pub struct ChannelActor {
     key: ChannelKey,
     core: Core,
     pipe: Pipeline<ChannelState, Plan>,
-    recent: HashMap<(Uid, ClientMsgNo), (MessageId, MessageSeq)>,
-    recent_order: VecDeque<(Uid, ClientMsgNo)>,
+    recent: RecentSends,
     in_flight: HashMap<(Uid, ClientMsgNo), usize>,
     snapshot_at: Position,
     last_active: Instant,
@@ -61,12 +59,12 @@ impl ChannelActor {
                 (ChannelState::default(), Some(e.to_string()), Position::ZERO)
             }
         };
+        let window = core.0.config.dedupe_window;
         ChannelActor {
             key,
             core,
             pipe: Pipeline::new(state),
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
+            recent: RecentSends::new(window),
             in_flight: HashMap::new(),
             snapshot_at,
             last_active: Instant::now(),
@@ -140,29 +138,40 @@ impl ChannelActor {
         out
     }
 
-    fn remember(&mut self, key: (Uid, ClientMsgNo), value: (MessageId, MessageSeq)) {
-        if self.recent.insert(key.clone(), value).is_none() {
-            self.recent_order.push_back(key);
-            if self.recent_order.len() > RECENT_SENDS {
-                if let Some(old) = self.recent_order.pop_front() {
-                    self.recent.remove(&old);
-                }
-            }
+    fn kind_of(sync_once: bool) -> Kind {
+        if sync_once {
+            Kind::Command
+        } else {
+            Kind::Message
         }
     }
 
-    /// The committed original of a retried send, from memory or the log's de-duplication index.
-    fn find_original(&self, key: &(Uid, ClientMsgNo), sync_once: bool) -> Result<Option<(MessageId, MessageSeq)>, CoreError> {
-        if let Some(v) = self.recent.get(key) {
-            return Ok(Some(*v));
+    /// The committed original of a retried send, from the channel's idempotency window (`recent.rs`),
+    /// loaded from the log the first time it is needed.
+    fn find_original(&mut self, key: &(Uid, ClientMsgNo)) -> Result<Option<(MessageId, MessageSeq)>, CoreError> {
+        if !self.recent.is_loaded() {
+            let streams = [StreamId::Channel(self.key.clone()).key(), StreamId::ChannelCommands(self.key.clone()).key()];
+            let state = self.pipe.committed();
+            let last = [state.last_message_seq, state.last_command_seq];
+            self.recent.load(&*self.core.0.log, [&streams[0], &streams[1]], last).map_err(CoreError::Storage)?;
         }
-        let stream = if sync_once { StreamId::ChannelCommands(self.key.clone()) } else { StreamId::Channel(self.key.clone()) };
-        let Some(rec) = self.core.0.log.find_dedupe(&stream.key(), &dedupe_key(&key.0, &key.1)).map_err(recovery::storage)? else {
+        let Some(sent) = self.recent.get(key_hash(&key.0, &key.1)) else {
             return Ok(None);
         };
+        // Confirm the hash against the stored message: a collision must not swallow a new message.
+        let stream = match sent.kind {
+            Kind::Message => StreamId::Channel(self.key.clone()),
+            Kind::Command => StreamId::ChannelCommands(self.key.clone()),
+        };
+        let hits = self.core.0.log.read_seq_range(&stream.key(), sent.message_seq.0, sent.message_seq.0, 1, false).map_err(recovery::storage)?;
+        let Some((_, rec)) = hits.into_iter().next() else {
+            return Err(CoreError::Storage(format!("message {} of {} is remembered but not in the log", sent.message_seq.0, self.key)));
+        };
         match EnvelopeBody::decode(&rec.body) {
-            Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => Ok(Some((m.message_id, m.message_seq))),
-            Ok(_) => Err(CoreError::Storage(format!("de-duplication index points at a non-message record {}", rec.position))),
+            Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => {
+                Ok((m.from_uid == key.0 && m.client_msg_no == key.1).then_some((m.message_id, m.message_seq)))
+            }
+            Ok(_) => Err(CoreError::Storage(format!("the seq index points at a non-message record {}", rec.position))),
             Err(e) => Err(CoreError::Storage(format!("record {}: {e}", rec.position))),
         }
     }
@@ -179,12 +188,12 @@ impl ChannelActor {
                     self.persist(Vec::new(), Vec::new(), Vec::new(), Plan::Duplicate { reply, key }, ctx);
                     return;
                 }
-                match self.find_original(&key, m.header.sync_once) {
+                match self.find_original(&key) {
                     Ok(Some((message_id, message_seq))) => {
                         let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })));
                         return;
                     }
-                    Ok(None) => dedupe = Some(key),
+                    Ok(None) => dedupe = Some((key, Self::kind_of(m.header.sync_once))),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                         return;
@@ -223,7 +232,7 @@ impl ChannelActor {
         }
         let plan = match (&cmd, sent) {
             (ChannelCommand::Send(_), Some((message_id, message_seq))) => {
-                if let Some(k) = &dedupe {
+                if let Some((k, _)) = &dedupe {
                     *self.in_flight.entry(k.clone()).or_default() += 1;
                 }
                 Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own }
@@ -258,7 +267,7 @@ impl ChannelActor {
                     let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
                 }
                 Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own } => {
-                    if let Some(k) = &dedupe {
+                    if let Some((k, _)) = &dedupe {
                         if let Some(n) = self.in_flight.get_mut(k) {
                             *n -= 1;
                             if *n == 0 {
@@ -268,8 +277,8 @@ impl ChannelActor {
                     }
                     match result {
                         Ok(committed) => {
-                            if let Some(k) = dedupe {
-                                self.remember(k, (message_id, message_seq));
+                            if let Some((k, kind)) = dedupe {
+                                self.recent.remember(key_hash(&k.0, &k.1), Sent { kind, message_seq, message_id });
                             }
                             if let Some(c) = committed {
                                 self.notify_users(c, own, foreign);
@@ -282,13 +291,11 @@ impl ChannelActor {
                     }
                 }
                 Plan::Duplicate { reply, key } => {
-                    let answer = match (result, self.recent.get(&key)) {
-                        (Ok(_), Some((message_id, message_seq))) => {
-                            Ok(ChannelReply::Sent(SentMessage { message_id: *message_id, message_seq: *message_seq, duplicate: true }))
-                        }
+                    let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key)) {
+                        Ok(Some((message_id, message_seq))) => Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })),
                         // The original failed: the retry must be sent again by the client.
-                        (Ok(_), None) => Err(CoreError::Unavailable),
-                        (Err(e), _) => Err(CoreError::Storage(e)),
+                        Ok(None) => Err(CoreError::Unavailable),
+                        Err(e) => Err(e),
                     };
                     let _ = reply.send(answer);
                 }

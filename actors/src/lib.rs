@@ -11,6 +11,7 @@ mod clock;
 mod error;
 mod messages;
 mod pipeline;
+mod recent;
 mod recovery;
 mod registry;
 mod system;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use rookery_events::{Aggregate, ChannelEvent, ClientMsgNo, EnvelopeBody, Meta, Position, StreamId, Uid};
+use rookery_events::{Aggregate, ChannelEvent, EnvelopeBody, Meta, Position, StreamId};
 use rookery_storage::{Commit, Committed, EventLog, NewRecord, Rewrite, StorageError};
 
 /// Builds the log record for one event.
@@ -15,27 +15,16 @@ pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Even
     record_of(&EnvelopeBody { stream: stream.clone(), meta: meta.clone(), event })
 }
 
-/// The log record of an envelope body with the index entries its event gets: a stored message is
-/// indexed by its message_seq and, when it has a client_msg_no, by (sender, client_msg_no) for
-/// de-duplication. Live appends and imports both come through here, so an imported log is indexed
+/// The log record of an envelope body with the index entry its event gets: a stored message is
+/// indexed by its message_seq (which is also how a channel finds the retries it must recognise,
+/// `recent.rs`). Live appends and imports both come through here, so an imported log is indexed
 /// exactly like the original.
 pub fn record_of(body: &EnvelopeBody) -> NewRecord {
-    let (seq, dedupe) = match &body.event {
-        rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => {
-            (Some(m.message_seq.0), (!m.client_msg_no.0.is_empty()).then(|| dedupe_key(&m.from_uid, &m.client_msg_no)))
-        }
-        _ => (None, None),
+    let seq = match &body.event {
+        rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => Some(m.message_seq.0),
+        _ => None,
     };
-    NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq, dedupe }
-}
-
-/// The de-duplication index key: sender length, sender, client_msg_no.
-pub(crate) fn dedupe_key(from: &Uid, cmn: &ClientMsgNo) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + from.0.len() + cmn.0.len());
-    k.extend_from_slice(&(from.0.len() as u32).to_be_bytes());
-    k.extend_from_slice(from.0.as_bytes());
-    k.extend_from_slice(cmn.0.as_bytes());
-    k
+    NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq }
 }
 
 /// What the drain hands back for each finished slot.

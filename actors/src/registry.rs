@@ -32,11 +32,14 @@ pub struct CoreConfig {
     pub snapshot_every: u64,
     /// How many arbiters (threads) actors are spread over.
     pub arbiters: usize,
+    /// A retried send is recognised while its original is among the last this many messages of its
+    /// channel (of each kind, ordinary and command); see `recent.rs`.
+    pub dedupe_window: u64,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        CoreConfig { idle_timeout: Duration::from_secs(300), snapshot_every: 1000, arbiters: 2 }
+        CoreConfig { idle_timeout: Duration::from_secs(300), snapshot_every: 1000, arbiters: 2, dedupe_window: 4096 }
     }
 }
 

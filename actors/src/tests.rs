@@ -21,7 +21,7 @@ fn open(dir: &tempfile::TempDir) -> Arc<dyn EventLog> {
 }
 
 fn start(log: Arc<dyn EventLog>, idle: Duration) -> Core {
-    Core::start(log, Arc::new(SystemClock), CoreConfig { idle_timeout: idle, snapshot_every: 7, arbiters: 2 }).expect("core starts")
+    Core::start(log, Arc::new(SystemClock), CoreConfig { idle_timeout: idle, snapshot_every: 7, arbiters: 2, dedupe_window: 4096 }).expect("core starts")
 }
 
 fn message(from: &str, cmn: &str) -> SendMessage {
@@ -79,6 +79,39 @@ async fn a_retried_send_returns_the_original_even_while_in_flight() {
     let later = core.send(&group(), message("a", "same"), origin()).await.unwrap();
     assert_eq!((later.message_id, later.message_seq, later.duplicate), (results[0].message_id, MessageSeq(1), true));
     assert_eq!(core.channel_state(&group()).await.unwrap().last_message_seq, MessageSeq(1));
+}
+
+#[actix::test]
+async fn retries_are_recognised_within_the_window_also_when_loaded_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CoreConfig { idle_timeout: Duration::from_millis(200), snapshot_every: 7, arbiters: 2, dedupe_window: 4 };
+    let core = Core::start(open(&dir), Arc::new(SystemClock), config).expect("core starts");
+    members(&core, &["a", "b"]).await;
+    let mut sent = Vec::new();
+    for i in 1..=6 {
+        sent.push(core.send(&group(), message("a", &format!("m{i}")), origin()).await.unwrap());
+    }
+    let mut command = message("a", "c1");
+    command.header.sync_once = true;
+    let first_command = core.send(&group(), command.clone(), origin()).await.unwrap();
+    // Passivated, the channel loads its window from the log at the next send with a client_msg_no.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while core.stats().channel_actors > 0 {
+        assert!(std::time::Instant::now() < deadline, "channel actors were never passivated");
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    let again = core.send(&group(), message("a", "m3"), origin()).await.unwrap();
+    assert_eq!((again.message_id, again.message_seq, again.duplicate), (sent[2].message_id, MessageSeq(3), true), "seq 3 is among the last 4 of 6");
+    let late = core.send(&group(), message("a", "m2"), origin()).await.unwrap();
+    assert_eq!((late.message_seq, late.duplicate), (MessageSeq(7), false), "seq 2 is not: the retry is a new message");
+    let again = core.send(&group(), command, origin()).await.unwrap();
+    assert_eq!((again.message_id, again.message_seq, again.duplicate), (first_command.message_id, MessageSeq(1), true), "commands have their own window");
+    // The window slides with every send: seq 7 pushed seq 3 out.
+    assert_eq!(core.send(&group(), message("a", "m3"), origin()).await.unwrap().message_seq, MessageSeq(8));
+    // A number is the sender's own: another sender's m6 is a new message.
+    assert!(!core.send(&group(), message("b", "m6"), origin()).await.unwrap().duplicate);
+    assert!(core.send(&group(), message("a", "m6"), origin()).await.unwrap().duplicate);
+    assert_eq!(core.channel_state(&group()).await.unwrap().last_message_seq, MessageSeq(9));
 }
 
 #[actix::test]

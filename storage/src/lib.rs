@@ -1,5 +1,5 @@
 //! Rookery's event log: an append-only sequence of envelopes, numbered by [`Position`], chained by hash,
-//! with indexes by stream, by per-stream sequence number and by idempotency key, plus projection snapshots.
+//! with indexes by stream and by per-stream sequence number, plus projection snapshots.
 //!
 //! The log is engine-agnostic bytes: `rookery-events` encodes envelopes, this crate stores them.
 //! [`RocksLog`] is the production engine; [`MemLog`] is its in-memory twin for tests.
@@ -73,9 +73,6 @@ pub struct NewRecord {
     /// Each (stream, seq) pair must be appended at most once, and a stream's seqs must grow with its
     /// positions (the RocksDB engine stores them in blocks that rely on it).
     pub seq: Option<u64>,
-    /// A per-stream idempotency key to index (sender + client_msg_no), if any.
-    /// The first record with a given (stream, key) wins; later ones are stored but not indexed.
-    pub dedupe: Option<Vec<u8>>,
 }
 
 /// A new body for an already stored record, keeping its position, chain link and digest. Only for
@@ -288,12 +285,6 @@ pub trait EventLog: Send + Sync {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<(u64, StoredRecord)>>;
-
-    /// The first committed record of `stream` indexed under idempotency key `key`.
-    ///
-    /// # Errors
-    /// As for [`EventLog::scan`].
-    fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> Result<Option<StoredRecord>>;
 
     /// Stores a snapshot of `stream`'s projection, replacing an older one. A snapshot at a lower position
     /// than the stored one is ignored, so racing writers cannot move a snapshot backwards.

@@ -16,7 +16,6 @@ struct Inner {
     head: ChainHash,
     by_stream: BTreeMap<Vec<u8>, Vec<Position>>,
     by_seq: BTreeMap<(Vec<u8>, u64), Position>,
-    dedupe: BTreeMap<(Vec<u8>, Vec<u8>), Position>,
     snapshots: BTreeMap<Vec<u8>, Snapshot>,
 }
 
@@ -73,9 +72,6 @@ impl EventLog for MemLog {
             if let Some(seq) = r.seq {
                 g.by_seq.insert((r.stream.clone(), seq), position);
             }
-            if let Some(key) = r.dedupe {
-                g.dedupe.entry((r.stream.clone(), key)).or_insert(position);
-            }
             g.records.push(StoredRecord { position, prev_hash, digest: r.digest, body: r.body });
         }
         let last = Position(g.records.len() as u64);
@@ -126,11 +122,6 @@ impl EventLog for MemLog {
         let range = g.by_seq.range((stream.to_vec(), from)..=(stream.to_vec(), to));
         let pick = |((_, seq), p): (&(Vec<u8>, u64), &Position)| g.get(*p).cloned().map(|r| (*seq, r));
         Ok(if newest_first { range.rev().take(limit).filter_map(pick).collect() } else { range.take(limit).filter_map(pick).collect() })
-    }
-
-    fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> Result<Option<StoredRecord>> {
-        let g = self.lock();
-        Ok(g.dedupe.get(&(stream.to_vec(), key.to_vec())).and_then(|p| g.get(*p).cloned()))
     }
 
     fn put_snapshot(&self, stream: &[u8], snapshot: &Snapshot) -> Result<()> {

@@ -10,11 +10,11 @@ use crate::*;
 
 fn rec(stream: &str, n: u64) -> NewRecord {
     let body = format!("{stream}:{n}").into_bytes();
-    NewRecord { stream: stream.as_bytes().to_vec(), digest: sha256(&body), body, seq: None, dedupe: None }
+    NewRecord { stream: stream.as_bytes().to_vec(), digest: sha256(&body), body, seq: None }
 }
 
-fn msg(stream: &str, seq: u64, dedupe: Option<&str>) -> NewRecord {
-    NewRecord { seq: Some(seq), dedupe: dedupe.map(|d| d.as_bytes().to_vec()), ..rec(stream, seq) }
+fn msg(stream: &str, seq: u64) -> NewRecord {
+    NewRecord { seq: Some(seq), ..rec(stream, seq) }
 }
 
 fn bodies(records: &[StoredRecord]) -> Vec<String> {
@@ -35,7 +35,6 @@ fn conformance<L: EventLog>(open: &dyn Fn() -> L) {
     positions_are_dense_and_chained(&open());
     scans_and_ranges(&open());
     reads_by_stream_and_seq(&open());
-    dedupe_first_one_wins(&open());
     snapshots(&open());
     invalid_appends_change_nothing(&open());
     rewrites_keep_position_and_chain(&open());
@@ -121,9 +120,6 @@ impl<L: EventLog> EventLog for ForwardOnly<'_, L> {
     fn read_seq_range(&self, stream: &[u8], from: u64, to: u64, limit: usize, newest_first: bool) -> crate::Result<Vec<(u64, StoredRecord)>> {
         self.0.read_seq_range(stream, from, to, limit, newest_first)
     }
-    fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> crate::Result<Option<StoredRecord>> {
-        self.0.find_dedupe(stream, key)
-    }
     fn put_snapshot(&self, stream: &[u8], snapshot: &crate::Snapshot) -> crate::Result<()> {
         self.0.put_snapshot(stream, snapshot)
     }
@@ -139,7 +135,7 @@ fn reads_by_stream_and_seq<L: EventLog>(log: &L) {
     let base = log.head().0 .0;
     // Interleave another stream so stream order is not log order.
     for chunk in (1..=100u64).collect::<Vec<_>>().chunks(25) {
-        let mut batch: Vec<NewRecord> = chunk.iter().map(|&s| msg("chan", s, None)).collect();
+        let mut batch: Vec<NewRecord> = chunk.iter().map(|&s| msg("chan", s)).collect();
         batch.insert(1, rec("other", chunk[0]));
         log.append(batch).unwrap();
     }
@@ -192,28 +188,6 @@ fn reads_by_stream_and_seq<L: EventLog>(log: &L) {
     assert_eq!(hit[0].1, stream[41], "the seq index points at the same record");
 }
 
-fn dedupe_first_one_wins<L: EventLog>(log: &L) {
-    // Within one append.
-    let first = log.append(vec![msg("d", 1, Some("same")), msg("d", 2, Some("same"))]).unwrap();
-    // Across appends.
-    log.append(vec![msg("d", 3, Some("same"))]).unwrap();
-    assert_eq!(log.find_dedupe(b"d", b"same").unwrap().unwrap().position, first.first);
-    // Across appends that may share one commit group: submitted without waiting in between.
-    let a = log.submit(vec![msg("e", 1, Some("k"))]);
-    let b = log.submit(vec![msg("e", 2, Some("k")), msg("e", 3, Some("k2"))]);
-    let (a, b) = (a.wait().unwrap(), b.wait().unwrap());
-    assert_eq!(log.find_dedupe(b"e", b"k").unwrap().unwrap().position, a.first);
-    assert_eq!(log.find_dedupe(b"e", b"k2").unwrap().unwrap().position, b.last);
-    // Keys belong to their stream; unknown keys find nothing; later duplicates are still stored.
-    assert!(log.find_dedupe(b"d", b"other").unwrap().is_none());
-    assert!(log.find_dedupe(b"x", b"same").unwrap().is_none());
-    assert_eq!(log.read_stream(b"d", Position::ZERO, 10).unwrap().len(), 3);
-    // A key may contain 0xFF: only stream keys may not.
-    let c = log.append(vec![NewRecord { dedupe: Some(vec![0xFF, 0, 0xFF]), ..rec("f", 1) }]).unwrap();
-    assert_eq!(log.find_dedupe(b"f", &[0xFF, 0, 0xFF]).unwrap().unwrap().position, c.first);
-    assert!(log.find_dedupe(b"f", &[0xFF]).unwrap().is_none());
-}
-
 fn snapshots<L: EventLog>(log: &L) {
     let s = |p, b: &[u8]| Snapshot { position: Position(p), state: b.to_vec() };
     assert!(log.get_snapshot(b"x").unwrap().is_none());
@@ -245,7 +219,7 @@ fn snapshots<L: EventLog>(log: &L) {
 /// A rewrite replaces a stored body atomically with an append, everywhere it can be read, and never
 /// changes a digest or chain link; a wrong digest or a position beyond the head refuses the append.
 fn rewrites_keep_position_and_chain<L: EventLog>(log: &L) {
-    let first = log.append(vec![msg("rw", 1, Some("k1")), msg("rw", 2, None)]).unwrap().first;
+    let first = log.append(vec![msg("rw", 1), msg("rw", 2)]).unwrap().first;
     let before = log.read_range(first, 2).unwrap();
     let head = log.head();
     let new_body = b"erased".to_vec();
@@ -263,7 +237,6 @@ fn rewrites_keep_position_and_chain<L: EventLog>(log: &L) {
     assert_eq!(after[0], StoredRecord { body: new_body.clone(), ..before[0].clone() });
     assert_eq!(after[1], before[1]);
     assert_eq!(log.read_seq_range(b"rw", 1, 1, 1, false).unwrap()[0].1.body, new_body);
-    assert_eq!(log.find_dedupe(b"rw", b"k1").unwrap().unwrap().body, new_body);
     assert_eq!(log.read_stream(b"rw", Position::ZERO, 1).unwrap()[0].body, new_body);
     // The chain continues from the unchanged links.
     let appended = log.read_range(c.first, 1).unwrap();
@@ -359,7 +332,6 @@ fn everything_survives_reopen<L: EventLog>(log: &L) {
     .unwrap();
     assert_eq!((Position(n), prev), (head, hash), "the recovered head is the end of the chain");
     assert_eq!(seqs(&log.read_seq_range(b"chan", 10, 20, 5, true).unwrap()), [20, 19, 18, 17, 16]);
-    assert_eq!(log.find_dedupe(b"d", b"same").unwrap().unwrap().body, b"d:1");
     assert_eq!(log.get_snapshot(b"x").unwrap().unwrap().state, b"nine");
     // Appends continue the chain.
     let c = log.append(vec![rec("after-reopen", 1)]).unwrap();
@@ -487,10 +459,10 @@ fn fail_and_stop(path: &Path, inject: impl Fn(&RocksLog), stopped: impl Fn(&Rock
     log.append(vec![rec("s", 1), rec("s", 2)]).unwrap();
     let head = log.head();
     inject(&log);
-    assert!(matches!(log.append(vec![msg("s", 3, Some("k"))]), Err(StorageError::Backend(_))));
+    assert!(matches!(log.append(vec![msg("s", 3)]), Err(StorageError::Backend(_))));
     assert_eq!(log.head(), head, "the head does not move");
-    assert!(log.find_dedupe(b"s", b"k").unwrap().is_none());
     assert_eq!(log.read_stream(b"s", Position::ZERO, 10).unwrap().len(), 2);
+    assert!(log.read_seq_range(b"s", 3, 3, 1, false).unwrap().is_empty());
     assert_eq!(log.read_range(Position(1), 10).unwrap().len(), 2, "scans stop at the head");
     stopped(&log);
     // Fail-stop: nothing more is accepted until the log is reopened.
@@ -533,7 +505,7 @@ fn a_failed_sync_fails_its_group_and_stops_the_log() {
 fn a_written_group_is_invisible_until_published() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_rocks(dir.path());
-    log.append(vec![msg("s", 1, Some("a"))]).unwrap();
+    log.append(vec![msg("s", 1)]).unwrap();
     let head = log.head();
     // Let go even when an assertion below fails, or closing the log would wait for ever.
     struct Hold<'a>(&'a RocksLog);
@@ -544,7 +516,7 @@ fn a_written_group_is_invisible_until_published() {
     }
     log.hold_publish(true);
     let hold = Hold(&log);
-    let pending = log.submit(vec![msg("s", 2, Some("b"))]);
+    let pending = log.submit(vec![msg("s", 2)]);
     // Wait until the committer has written the batch (it then waits to publish).
     let started = std::time::Instant::now();
     while log.entries(crate::rocks::schema::LOG).len() < 2 {
@@ -555,11 +527,10 @@ fn a_written_group_is_invisible_until_published() {
     assert_eq!(log.read_range(Position(1), 10).unwrap().len(), 1, "a scan does not see it");
     assert_eq!(log.read_stream(b"s", Position::ZERO, 10).unwrap().len(), 1, "nor a stream read");
     assert_eq!(log.read_seq_range(b"s", 1, 10, 10, false).unwrap().len(), 1, "nor a seq read");
-    assert!(log.find_dedupe(b"s", b"b").unwrap().is_none(), "nor an idempotency lookup");
     drop(hold);
     assert_eq!(pending.wait().unwrap().first, Position(2));
     assert_eq!(log.read_range(Position(1), 10).unwrap().len(), 2);
-    assert!(log.find_dedupe(b"s", b"b").unwrap().is_some());
+    assert_eq!(log.read_seq_range(b"s", 1, 10, 10, false).unwrap().len(), 2);
 }
 
 #[test]
@@ -581,7 +552,7 @@ fn close_refuses_later_writes_but_keeps_reads() {
 fn one_writer_per_directory_but_read_only_opens_alongside() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_rocks(dir.path());
-    log.append(vec![msg("chan", 1, Some("k")), msg("chan", 2, None)]).unwrap();
+    log.append(vec![msg("chan", 1), msg("chan", 2)]).unwrap();
     log.put_snapshot(b"chan", &Snapshot { position: Position(2), state: b"st".to_vec() }).unwrap();
     assert!(matches!(RocksLog::open(dir.path(), RocksOptions::default()), Err(StorageError::Backend(_))), "RocksDB's LOCK");
 
@@ -589,7 +560,6 @@ fn one_writer_per_directory_but_read_only_opens_alongside() {
     assert_eq!(reader.head(), log.head(), "sees unflushed writes through the WAL");
     assert_eq!(reader.read_range(Position(1), 10).unwrap(), log.read_range(Position(1), 10).unwrap());
     assert_eq!(seqs(&reader.read_seq_range(b"chan", 1, 2, 10, true).unwrap()), [2, 1]);
-    assert_eq!(reader.find_dedupe(b"chan", b"k").unwrap().unwrap().position, Position(1));
     assert_eq!(reader.get_snapshot(b"chan").unwrap().unwrap().state, b"st");
     assert!(matches!(reader.append(vec![rec("chan", 3)]), Err(StorageError::Invalid(_))));
     assert!(matches!(reader.put_snapshot(b"chan", &Snapshot { position: Position(9), state: vec![] }), Err(StorageError::Invalid(_))));
@@ -629,7 +599,7 @@ fn corrupt_records_and_index_entries_are_reported_not_returned() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open_rocks(dir.path());
-        log.append(vec![msg("s", 1, Some("k")), msg("s", 2, None), msg("s", 3, None)]).unwrap();
+        log.append(vec![msg("s", 1), msg("s", 2), msg("s", 3)]).unwrap();
         log.put_snapshot(b"good", &Snapshot { position: Position(3), state: vec![1] }).unwrap();
     }
     let short = {
@@ -649,7 +619,6 @@ fn corrupt_records_and_index_entries_are_reported_not_returned() {
     assert!(corrupt_at(log.scan(Position(2), &mut |_| ControlFlow::Continue(())), 2));
     assert_eq!(log.read_range(Position(3), 10).unwrap().len(), 1);
     assert!(corrupt_at(log.read_stream(b"s", Position::ZERO, 10).map(drop), 1));
-    assert!(corrupt_at(log.find_dedupe(b"s", b"k").map(drop), 1));
     assert!(matches!(log.read_seq_range(b"s", 3, 3, 1, false), Err(StorageError::Corrupt { what: "index entry", .. })));
     assert!(matches!(log.get_snapshot(b"bad"), Err(StorageError::Corrupt { what: "snapshot", .. })));
     assert!(log.get_snapshot(b"good").unwrap().is_some());
@@ -660,9 +629,9 @@ fn corrupt_records_and_index_entries_are_reported_not_returned() {
 // The index tail (RocksDB only): entries held in memory, written in blocks, re-read after a crash
 // ---------------------------------------------------------------------------------------------------
 
-/// Asserts that every stream, seq and idempotency read of `log` answers as `reference` does, for every
+/// Asserts that every stream and seq read of `log` answers as `reference` does, for every
 /// bound up to `max` and a few limits.
-fn assert_same_reads(log: &dyn EventLog, reference: &dyn EventLog, streams: &[&str], keys: &[&str], max: u64) {
+fn assert_same_reads(log: &dyn EventLog, reference: &dyn EventLog, streams: &[&str], max: u64) {
     for s in streams.iter().map(|s| s.as_bytes()) {
         for bound in 0..=max + 1 {
             for limit in [1, 2, 7, 1000] {
@@ -680,9 +649,6 @@ fn assert_same_reads(log: &dyn EventLog, reference: &dyn EventLog, streams: &[&s
                 }
             }
         }
-        for k in keys {
-            assert_eq!(log.find_dedupe(s, k.as_bytes()).unwrap(), reference.find_dedupe(s, k.as_bytes()).unwrap(), "dedupe {k}");
-        }
     }
 }
 
@@ -696,7 +662,6 @@ fn reads_merge_index_blocks_with_the_tail_and_survive_losing_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let reference = MemLog::new();
     let streams = ["a", "b", "c"];
-    let keys = ["k1", "k2", "k3", "k4"];
     let mut seq = [0u64; 3];
     let mut batch_of = |n: usize, round: u64| -> Vec<NewRecord> {
         (0..n)
@@ -706,8 +671,7 @@ fn reads_merge_index_blocks_with_the_tail_and_survive_losing_the_tail() {
                     rec(streams[s], round * 100 + i as u64)
                 } else {
                     seq[s] += 1;
-                    let key = keys[(i + round as usize) % keys.len()];
-                    msg(streams[s], seq[s], Some(key))
+                    msg(streams[s], seq[s])
                 }
             })
             .collect()
@@ -721,33 +685,33 @@ fn reads_merge_index_blocks_with_the_tail_and_survive_losing_the_tail() {
             assert_eq!(log.unindexed(), 0);
         }
         both(&log, &reference, batch_of(5, 3));
-        assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+        assert_same_reads(&log, &reference, &streams, log.head().0 .0);
         // The process dies: what the indexer has not written is lost with it.
         log.hold_index();
         both(&log, &reference, batch_of(9, 4));
         both(&log, &reference, batch_of(4, 5));
         assert!(log.unindexed() >= 13);
-        assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+        assert_same_reads(&log, &reference, &streams, log.head().0 .0);
     }
     // Re-opened, the records after the watermark are indexed again, first in memory (a read-only open
     // has no indexer, so its tail stays as recovered), then in blocks.
     let read_only = RocksLog::open_read_only(dir.path()).unwrap();
     assert!(read_only.unindexed() >= 13, "the lost entries were re-read from the log");
     let head = read_only.head().0 .0;
-    assert_same_reads(&read_only, &reference, &streams, &keys, head);
+    assert_same_reads(&read_only, &reference, &streams, head);
     let log = open_rocks(dir.path());
-    assert_same_reads(&log, &reference, &streams, &keys, head);
-    assert_same_reads(&read_only, &reference, &streams, &keys, head);
+    assert_same_reads(&log, &reference, &streams, head);
+    assert_same_reads(&read_only, &reference, &streams, head);
     drop(read_only);
     log.flush_index();
     assert_eq!(log.unindexed(), 0);
     log.assert_blocks_disjoint();
-    assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+    assert_same_reads(&log, &reference, &streams, log.head().0 .0);
     both(&log, &reference, batch_of(6, 6));
     drop(log);
     let log = open_rocks(dir.path());
     assert_eq!(log.unindexed(), 0, "a clean close leaves nothing to re-read");
-    assert_same_reads(&log, &reference, &streams, &keys, log.head().0 .0);
+    assert_same_reads(&log, &reference, &streams, log.head().0 .0);
 }
 
 #[test]
@@ -755,7 +719,7 @@ fn a_busy_stream_is_split_into_bounded_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let reference = MemLog::new();
     let log = open_rocks(dir.path());
-    both(&log, &reference, (1..=2500).map(|s| msg("busy", s, Some(&format!("k{s}")))).collect());
+    both(&log, &reference, (1..=2500).map(|s| msg("busy", s)).collect());
     log.flush_index();
     let blocks = log.entries("stream_seq").into_iter().filter(|(k, _)| k.starts_with(b"busy\xFF")).count();
     assert_eq!(blocks, 3, "2,500 seqs in blocks of at most 1,024");
@@ -769,7 +733,6 @@ fn a_busy_stream_is_split_into_bounded_blocks() {
         assert_eq!(log.read_stream(b"busy", Position(p), 5).unwrap(), reference.read_stream(b"busy", Position(p), 5).unwrap());
         assert_eq!(log.read_stream_back(b"busy", Position(p), 5).unwrap(), reference.read_stream_back(b"busy", Position(p), 5).unwrap());
     }
-    assert_eq!(log.find_dedupe(b"busy", b"k2048").unwrap().unwrap().position, Position(2048));
 }
 
 #[test]
@@ -777,7 +740,7 @@ fn a_log_written_one_index_key_per_record_opens_and_continues() {
     // The layout before index blocks: format-1 records and one index key per entry, no watermark.
     let dir = tempfile::tempdir().unwrap();
     let reference = MemLog::new();
-    let old: Vec<NewRecord> = vec![msg("a", 1, Some("x")), rec("a", 2), msg("b", 1, None), msg("a", 2, Some("x")), msg("a", 3, Some("y"))];
+    let old: Vec<NewRecord> = vec![msg("a", 1), rec("a", 2), msg("b", 1), msg("a", 2), msg("a", 3)];
     reference.append(old.clone()).unwrap();
     {
         let cfs = crate::rocks::schema::ALL.iter().map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, crate::rocks::cf_options(n)));
@@ -798,33 +761,27 @@ fn a_log_written_one_index_key_per_record_opens_and_continues() {
             if let Some(s) = r.seq {
                 db.put_cf(cf("stream_seq"), key(&s.to_be_bytes()), be).unwrap();
             }
-            if let Some(d) = &r.dedupe {
-                if db.get_cf(cf("stream_dedupe"), key(d)).unwrap().is_none() {
-                    db.put_cf(cf("stream_dedupe"), key(d), be).unwrap();
-                }
-            }
         }
     }
     let streams = ["a", "b"];
-    let keys = ["x", "y", "z"];
     {
         let log = open_rocks(dir.path());
         assert_eq!(log.unindexed(), 0, "the old indexes are complete");
-        assert_same_reads(&log, &reference, &streams, &keys, 6);
+        assert_same_reads(&log, &reference, &streams, 6);
         // New records go through the tail, and a crash before any index write loses only the tail.
         log.hold_index();
-        both(&log, &reference, vec![msg("a", 4, Some("z")), msg("a", 5, Some("x")), msg("b", 2, None)]);
-        assert_same_reads(&log, &reference, &streams, &keys, 9);
+        both(&log, &reference, vec![msg("a", 4), msg("a", 5), msg("b", 2)]);
+        assert_same_reads(&log, &reference, &streams, 9);
     }
     let read_only = RocksLog::open_read_only(dir.path()).unwrap();
     assert_eq!(read_only.unindexed(), 3, "only the new records are re-read");
-    assert_same_reads(&read_only, &reference, &streams, &keys, 9);
+    assert_same_reads(&read_only, &reference, &streams, 9);
     drop(read_only);
     let log = open_rocks(dir.path());
-    assert_same_reads(&log, &reference, &streams, &keys, 9);
+    assert_same_reads(&log, &reference, &streams, 9);
     assert_eq!(crate::EventLog::head(&log), reference.head());
     log.flush_index();
-    assert_same_reads(&log, &reference, &streams, &keys, 9);
+    assert_same_reads(&log, &reference, &streams, 9);
 }
 
 #[test]
@@ -869,53 +826,20 @@ fn the_index_tail_is_bounded_and_a_full_tail_does_not_hang_close() {
 }
 
 #[test]
-fn idempotency_entries_are_found_in_memtables_table_files_and_after_reopen() {
-    // The idempotency family has Bloom-filtered table files: pin that exact-key lookups, and the
-    // first-one-wins check the indexer makes, work in the memtable, in table files and across opens.
+fn data_written_with_idempotency_entries_opens_and_reads() {
+    // Earlier versions kept an idempotency index: records carried a key among their index entries
+    // (flag bit 1) and the indexer wrote it to the `stream_dedupe` family, which for a while had a
+    // hash memtable keyed by a whole-key prefix extractor. Such a directory opens and reads, and
+    // records with a key after the watermark are re-read into the tail like any other.
     let dir = tempfile::tempdir().unwrap();
     let reference = MemLog::new();
-    let streams = ["p", "q"];
-    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
-    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     {
         let log = open_rocks(dir.path());
-        for i in 0..20u64 {
-            both(&log, &reference, vec![msg(streams[(i % 2) as usize], i / 2 + 1, Some(&keys[i as usize]))]);
-        }
+        both(&log, &reference, vec![msg("s", 1), msg("s", 2)]);
         log.flush_index();
-        log.flush_memtables();
-        // Duplicates of keys now in table files, new keys, and duplicates of those, in the memtable.
-        for i in 0..20u64 {
-            let key = if i % 2 == 0 { &keys[i as usize] } else { &keys[20 + i as usize] };
-            both(&log, &reference, vec![msg(streams[(i % 2) as usize], 11 + i / 2, Some(key))]);
-        }
-        both(&log, &reference, vec![msg("p", 21, Some("k21"))]);
-        log.flush_index();
-        assert_same_reads(&log, &reference, &streams, &key_refs, 41);
-        for stream in streams {
-            assert!(log.find_dedupe(stream.as_bytes(), b"never").unwrap().is_none());
-        }
     }
-    let read_only = RocksLog::open_read_only(dir.path()).unwrap();
-    assert_same_reads(&read_only, &reference, &streams, &key_refs, 41);
-    drop(read_only);
-    let log = open_rocks(dir.path());
-    assert_same_reads(&log, &reference, &streams, &key_refs, 41);
-    let dedupe = log.entries("stream_dedupe");
-    // 20 keys, 10 new ones on `q` and `k21` on `p` (it was on `q`): duplicates added none.
-    assert_eq!(dedupe.len(), 31, "one entry per distinct (stream, key): {dedupe:?}");
-}
-
-#[test]
-fn an_idempotency_family_written_with_the_former_hash_memtable_opens_and_reads() {
-    // Data directories from when the family had a hash memtable keyed by a whole-key prefix
-    // extractor: table files carrying that extractor's name, and WAL entries replayed into today's
-    // skiplist memtable at open.
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let log = open_rocks(dir.path());
-        log.append(vec![msg("s", 1, Some("a")), msg("s", 2, Some("b"))]).unwrap();
-    }
+    let late = [msg("s", 3), rec("t", 1), msg("s", 4)];
+    reference.append(late.to_vec()).unwrap();
     {
         fn whole_key(key: &[u8]) -> &[u8] {
             key
@@ -935,13 +859,36 @@ fn an_idempotency_family_written_with_the_former_hash_memtable_opens_and_reads()
         db.put_cf(dedupe, b"s\xFFin-a-table-file", 1u64.to_be_bytes()).unwrap();
         db.flush_cf(dedupe).unwrap();
         db.put_cf(dedupe, b"s\xFFin-the-wal", 2u64.to_be_bytes()).unwrap();
+        // Records after the watermark in the former layout, the key after the seq.
+        let mut prev = reference.read_range(Position(2), 1).unwrap()[0].hash();
+        for (i, r) in late.iter().enumerate() {
+            let position = Position(3 + i as u64);
+            let mut value = vec![2u8];
+            value.extend_from_slice(&prev.0);
+            value.extend_from_slice(&r.digest.0);
+            value.extend_from_slice(&(r.stream.len() as u32).to_be_bytes());
+            value.extend_from_slice(&r.stream);
+            value.push(u8::from(r.seq.is_some()) | 2);
+            if let Some(seq) = r.seq {
+                value.extend_from_slice(&seq.to_be_bytes());
+            }
+            let key = format!("key-{i}");
+            value.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            value.extend_from_slice(key.as_bytes());
+            value.extend_from_slice(&r.body);
+            db.put_cf(db.cf_handle("log").unwrap(), position.0.to_be_bytes(), value).unwrap();
+            prev = link(&prev, position, &r.digest);
+        }
     }
-    for log in [open_rocks(dir.path()), RocksLog::open_read_only(dir.path()).unwrap()] {
-        let found = |key: &[u8]| log.find_dedupe(b"s", key).unwrap().map(|r| r.position.0);
-        assert_eq!(found(b"a"), Some(1));
-        assert_eq!(found(b"b"), Some(2));
-        assert_eq!(found(b"in-a-table-file"), Some(1));
-        assert_eq!(found(b"in-the-wal"), Some(2));
-        assert_eq!(found(b"never"), None);
-    }
+    let read_only = RocksLog::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.unindexed(), 3, "the records after the watermark are re-read");
+    assert_same_reads(&read_only, &reference, &["s", "t"], 5);
+    assert_eq!(read_only.read_range(Position(1), 10).unwrap(), reference.read_range(Position(1), 10).unwrap());
+    drop(read_only);
+    let log = open_rocks(dir.path());
+    assert_eq!(crate::EventLog::head(&log), reference.head(), "the chain goes through the former records");
+    both(&log, &reference, vec![msg("s", 5)]);
+    log.flush_index();
+    log.flush_memtables();
+    assert_same_reads(&log, &reference, &["s", "t"], 6);
 }

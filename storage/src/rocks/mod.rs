@@ -25,7 +25,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, ReadOptions, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, ReadOptions, DB};
 use rookery_events::{ChainHash, Position};
 
 use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrite, Snapshot, StorageError, StoredRecord};
@@ -584,20 +584,6 @@ impl EventLog for RocksLog {
         Ok(hits.into_iter().map(|(seq, _)| seq).zip(records).collect())
     }
 
-    fn find_dedupe(&self, stream: &[u8], key: &[u8]) -> Result<Option<StoredRecord>> {
-        let key = stream_key(stream, key);
-        // The first record wins: the smallest position in the tail or the database.
-        let in_tail = lock(&self.tail.tail).dedupe(&key);
-        let in_db = match self.db.get_pinned_cf(self.cf(STREAM_DEDUPE)?, &key).map_err(backend)? {
-            Some(value) => Some(be_u64(&value).ok_or_else(|| corrupt("index entry", Position::ZERO, "stream_dedupe value is not a position"))?),
-            None => None,
-        };
-        match in_tail.into_iter().chain(in_db).min() {
-            Some(p) => Ok(self.get_records(&[p], true)?.pop()),
-            None => Ok(None),
-        }
-    }
-
     fn put_snapshot(&self, stream: &[u8], snapshot: &Snapshot) -> Result<()> {
         if let Some(refusal) = self.refuse_writes() {
             return Err(refusal);
@@ -644,8 +630,8 @@ pub(crate) fn db_options() -> Options {
     // (https://github.com/facebook/rocksdb/wiki/Setup-Options-and-Basic-Tuning).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     o.increase_parallelism(i32::try_from(cores).unwrap_or(i32::MAX));
-    // A WAL file is deleted only once every column family with data in it has flushed. The snapshot and
-    // dedupe families are written rarely, so they would pin old WAL files for a long time; capping the
+    // A WAL file is deleted only once every column family with data in it has flushed. The snapshot
+    // family is written rarely, so it would pin old WAL files for a long time; capping the
     // total WAL size forces their flush, bounding disk use and the replay time at open
     // (https://github.com/facebook/rocksdb/wiki/Write-Ahead-Log-(WAL)).
     o.set_max_total_wal_size(256 << 20);
@@ -668,46 +654,23 @@ pub(crate) fn cf_options(name: &str) -> Options {
         // index families keep the default (Snappy): their values are empty or 8 bytes.
         o.set_compression_type(DBCompressionType::Lz4);
     }
-    if name == STREAM_DEDUPE {
-        // Every send that carries a client_msg_no first asks whether the key is already indexed, and
-        // nearly always it is not. A Bloom filter (10 bits per key, about 1% false positives) answers
-        // most of those misses without reading the table files: 0.78M never-sent-key lookups/s
-        // against 0.19-0.20M without, on a 2M-message log (`bench --only-dedupe`).
-        let mut table = BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        o.set_block_based_table_factory(&table);
-        // Its keys arrive in random order (one per message), so each memtable insert is a skiplist
-        // search of about log2(n) cache misses. A hash memtable (HashLinkList) inserts in O(1) and
-        // looked 12% faster in runs of 200,000 appends, but those never flushed the family: a flush
-        // of a hash memtable first sorts it into a new skiplist, the same cache misses again, on the
-        // flush thread. In runs long enough to flush (2,000,000 appends at 256 appenders) the plain
-        // skiplist ran 140-157k appends/s against 118-123k/s. At 16 appenders, where the CPU has room
-        // for the flush's sort in a burst and the skiplist inserts take CPU from the commit path as
-        // they happen, the hash memtable stays ahead (38k/s against 34k/s over 1,000,000 appends);
-        // the skiplist was kept for the load where the CPU runs out (docs/BENCHMARKS.md). The indexer sorts each
-        // generation's keys before inserting them, which lets consecutive inserts reuse the
-        // skiplist's search path (tail.rs).
-    }
     o
 }
 
 /// Appends the `log` value of `record` to `out`: `[RECORD_FORMAT][prev_hash][digest][index entries][body]`,
-/// the index entries being `[stream length: u32 BE][stream][flags: bit 0 seq, bit 1 dedupe]`, then the
-/// seq (u64 BE) and `[key length: u32 BE][key]` when flagged.
+/// the index entries being `[stream length: u32 BE][stream][flags: bit 0 seq]`, then the seq (u64 BE)
+/// when flagged. Flag bit 1 marked an idempotency key (`[key length: u32 BE][key]` after the seq),
+/// written by earlier versions and skipped when read.
 pub(crate) fn encode_record_into(out: &mut Vec<u8>, prev: &ChainHash, digest: &ChainHash, record: &NewRecord) {
-    out.reserve(RECORD_HEADER + 4 + record.stream.len() + 1 + 8 + 4 + record.dedupe.as_ref().map_or(0, Vec::len) + record.body.len());
+    out.reserve(RECORD_HEADER + 4 + record.stream.len() + 1 + 8 + record.body.len());
     out.push(RECORD_FORMAT);
     out.extend_from_slice(&prev.0);
     out.extend_from_slice(&digest.0);
     out.extend_from_slice(&(record.stream.len() as u32).to_be_bytes());
     out.extend_from_slice(&record.stream);
-    out.push(u8::from(record.seq.is_some()) | (u8::from(record.dedupe.is_some()) << 1));
+    out.push(u8::from(record.seq.is_some()));
     if let Some(seq) = record.seq {
         out.extend_from_slice(&seq.to_be_bytes());
-    }
-    if let Some(key) = &record.dedupe {
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(key);
     }
     out.extend_from_slice(&record.body);
 }
@@ -716,7 +679,6 @@ pub(crate) fn encode_record_into(out: &mut Vec<u8>, prev: &ChainHash, digest: &C
 pub(crate) struct IndexMeta<'a> {
     pub(crate) stream: &'a [u8],
     pub(crate) seq: Option<u64>,
-    pub(crate) dedupe: Option<&'a [u8]>,
 }
 
 /// A `log` value taken apart without copying.
@@ -753,14 +715,12 @@ pub(crate) fn split_record(position: Position, value: &[u8]) -> Result<RecordPar
             seq = Some(u64::from_be_bytes(*s));
             rest = r;
         }
-        let mut dedupe = None;
         if flags & 2 != 0 {
+            // An idempotency key, indexed by earlier versions; nothing reads it now.
             let (len, r) = rest.split_first_chunk::<4>().ok_or_else(short)?;
-            let (key, r) = split_at_checked(r, u32::from_be_bytes(*len) as usize).ok_or_else(short)?;
-            dedupe = Some(key);
-            rest = r;
+            rest = split_at_checked(r, u32::from_be_bytes(*len) as usize).ok_or_else(short)?.1;
         }
-        (Some(IndexMeta { stream, seq, dedupe }), rest)
+        (Some(IndexMeta { stream, seq }), rest)
     };
     Ok(RecordParts { prev_hash: ChainHash(*prev_hash), digest: ChainHash(*digest), meta, body_offset: value.len() - body.len(), body })
 }
@@ -824,7 +784,7 @@ fn recover_tail(db: &DB, head: Position, writable: bool) -> Result<Tail> {
         let position = Position(be_u64(key).ok_or_else(|| corrupt("record key", Position::ZERO, format!("{} bytes, not 8", key.len())))?);
         let parts = split_record(position, value)?;
         let meta = parts.meta.ok_or_else(|| corrupt("record", position, "a format-1 record after the index watermark"))?;
-        recovered.add(meta.stream, position.0, meta.seq, meta.dedupe);
+        recovered.add(meta.stream, position.0, meta.seq);
         it.next();
     }
     it.status().map_err(backend)?;

@@ -20,7 +20,9 @@ pub(crate) const STREAM_POS: &str = "stream_pos";
 /// (seq, position) pairs (u64 BE each) of the rest of the block, ascending. A channel's messages by
 /// message_seq, in non-overlapping blocks like `stream_pos` (seqs grow with positions in a stream).
 pub(crate) const STREAM_SEQ: &str = "stream_seq";
-/// `stream_dedupe`: stream ‖ 0xFF ‖ idempotency key → position (u64 BE). The first record wins.
+/// `stream_dedupe`: stream ‖ 0xFF ‖ idempotency key → position (u64 BE), written by earlier versions
+/// (retried sends are now recognised by the channel actor from the channel's recent messages). Neither
+/// read nor written; still opened, because RocksDB opens a database only with all of its families.
 pub(crate) const STREAM_DEDUPE: &str = "stream_dedupe";
 /// `snapshot`: stream (any bytes) → position (u64 BE) ‖ encoded state. One projection snapshot per stream.
 pub(crate) const SNAPSHOT: &str = "snapshot";

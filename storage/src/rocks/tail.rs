@@ -5,7 +5,7 @@
 //! entries). Before it acknowledges a group it adds the group's index entries here, so a reader that
 //! consults the tail and then the database sees every acknowledged record. The indexer thread takes the
 //! whole tail every [`FLUSH_INTERVAL`] (or sooner when it holds [`FLUSH_RECORDS`] records) and writes
-//! each stream's new entries as one block per family, the idempotency entries, and last the watermark
+//! each stream's new entries as one block per family, and last the watermark
 //! [`INDEXED_TO`]: a busy stream costs one index key per flush instead of one per record.
 //!
 //! Those writes go through the WAL but are not synced, in small chunks ([`CHUNK_ENTRIES`]). If a crash
@@ -46,8 +46,6 @@ struct StreamEntries {
 #[derive(Default)]
 pub(super) struct Generation {
     streams: HashMap<Vec<u8>, StreamEntries>,
-    /// `stream ‖ 0xFF ‖ key` → first position with it in this generation.
-    dedupe: HashMap<Vec<u8>, u64>,
     records: u64,
     upto: u64,
 }
@@ -86,7 +84,7 @@ impl Tail {
     }
 
     /// Adds the index entries of the record at `position`; positions must come in log order.
-    pub(super) fn add(&mut self, stream: &[u8], position: u64, seq: Option<u64>, dedupe: Option<&[u8]>) {
+    pub(super) fn add(&mut self, stream: &[u8], position: u64, seq: Option<u64>) {
         let g = &mut self.current;
         let entries = match g.streams.get_mut(stream) {
             Some(e) => e,
@@ -95,10 +93,6 @@ impl Tail {
         entries.positions.push(position);
         if let Some(s) = seq {
             entries.seqs.push((s, position));
-        }
-        if let Some(key) = dedupe {
-            // The first record with a key wins, here as in the database.
-            g.dedupe.entry(stream_key(stream, key)).or_insert(position);
         }
         g.records += 1;
         g.upto = position;
@@ -130,11 +124,6 @@ impl Tail {
             .collect();
         out.sort_unstable();
         out
-    }
-
-    /// The first position in the tail with idempotency key `key` (already `stream ‖ 0xFF ‖ key`).
-    pub(super) fn dedupe(&self, key: &[u8]) -> Option<u64> {
-        self.generations().filter_map(|g| g.dedupe.get(key).copied()).min()
     }
 }
 
@@ -259,9 +248,9 @@ pub(super) fn run_indexer(db: Arc<DB>, shared: Arc<SharedTail>) {
     tracing::debug!("event log indexer stopped");
 }
 
-/// Builds and writes one generation's blocks, idempotency entries and watermark.
+/// Builds and writes one generation's blocks and watermark.
 fn write_generation(db: &DB, g: &Generation) -> Result<()> {
-    let (pos_cf, seq_cf, dedupe_cf) = (cf(db, STREAM_POS)?, cf(db, STREAM_SEQ)?, cf(db, STREAM_DEDUPE)?);
+    let (pos_cf, seq_cf) = (cf(db, STREAM_POS)?, cf(db, STREAM_SEQ)?);
     // Written in chunks: RocksDB runs one write at a time, so a large index write would hold up the
     // writer's next commit group for as long as its memtable inserts take. Through the WAL, without
     // sync: the records themselves are synced by the writer, and whatever a crash loses of this is
@@ -275,22 +264,6 @@ fn write_generation(db: &DB, g: &Generation) -> Result<()> {
         }
         for block in entries.seqs.chunks(MAX_BLOCK) {
             chunk.put(seq_cf, &stream_key(stream, &block[0].0.to_be_bytes()), &seq_block_value(block))?;
-        }
-    }
-    // First one wins across generations: index only keys the database does not have yet. Only this
-    // thread writes `stream_dedupe`, so nothing can claim a key between this read and the write.
-    // In key order: each lookup and insert then starts its skiplist search from a path the previous
-    // one left in cache (RocksDB keeps the last insert's path), instead of from random memory:
-    // about 16% less CPU for the whole log at 256 appenders (22-23 s against 27-28 s for 2,000,000
-    // appends).
-    let mut candidates: Vec<(&Vec<u8>, &u64)> = g.dedupe.iter().collect();
-    candidates.sort_unstable();
-    for part in candidates.chunks(CHUNK_ENTRIES) {
-        let found = db.batched_multi_get_cf(dedupe_cf, part.iter().map(|(k, _)| *k), false);
-        for ((key, p), existing) in part.iter().zip(found) {
-            if existing.map_err(backend)?.is_none() {
-                chunk.put(dedupe_cf, key, &p.to_be_bytes())?;
-            }
         }
     }
     chunk.batch.put_cf(pos_cf, INDEXED_TO, g.upto.to_be_bytes());

@@ -295,7 +295,7 @@ impl Writer {
                 let mut position = from.0 .0;
                 for record in group.iter().flat_map(|request| &request.records) {
                     position += 1;
-                    tail.add(&record.stream, position, record.seq, record.dedupe.as_deref());
+                    tail.add(&record.stream, position, record.seq);
                 }
                 tail.records()
             };
@@ -365,7 +365,7 @@ fn weight(request: &Request) -> (usize, usize) {
     let bytes: usize = request
         .records
         .iter()
-        .map(|r| RECORD_HEADER + 18 + r.stream.len() + r.body.len() + r.dedupe.as_ref().map_or(0, |d| d.len() + 4))
+        .map(|r| RECORD_HEADER + 18 + r.stream.len() + r.body.len())
         .sum();
     let rewritten: usize = request.rewrites.iter().map(|(_, v)| v.len() + 8).sum();
     (request.records.len(), bytes + rewritten)
