@@ -185,8 +185,8 @@ fn main() {
     println!("## (a) append throughput, durability = fsync per commit group\n");
     println!("| appenders | rookery events/s | records per fsync | raw: 1 key/event, same value size, same batch | ratio | group-commit floor: inline / pipelined events/s | rookery / floors |");
     println!("|---|---|---|---|---|---|---|");
-    // Long enough at 16 and 256 appenders for RocksDB to flush every family it writes (the
-    // idempotency family's 64 MiB memtable holds about 700,000 entries) and to compact: a run that
+    // Long enough at 16 and 256 appenders for RocksDB to flush and compact what it writes (a 64 MiB
+    // memtable of the log holds about 200,000 records): a run that
     // ends before the first flush leaves that work out of the measurement, for both sides. `--quick`
     // (the CI smoke run) only checks that every side runs.
     let cases: [(usize, u64); 3] = if quick { [(1, 300), (16, 3_000), (256, 20_000)] } else { [(1, 3_000), (16, 1_000_000), (256, 2_000_000)] };

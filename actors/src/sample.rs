@@ -38,8 +38,8 @@ pub fn message(key: &ChannelKey, seq: u64, id: u64, client_msg_no: String, at: T
     }
 }
 
-/// The stored record of message `seq` of channel `group-<channel>`: body, digest, seq and
-/// idempotency index entries exactly as a live send writes them.
+/// The stored record of message `seq` of channel `group-<channel>`: body, digest and seq index entry
+/// exactly as a live send writes them.
 pub fn message_record(channel: u32, seq: u64, payload_len: usize) -> NewRecord {
     let key = ChannelKey::new(format!("group-{channel}"), ChannelType::GROUP);
     let at = Timestamp(1_700_000_000_000 + seq);

@@ -75,8 +75,9 @@ async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
             assert_eq!((found.1, found.2), (*seq, *id), "writer {w}: message {n} changed");
         }
         assert!(stored.len() <= sent.len() + 1, "writer {w}: {} stored but {} acknowledged", stored.len(), sent.len());
-        // A retry of the last acknowledged send is recognised (its idempotency entry was probably
-        // written to the index in memory only, and re-read from the log at start-up).
+        // A retry of the last acknowledged send is recognised: the restarted channel loads its
+        // idempotency window from the log (the message's seq entry probably re-read from the log
+        // itself at start-up, its indexer not having written it before the kill).
         if let Some((n, seq, id)) = sent.last() {
             let (status, again) = server
                 .post("/message/send", &json!({"from_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,

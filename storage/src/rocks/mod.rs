@@ -47,7 +47,7 @@ pub struct RocksOptions {
     pub max_group_bytes: usize,
     /// Most committed records whose index entries may be held in memory, waiting for the indexer;
     /// past it, appends wait for the indexer. Bounds that memory (roughly 100 bytes per record plus its
-    /// stream and idempotency keys). Default 1,048,576; at least 1.
+    /// stream key). Default 1,048,576; at least 1.
     pub max_unindexed_records: u64,
 }
 
