@@ -887,8 +887,13 @@ fn data_written_with_idempotency_entries_opens_and_reads() {
     drop(read_only);
     let log = open_rocks(dir.path());
     assert_eq!(crate::EventLog::head(&log), reference.head(), "the chain goes through the former records");
+    assert!(log.entries("stream_dedupe").is_empty(), "the former index is dropped");
     both(&log, &reference, vec![msg("s", 5)]);
     log.flush_index();
     log.flush_memtables();
     assert_same_reads(&log, &reference, &["s", "t"], 6);
+    drop(log);
+    for log in [open_rocks(dir.path()), RocksLog::open_read_only(dir.path()).unwrap()] {
+        assert_same_reads(&log, &reference, &["s", "t"], 6);
+    }
 }

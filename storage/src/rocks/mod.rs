@@ -127,7 +127,9 @@ impl RocksLog {
     /// permissions, a damaged manifest); [`StorageError::Corrupt`] when the last record is undecodable.
     pub fn open(path: &Path, options: RocksOptions) -> Result<RocksLog> {
         let cfs = ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
-        let db = Arc::new(DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?);
+        let mut db = DB::open_cf_descriptors(&db_options(), path, cfs).map_err(backend)?;
+        drop_legacy_index(&mut db)?;
+        let db = Arc::new(db);
         let head = read_head(&db)?;
         let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, true)?, options.max_unindexed_records));
         let shared = Arc::new(Shared::new(head));
@@ -741,6 +743,27 @@ fn decode_snapshot(value: &[u8]) -> Result<Snapshot> {
         return Err(corrupt("snapshot", Position::ZERO, format!("{} bytes is shorter than its position", value.len())));
     };
     Ok(Snapshot { position: Position(u64::from_be_bytes(*position)), state: state.to_vec() })
+}
+
+/// Empties `stream_dedupe`, the idempotency index earlier versions kept (one key per message, nothing
+/// reads it now), so an upgraded data directory gets its disk space back. Dropping the family deletes
+/// its files at once; it is created again, empty, because every open names it. A crash in between
+/// leaves it missing, and the next open creates it.
+fn drop_legacy_index(db: &mut DB) -> Result<()> {
+    let empty = {
+        let mut it = db.raw_iterator_cf(cf(db, STREAM_DEDUPE)?);
+        it.seek_to_first();
+        let empty = !it.valid();
+        it.status().map_err(backend)?;
+        empty
+    };
+    if empty {
+        return Ok(());
+    }
+    db.drop_cf(STREAM_DEDUPE).map_err(backend)?;
+    db.create_cf(STREAM_DEDUPE, &cf_options(STREAM_DEDUPE)).map_err(backend)?;
+    tracing::info!("dropped the idempotency index written by an earlier version");
+    Ok(())
 }
 
 /// The head of the log as stored: the last record's position and its chain link.

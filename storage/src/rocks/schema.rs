@@ -22,7 +22,8 @@ pub(crate) const STREAM_POS: &str = "stream_pos";
 pub(crate) const STREAM_SEQ: &str = "stream_seq";
 /// `stream_dedupe`: stream ‖ 0xFF ‖ idempotency key → position (u64 BE), written by earlier versions
 /// (retried sends are now recognised by the channel actor from the channel's recent messages). Neither
-/// read nor written; still opened, because RocksDB opens a database only with all of its families.
+/// read nor written; emptied by a writable open, and still there, because RocksDB opens a database only
+/// with all of its families (a read-only open of a directory an earlier version wrote names it too).
 pub(crate) const STREAM_DEDUPE: &str = "stream_dedupe";
 /// `snapshot`: stream (any bytes) → position (u64 BE) ‖ encoded state. One projection snapshot per stream.
 pub(crate) const SNAPSHOT: &str = "snapshot";
