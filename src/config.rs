@@ -99,7 +99,8 @@ pub struct Config {
     /// Actors write a snapshot after this many events.
     pub snapshot_every: u64,
     /// A retried send (same sender and client_msg_no) is recognised while its original is among the
-    /// last this many messages of its channel; 0 recognises none.
+    /// last this many messages of its channel; 0 recognises only retries that arrive while their
+    /// original is still being written.
     pub dedupe_window: u64,
     /// Threads the actors are spread over (0 = one per CPU core).
     pub actor_threads: usize,
