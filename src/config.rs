@@ -99,8 +99,7 @@ pub struct Config {
     /// Actors write a snapshot after this many events.
     pub snapshot_every: u64,
     /// A retried send (same sender and client_msg_no) is recognised while its original is among the
-    /// last this many messages of its channel; 0 recognises only retries that arrive while their
-    /// original is still being written.
+    /// last this many messages of its channel (1 to [`MAX_DEDUPE_WINDOW`]).
     pub dedupe_window: u64,
     /// Threads the actors are spread over (0 = one per CPU core).
     pub actor_threads: usize,
@@ -340,8 +339,8 @@ impl Config {
         if self.snapshot_every == 0 {
             return Err("snapshot_every must be at least 1".into());
         }
-        if self.dedupe_window > MAX_DEDUPE_WINDOW {
-            return Err(format!("dedupe_window must be at most {MAX_DEDUPE_WINDOW} (each busy channel keeps about 50 bytes per message of it in memory)"));
+        if !(1..=MAX_DEDUPE_WINDOW).contains(&self.dedupe_window) {
+            return Err(format!("dedupe_window must be from 1 to {MAX_DEDUPE_WINDOW} (each busy channel keeps about 50 bytes per message of it in memory)"));
         }
         if self.recvack_timeout_ms < 10 {
             return Err("recvack_timeout_ms must be at least 10".into());
@@ -435,8 +434,10 @@ mod tests {
             assert_eq!(c.log_max_unindexed_records, 5000);
             assert_eq!(c.dedupe_window, 100);
             assert_eq!(c.tcp_addr.port(), 5100);
-            let huge = Config { dedupe_window: MAX_DEDUPE_WINDOW + 1, ..c.clone() };
-            assert!(huge.validate().unwrap_err().contains("dedupe_window"));
+            for window in [0, MAX_DEDUPE_WINDOW + 1] {
+                let refused = Config { dedupe_window: window, ..c.clone() };
+                assert!(refused.validate().unwrap_err().contains("dedupe_window"));
+            }
             let zero = Config { log_max_unindexed_records: 0, ..c };
             assert!(zero.validate().unwrap_err().contains("log_max_unindexed_records"));
             Ok(())
