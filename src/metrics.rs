@@ -106,6 +106,11 @@ impl View<'_> {
         ];
         if let Some(core) = &self.core {
             f.push(counter("rookery_messages_in_total", "Sends accepted (REST and WKProto), each a new stored message.", core.messages_accepted));
+            f.push(counter(
+                "rookery_messages_retried_total",
+                "Retried sends (same sender and client_msg_no) answered with their original, storing nothing.",
+                core.messages_retried,
+            ));
             f.push(labelled_gauge(
                 "rookery_actors",
                 "Live actors, by kind.",

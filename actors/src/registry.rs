@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     pub(crate) system_view: RwLock<Arc<SystemState>>,
     /// Sends that committed a new message (de-duplicated retries not counted).
     messages_accepted: AtomicU64,
+    /// Retried sends answered with their original.
+    messages_retried: AtomicU64,
 }
 
 /// The actor layer as the rest of the server sees it. Cheap to clone; `Send + Sync`.
@@ -123,6 +125,9 @@ pub struct CoreStats {
     /// Sends accepted since start (REST and WKProto alike): each committed a new message. A retry
     /// answered from the original (same client_msg_no) is not counted again.
     pub messages_accepted: u64,
+    /// Retried sends (same sender and client_msg_no) answered with their original from the channel's
+    /// idempotency window, storing nothing.
+    pub messages_retried: u64,
 }
 
 impl Core {
@@ -146,6 +151,7 @@ impl Core {
             system: Mutex::new(None),
             system_view: RwLock::new(Arc::new(system_state.clone())),
             messages_accepted: AtomicU64::new(0),
+            messages_retried: AtomicU64::new(0),
         }));
         let c = core.clone();
         let addr = SystemActor::start_in_arbiter(&core.0.arbiters[0], move |_| SystemActor::new(c, system_state, horizon));
@@ -169,6 +175,7 @@ impl Core {
             channel_actors: self.0.channels.len(),
             user_actors: self.0.users.len(),
             messages_accepted: self.0.messages_accepted.load(Ordering::Relaxed),
+            messages_retried: self.0.messages_retried.load(Ordering::Relaxed),
         }
     }
 
@@ -236,9 +243,8 @@ impl Core {
         }
         match self.channel(key, ChannelCommand::Send(Box::new(msg)), origin).await? {
             ChannelReply::Sent(sent) => {
-                if !sent.duplicate {
-                    self.0.messages_accepted.fetch_add(1, Ordering::Relaxed);
-                }
+                let counter = if sent.duplicate { &self.0.messages_retried } else { &self.0.messages_accepted };
+                counter.fetch_add(1, Ordering::Relaxed);
                 Ok(sent)
             }
             ChannelReply::Done { .. } => Err(CoreError::Storage("channel answered a send without a message".into())),

@@ -86,6 +86,7 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     let after = scrape(&s).await;
 
     assert_eq!(delta(&before, &after, "rookery_messages_in_total"), 5.0, "3 WKProto + 2 REST sends, the retry not counted");
+    assert_eq!(delta(&before, &after, "rookery_messages_retried_total"), 1.0, "the retry, counted apart");
     assert_eq!(delta(&before, &after, "rookery_messages_out_total"), 7.0, "5 RECVs written to bob, 2 to alice");
     assert_eq!(delta(&before, &after, "rookery_messages_dropped_total"), 0.0);
     // Every byte both clients wrote was read, and every byte they read was written, nothing else.
