@@ -634,7 +634,7 @@ pub(crate) fn db_options() -> Options {
     o.increase_parallelism(i32::try_from(cores).unwrap_or(i32::MAX));
     // A WAL file is deleted only once every column family with data in it has flushed. The snapshot
     // family is written rarely, so it would pin old WAL files for a long time; capping the
-    // total WAL size forces their flush, bounding disk use and the replay time at open
+    // total WAL size forces its flush, bounding disk use and the replay time at open
     // (https://github.com/facebook/rocksdb/wiki/Write-Ahead-Log-(WAL)).
     o.set_max_total_wal_size(256 << 20);
     // RocksDB starts a new info LOG file at every open and keeps 1000 by default; ten are plenty.
