@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rookery_events::{
-    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, EnvelopeBody, Event,
+    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event,
     Message as StoredMessage, MessageId, MessageSeq, Meta, Position, StreamId, Uid, UserEvent,
 };
 use rookery_storage::Committed;
@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use crate::error::CoreError;
 use crate::messages::*;
 use crate::pipeline::{record, Pipeline};
-use crate::recent::{key_hash, Kind, RecentSends, Sent};
+use crate::recent::{key_hash, message_of, Kind, RecentSends, Sent};
 use crate::recovery;
 use crate::registry::Core;
 
@@ -26,10 +26,19 @@ type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 
 pub(crate) enum Plan {
     Ack { reply: Reply<ChannelReply>, foreign: Vec<(Uid, UserEvent)>, own: usize },
-    /// A send; `dedupe` is its (sender, client_msg_no) and kind when a retry of it is to be recognised.
-    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<((Uid, ClientMsgNo), Kind)>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    /// A send; `dedupe` when a retry of it is to be recognised.
+    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<Dedupe>, foreign: Vec<(Uid, UserEvent)>, own: usize },
     /// A retry that arrived while its original was in flight: answered from the committed original.
     Duplicate { reply: Reply<ChannelReply>, key: (Uid, ClientMsgNo) },
+}
+
+/// What a send that may be retried carries from decision to commit.
+pub(crate) struct Dedupe {
+    /// Sender and client_msg_no.
+    key: (Uid, ClientMsgNo),
+    /// Its hash in the idempotency window.
+    hash: u64,
+    kind: Kind,
 }
 
 /// The actor serving one channel.
@@ -82,10 +91,14 @@ impl ChannelActor {
     }
 
     fn stream_of(&self, m: &StoredMessage) -> StreamId {
-        if m.header.sync_once {
-            StreamId::ChannelCommands(self.key.clone())
-        } else {
-            StreamId::Channel(self.key.clone())
+        self.stream_for(Kind::of(m.header.sync_once))
+    }
+
+    /// The stream holding this channel's messages of `kind`.
+    fn stream_for(&self, kind: Kind) -> StreamId {
+        match kind {
+            Kind::Message => StreamId::Channel(self.key.clone()),
+            Kind::Command => StreamId::ChannelCommands(self.key.clone()),
         }
     }
 
@@ -138,42 +151,26 @@ impl ChannelActor {
         out
     }
 
-    fn kind_of(sync_once: bool) -> Kind {
-        if sync_once {
-            Kind::Command
-        } else {
-            Kind::Message
-        }
-    }
-
-    /// The committed original of a retried send, from the channel's idempotency window (`recent.rs`),
-    /// loaded from the log the first time it is needed.
-    fn find_original(&mut self, key: &(Uid, ClientMsgNo)) -> Result<Option<(MessageId, MessageSeq)>, CoreError> {
+    /// The committed original of a retried send (`key`, whose window hash is `hash`), from the
+    /// channel's idempotency window (`recent.rs`), loaded from the log the first time it is needed.
+    fn find_original(&mut self, key: &(Uid, ClientMsgNo), hash: u64) -> Result<Option<(MessageId, MessageSeq)>, CoreError> {
         if !self.recent.is_loaded() {
-            let streams = [StreamId::Channel(self.key.clone()).key(), StreamId::ChannelCommands(self.key.clone()).key()];
+            let streams = [self.stream_for(Kind::Message).key(), self.stream_for(Kind::Command).key()];
             let state = self.pipe.committed();
             let last = [state.last_message_seq, state.last_command_seq];
             self.recent.load(&*self.core.0.log, [&streams[0], &streams[1]], last).map_err(CoreError::Storage)?;
         }
-        let Some(sent) = self.recent.get(key_hash(&key.0, &key.1)) else {
+        let Some(sent) = self.recent.get(hash) else {
             return Ok(None);
         };
         // Confirm the hash against the stored message: a collision must not swallow a new message.
-        let stream = match sent.kind {
-            Kind::Message => StreamId::Channel(self.key.clone()),
-            Kind::Command => StreamId::ChannelCommands(self.key.clone()),
+        let seq = sent.message_seq.0;
+        let hits = self.core.0.log.read_seq_range(&self.stream_for(sent.kind).key(), seq, seq, 1, false).map_err(recovery::storage)?;
+        let Some((_, record)) = hits.into_iter().next() else {
+            return Err(CoreError::Storage(format!("message {seq} of {} is remembered but not in the log", self.key)));
         };
-        let hits = self.core.0.log.read_seq_range(&stream.key(), sent.message_seq.0, sent.message_seq.0, 1, false).map_err(recovery::storage)?;
-        let Some((_, rec)) = hits.into_iter().next() else {
-            return Err(CoreError::Storage(format!("message {} of {} is remembered but not in the log", sent.message_seq.0, self.key)));
-        };
-        match EnvelopeBody::decode(&rec.body) {
-            Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => {
-                Ok((m.from_uid == key.0 && m.client_msg_no == key.1).then_some((m.message_id, m.message_seq)))
-            }
-            Ok(_) => Err(CoreError::Storage(format!("the seq index points at a non-message record {}", rec.position))),
-            Err(e) => Err(CoreError::Storage(format!("record {}: {e}", rec.position))),
-        }
+        let m = message_of(&record).map_err(CoreError::Storage)?;
+        Ok((m.from_uid == key.0 && m.client_msg_no == key.1).then_some((m.message_id, m.message_seq)))
     }
 
     fn execute(&mut self, msg: ExecuteChannel, reply: Reply<ChannelReply>, ctx: &mut Context<Self>) {
@@ -188,12 +185,13 @@ impl ChannelActor {
                     self.persist(Vec::new(), Vec::new(), Vec::new(), Plan::Duplicate { reply, key }, ctx);
                     return;
                 }
-                match self.find_original(&key) {
+                let hash = key_hash(&key.0, &key.1);
+                match self.find_original(&key, hash) {
                     Ok(Some((message_id, message_seq))) => {
                         let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })));
                         return;
                     }
-                    Ok(None) => dedupe = Some((key, Self::kind_of(m.header.sync_once))),
+                    Ok(None) => dedupe = Some(Dedupe { key, hash, kind: Kind::of(m.header.sync_once) }),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                         return;
@@ -232,8 +230,8 @@ impl ChannelActor {
         }
         let plan = match (&cmd, sent) {
             (ChannelCommand::Send(_), Some((message_id, message_seq))) => {
-                if let Some((k, _)) = &dedupe {
-                    *self.in_flight.entry(k.clone()).or_default() += 1;
+                if let Some(d) = &dedupe {
+                    *self.in_flight.entry(d.key.clone()).or_default() += 1;
                 }
                 Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own }
             }
@@ -267,18 +265,18 @@ impl ChannelActor {
                     let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
                 }
                 Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own } => {
-                    if let Some((k, _)) = &dedupe {
-                        if let Some(n) = self.in_flight.get_mut(k) {
+                    if let Some(d) = &dedupe {
+                        if let Some(n) = self.in_flight.get_mut(&d.key) {
                             *n -= 1;
                             if *n == 0 {
-                                self.in_flight.remove(k);
+                                self.in_flight.remove(&d.key);
                             }
                         }
                     }
                     match result {
                         Ok(committed) => {
-                            if let Some((k, kind)) = dedupe {
-                                self.recent.remember(key_hash(&k.0, &k.1), Sent { kind, message_seq, message_id });
+                            if let Some(d) = dedupe {
+                                self.recent.remember(d.hash, Sent { kind: d.kind, message_seq, message_id });
                             }
                             if let Some(c) = committed {
                                 self.notify_users(c, own, foreign);
@@ -291,7 +289,7 @@ impl ChannelActor {
                     }
                 }
                 Plan::Duplicate { reply, key } => {
-                    let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key)) {
+                    let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key, key_hash(&key.0, &key.1))) {
                         Ok(Some((message_id, message_seq))) => Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })),
                         // The original failed: the retry must be sent again by the client.
                         Ok(None) => Err(CoreError::Unavailable),

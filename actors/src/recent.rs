@@ -16,8 +16,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use rookery_events::{ChannelEvent, ClientMsgNo, EnvelopeBody, Event, MessageId, MessageSeq, Uid};
-use rookery_storage::EventLog;
+use rookery_events::{ChannelEvent, ClientMsgNo, EnvelopeBody, Event, Message, MessageId, MessageSeq, Uid};
+use rookery_storage::{EventLog, StoredRecord};
 
 /// The two sequences of a channel, each with its own window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,15 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The kind of a message with this `sync_once` header flag.
+    pub(crate) fn of(sync_once: bool) -> Kind {
+        if sync_once {
+            Kind::Command
+        } else {
+            Kind::Message
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Kind::Message => 0,
@@ -43,6 +52,15 @@ pub(crate) struct Sent {
     pub(crate) kind: Kind,
     pub(crate) message_seq: MessageSeq,
     pub(crate) message_id: MessageId,
+}
+
+/// The message a record found through a channel's seq index holds.
+pub(crate) fn message_of(record: &StoredRecord) -> Result<Box<Message>, String> {
+    match EnvelopeBody::decode(&record.body) {
+        Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => Ok(m),
+        Ok(_) => Err(format!("the seq index points at a non-message record {}", record.position)),
+        Err(e) => Err(format!("record {}: {e}", record.position)),
+    }
 }
 
 /// The hash a send is remembered under.
@@ -85,14 +103,9 @@ impl RecentSends {
             let from = to.saturating_sub(self.window - 1).max(1);
             let records = log.read_seq_range(streams[kind.index()], from, to, self.window as usize, false).map_err(|e| e.to_string())?;
             for (seq, record) in records {
-                match EnvelopeBody::decode(&record.body) {
-                    Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageAppended(m)), .. }) => {
-                        if !m.client_msg_no.0.is_empty() {
-                            self.remember(key_hash(&m.from_uid, &m.client_msg_no), Sent { kind, message_seq: MessageSeq(seq), message_id: m.message_id });
-                        }
-                    }
-                    Ok(_) => return Err(format!("the seq index points at a non-message record {}", record.position)),
-                    Err(e) => return Err(format!("record {}: {e}", record.position)),
+                let m = message_of(&record)?;
+                if !m.client_msg_no.0.is_empty() {
+                    self.remember(key_hash(&m.from_uid, &m.client_msg_no), Sent { kind, message_seq: MessageSeq(seq), message_id: m.message_id });
                 }
             }
         }
