@@ -143,7 +143,7 @@ pub fn catch_up(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Resul
         if position > head {
             return ControlFlow::Break(());
         }
-        if let Err(e) = states.apply(position, &body, Some(log)) {
+        if let Err(e) = states.apply(position, body, Some(log)) {
             failure = Some(e);
             return ControlFlow::Break(());
         }
@@ -180,7 +180,7 @@ pub fn rebuild_all(log: &dyn EventLog) -> Result<Progress, CoreError> {
     let mut done = 0u64;
     let mut failure = None;
     scan_bodies(log, Position(1), &mut |position, body| {
-        if let Err(e) = states.apply(position, &body, None) {
+        if let Err(e) = states.apply(position, body, None) {
             failure = Some(e);
             return ControlFlow::Break(());
         }

@@ -227,7 +227,7 @@ async fn past_states_equal_a_fold_of_the_log_up_to_each_position() {
     let mut system = SystemState::default();
     let mut bodies = Vec::new();
     scan_bodies(&*log, Position(1), &mut |p, body| {
-        bodies.push((p, body));
+        bodies.push((p, body.clone()));
         std::ops::ControlFlow::Continue(())
     })
     .unwrap();
