@@ -97,7 +97,7 @@ impl View<'_> {
         let mut f = vec![
             counter("rookery_log_records_appended_total", "Records appended to the event log since start.", log.records),
             counter("rookery_log_commit_groups_total", "Commit groups written (one RocksDB write batch each).", log.groups),
-            counter("rookery_log_fsyncs_total", "WAL fsyncs (one per group under durability = \"sync\").", log.syncs),
+            counter("rookery_log_fsyncs_total", "WAL fsyncs (each covers one or more groups under durability = \"sync\").", log.syncs),
             gauge("rookery_log_head_position", "Position of the last committed record.", self.head as f64),
             gauge("rookery_log_pending_records", "Records submitted to the log writer and not yet answered.", log.pending as f64),
             gauge("rookery_log_unindexed_records", "Committed records whose index entries are in memory only, waiting for the indexer.", log.unindexed as f64),

@@ -396,7 +396,7 @@ fn concurrent_appends_share_commit_groups() {
     // Each of 32 callers waits for its own commit, so while one group syncs the others queue up
     // (observed on the 2-core CI machine: about 20 records per group). Half is a wide margin.
     assert!(stats.groups < stats.records / 2, "concurrent appenders must share write batches: {stats:?}");
-    assert_eq!(stats.syncs, stats.groups, "one fsync per group");
+    assert!(stats.syncs >= 1 && stats.syncs <= stats.groups, "one fsync covers one or more groups: {stats:?}");
     assert_eq!(stats.group_records.count(), stats.groups, "one group-size observation per group");
     assert_eq!(stats.group_records.sum, stats.records, "group sizes add up to the records");
     assert_eq!(stats.write_micros.count(), stats.groups, "one latency observation per group");

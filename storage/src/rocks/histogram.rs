@@ -1,4 +1,4 @@
-//! Fixed-bucket histograms the committer threads fill with relaxed atomic adds, and their plain snapshots.
+//! Fixed-bucket histograms the writer threads fill with relaxed atomic adds, and their plain snapshots.
 //!
 //! The storage crate depends on no metrics library: the server reads these snapshots and exports them
 //! (Prometheus text format on the monitor port).

@@ -1,13 +1,14 @@
 //! `RocksLog`: the event log on RocksDB, with group commit.
 //!
-//! Two committer threads (`writer.rs`) take turns at position assignment and the hash chain. `submit`
-//! hands a batch over a channel; a committer takes everything queued at that moment (up to a size
-//! limit), writes it as one `WriteBatch` of one key per record and, under `Durability::SyncEveryGroup`,
-//! syncs the WAL once for the whole group while the other committer writes the next one. In position
-//! order, it then adds the records' index entries to the in-memory index tail, publishes the head and
-//! completes every commit in the group. An indexer thread (`tail.rs`) moves the tail into the index
-//! families in per-stream blocks. Reads go straight to the database from the calling thread, merged with
-//! the tail: RocksDB is safe for concurrent readers and writers.
+//! `submit` hands a batch over a channel to the committer thread (`writer.rs`), which takes everything
+//! queued at that moment (up to a size limit), assigns positions, extends the hash chain and writes it
+//! as one `WriteBatch` of one key per record, then goes on with the next group. Under
+//! `Durability::SyncEveryGroup` the syncer thread syncs the WAL once for every group written so far
+//! and, in position order, adds the records' index entries to the in-memory index tail, publishes the
+//! head and completes every commit of those groups; an append that finds the log idle is written with
+//! a synced write and answered by the committer alone. An indexer thread (`tail.rs`) moves the tail into
+//! the index families in per-stream blocks. Reads go straight to the database from the calling thread,
+//! merged with the tail: RocksDB is safe for concurrent readers and writers.
 //!
 //! The key layouts are in `schema.rs`; the record value codec is below.
 
@@ -32,7 +33,7 @@ use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrit
 use histogram::HistogramSnapshot;
 use schema::*;
 use tail::{SharedTail, Tail};
-use writer::{Request, Shared, Writer};
+use writer::{Request, Shared};
 
 /// Settings of [`RocksLog`].
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl Default for RocksOptions {
     }
 }
 
-/// Counters of the committer threads since the log was opened, for benchmarks, the monitor and tests.
+/// Counters of the writer threads (committer and syncer) since the log was opened, for benchmarks, the monitor and tests.
 ///
 /// Reading them costs a few dozen relaxed atomic loads; they are not a consistent snapshot of each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +67,8 @@ pub struct LogStats {
     pub groups: u64,
     /// Records written. `records / groups` is the mean group size.
     pub records: u64,
-    /// WAL fsyncs made: one per group under [`Durability::SyncEveryGroup`], none under
-    /// [`Durability::OsBuffered`].
+    /// WAL fsyncs made under [`Durability::SyncEveryGroup`]: one covers every group written before
+    /// it started, so at most one per group; none under [`Durability::OsBuffered`].
     pub syncs: u64,
     /// Records submitted and not yet answered: the writer's queue depth (in records, including the
     /// group being written).
@@ -104,7 +105,7 @@ pub struct RocksLog {
     db: Arc<DB>,
     /// The writer's queue; `None` once closed, and always for a read-only log.
     tx: Mutex<Option<Sender<Request>>>,
-    /// The committer threads, joined by `close`.
+    /// The committer and syncer threads, joined by `close` in that order.
     writer: Mutex<Vec<JoinHandle<()>>>,
     /// Index entries not yet in the index families.
     tail: Arc<SharedTail>,
@@ -141,21 +142,12 @@ impl RocksLog {
                 .map_err(|e| StorageError::Backend(Box::new(e)))?
         };
         let (tx, rx) = mpsc::channel();
-        let writer = Arc::new(Writer::new(db.clone(), shared.clone(), tail.clone(), options, head, rx));
-        let mut committers = Vec::with_capacity(writer::COMMITTERS);
-        for i in 0..writer::COMMITTERS {
-            let writer = writer.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("rookery-log-commit-{i}"))
-                .spawn(move || writer.run())
-                .map_err(|e| StorageError::Backend(Box::new(e)))?;
-            committers.push(handle);
-        }
+        let writers = writer::start(db.clone(), shared.clone(), tail.clone(), options, head, rx).map_err(|e| StorageError::Backend(Box::new(e)))?;
         tracing::info!(path = %path.display(), head = head.0 .0, "event log opened");
         Ok(RocksLog {
             db,
             tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(committers),
+            writer: Mutex::new(writers),
             tail,
             indexer: Mutex::new(Some(indexer)),
             shared,
@@ -207,7 +199,7 @@ impl RocksLog {
         let mut writer = lock(&self.writer);
         for handle in writer.drain(..) {
             if handle.join().is_err() {
-                tracing::error!("event log committer thread panicked");
+                tracing::error!("event log writer thread panicked");
             }
         }
         // Then the indexer writes the rest of the tail, so a clean close leaves nothing to re-read.

@@ -127,14 +127,14 @@ impl Tail {
     }
 }
 
-/// The tail and the signals around it, shared by the committers, the indexer and readers.
+/// The tail and the signals around it, shared by the writer threads, the indexer and readers.
 pub(super) struct SharedTail {
     pub(super) tail: Mutex<Tail>,
     /// Wakes the indexer: the tail grew past [`FLUSH_RECORDS`], or the log is closing.
     pub(super) wake: Condvar,
     /// Wakes a writer waiting for room in the tail.
     pub(super) room: Condvar,
-    /// Records in the tail at which the committers wait for the indexer: the tail's memory bound
+    /// Records in the tail at which the committer waits for the indexer: the tail's memory bound
     /// (`RocksOptions::max_unindexed_records`).
     max_records: u64,
 }

@@ -1,14 +1,14 @@
-//! The committers: group commit, position assignment and the hash chain.
+//! The committer and the syncer: group commit, position assignment and the hash chain.
 //!
-//! They are the only code that writes `log`. Position assignment and the chain happen under one lock
-//! (`intake`), so the head they extend is the truth without any other coordination. A group is one key
-//! per record in one write, synced before anyone hears of it; once synced, its committer adds the
-//! group's index entries to the tail (`tail.rs`) and publishes the new head, in position order, and
-//! only then answers the group's callers.
+//! The committer is the only code that writes `log`: it assigns positions and extends the chain alone,
+//! so the head it extends is the truth without any other coordination. A group is one key per record
+//! in one write, synced before anyone hears of it; once synced, the group's index entries go to the
+//! tail (`tail.rs`), the new head is published, in position order, and only then are the group's
+//! callers answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use rookery_events::{link, ChainHash, Position};
@@ -71,31 +71,42 @@ impl Shared {
     }
 }
 
-/// The commit path, run by [`COMMITTERS`] threads in turn.
+/// The commit path, on two threads.
 ///
-/// A group goes through three steps. *Intake* (under `intake`, so one thread at a time, in position
-/// order): take the queued requests, encode them, extend the chain and write the batch to RocksDB
-/// without sync. *Sync* (no lock): one WAL fsync, which covers this batch and every earlier one.
-/// *Publish* (under `order`, strictly by ticket): add the index entries to the tail, publish the new
-/// head, answer the group's callers. While one thread waits for its fsync, the other takes in and
-/// writes the next group, so the disk's wait and the CPU's work overlap, with no hand-off between
-/// threads on the way: each thread carries its own group from queue to reply.
+/// The *committer* takes the queued requests, encodes them, extends the chain and writes the batch to
+/// RocksDB without sync, then hands the group to the *syncer* and goes on with the next one. The
+/// syncer takes every group written so far, syncs the WAL once for all of them and publishes them in
+/// position order: index entries to the tail, the new head, the replies. So while one fsync runs, the
+/// committer writes what arrives meanwhile, and the next fsync starts as soon as the last one has been
+/// published, covering all of it: the disk is kept busy without a second fsync racing the first.
+///
+/// A group that finds the log idle (nothing in flight, nothing else queued, nothing waiting when the
+/// last group was published) is written with a synced write and published by the committer itself:
+/// at low load an append costs one fsync and no hand-off between threads.
 pub(super) struct Writer {
     db: Arc<DB>,
     shared: Arc<Shared>,
     tail: Arc<SharedTail>,
     options: RocksOptions,
-    intake: Mutex<Intake>,
     order: Mutex<Order>,
-    /// Signalled whenever `order.published` moves.
-    turn: Condvar,
     /// Whether other appends were waiting when the last group was published: appends are arriving
-    /// while groups are in flight, so the next group is worth overlapping even if it looks alone.
+    /// while groups are in flight, so the next group is worth handing to the syncer even if it looks
+    /// alone.
     busy: std::sync::atomic::AtomicBool,
 }
 
-/// Threads running [`Writer::run`]: two, so that one can write while the other waits for its fsync.
-pub(super) const COMMITTERS: usize = 2;
+/// Starts the committer and the syncer; their handles, in the order to join them.
+pub(super) fn start(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let writer = Arc::new(Writer { db, shared, tail, options, order: Mutex::new(Order { published: 0, failed: None }), busy: std::sync::atomic::AtomicBool::new(false) });
+    let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
+    let (to_syncer, written) = std::sync::mpsc::channel::<Taken>();
+    let committer = {
+        let writer = writer.clone();
+        std::thread::Builder::new().name("rookery-log-commit".into()).spawn(move || writer.run_committer(intake, to_syncer))?
+    };
+    let syncer = std::thread::Builder::new().name("rookery-log-sync".into()).spawn(move || writer.run_syncer(&written))?;
+    Ok(vec![committer, syncer])
+}
 
 /// What the intake step owns.
 struct Intake {
@@ -136,47 +147,53 @@ struct Taken {
     from: (Position, ChainHash),
     to: (Position, ChainHash),
     written: std::result::Result<(), String>,
-    /// Written with a synced write (alone in the log), so the sync step has nothing to do.
+    /// Nothing else was in flight or waiting: the committer publishes the group itself.
+    alone: bool,
+    /// Written with a synced write (alone in the log, syncing every group), so there is nothing to sync.
     synced: bool,
     started: std::time::Instant,
 }
 
 impl Writer {
-    pub(super) fn new(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> Writer {
-        let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
-        Writer {
-            db,
-            shared,
-            tail,
-            options,
-            intake: Mutex::new(intake),
-            order: Mutex::new(Order { published: 0, failed: None }),
-            turn: Condvar::new(),
-            busy: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// One committer thread: serves the queue until every sender is gone and it is empty, so nothing
-    /// submitted is dropped.
-    pub(super) fn run(&self) {
-        // Kept locked from one group to the next while the log is lightly loaded, so the other thread
-        // sleeps instead of being woken for every group.
-        let mut held = None;
-        loop {
-            let mut intake = held.take().unwrap_or_else(|| lock(&self.intake));
-            let Some(taken) = self.take_in(&mut intake) else { break };
-            if taken.synced {
-                // Written alone and synced: nothing to overlap with, so this thread publishes and
-                // takes in the next group itself.
+    /// The committer: serves the queue until every sender is gone and it is empty, so nothing
+    /// submitted is dropped; then lets the syncer finish.
+    fn run_committer(&self, mut intake: Intake, to_syncer: std::sync::mpsc::Sender<Taken>) {
+        while let Some(taken) = self.take_in(&mut intake) {
+            if taken.alone {
+                // Written alone (and synced, unless OS-buffered): nothing to overlap with.
                 self.publish(taken);
-                held = Some(intake);
                 continue;
             }
-            drop(intake);
-            let taken = self.sync(taken);
-            self.publish(taken);
+            if let Err(unsent) = to_syncer.send(taken) {
+                // The syncer is gone (it panicked); nobody else can answer this group.
+                self.publish(Taken { written: Err("the event log's syncer stopped".into()), ..unsent.0 });
+            }
         }
         tracing::debug!("event log committer stopped");
+    }
+
+    /// The syncer: one WAL fsync for every group written so far, then their publishing, in order.
+    fn run_syncer(&self, written: &Receiver<Taken>) {
+        while let Ok(first) = written.recv() {
+            let mut ready: Vec<Taken> = std::iter::once(first).chain(written.try_iter()).collect();
+            if self.options.durability == Durability::SyncEveryGroup && ready.iter().any(|t| t.written.is_ok()) {
+                // RocksDB's SyncWAL: the WAL files up to the current one, written before the call, fsynced.
+                match self.db.flush_wal(true) {
+                    Ok(()) => {
+                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        for taken in ready.iter_mut().filter(|t| t.written.is_ok()) {
+                            taken.written = Err(e.to_string());
+                        }
+                    }
+                }
+            }
+            for taken in ready {
+                self.publish(taken);
+            }
+        }
+        tracing::debug!("event log syncer stopped");
     }
 
     /// The intake step: the next group, written without sync; `None` once the queue is closed and empty.
@@ -244,31 +261,20 @@ impl Writer {
         // The next group starts after this one even before it is synced: a batch written later is
         // synced no earlier, and publish keeps ticket order.
         intake.head = to;
-        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, synced: sync_now, written: written.map(|_| ()), started })
-    }
-
-    /// The sync step: one WAL fsync covering this group's batch (and any written before it).
-    fn sync(&self, mut taken: Taken) -> Taken {
-        if taken.written.is_ok() && !taken.synced && self.options.durability == Durability::SyncEveryGroup {
-            // RocksDB's SyncWAL: the WAL files up to the current one, written before the call, fsynced.
-            if let Err(e) = self.db.flush_wal(true) {
-                taken.written = Err(e.to_string());
-            }
-        }
-        taken
+        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, alone, synced: sync_now, written: written.map(|_| ()), started })
     }
 
     /// The publish step, in ticket order: index entries, head, counters, replies.
     fn publish(&self, taken: Taken) {
-        let Taken { ticket, group, records: submitted, from, to, written, started, .. } = taken;
+        let Taken { ticket, group, records: submitted, from, to, written, started, synced, .. } = taken;
         #[cfg(test)]
         while self.shared.hold_publish.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let mut order = lock(&self.order);
-        while order.published + 1 != ticket {
-            order = self.turn.wait(order).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        // The syncer publishes groups in the order they were written, and the committer publishes one
+        // itself only when nothing before it is unpublished.
+        debug_assert_eq!(order.published + 1, ticket, "groups are published in position order");
         // Leaves the pending count just before the first reply, so a caller that has its answer
         // never sees its own records as pending.
         let refused = match (&order.failed, written) {
@@ -305,7 +311,8 @@ impl Writer {
             self.shared.groups.fetch_add(1, Ordering::Relaxed);
             self.shared.records.fetch_add(records, Ordering::Relaxed);
             self.shared.group_records.observe(records);
-            if self.options.durability == Durability::SyncEveryGroup {
+            if synced {
+                // The syncer counts the syncs it makes; this group's own write was one.
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             }
             let waiting = self.shared.pending.fetch_sub(submitted, Ordering::Relaxed) - submitted;
@@ -322,13 +329,10 @@ impl Writer {
             }
             order.published = ticket;
             drop(order);
-            self.turn.notify_all();
             drop(spent);
             return;
         }
         order.published = ticket;
-        drop(order);
-        self.turn.notify_all();
     }
 
     /// Encodes the group after `from` into one batch and writes it, without sync; returns the new head.
@@ -351,7 +355,7 @@ impl Writer {
             return Err(StorageError::Backend("injected write failure".into()));
         }
         // The WAL is always on; this write() reaches the WAL file (so it survives the process being
-        // killed). Synced here when `sync`, else by the sync step, before anyone is told. Under
+        // killed). Synced here when `sync`, else by the syncer, before anyone is told. Under
         // OsBuffered that is all, and the page cache may lose it in a machine crash.
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
