@@ -42,6 +42,8 @@ impl Server {
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let mut cmd = Command::new(rookery_bin()?);
         cmd.arg("serve")
+            // The server refuses `ROOKERY_*` variables it does not know; this one is the bench's.
+            .env_remove("ROOKERY_BIN")
             .arg("--data-dir")
             .arg(data_dir)
             .env("ROOKERY_API_ADDR", "127.0.0.1:0")

@@ -23,6 +23,12 @@ use tokio_tungstenite::WebSocketStream;
 use super::jsonrpc::{Incoming, JsonRpc};
 use super::packet::{self, DecodeError, EncodeError, Packet};
 
+/// Room a TCP read gets in the input buffer at least. Most packets are far smaller (a PING is one byte,
+/// a typical SEND a few hundred); a larger one, or a burst, grows the buffer as it arrives. Idle sessions
+/// are what a server holds most of, so their buffer is kept small: 4 KB each was 40% of an idle
+/// connection's memory (docs/BENCHMARKS.md, S4).
+const READ_ROOM: usize = 512;
+
 /// Bytes read from and written to every client connection of this process since start: the TCP stream
 /// itself, or the payloads of WebSocket messages (not their frame headers). Process-wide, because a
 /// connection counts before it knows its session, and one process serves one gateway.
@@ -108,7 +114,7 @@ impl Connection {
     }
 
     fn new(transport: Transport, peer: String) -> Connection {
-        Connection { transport, input: BytesMut::with_capacity(4096), output: Vec::new(), written: 0, frames: VecDeque::new(), rpc: None, version: packet::LATEST_VERSION, peer }
+        Connection { transport, input: BytesMut::with_capacity(READ_ROOM), output: Vec::new(), written: 0, frames: VecDeque::new(), rpc: None, version: packet::LATEST_VERSION, peer }
     }
 
     /// The peer's address.
@@ -192,6 +198,8 @@ impl Connection {
     async fn fill(&mut self) -> Result<bool, ConnError> {
         match &mut self.transport {
             Transport::Tcp(stream) => {
+                // Reuses the room of packets already taken out when it can, else grows (doubling).
+                self.input.reserve(READ_ROOM);
                 let n = stream.read_buf(&mut self.input).await?;
                 BYTES_IN.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(n > 0)
@@ -313,7 +321,9 @@ impl Connection {
             match &mut self.transport {
                 Transport::Tcp(stream) => {
                     let _ = stream.shutdown().await;
-                    let mut sink = [0u8; 4096];
+                    // On the heap: a buffer inline would sit in every session's future for the
+                    // connection's whole life, not only while it closes.
+                    let mut sink = vec![0u8; 4096];
                     while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
                 }
                 Transport::Ws(ws) => {

@@ -574,7 +574,9 @@ where
                     let _ = stream.set_nodelay(true);
                     // Counted from the accept, so connections that never log in count too.
                     let permit = gateway.limits.admit(peer.ip());
-                    let connection = adapt(stream, peer.to_string());
+                    // Boxed: the handshake's state (a TLS accept) is freed once it is done instead of
+                    // taking room in the session's future for the connection's whole life.
+                    let connection = Box::pin(adapt(stream, peer.to_string()));
                     let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
                     sessions.spawn(async move {
                         if let Some(conn) = connection.await {
@@ -611,6 +613,9 @@ enum End {
 
 /// Runs one connection to its end and closes it. Without a `permit` (its address has the most
 /// connections allowed) the CONNECT is answered with CONNACK `RateLimit`.
+///
+/// The futures of the closing steps are boxed: they live only while the session closes, and inline
+/// they would widen every session's future (tokio keeps a task's whole future for its whole life).
 pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::Receiver<bool>, permit: Option<crate::limits::ConnectionPermit>) {
     match run(&mut conn, &gateway, &mut shutdown, permit.is_some()).await {
         Ok(End::Closed) => {}
@@ -618,13 +623,13 @@ pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::
             tracing::debug!(peer = conn.peer(), %reason_code, %reason, "kicked; disconnecting");
             // A flush the kick interrupted resumes first, so the DISCONNECT follows whole packets.
             let disconnect = Packet::Disconnect(DisconnectPacket { reason_code, reason });
-            let written = tokio::time::timeout(KICK_LINGER, async {
+            let written = Box::pin(tokio::time::timeout(KICK_LINGER, async {
                 conn.queue(&disconnect)?;
                 conn.flush().await
-            })
+            }))
             .await;
             if matches!(written, Ok(Ok(()))) {
-                conn.close_after(KICK_LINGER).await;
+                Box::pin(conn.close_after(KICK_LINGER)).await;
                 return;
             }
         }
@@ -633,12 +638,12 @@ pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::
             tracing::debug!(peer = conn.peer(), %reason, "protocol error; disconnecting");
             let disconnect = Packet::Disconnect(DisconnectPacket { reason_code: ReasonCode::PAYLOAD_DECODE_ERROR, reason });
             if conn.queue(&disconnect).is_ok() {
-                let _ = tokio::time::timeout(KICK_LINGER, conn.flush()).await;
+                let _ = Box::pin(tokio::time::timeout(KICK_LINGER, conn.flush())).await;
             }
         }
         Err(e) => tracing::debug!(peer = conn.peer(), error = %e, "connection failed"),
     }
-    conn.close().await;
+    Box::pin(conn.close()).await;
 }
 
 async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>, admitted: bool) -> Result<End, ConnError> {
@@ -887,7 +892,9 @@ impl Session {
         match packet {
             Packet::Ping => conn.queue(&Packet::Pong),
             Packet::Send(send) => {
-                let ack = self.send(&send).await;
+                // Boxed, as the only packet that waits for the core: its future (about 2 KB) is then
+                // allocated per SEND instead of sitting in every idle session's future.
+                let ack = Box::pin(self.send(&send)).await;
                 conn.queue(&Packet::Sendack(ack))
             }
             // No answer; a late or unknown RECVACK is harmless and ignored.

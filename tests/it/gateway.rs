@@ -398,6 +398,38 @@ async fn recv_no_ack(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, S
     }
 }
 
+/// The server reads a TCP session into a small buffer that grows as bytes arrive: a SEND far larger
+/// than it, and many SENDs written at once, each arrive whole and in order.
+#[tokio::test]
+async fn large_and_back_to_back_sends_over_tcp_arrive_whole() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut alice = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+
+    let mut texts = vec![format!("big {}", "y".repeat(20_000))];
+    texts.extend((1..60).map(|i| format!("burst {i}")));
+    texts.push(format!("big again {}", "z".repeat(9_000)));
+    let mut bytes = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let p = alice.send_packet(i as u32 + 1, "bob", 1, text);
+        bytes.extend(packet::encode_to_vec(&p, alice.version).expect("encode"));
+    }
+    alice.write_raw(bytes).await;
+    for i in 0..texts.len() {
+        match alice.read().await {
+            Some(Packet::Sendack(ack)) => assert_eq!((ack.client_seq, ack.reason_code), (i as u32 + 1, ReasonCode::SUCCESS)),
+            other => panic!("expected SENDACK {}, got {other:?}", i + 1),
+        }
+    }
+    for (i, want) in texts.iter().enumerate() {
+        let (r, text) = recv(&mut bob).await;
+        assert_eq!((r.message_seq, text.len()), (i as u64 + 1, want.len()));
+        assert!(text == *want, "message {} arrived altered", i + 1);
+    }
+}
+
 /// A SEND reaches every other online session of the recipients (the receiver over TCP and WS, the
 /// sender's other device) sealed with each session's own key; the sending session gets only SENDACK.
 #[tokio::test]
