@@ -2,7 +2,7 @@
 
 use std::ops::ControlFlow;
 
-use rookery_events::{decode_state, encode_state, Aggregate, EnvelopeBody, Position, StreamId};
+use rookery_events::{decode_state, encode_state, Aggregate, ChainHash, EnvelopeBody, Position, StreamId};
 use rookery_storage::{EventLog, Snapshot};
 
 use crate::error::CoreError;
@@ -77,19 +77,66 @@ pub(crate) fn storage(e: rookery_storage::StorageError) -> CoreError {
 
 /// Visits every record from `from` on, decoded, in log order, until `f` breaks. Used by full replays.
 ///
-/// With more than one core, a reader thread walks the log and copies the stored bodies into batches
-/// while the calling thread decodes them and runs `f`, so RocksDB's part of a replay (block reads,
-/// decompression, iteration) overlaps the rest. `f` still sees every record in order, and a record
-/// that does not decode (or a failed read) ends the visit with an error after `f` has seen everything
-/// before it, exactly as when one thread does both. Each body is decoded, visited and dropped on the
-/// same thread: handing decoded bodies from one thread to the other made the allocator's frees the
-/// bottleneck (measured: one thread alone was faster).
+/// The records come from [`scan_stored`], so with two cores a reader thread walks the log meanwhile.
+/// Each body is decoded, visited and dropped on the calling thread: handing decoded bodies from one
+/// thread to the other made the allocator's frees the bottleneck (measured: slower than one thread).
+/// A record that does not decode ends the visit with an error after `f` has seen everything before it.
 ///
 /// # Errors
 /// [`CoreError::Storage`] when the log cannot be read or a record does not decode.
 pub fn scan_bodies(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Position, &EnvelopeBody) -> ControlFlow<()>) -> Result<(), CoreError> {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return scan_bodies_inline(log, from, f);
+    bodies_of(log, from, f, reader_thread())
+}
+
+fn bodies_of(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Position, &EnvelopeBody) -> ControlFlow<()>, threaded: bool) -> Result<(), CoreError> {
+    let mut failure = None;
+    scan_stored_with(
+        log,
+        from,
+        &mut |r| match EnvelopeBody::decode(r.body) {
+            Ok(body) => f(r.position, &body),
+            Err(e) => {
+                failure = Some(CoreError::Storage(format!("record {}: {e}", r.position)));
+                ControlFlow::Break(())
+            }
+        },
+        threaded,
+    )?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// One stored record as a whole-log walk lends it: its place in the chain and its undecoded body.
+pub(crate) struct StoredRef<'a> {
+    pub(crate) position: Position,
+    pub(crate) prev_hash: ChainHash,
+    pub(crate) digest: ChainHash,
+    pub(crate) body: &'a [u8],
+}
+
+/// Visits every stored record from `from` on, in log order, until `f` breaks: the walk under replays
+/// and chain verification.
+///
+/// With more than one core, a reader thread walks the log and copies the records into batches (at most
+/// four ahead) while the calling thread runs `f`, so RocksDB's part of the walk (block reads,
+/// decompression, iteration) overlaps the visitor's. `f` sees every record in order either way, and a
+/// failed read ends the walk with an error after `f` has seen everything read before it.
+///
+/// # Errors
+/// [`CoreError::Storage`] when the log cannot be read.
+pub(crate) fn scan_stored(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(StoredRef<'_>) -> ControlFlow<()>) -> Result<(), CoreError> {
+    scan_stored_with(log, from, f, reader_thread())
+}
+
+/// Whether a whole-log walk gets its own reader thread: only when there is a core for it.
+fn reader_thread() -> bool {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+}
+
+fn scan_stored_with(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(StoredRef<'_>) -> ControlFlow<()>, threaded: bool) -> Result<(), CoreError> {
+    if !threaded {
+        return log
+            .scan(from, &mut |r| f(StoredRef { position: r.position, prev_hash: r.prev_hash, digest: r.digest, body: &r.body }))
+            .map_err(storage);
     }
     // Bounded: the reader runs at most a few batches ahead, so memory stays small whatever the log.
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Stored>(4);
@@ -101,7 +148,7 @@ pub fn scan_bodies(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Positio
                 let next_batch = || spent_rx.try_recv().map(Stored::cleared).unwrap_or_default();
                 let mut batch = next_batch();
                 let read = log.scan(from, &mut |r| {
-                    batch.push(r.position, &r.body);
+                    batch.push(&r);
                     if batch.is_full() && full_tx.send(std::mem::replace(&mut batch, next_batch())).is_err() {
                         // The visitor stopped.
                         return ControlFlow::Break(());
@@ -109,38 +156,34 @@ pub fn scan_bodies(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Positio
                     ControlFlow::Continue(())
                 });
                 // What was read before the end (or before a failure) is still visited.
-                if !batch.ends.is_empty() {
+                if !batch.records.is_empty() {
                     let _ = full_tx.send(batch);
                 }
                 read.map_err(storage)
             })
             .map_err(|e| CoreError::Storage(format!("cannot start the replay reader: {e}")))?;
-        let mut visited = Ok(ControlFlow::Continue(()));
+        let mut stopped = false;
         for batch in full_rx.iter() {
-            visited = batch.visit(f);
+            stopped = batch.visit(f).is_break();
             // Buffers go back for reuse; once the reader is done they are simply dropped.
             let _ = spent_tx.send(batch);
-            if !matches!(visited, Ok(ControlFlow::Continue(()))) {
+            if stopped {
                 break;
             }
         }
         // Unblocks a reader waiting to hand over a batch nobody will visit.
         drop(full_rx);
         let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        match visited {
-            Ok(ControlFlow::Continue(())) => read,
-            Ok(ControlFlow::Break(())) => Ok(()),
-            Err(e) => Err(e),
-        }
+        if stopped { Ok(()) } else { read }
     })
 }
 
-/// Stored bodies a replay's reader hands over at once: one buffer of concatenated bodies and where
-/// each ends.
+/// Stored records a whole-log walk's reader hands over at once: one buffer of concatenated bodies and,
+/// per record, its position, chain link, digest and where its body ends.
 #[derive(Default)]
 struct Stored {
     bytes: Vec<u8>,
-    ends: Vec<(Position, usize)>,
+    records: Vec<(Position, ChainHash, ChainHash, usize)>,
 }
 
 impl Stored {
@@ -152,45 +195,28 @@ impl Stored {
 
     fn cleared(mut self) -> Stored {
         self.bytes.clear();
-        self.ends.clear();
+        self.records.clear();
         self
     }
 
-    fn push(&mut self, position: Position, body: &[u8]) {
-        self.bytes.extend_from_slice(body);
-        self.ends.push((position, self.bytes.len()));
+    fn push(&mut self, r: &rookery_storage::StoredRecord) {
+        self.bytes.extend_from_slice(&r.body);
+        self.records.push((r.position, r.prev_hash, r.digest, self.bytes.len()));
     }
 
     fn is_full(&self) -> bool {
-        self.ends.len() >= Self::RECORDS || self.bytes.len() >= Self::BYTES
+        self.records.len() >= Self::RECORDS || self.bytes.len() >= Self::BYTES
     }
 
-    /// Decodes each body in turn and hands it to `f`, until `f` breaks or a body does not decode.
-    fn visit(&self, f: &mut dyn FnMut(Position, &EnvelopeBody) -> ControlFlow<()>) -> Result<ControlFlow<()>, CoreError> {
+    /// Hands each record to `f` in turn, until `f` breaks.
+    fn visit(&self, f: &mut dyn FnMut(StoredRef<'_>) -> ControlFlow<()>) -> ControlFlow<()> {
         let mut start = 0;
-        for &(position, end) in &self.ends {
-            let body = EnvelopeBody::decode(&self.bytes[start..end]).map_err(|e| CoreError::Storage(format!("record {position}: {e}")))?;
-            if f(position, &body).is_break() {
-                return Ok(ControlFlow::Break(()));
-            }
+        for &(position, prev_hash, digest, end) in &self.records {
+            f(StoredRef { position, prev_hash, digest, body: &self.bytes[start..end] })?;
             start = end;
         }
-        Ok(ControlFlow::Continue(()))
+        ControlFlow::Continue(())
     }
-}
-
-/// [`scan_bodies`] on the calling thread alone.
-fn scan_bodies_inline(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Position, &EnvelopeBody) -> ControlFlow<()>) -> Result<(), CoreError> {
-    let mut failure = None;
-    log.scan(from, &mut |r| match EnvelopeBody::decode(&r.body) {
-        Ok(body) => f(r.position, &body),
-        Err(e) => {
-            failure = Some(CoreError::Storage(format!("record {}: {e}", r.position)));
-            ControlFlow::Break(())
-        }
-    })
-    .map_err(storage)?;
-    failure.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -206,13 +232,13 @@ mod tests {
     }
 
     /// Every visit of `log` from `from`: (position, client_msg_no of the message).
-    fn visits(log: &dyn EventLog, from: Position, scan: fn(&dyn EventLog, Position, &mut dyn FnMut(Position, &EnvelopeBody) -> ControlFlow<()>) -> Result<(), CoreError>) -> Vec<(u64, String)> {
+    fn visits(log: &dyn EventLog, from: Position, threaded: bool) -> Vec<(u64, String)> {
         let mut seen = Vec::new();
-        scan(log, from, &mut |p, body| {
+        bodies_of(log, from, &mut |p, body| {
             let rookery_events::Event::Channel(rookery_events::ChannelEvent::MessageAppended(m)) = &body.event else { panic!("a message") };
             seen.push((p.0, format!("{:?}", m.client_msg_no)));
             ControlFlow::Continue(())
-        })
+        }, threaded)
         .unwrap();
         seen
     }
@@ -222,18 +248,18 @@ mod tests {
         // Two full batches and a partial one; and a batch exactly full at the end.
         for n in [2 * Stored::RECORDS as u64 + 5, Stored::RECORDS as u64] {
             let log = log_of(sample::messages_over_channels(n, 10));
-            let seen = visits(&log, Position(1), scan_bodies);
+            let seen = visits(&log, Position(1), true);
             assert_eq!(seen.len() as u64, n);
             assert!(seen.iter().enumerate().all(|(i, (p, _))| *p == i as u64 + 1));
-            assert_eq!(seen, visits(&log, Position(1), scan_bodies_inline));
-            assert_eq!(visits(&log, Position(1000), scan_bodies), visits(&log, Position(1000), scan_bodies_inline));
+            assert_eq!(seen, visits(&log, Position(1), false));
+            assert_eq!(visits(&log, Position(1000), true), visits(&log, Position(1000), false));
         }
     }
 
     #[test]
     fn large_records_are_batched_by_bytes() {
         let log = log_of(sample::messages_over_channels(12, 300_000));
-        let seen = visits(&log, Position(1), scan_bodies);
+        let seen = visits(&log, Position(1), true);
         assert_eq!(seen.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
     }
 
@@ -256,12 +282,12 @@ mod tests {
         records.push(NewRecord { body: vec![0xff; 7], ..good });
         records.extend(sample::messages_over_channels(10, 10));
         let log = log_of(records);
-        for scan in [scan_bodies, scan_bodies_inline] {
+        for threaded in [true, false] {
             let mut visited = 0;
-            let err = scan(&log, Position(1), &mut |_, _| {
+            let err = bodies_of(&log, Position(1), &mut |_, _| {
                 visited += 1;
                 ControlFlow::Continue(())
-            })
+            }, threaded)
             .unwrap_err();
             assert_eq!(visited, 1500);
             assert!(err.to_string().contains("record 1501"), "{err}");

@@ -255,13 +255,14 @@ fn walk_chain(
     let mut prev = ChainHash::GENESIS;
     let mut expected = Position(1);
     let mut problem: Option<String> = None;
-    log.scan(Position(1), &mut |r| {
+    // With two cores a reader thread walks the log meanwhile (`recovery::scan_stored`).
+    recovery::scan_stored(log, Position(1), &mut |r| {
         let checked = if r.position != expected {
             Err(format!("position {} follows {}: the log has a gap", r.position, expected.0 - 1))
         } else if r.prev_hash != prev {
             Err(format!("chain broken at position {}: stored previous hash {} but the chain gives {}", r.position, r.prev_hash.to_hex(), prev.to_hex()))
         } else {
-            match EnvelopeBody::decode(&r.body) {
+            match EnvelopeBody::decode(r.body) {
                 Err(e) => Err(format!("record at position {} does not decode: {e}", r.position)),
                 Ok(body) if body.digest() != r.digest => Err(format!("record at position {} was altered: its digest does not match its contents", r.position)),
                 Ok(body) => visit(r.position, &body),
