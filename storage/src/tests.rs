@@ -440,6 +440,18 @@ fn group_limits_are_respected() {
     assert_eq!(log.stats().groups, 401);
 }
 
+/// One caller at a time finds the log idle every time: each append is its own group, written with a
+/// synced write by the committer, one fsync each (the syncer's shared fsyncs are for concurrent load).
+#[test]
+fn a_lone_appender_gets_one_fsync_per_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_rocks(dir.path());
+    hammer(&log, 1, 50);
+    let stats = log.stats();
+    assert_eq!((stats.records, stats.groups, stats.syncs), (50, 50, 50), "{stats:?}");
+    assert_eq!(stats.pending, 0);
+}
+
 #[test]
 fn os_buffered_never_syncs() {
     let dir = tempfile::tempdir().unwrap();

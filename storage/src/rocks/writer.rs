@@ -147,10 +147,9 @@ struct Taken {
     from: (Position, ChainHash),
     to: (Position, ChainHash),
     written: std::result::Result<(), String>,
-    /// Nothing else was in flight or waiting: the committer publishes the group itself.
+    /// Nothing else was in flight or waiting: written with a synced write (when syncing every group)
+    /// and published by the committer itself.
     alone: bool,
-    /// Written with a synced write (alone in the log, syncing every group), so there is nothing to sync.
-    synced: bool,
     started: std::time::Instant,
 }
 
@@ -261,12 +260,12 @@ impl Writer {
         // The next group starts after this one even before it is synced: a batch written later is
         // synced no earlier, and publish keeps ticket order.
         intake.head = to;
-        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, alone, synced: sync_now, written: written.map(|_| ()), started })
+        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, alone, written: written.map(|_| ()), started })
     }
 
     /// The publish step, in ticket order: index entries, head, counters, replies.
     fn publish(&self, taken: Taken) {
-        let Taken { ticket, group, records: submitted, from, to, written, started, synced, .. } = taken;
+        let Taken { ticket, group, records: submitted, from, to, written, started, alone } = taken;
         #[cfg(test)]
         while self.shared.hold_publish.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -311,7 +310,7 @@ impl Writer {
             self.shared.groups.fetch_add(1, Ordering::Relaxed);
             self.shared.records.fetch_add(records, Ordering::Relaxed);
             self.shared.group_records.observe(records);
-            if synced {
+            if alone && self.options.durability == Durability::SyncEveryGroup {
                 // The syncer counts the syncs it makes; this group's own write was one.
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             }
