@@ -560,6 +560,24 @@ fn close_refuses_later_writes_but_keeps_reads() {
     log.close();
 }
 
+/// `close` with groups queued, being written and being synced: every one of them is synced and
+/// answered (the syncer hands its last groups back to a committer that is already closing).
+#[test]
+fn close_answers_every_append_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_rocks(dir.path());
+    let pending: Vec<_> = (1..=3000).map(|n| log.submit(vec![rec("s", n)])).collect();
+    log.close();
+    for (n, commit) in (1..).zip(pending) {
+        assert_eq!(commit.wait().unwrap().first, Position(n), "answered, in order");
+    }
+    let stats = log.stats();
+    assert_eq!((stats.records, stats.pending), (3000, 0), "{stats:?}");
+    assert!(stats.syncs >= 1 && stats.syncs <= stats.groups, "{stats:?}");
+    drop(log);
+    assert_eq!(open_rocks(dir.path()).head().0, Position(3000));
+}
+
 #[test]
 fn one_writer_per_directory_but_read_only_opens_alongside() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,9 +4,10 @@
 //! queued at that moment (up to a size limit), assigns positions, extends the hash chain and writes it
 //! as one `WriteBatch` of one key per record, then goes on with the next group. Under
 //! `Durability::SyncEveryGroup` the syncer thread syncs the WAL once for every group written so far
-//! and, in position order, adds the records' index entries to the in-memory index tail, publishes the
-//! head and completes every commit of those groups; an append that finds the log idle is written with
-//! a synced write and answered by the committer alone. An indexer thread (`tail.rs`) moves the tail into
+//! and hands them back to the committer, which, in position order, adds the records' index entries
+//! to the in-memory index tail, publishes the head and completes every commit of those groups, while
+//! the syncer's next fsync runs; an append that finds the log idle is written with a synced write and
+//! answered by the committer alone. An indexer thread (`tail.rs`) moves the tail into
 //! the index families in per-stream blocks. Reads go straight to the database from the calling thread,
 //! merged with the tail: RocksDB is safe for concurrent readers and writers.
 //!
@@ -33,7 +34,7 @@ use crate::{check_batch, Commit, Durability, EventLog, NewRecord, Result, Rewrit
 use histogram::HistogramSnapshot;
 use schema::*;
 use tail::{SharedTail, Tail};
-use writer::{Request, Shared};
+use writer::{Request, Shared, Work};
 
 /// Settings of [`RocksLog`].
 #[derive(Debug, Clone)]
@@ -104,7 +105,7 @@ impl Default for LogStats {
 pub struct RocksLog {
     db: Arc<DB>,
     /// The writer's queue; `None` once closed, and always for a read-only log.
-    tx: Mutex<Option<Sender<Request>>>,
+    tx: Mutex<Option<Sender<Work>>>,
     /// The committer and syncer threads, joined by `close` in that order.
     writer: Mutex<Vec<JoinHandle<()>>>,
     /// Index entries not yet in the index families.
@@ -142,7 +143,7 @@ impl RocksLog {
                 .map_err(|e| StorageError::Backend(Box::new(e)))?
         };
         let (tx, rx) = mpsc::channel();
-        let writers = writer::start(db.clone(), shared.clone(), tail.clone(), options, head, rx).map_err(|e| StorageError::Backend(Box::new(e)))?;
+        let writers = writer::start(db.clone(), shared.clone(), tail.clone(), options, head, &tx, rx).map_err(|e| StorageError::Backend(Box::new(e)))?;
         tracing::info!(path = %path.display(), head = head.0 .0, "event log opened");
         Ok(RocksLog {
             db,
@@ -193,7 +194,10 @@ impl RocksLog {
     /// until the log is dropped. Idempotent; dropping the log does the same.
     pub fn close(&self) {
         // Dropping the only sender ends the writer's loop once the queue is empty.
-        drop(lock(&self.tx).take());
+        if let Some(tx) = lock(&self.tx).take() {
+            // Behind everything already submitted; the writer stops after it.
+            let _ = tx.send(Work::Close);
+        }
         self.tail.closing();
         // Holding the lock while joining makes a concurrent `close` return only after the writer is gone.
         let mut writer = lock(&self.writer);
@@ -482,7 +486,7 @@ impl EventLog for RocksLog {
                 let n = records.len() as u64;
                 self.shared.pending.fetch_add(n, Ordering::Relaxed);
                 // The writer only hangs up if it panicked; the request comes back and is refused.
-                if let Err(mpsc::SendError(request)) = tx.send(Request { records, rewrites: values, reply }) {
+                if let Err(mpsc::SendError(Work::Append(request))) = tx.send(Work::Append(Request { records, rewrites: values, reply })) {
                     self.shared.pending.fetch_sub(n, Ordering::Relaxed);
                     request.reply.send(Err(StorageError::Closed));
                 }

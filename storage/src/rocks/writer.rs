@@ -4,10 +4,10 @@
 //! so the head it extends is the truth without any other coordination. A group is one key per record
 //! in one write, synced before anyone hears of it; once synced, the group's index entries go to the
 //! tail (`tail.rs`), the new head is published, in position order, and only then are the group's
-//! callers answered.
+//! callers answered. The syncer does nothing but the fsyncs; publishing is the committer's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SendError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -25,6 +25,16 @@ pub(super) struct Request {
     /// Encoded replacement values of stored records (log key, value), checked by the submitter.
     pub(super) rewrites: Vec<([u8; 8], Vec<u8>)>,
     pub(super) reply: CommitSender,
+}
+
+/// What the committer's queue carries.
+pub(super) enum Work {
+    /// A `submit`.
+    Append(Request),
+    /// Groups the syncer has synced, in position order, for the committer to publish.
+    Synced(Vec<Taken>),
+    /// Sent by `close` behind every submit: nothing more will be submitted.
+    Close,
 }
 
 /// What the writer publishes to readers.
@@ -75,13 +85,17 @@ impl Shared {
 ///
 /// The *committer* takes the queued requests, encodes them, extends the chain and writes the batch to
 /// RocksDB without sync, then hands the group to the *syncer* and goes on with the next one. The
-/// syncer takes every group written so far, syncs the WAL once for all of them and publishes them in
-/// position order: index entries to the tail, the new head, the replies. So while one fsync runs, the
-/// committer writes what arrives meanwhile, and the next fsync starts as soon as the last one has been
-/// published, covering all of it: the disk is kept busy without a second fsync racing the first.
+/// syncer takes every group written so far, syncs the WAL once for all of them, hands them back
+/// through the committer's own queue and starts the next fsync at once. The committer publishes what
+/// comes back (index entries to the tail, the new head, the replies), in position order, as it meets it
+/// in its queue between requests. So the fsyncs run back to back, each covering everything written
+/// while the last one ran, and no fsync waits for a group's publishing: that work (a reply and a wake-up
+/// per append, freeing the records) overlaps the next fsync, on the thread that has room for it. The
+/// price: while the committer is inside a write (RocksDB may stall one while it flushes), groups that
+/// are already synced wait for their answers until the write returns.
 ///
 /// A group that finds the log idle (nothing in flight, nothing else queued, nothing waiting when the
-/// last group was published) is written with a synced write and published by the committer itself:
+/// last group was published) is written with a synced write and published by the committer at once:
 /// at low load an append costs one fsync and no hand-off between threads.
 pub(super) struct Writer {
     db: Arc<DB>,
@@ -96,7 +110,7 @@ pub(super) struct Writer {
 }
 
 /// Starts the committer and the syncer; their handles, in the order to join them.
-pub(super) fn start(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), rx: Receiver<Request>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub(super) fn start(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), tx: &Sender<Work>, rx: Receiver<Work>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let writer = Arc::new(Writer { db, shared, tail, options, order: Mutex::new(Order { published: 0, failed: None }), busy: std::sync::atomic::AtomicBool::new(false) });
     let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
     let (to_syncer, written) = std::sync::mpsc::channel::<Taken>();
@@ -104,13 +118,14 @@ pub(super) fn start(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, opt
         let writer = writer.clone();
         std::thread::Builder::new().name("rookery-log-commit".into()).spawn(move || writer.run_committer(intake, to_syncer))?
     };
-    let syncer = std::thread::Builder::new().name("rookery-log-sync".into()).spawn(move || writer.run_syncer(&written))?;
+    let back = tx.clone();
+    let syncer = std::thread::Builder::new().name("rookery-log-sync".into()).spawn(move || writer.run_syncer(&written, &back))?;
     Ok(vec![committer, syncer])
 }
 
 /// What the intake step owns.
 struct Intake {
-    rx: Receiver<Request>,
+    rx: Receiver<Work>,
     /// A request taken from the queue that did not fit in the previous group; it opens the next one.
     carry: Option<Request>,
     /// Where the next group starts: the head after the last batch written (not necessarily synced).
@@ -138,7 +153,7 @@ struct Order {
 }
 
 /// A group after intake: its requests, where it starts and ends, and how its write went.
-struct Taken {
+pub(super) struct Taken {
     ticket: u64,
     group: Vec<Request>,
     /// Records in the group's requests.
@@ -154,9 +169,10 @@ struct Taken {
 }
 
 impl Writer {
-    /// The committer: serves the queue until every sender is gone and it is empty, so nothing
-    /// submitted is dropped; then lets the syncer finish.
-    fn run_committer(&self, mut intake: Intake, to_syncer: std::sync::mpsc::Sender<Taken>) {
+    /// The committer: serves the queue (appends, and synced groups to publish) until `close` has
+    /// been met, so nothing submitted is dropped; then lets the syncer finish and publishes what it
+    /// hands back.
+    fn run_committer(&self, mut intake: Intake, to_syncer: Sender<Taken>) {
         while let Some(taken) = self.take_in(&mut intake) {
             if taken.alone {
                 // Written alone (and synced, unless OS-buffered): nothing to overlap with.
@@ -168,11 +184,21 @@ impl Writer {
                 self.publish(Taken { written: Err("the event log's syncer stopped".into()), ..unsent.0 });
             }
         }
+        // Closed: the syncer finishes what it has, hands it back and hangs up.
+        drop(to_syncer);
+        while let Ok(work) = intake.rx.recv() {
+            if let Work::Synced(groups) = work {
+                for taken in groups {
+                    self.publish(taken);
+                }
+            }
+        }
         tracing::debug!("event log committer stopped");
     }
 
-    /// The syncer: one WAL fsync for every group written so far, then their publishing, in order.
-    fn run_syncer(&self, written: &Receiver<Taken>) {
+    /// The syncer: one WAL fsync for every group written so far, then the groups go back to the
+    /// committer to be published.
+    fn run_syncer(&self, written: &Receiver<Taken>, back: &Sender<Work>) {
         while let Ok(first) = written.recv() {
             let mut ready: Vec<Taken> = std::iter::once(first).chain(written.try_iter()).collect();
             if self.options.durability == Durability::SyncEveryGroup && ready.iter().any(|t| t.written.is_ok()) {
@@ -188,11 +214,40 @@ impl Writer {
                     }
                 }
             }
-            for taken in ready {
-                self.publish(taken);
+            // Back to the committer, which publishes them; this thread goes straight on to the next fsync.
+            if let Err(SendError(Work::Synced(ready))) = back.send(Work::Synced(ready)) {
+                // The committer is gone (it panicked): nobody else can answer these groups.
+                for taken in ready {
+                    self.publish(taken);
+                }
             }
         }
         tracing::debug!("event log syncer stopped");
+    }
+
+    /// The next submitted request, publishing synced groups met on the way; waits for one if
+    /// `block`. `None` when none is queued (not blocking) or the queue is closed (then `intake.closed`).
+    fn next_request(&self, intake: &mut Intake, block: bool) -> Option<Request> {
+        loop {
+            let work = if block {
+                intake.rx.recv().map_err(|_| TryRecvError::Disconnected)
+            } else {
+                intake.rx.try_recv()
+            };
+            match work {
+                Ok(Work::Append(request)) => return Some(request),
+                Ok(Work::Synced(groups)) => {
+                    for taken in groups {
+                        self.publish(taken);
+                    }
+                }
+                Ok(Work::Close) | Err(TryRecvError::Disconnected) => {
+                    intake.closed = true;
+                    return None;
+                }
+                Err(TryRecvError::Empty) => return None,
+            }
+        }
     }
 
     /// The intake step: the next group, written without sync; `None` once the queue is closed and empty.
@@ -205,12 +260,9 @@ impl Writer {
         // Block for the group's first request; a group is never empty.
         let first = match intake.carry.take() {
             Some(request) => request,
-            None => match intake.rx.recv() {
-                Ok(request) => request,
-                Err(_) => {
-                    intake.closed = true;
-                    return None;
-                }
+            None => match self.next_request(intake, true) {
+                Some(request) => request,
+                None => return None,
             },
         };
         let (mut records, mut bytes) = weight(&first);
@@ -218,7 +270,7 @@ impl Writer {
         // Then take whatever else is already queued, without waiting: latency stays that of one
         // write, and the more callers are waiting, the larger (and cheaper per record) the group.
         while records < max_records && bytes < max_bytes {
-            let Ok(request) = intake.rx.try_recv() else { break };
+            let Some(request) = self.next_request(intake, false) else { break };
             let (n, b) = weight(&request);
             if records + n > max_records || bytes + b > max_bytes {
                 intake.carry = Some(request);
@@ -271,8 +323,8 @@ impl Writer {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let mut order = lock(&self.order);
-        // The syncer publishes groups in the order they were written, and the committer publishes one
-        // itself only when nothing before it is unpublished.
+        // The syncer hands groups back in the order they were written, and a group written alone is
+        // published at once only when nothing before it is unpublished.
         debug_assert_eq!(order.published + 1, ticket, "groups are published in position order");
         // Leaves the pending count just before the first reply, so a caller that has its answer
         // never sees its own records as pending.
