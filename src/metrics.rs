@@ -102,7 +102,7 @@ impl View<'_> {
             gauge("rookery_log_pending_records", "Records submitted to the log writer and not yet answered.", log.pending as f64),
             gauge("rookery_log_unindexed_records", "Committed records whose index entries are in memory only, waiting for the indexer.", log.unindexed as f64),
             histogram("rookery_log_commit_group_records", "Records per commit group.", &log.group_records, 1.0),
-            histogram("rookery_log_write_seconds", "Time to write one commit group, WAL fsync included when syncing.", &log.write_micros, 1e-6),
+            histogram("rookery_log_write_seconds", "Time from the start of a commit group's write until it is published, WAL fsync included when syncing.", &log.write_micros, 1e-6),
         ];
         if let Some(core) = &self.core {
             f.push(counter("rookery_messages_in_total", "Sends accepted (REST and WKProto), each a new stored message.", core.messages_accepted));

@@ -76,7 +76,8 @@ pub struct LogStats {
     pub pending: u64,
     /// Records per written group ([`histogram::GROUP_RECORDS_BOUNDS`]).
     pub group_records: HistogramSnapshot,
-    /// Microseconds per group write, fsync included when syncing ([`histogram::WRITE_MICROS_BOUNDS`]).
+    /// Microseconds per group from the start of its write until it was published, fsync included when
+    /// syncing ([`histogram::WRITE_MICROS_BOUNDS`]).
     pub write_micros: HistogramSnapshot,
     /// Records whose index entries are held in memory only, waiting for the indexer (normally what
     /// arrived in the last 50 ms; steady growth means the indexer cannot keep up).

@@ -48,7 +48,8 @@ pub(super) struct Shared {
     pub(super) pending: AtomicU64,
     /// Records per successfully written group.
     pub(super) group_records: AtomicHistogram,
-    /// Microseconds each successful group write took (write plus WAL fsync when syncing).
+    /// Microseconds from the start of each successful group's write until it was published (the WAL
+    /// fsync included when syncing).
     pub(super) write_micros: AtomicHistogram,
     /// Test hook: fail the next group's write.
     #[cfg(test)]
