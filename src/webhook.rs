@@ -282,18 +282,14 @@ async fn offline_recipients(core: &Core, presence: &Presence, m: &Message) -> Op
     if m.header.sync_once || matches!(m.channel.ty, ChannelType::DATA | ChannelType::TEMP | ChannelType::LIVE) {
         return None;
     }
-    let peer = match rookery_events::person_channel_parties(&m.channel.id) {
-        Some((a, b)) if m.channel.ty == ChannelType::PERSON => if a == m.from_uid { b } else { a },
-        _ => m.from_uid.clone(),
-    };
-    let recipients = match crate::gateway::session::recipients(core, &m.channel, &m.from_uid, &peer).await {
+    let recipients = match core.recipients(&m.channel).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, channel = %m.channel, "cannot list recipients for msg.offline");
             return None;
         }
     };
-    let candidates: Vec<Uid> = recipients.into_iter().filter(|u| *u != m.from_uid).collect();
+    let candidates: Vec<Uid> = recipients.iter().filter(|u| **u != m.from_uid).cloned().collect();
     let online: std::collections::HashSet<Uid> = presence.online_devices(&candidates).into_iter().map(|(u, _)| u).collect();
     Some(candidates.into_iter().filter(|u| !online.contains(u)).collect())
 }

@@ -2,6 +2,7 @@
 //! the only writer of that channel's streams.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -27,7 +28,7 @@ type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 pub(crate) enum Plan {
     Ack { reply: Reply<ChannelReply>, foreign: Vec<(Uid, UserEvent)>, own: usize },
     /// A send; `dedupe` when a retry of it is to be recognised.
-    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, dedupe: Option<Dedupe>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, recipients: Arc<[Uid]>, dedupe: Option<Dedupe>, foreign: Vec<(Uid, UserEvent)>, own: usize },
     /// A retry that arrived while its original was in flight: answered from the committed original.
     Duplicate { reply: Reply<ChannelReply>, key: (Uid, ClientMsgNo) },
 }
@@ -48,6 +49,9 @@ pub struct ChannelActor {
     pipe: Pipeline<ChannelState, Plan>,
     recent: RecentSends,
     in_flight: HashMap<(Uid, ClientMsgNo), usize>,
+    /// Who receives a message decided now, shared with every send answered until membership changes
+    /// (`None`: to be built from the projected state).
+    recipients: Option<Arc<[Uid]>>,
     snapshot_at: Position,
     last_active: Instant,
     retired: bool,
@@ -75,6 +79,7 @@ impl ChannelActor {
             pipe: Pipeline::new(state),
             recent: RecentSends::new(window),
             in_flight: HashMap::new(),
+            recipients: None,
             snapshot_at,
             last_active: Instant::now(),
             retired: false,
@@ -100,6 +105,24 @@ impl ChannelActor {
             Kind::Message => StreamId::Channel(self.key.clone()),
             Kind::Command => StreamId::ChannelCommands(self.key.clone()),
         }
+    }
+
+    /// Who receives a message decided now: both parties of a person channel, otherwise the
+    /// subscribers of the projected state. Built once per membership, then shared.
+    fn recipients(&mut self) -> Arc<[Uid]> {
+        if self.recipients.is_none() {
+            let uids: Vec<Uid> = if self.key.ty == ChannelType::PERSON {
+                match rookery_events::person_channel_parties(&self.key.id) {
+                    Some((a, b)) if a == b => vec![a],
+                    Some((a, b)) => vec![a, b],
+                    None => Vec::new(),
+                }
+            } else {
+                self.pipe.projected().subscribers.iter().cloned().collect()
+            };
+            self.recipients = Some(uids.into());
+        }
+        self.recipients.clone().unwrap_or_else(|| Arc::from([]))
     }
 
     /// Users who get a command message in their write-spread queue.
@@ -188,7 +211,7 @@ impl ChannelActor {
                 let hash = key_hash(&key.0, &key.1);
                 match self.find_original(&key, hash) {
                     Ok(Some((message_id, message_seq))) => {
-                        let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })));
+                        let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) })));
                         return;
                     }
                     Ok(None) => dedupe = Some(Dedupe { key, hash, kind: Kind::of(m.header.sync_once) }),
@@ -206,6 +229,10 @@ impl ChannelActor {
                 return;
             }
         };
+        if events.iter().any(|e| !matches!(e, ChannelEvent::MessageAppended(_))) {
+            // Membership may change with these: the next send builds the list anew.
+            self.recipients = None;
+        }
         let meta = Meta { recorded_at: now, actor: msg.origin.actor, request_id: msg.origin.request_id, source: msg.origin.source, user_agent: msg.origin.user_agent };
         let mut records = Vec::with_capacity(events.len());
         let mut foreign = self.membership_effects(&events);
@@ -233,10 +260,10 @@ impl ChannelActor {
                 if let Some(d) = &dedupe {
                     *self.in_flight.entry(d.key.clone()).or_default() += 1;
                 }
-                Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own }
+                Plan::Sent { reply, message_id, message_seq, recipients: self.recipients(), dedupe, foreign, own }
             }
             // no_persist: checked, not stored; seq 0.
-            (ChannelCommand::Send(m), None) => Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), dedupe: None, foreign, own },
+            (ChannelCommand::Send(m), None) => Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), recipients: self.recipients(), dedupe: None, foreign, own },
             _ => Plan::Ack { reply, foreign, own },
         };
         let rewrites = if matches!(cmd, ChannelCommand::ErasePayloads { .. }) { msg.rewrites } else { Vec::new() };
@@ -264,7 +291,7 @@ impl ChannelActor {
                     }
                     let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
                 }
-                Plan::Sent { reply, message_id, message_seq, dedupe, foreign, own } => {
+                Plan::Sent { reply, message_id, message_seq, recipients, dedupe, foreign, own } => {
                     if let Some(d) = &dedupe {
                         if let Some(n) = self.in_flight.get_mut(&d.key) {
                             *n -= 1;
@@ -281,7 +308,7 @@ impl ChannelActor {
                             if let Some(c) = committed {
                                 self.notify_users(c, own, foreign);
                             }
-                            let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false })));
+                            let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false, recipients })));
                         }
                         Err(e) => {
                             let _ = reply.send(Err(CoreError::Storage(e)));
@@ -290,7 +317,7 @@ impl ChannelActor {
                 }
                 Plan::Duplicate { reply, key } => {
                     let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key, key_hash(&key.0, &key.1))) {
-                        Ok(Some((message_id, message_seq))) => Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true })),
+                        Ok(Some((message_id, message_seq))) => Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) })),
                         // The original failed: the retry must be sent again by the client.
                         Ok(None) => Err(CoreError::Unavailable),
                         Err(e) => Err(e),
@@ -391,5 +418,30 @@ impl Handler<GetChannelView> for ChannelActor {
         self.last_active = Instant::now();
         let state = self.pipe.committed();
         Ok(ChannelView { exists: state.exists, mark: state.mark(), own_last_sent: state.last_sent.get(&msg.uid).copied() })
+    }
+}
+
+impl Handler<GetPersonPolicy> for ChannelActor {
+    type Result = Result<PersonPolicy, CoreError>;
+
+    fn handle(&mut self, msg: GetPersonPolicy, _: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        self.last_active = Instant::now();
+        let state = self.pipe.committed();
+        Ok(PersonPolicy { send_banned: state.info.send_ban || state.info.ban, blocks_sender: state.blacklist.contains(&msg.sender) })
+    }
+}
+
+impl Handler<GetRecipients> for ChannelActor {
+    type Result = Result<Arc<[Uid]>, CoreError>;
+
+    fn handle(&mut self, _: GetRecipients, _: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        self.last_active = Instant::now();
+        Ok(self.recipients())
     }
 }

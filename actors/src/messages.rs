@@ -1,9 +1,11 @@
 //! Messages the actors accept and what they answer.
 
+use std::sync::Arc;
+
 use actix::Message;
 use rookery_events::{
     Actor, ChannelCommand, ChannelState, MessageId, MessageSeq, Position, RequestId, SystemCommand,
-    SystemState, UserCommand, UserEvent, UserState,
+    SystemState, Uid, UserCommand, UserEvent, UserState,
 };
 
 use crate::error::CoreError;
@@ -49,6 +51,10 @@ pub struct SentMessage {
     pub message_seq: MessageSeq,
     /// `true` when this was a retry answered from the original committed message.
     pub duplicate: bool,
+    /// Who receives it: the channel's subscribers when it was decided (both parties of a person
+    /// channel), shared with the channel actor, which rebuilds the list only after membership changes.
+    /// Empty for a retry (it was delivered with the original).
+    pub recipients: Arc<[Uid]>,
 }
 
 /// Execute a command on a channel.
@@ -74,6 +80,30 @@ pub struct GetChannel;
 pub struct GetChannelView {
     /// The user asking (for `own_last_sent`).
     pub uid: rookery_events::Uid,
+}
+
+/// Read who receives a message of a channel now: both parties of a person channel, otherwise the
+/// subscribers. Shared with the sends the channel answers until its membership changes.
+#[derive(Message)]
+#[rtype(result = "Result<Arc<[Uid]>, CoreError>")]
+pub struct GetRecipients;
+
+/// Read what a user's own person channel says about a send by `sender`: the user's bans, and whether
+/// the user's denylist holds `sender`. Answers without copying the channel's lists.
+#[derive(Message)]
+#[rtype(result = "Result<PersonPolicy, CoreError>")]
+pub struct GetPersonPolicy {
+    /// Who sends.
+    pub sender: Uid,
+}
+
+/// The answer to [`GetPersonPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonPolicy {
+    /// The user may not send (send ban or ban).
+    pub send_banned: bool,
+    /// The user's denylist holds the sender.
+    pub blocks_sender: bool,
 }
 
 /// A small read-only view of a channel for conversation lists.

@@ -218,6 +218,21 @@ impl Core {
         ask(|| self.channel_addr(key), || GetChannel, |a| self.0.channels.remove_if(key, a)).await
     }
 
+    /// Who receives a message of `key` now: both parties of a person channel, otherwise its
+    /// subscribers (the list a send to it would be answered with).
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel cannot be loaded.
+    pub async fn recipients(&self, key: &ChannelKey) -> Result<Arc<[Uid]>, CoreError> {
+        ask(|| self.channel_addr(key), || GetRecipients, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// What `uid`'s own person channel says about a send by `sender`.
+    async fn person_policy(&self, uid: &Uid, sender: &Uid) -> Result<PersonPolicy, CoreError> {
+        let key = ChannelKey::new(uid.0.clone(), ChannelType::PERSON);
+        ask(|| self.channel_addr(&key), || GetPersonPolicy { sender: sender.clone() }, |a| self.0.channels.remove_if(&key, a)).await
+    }
+
     /// Sends a message: gathers the sender's standing (system account, own send ban) and, for person
     /// channels, the receiver's policy, then lets the channel decide. `msg.message_id` is assigned by
     /// the channel actor.
@@ -228,16 +243,14 @@ impl Core {
         let system = self.system_view();
         msg.sender.is_system = system.is_system(&msg.from_uid);
         if !msg.sender.is_system {
-            let own = self.channel_state(&ChannelKey::new(msg.from_uid.0.clone(), ChannelType::PERSON)).await?;
-            msg.sender.send_banned = own.info.send_ban || own.info.ban;
+            msg.sender.send_banned = self.person_policy(&msg.from_uid, &msg.from_uid).await?.send_banned;
         }
         if key.ty == ChannelType::PERSON {
             if let Some((a, b)) = rookery_events::person_channel_parties(&key.id) {
                 let receiver = if a == msg.from_uid { b } else { a };
                 msg.peer.receiver_is_system = system.is_system(&receiver);
                 if !msg.sender.is_system && !msg.peer.receiver_is_system && receiver != msg.from_uid {
-                    let theirs = self.channel_state(&ChannelKey::new(receiver.0.clone(), ChannelType::PERSON)).await?;
-                    msg.peer.blocked = theirs.blacklist.contains(&msg.from_uid);
+                    msg.peer.blocked = self.person_policy(&receiver, &msg.from_uid).await?.blocks_sender;
                 }
             }
         }

@@ -64,6 +64,41 @@ async fn concurrent_sends_get_dense_unique_seqs_in_commit_order() {
     assert_eq!(ids.len(), 200);
 }
 
+fn uids_of(list: &[Uid]) -> Vec<&str> {
+    let mut v: Vec<&str> = list.iter().map(|u| u.0.as_str()).collect();
+    v.sort_unstable();
+    v
+}
+
+/// A send is answered with who receives it: the subscribers as of the message, one list shared until
+/// the membership changes, nothing for a retry; a person channel's are its two parties.
+#[actix::test]
+async fn a_send_is_answered_with_its_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = start(open(&dir), Duration::from_secs(60));
+    members(&core, &["a", "b"]).await;
+    let first = core.send(&group(), message("a", "m1"), origin()).await.unwrap();
+    let second = core.send(&group(), message("b", "m2"), origin()).await.unwrap();
+    assert_eq!(uids_of(&first.recipients), ["a", "b"]);
+    assert!(Arc::ptr_eq(&first.recipients, &second.recipients), "built once, shared");
+    assert!(Arc::ptr_eq(&core.recipients(&group()).await.unwrap(), &second.recipients));
+    let retry = core.send(&group(), message("a", "m1"), origin()).await.unwrap();
+    assert!(retry.duplicate && retry.recipients.is_empty(), "a retry was delivered with its original");
+
+    members(&core, &["c"]).await;
+    core.channel(&group(), ChannelCommand::RemoveSubscribers(vec!["a".into()]), origin()).await.unwrap();
+    let third = core.send(&group(), message("b", "m3"), origin()).await.unwrap();
+    assert_eq!(uids_of(&third.recipients), ["b", "c"], "the membership as of the message");
+    assert_eq!(uids_of(&first.recipients), ["a", "b"], "an earlier answer keeps its list");
+    assert_eq!(uids_of(&core.recipients(&group()).await.unwrap()), ["b", "c"]);
+
+    let person = ChannelKey::new(person_channel_id(&"a".into(), &"z".into()).0, ChannelType::PERSON);
+    let direct = core.send(&person, message("a", "p1"), origin()).await.unwrap();
+    assert_eq!(uids_of(&direct.recipients), ["a", "z"]);
+    let own = ChannelKey::new(person_channel_id(&"a".into(), &"a".into()).0, ChannelType::PERSON);
+    assert_eq!(uids_of(&core.send(&own, message("a", "p2"), origin()).await.unwrap().recipients), ["a"]);
+}
+
 #[actix::test]
 async fn a_retried_send_returns_the_original_even_while_in_flight() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
-use crate::gateway::session::{recipients, Delivery};
+use crate::gateway::session::Delivery;
 
 use super::{json_body, ok, origin, with_state, ApiError, ApiState};
 
@@ -230,10 +230,11 @@ async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> 
         message_seq: 0,
         payload: msg.payload.as_slice().into(),
     };
-    let SentMessage { message_id, message_seq, duplicate } = state.core.send(&key, msg, origin).await.map_err(ApiError::from)?;
+    let SentMessage { message_id, message_seq, duplicate, recipients } = state.core.send(&key, msg, origin).await.map_err(ApiError::from)?;
     if !duplicate {
         (delivery.message_id, delivery.message_seq) = (message_id.0, message_seq.0);
-        push_online(&state, &delivery).await;
+        // Every online session of the recipients: the API is not a session.
+        state.presence.deliver(&delivery, &recipients, None);
     }
     let data = json!({
         "message_id": message_id.0,
@@ -246,19 +247,6 @@ async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> 
     body["reason"] = json!(1);
     body["data"] = data;
     Ok(warp::reply::json(&body).into_response())
-}
-
-/// Pushes a message sent through the API to its recipients' online sessions (all of them: the API is
-/// not a session).
-async fn push_online(state: &ApiState, delivery: &Delivery) {
-    let peer = match person_channel_parties(&delivery.key.id) {
-        Some((a, b)) if delivery.key.ty == ChannelType::PERSON => if a == delivery.from { b } else { a },
-        _ => delivery.from.clone(),
-    };
-    match recipients(&state.core, &delivery.key, &delivery.from, &peer).await {
-        Ok(uids) => state.presence.deliver(delivery, &uids, None),
-        Err(e) => tracing::warn!(channel = %delivery.key, error = %e, "reading recipients for delivery"),
-    }
 }
 
 /// The message object of every read endpoint (and of webhooks). For person channels `channel_id` is the party that is

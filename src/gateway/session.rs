@@ -522,18 +522,6 @@ impl Presence {
     }
 }
 
-/// Who receives a message of `key`: both parties of a person channel (named by `sender` and `peer`),
-/// otherwise the channel's subscribers.
-///
-/// # Errors
-/// The core's error when the channel cannot be read.
-pub async fn recipients(core: &Core, key: &ChannelKey, sender: &Uid, peer: &Uid) -> Result<Vec<Uid>, CoreError> {
-    if key.ty == ChannelType::PERSON {
-        return Ok(if peer == sender { vec![sender.clone()] } else { vec![sender.clone(), peer.clone()] });
-    }
-    Ok(core.channel_state(key).await?.subscribers.into_iter().collect())
-}
-
 /// A session's entry in [`Presence`]; removed when dropped, however the session ends.
 struct Registration {
     presence: Arc<Presence>,
@@ -954,7 +942,7 @@ impl Session {
                 self.info.msgs_in.fetch_add(1, Ordering::Relaxed);
                 // A retry was delivered with the original.
                 if !accepted.sent.duplicate {
-                    self.fan_out(send, accepted).await;
+                    self.fan_out(send, accepted);
                 }
             }
             Err(reason) => {
@@ -967,15 +955,8 @@ impl Session {
 
     /// Puts a RECV for a committed message on the queue of every online session of its recipients
     /// but this one.
-    async fn fan_out(&self, send: &SendPacket, accepted: Accepted) {
+    fn fan_out(&self, send: &SendPacket, accepted: Accepted) {
         let Accepted { sent, key, payload } = accepted;
-        let recipients = match recipients(&self.core, &key, &self.uid, &Uid::from(send.channel_id.as_str())).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(channel = %key, error = %e, "reading subscribers for delivery");
-                return;
-            }
-        };
         let message = Delivery {
             key,
             from: self.uid.clone(),
@@ -988,7 +969,7 @@ impl Session {
             message_seq: sent.message_seq.0,
             payload,
         };
-        self.presence.deliver(&message, &recipients, Some(self.conn_id));
+        self.presence.deliver(&message, &sent.recipients, Some(self.conn_id));
     }
 
     /// Writes something another task queued for this session, and waits for its RECVACK.
