@@ -52,6 +52,9 @@ pub struct ChannelActor {
     /// Who receives a message decided now, shared with every send answered until membership changes
     /// (`None`: to be built from the projected state).
     recipients: Option<Arc<[Uid]>>,
+    /// The user whose own person channel this is (its id is the plain uid): the actor publishes the
+    /// user's bans to the core for senders to read without asking it.
+    owner: Option<Uid>,
     snapshot_at: Position,
     last_active: Instant,
     retired: bool,
@@ -73,6 +76,7 @@ impl ChannelActor {
             }
         };
         let window = core.0.config.dedupe_window;
+        let owner = (key.ty == ChannelType::PERSON && rookery_events::person_channel_parties(&key.id).is_none()).then(|| Uid::from(key.id.0.as_str()));
         ChannelActor {
             key,
             core,
@@ -80,6 +84,7 @@ impl ChannelActor {
             recent: RecentSends::new(window),
             in_flight: HashMap::new(),
             recipients: None,
+            owner,
             snapshot_at,
             last_active: Instant::now(),
             retired: false,
@@ -282,8 +287,18 @@ impl ChannelActor {
         }
     }
 
+    /// Publishes the owner's bans as committed now (before any reply that follows from a change).
+    fn publish_bans(&self) {
+        if let (Some(uid), None) = (&self.owner, &self.broken) {
+            let info = &self.pipe.committed().info;
+            self.core.publish_send_ban(uid, info.send_ban || info.ban);
+        }
+    }
+
     fn finish(&mut self, ctx: &mut Context<Self>) {
-        for (plan, result) in self.pipe.drain() {
+        let finished = self.pipe.drain();
+        self.publish_bans();
+        for (plan, result) in finished {
             match plan {
                 Plan::Ack { reply, foreign, own } => {
                     if let Ok(Some(c)) = &result {
@@ -361,6 +376,9 @@ impl ChannelActor {
             self.snapshot();
         }
         self.retired = true;
+        if let Some(uid) = &self.owner {
+            self.core.forget_send_ban(uid);
+        }
         self.core.0.channels.remove_if(&self.key, &ctx.address());
         ctx.stop();
     }
@@ -372,6 +390,7 @@ impl Actor for ChannelActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        self.publish_bans();
         let idle = self.core.0.config.idle_timeout;
         ctx.run_interval(IDLE_CHECK.min(idle), move |act, ctx| {
             let stale = act.last_active.elapsed() >= idle;
@@ -429,6 +448,7 @@ impl Handler<GetPersonPolicy> for ChannelActor {
             return Err(e);
         }
         self.last_active = Instant::now();
+        self.publish_bans();
         let state = self.pipe.committed();
         Ok(PersonPolicy { send_banned: state.info.send_ban || state.info.ban, blocks_sender: state.blacklist.contains(&msg.sender) })
     }

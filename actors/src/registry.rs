@@ -105,6 +105,10 @@ pub(crate) struct Inner {
     pub(crate) users: Directory<Uid, UserActor>,
     system: Mutex<Option<Addr<SystemActor>>>,
     pub(crate) system_view: RwLock<Arc<SystemState>>,
+    /// Whether a user may not send (send ban or ban on their own person channel), as published by
+    /// that channel's live actor: set when it starts and after each of its commits (before its
+    /// replies), removed when it stops. A user with no entry is asked about through the actor.
+    send_bans: RwLock<HashMap<Uid, bool>>,
     /// Sends that committed a new message (de-duplicated retries not counted).
     messages_accepted: AtomicU64,
     /// Retried sends answered with their original.
@@ -150,6 +154,7 @@ impl Core {
             users: Directory::new(),
             system: Mutex::new(None),
             system_view: RwLock::new(Arc::new(system_state.clone())),
+            send_bans: RwLock::new(HashMap::new()),
             messages_accepted: AtomicU64::new(0),
             messages_retried: AtomicU64::new(0),
         }));
@@ -227,6 +232,19 @@ impl Core {
         ask(|| self.channel_addr(key), || GetRecipients, |a| self.0.channels.remove_if(key, a)).await
     }
 
+    /// Records what `uid`'s own person channel now says about the user's bans (its actor calls this).
+    pub(crate) fn publish_send_ban(&self, uid: &Uid, banned: bool) {
+        let mut bans = self.0.send_bans.write().expect("send bans lock");
+        if bans.get(uid) != Some(&banned) {
+            bans.insert(uid.clone(), banned);
+        }
+    }
+
+    /// Forgets `uid`'s bans: its own person channel's actor is stopping.
+    pub(crate) fn forget_send_ban(&self, uid: &Uid) {
+        self.0.send_bans.write().expect("send bans lock").remove(uid);
+    }
+
     /// What `uid`'s own person channel says about a send by `sender`.
     async fn person_policy(&self, uid: &Uid, sender: &Uid) -> Result<PersonPolicy, CoreError> {
         let key = ChannelKey::new(uid.0.clone(), ChannelType::PERSON);
@@ -243,7 +261,13 @@ impl Core {
         let system = self.system_view();
         msg.sender.is_system = system.is_system(&msg.from_uid);
         if !msg.sender.is_system {
-            msg.sender.send_banned = self.person_policy(&msg.from_uid, &msg.from_uid).await?.send_banned;
+            // Most senders' own channel is live (it was asked last time and publishes its flags); a
+            // cross-thread question to it only when it is not.
+            let known = self.0.send_bans.read().expect("send bans lock").get(&msg.from_uid).copied();
+            msg.sender.send_banned = match known {
+                Some(banned) => banned,
+                None => self.person_policy(&msg.from_uid, &msg.from_uid).await?.send_banned,
+            };
         }
         if key.ty == ChannelType::PERSON {
             if let Some((a, b)) = rookery_events::person_channel_parties(&key.id) {

@@ -99,6 +99,37 @@ async fn a_send_is_answered_with_its_recipients() {
     assert_eq!(uids_of(&core.send(&own, message("a", "p2"), origin()).await.unwrap().recipients), ["a"]);
 }
 
+/// A sender's bans live on their own person channel; while its actor is live the core reads what the
+/// actor published, else it asks. Either way a ban or its lifting counts from its acknowledgement on,
+/// also across passivation.
+#[actix::test]
+async fn a_senders_ban_counts_from_its_acknowledgement_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = start(open(&dir), Duration::from_millis(200));
+    members(&core, &["a"]).await;
+    let own = ChannelKey::new("a", ChannelType::PERSON);
+    let set = |info: ChannelInfo| ChannelCommand::Upsert { info, subscribers: Vec::new(), reset: false };
+    let ban = ChannelInfo { ban: true, ..ChannelInfo::default() };
+    let send_ban = ChannelInfo { send_ban: true, ..ChannelInfo::default() };
+    core.send(&group(), message("a", "first"), origin()).await.expect("not banned");
+    for (n, (info, allowed)) in [(ban, false), (ChannelInfo::default(), true), (send_ban, false), (ChannelInfo::default(), true), (send_ban, false)].into_iter().enumerate() {
+        core.channel(&own, set(info), origin()).await.unwrap();
+        let sent = core.send(&group(), message("a", &format!("m{n}")), origin()).await;
+        assert_eq!(sent.is_ok(), allowed, "step {n}: {sent:?}");
+        if !allowed {
+            assert_eq!(sent.unwrap_err(), CoreError::Rejected(Rejection::SendBanned));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while core.stats().channel_actors > 0 {
+        assert!(std::time::Instant::now() < deadline, "channel actors were never passivated");
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(core.send(&group(), message("a", "after"), origin()).await.unwrap_err(), CoreError::Rejected(Rejection::SendBanned), "still banned after passivation");
+    core.channel(&own, set(ChannelInfo::default()), origin()).await.unwrap();
+    core.send(&group(), message("a", "lifted"), origin()).await.expect("lifted");
+}
+
 #[actix::test]
 async fn a_retried_send_returns_the_original_even_while_in_flight() {
     let dir = tempfile::tempdir().unwrap();
