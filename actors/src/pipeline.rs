@@ -133,7 +133,7 @@ impl<A: Aggregate, P> Pipeline<A, P> {
         }
         if self.queue.is_empty() && !self.failed {
             // Positions in `projected` were placeholders; realign with the durable state.
-            self.projected = self.committed.clone();
+            self.projected.realign(&self.committed);
         }
         out
     }

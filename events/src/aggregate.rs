@@ -54,6 +54,14 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug + Encode + De
     /// Changes state; cannot fail, so replay never depends on today's rules.
     fn apply(&mut self, position: Position, event: &Self::Event);
 
+    /// Makes this state, which has applied the same events as `committed` in the same order but
+    /// with placeholder positions ([`Position::ZERO`]: positions are known only once the log has
+    /// them), equal to `committed`. The default copies it; an aggregate whose positions sit in
+    /// fields that are cheap to set overrides this, so that catching up costs no copy of the state.
+    fn realign(&mut self, committed: &Self) {
+        self.clone_from(committed);
+    }
+
     /// Wraps an event of this aggregate into the log's event type.
     fn wrap(event: Self::Event) -> Event;
 

@@ -631,6 +631,14 @@ impl Aggregate for ChannelState {
         }
     }
 
+    fn realign(&mut self, committed: &Self) {
+        // A placeholder position only ever fails to raise `position`; no other field depends on the
+        // position an event is applied at. So a channel with 10,000 subscribers catches up after each
+        // message without copying them.
+        self.position = committed.position;
+        debug_assert_eq!(self, committed, "a channel state differs from the committed one by more than its position");
+    }
+
     fn apply(&mut self, position: Position, event: &ChannelEvent) {
         if position > self.position {
             self.position = position;
