@@ -11,11 +11,15 @@
 //! (c) time travel: a channel with 100k events spread through a 10M-event log, rebuilt as of a
 //!     past position and a past instant, against rebuilding it by replaying the log up to there.
 //!
+//! (d) group size: one sender's messages, one at a time, through the actors into a group of 10,000
+//!     and of 100,000 subscribers, against the same into a group of 10: what a send costs more
+//!     because the group is large.
+//!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
 //! `--only-append-table` runs (a) alone, `--only-append N [--log-only | --os-buffered] [--appends K] [--raw-batch B]` one run with N
 //! appenders for profiling (without the floors, or without any fsync; K appends, 2,000,000 by default; first the raw
 //! batch of B for the same count),
-//! `--only-replay N` runs (b) for one log of N events).
+//! `--only-replay N` runs (b) for one log of N events, `--only-group-size` runs (d)).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -178,6 +182,10 @@ fn main() {
         }
         return;
     }
+    if args.iter().any(|a| a == "--only-group-size") {
+        group_size(if quick { 300 } else { 5_000 });
+        return;
+    }
     if args.iter().any(|a| a == "--only-time-travel") {
         time_travel(if quick { 1_000_000 } else { 10_000_000 });
         return;
@@ -234,6 +242,65 @@ fn main() {
     }
     println!();
     time_travel(if quick { 1_000_000 } else { 10_000_000 });
+    println!();
+    group_size(if quick { 300 } else { 5_000 });
+}
+
+/// Microseconds per send of `sends` messages from one member, each waiting for the last, into a
+/// fresh group of `members` subscribers, through `Core::send` (the channel actor, its pipeline, the
+/// log). OS-buffered, so that the disk's fsync (the same at every size) does not drown the work that
+/// may grow with the group.
+fn group_send_micros(members: usize, sends: u64) -> f64 {
+    use rookery_actors::{Core, CoreConfig, Origin, SystemClock};
+    actix::System::new().block_on(async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log: Arc<dyn EventLog> = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
+        let config = CoreConfig { idle_timeout: std::time::Duration::from_secs(600), snapshot_every: 1_000, arbiters: 2, dedupe_window: 4096 };
+        let core = Core::start(log, Arc::new(SystemClock), config).expect("core");
+        let group = ChannelKey::new("big", ChannelType::GROUP);
+        let origin = Origin::system(RequestId([1; 16]));
+        let uids = (0..members).map(|i| Uid(format!("member-{i}"))).collect();
+        core.channel(&group, ChannelCommand::AddSubscribers { uids, reset: false }, origin.clone()).await.expect("subscribers");
+        let started = Instant::now();
+        for i in 0..sends {
+            let message = SendMessage {
+                message_id: MessageId(0),
+                client_msg_no: ClientMsgNo(format!("c{i}")),
+                from_uid: Uid("member-1".into()),
+                header: MessageHeader { red_dot: true, ..MessageHeader::default() },
+                setting: 0,
+                stream_no: None,
+                expire: 0,
+                topic: None,
+                payload: vec![7; PAYLOAD],
+                sender: SenderStanding::default(),
+                peer: PeerPolicy::default(),
+            };
+            let sent = core.send(&group, message, origin.clone()).await.expect("send");
+            assert_eq!(sent.recipients.len(), members);
+        }
+        let micros = started.elapsed().as_secs_f64() * 1e6 / sends as f64;
+        actix::System::current().stop();
+        micros
+    })
+}
+
+/// (d): sends into groups of growing size, alternated three times; medians.
+fn group_size(sends: u64) {
+    println!("## (d) group size: {sends} sends, one at a time, from one member (OS-buffered log)\n");
+    println!("| subscribers | µs per send | against 10 subscribers |");
+    println!("|---|---|---|");
+    let sizes = [10usize, 10_000, 100_000];
+    let mut micros = vec![Vec::new(); sizes.len()];
+    for _ in 0..ROUNDS {
+        for (i, &members) in sizes.iter().enumerate() {
+            micros[i].push(group_send_micros(members, sends));
+        }
+    }
+    let medians: Vec<f64> = micros.into_iter().map(median).collect();
+    for (members, m) in sizes.iter().zip(&medians) {
+        println!("| {members} | {m:.1} | {:.2} |", m / medians[0]);
+    }
 }
 
 /// Every 100th event belongs to one hot channel (membership changes and messages), the rest are
