@@ -92,6 +92,15 @@ impl ChannelActor {
         }
     }
 
+    /// Before a read: refuses when the actor cannot answer, else counts it as activity.
+    fn serve_read(&mut self) -> Result<(), CoreError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        self.last_active = Instant::now();
+        Ok(())
+    }
+
     fn unavailable(&self) -> Option<CoreError> {
         if self.retired {
             Some(CoreError::Unavailable)
@@ -419,10 +428,7 @@ impl Handler<GetChannel> for ChannelActor {
     type Result = Result<ChannelState, CoreError>;
 
     fn handle(&mut self, _: GetChannel, _: &mut Context<Self>) -> Self::Result {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
-        self.last_active = Instant::now();
+        self.serve_read()?;
         Ok(self.pipe.committed().clone())
     }
 }
@@ -431,10 +437,7 @@ impl Handler<GetChannelView> for ChannelActor {
     type Result = Result<ChannelView, CoreError>;
 
     fn handle(&mut self, msg: GetChannelView, _: &mut Context<Self>) -> Self::Result {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
-        self.last_active = Instant::now();
+        self.serve_read()?;
         let state = self.pipe.committed();
         Ok(ChannelView { exists: state.exists, mark: state.mark(), own_last_sent: state.last_sent.get(&msg.uid).copied() })
     }
@@ -444,10 +447,7 @@ impl Handler<GetPersonPolicy> for ChannelActor {
     type Result = Result<PersonPolicy, CoreError>;
 
     fn handle(&mut self, msg: GetPersonPolicy, _: &mut Context<Self>) -> Self::Result {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
-        self.last_active = Instant::now();
+        self.serve_read()?;
         self.publish_bans();
         let state = self.pipe.committed();
         Ok(PersonPolicy { send_banned: state.info.send_ban || state.info.ban, blocks_sender: state.blacklist.contains(&msg.sender) })
@@ -458,10 +458,7 @@ impl Handler<GetRecipients> for ChannelActor {
     type Result = Result<Arc<[Uid]>, CoreError>;
 
     fn handle(&mut self, _: GetRecipients, _: &mut Context<Self>) -> Self::Result {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
-        self.last_active = Instant::now();
+        self.serve_read()?;
         Ok(self.recipients())
     }
 }
