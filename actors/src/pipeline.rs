@@ -12,7 +12,17 @@ use rookery_storage::{Commit, Committed, EventLog, NewRecord, Rewrite, StorageEr
 
 /// Builds the log record for one event.
 pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Event) -> NewRecord {
-    record_of(&EnvelopeBody { stream: stream.clone(), meta: meta.clone(), event })
+    let mut body = EnvelopeBody { stream: stream.clone(), meta: meta.clone(), event };
+    let (digest, encoded) = body.digest_and_encode();
+    NewRecord { stream: body.stream.key(), digest, body: encoded, seq: indexed_seq(&body) }
+}
+
+/// The seq a record is indexed by: a stored message's message_seq.
+fn indexed_seq(body: &EnvelopeBody) -> Option<u64> {
+    match &body.event {
+        rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => Some(m.message_seq.0),
+        _ => None,
+    }
 }
 
 /// The log record of an envelope body with the index entry its event gets: a stored message is
@@ -20,11 +30,7 @@ pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Even
 /// `recent.rs`). Live appends and imports both come through here, so an imported log is indexed
 /// exactly like the original.
 pub fn record_of(body: &EnvelopeBody) -> NewRecord {
-    let seq = match &body.event {
-        rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => Some(m.message_seq.0),
-        _ => None,
-    };
-    NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq }
+    NewRecord { stream: body.stream.key(), digest: body.digest(), body: body.encode(), seq: indexed_seq(body) }
 }
 
 /// What the drain hands back for each finished slot.

@@ -299,7 +299,14 @@ fn digest_ignores_erasure_of_payloads() {
     }
     assert_ne!(body.encode(), erased.encode());
     assert_eq!(body.digest(), erased.digest());
-    assert_eq!(EnvelopeBody::decode(&body.encode()), Ok(body));
+    assert_eq!(EnvelopeBody::decode(&body.encode()), Ok(body.clone()));
+    // The write path's one-pass form gives the same digest and bytes, and leaves the body as it was.
+    let other = EnvelopeBody { event: Event::Channel(ChannelEvent::SubscribersAdded { uids: uids(&["a"]) }), ..body.clone() };
+    for original in [body, erased, other] {
+        let mut b = original.clone();
+        assert_eq!(b.digest_and_encode(), (original.digest(), original.encode()));
+        assert_eq!(b, original);
+    }
 }
 
 #[test]
