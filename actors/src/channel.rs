@@ -56,6 +56,9 @@ pub struct ChannelActor {
     /// user's bans to the core for senders to read without asking it.
     owner: Option<Uid>,
     snapshot_at: Position,
+    /// Events of this channel committed since its last snapshot: the next one is written when this
+    /// reaches `snapshot_every`, so a restart replays at most that many of its events.
+    unsnapshotted: u64,
     last_active: Instant,
     retired: bool,
     broken: Option<String>,
@@ -86,6 +89,7 @@ impl ChannelActor {
             recipients: None,
             owner,
             snapshot_at,
+            unsnapshotted: 0,
             last_active: Instant::now(),
             retired: false,
             broken,
@@ -311,6 +315,7 @@ impl ChannelActor {
             match plan {
                 Plan::Ack { reply, foreign, own } => {
                     if let Ok(Some(c)) = &result {
+                        self.unsnapshotted += own as u64;
                         self.notify_users(*c, own, foreign);
                     }
                     let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
@@ -330,6 +335,7 @@ impl ChannelActor {
                                 self.recent.remember(d.hash, Sent { kind: d.kind, message_seq, message_id });
                             }
                             if let Some(c) = committed {
+                                self.unsnapshotted += own as u64;
                                 self.notify_users(c, own, foreign);
                             }
                             let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false, recipients })));
@@ -355,7 +361,7 @@ impl ChannelActor {
             self.retire(ctx, false);
             return;
         }
-        if self.pipe.committed().position.0 >= self.snapshot_at.0 + self.core.0.config.snapshot_every {
+        if self.unsnapshotted >= self.core.0.config.snapshot_every {
             self.snapshot();
         }
     }
@@ -375,7 +381,10 @@ impl ChannelActor {
             return;
         }
         match recovery::save(&*self.core.0.log, &StreamId::Channel(self.key.clone()), state, state.position) {
-            Ok(()) => self.snapshot_at = state.position,
+            Ok(()) => {
+                self.snapshot_at = state.position;
+                self.unsnapshotted = 0;
+            }
             Err(e) => tracing::warn!(channel = %self.key, error = %e, "snapshot not written"),
         }
     }

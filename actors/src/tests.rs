@@ -130,6 +130,33 @@ async fn a_senders_ban_counts_from_its_acknowledgement_on() {
     core.send(&group(), message("a", "lifted"), origin()).await.expect("lifted");
 }
 
+/// A channel writes its snapshot after `snapshot_every` (7 here) events of its own, however fast the
+/// rest of the log grows: a restart replays at most that many of its events, and a busy server does
+/// not re-encode every channel's state every few messages.
+#[actix::test]
+async fn a_channel_snapshots_after_its_own_events_not_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    let core = start(log.clone(), Duration::from_secs(60));
+    let quiet = ChannelKey::new("quiet", ChannelType::GROUP);
+    let busy = ChannelKey::new("busy", ChannelType::GROUP);
+    for key in [&quiet, &busy] {
+        core.channel(key, ChannelCommand::AddSubscribers { uids: vec!["a".into()], reset: false }, origin()).await.unwrap();
+    }
+    let snapshot = || log.get_snapshot(&StreamId::Channel(quiet.clone()).key()).unwrap().map(|s| s.position);
+    // Two events so far (created, subscribers added), then four messages, each after 20 in the other channel.
+    for i in 0..4 {
+        for j in 0..20 {
+            core.send(&busy, message("a", &format!("b{i}-{j}")), origin()).await.unwrap();
+        }
+        core.send(&quiet, message("a", &format!("q{i}")), origin()).await.unwrap();
+    }
+    assert_eq!(snapshot(), None, "6 events of its own: no snapshot yet, though the log grew by more than 80");
+    core.send(&quiet, message("a", "q4"), origin()).await.unwrap();
+    let position = snapshot().expect("the seventh event writes it");
+    assert_eq!(core.channel_state(&quiet).await.unwrap().position, position, "as of its last event");
+}
+
 #[actix::test]
 async fn a_retried_send_returns_the_original_even_while_in_flight() {
     let dir = tempfile::tempdir().unwrap();

@@ -30,6 +30,9 @@ pub struct UserActor {
     horizon: Position,
     seen_foreign: BTreeSet<Position>,
     snapshot_at: Position,
+    /// Events of this user applied (own commits and channel-written ones) since the last snapshot:
+    /// the next one is written when this reaches `snapshot_every`.
+    unsnapshotted: u64,
     last_active: Instant,
     retired: bool,
     broken: Option<String>,
@@ -46,7 +49,7 @@ impl UserActor {
             }
         };
         let snapshot_at = state.position;
-        UserActor { uid, core, pipe: Pipeline::new(state), horizon, seen_foreign: BTreeSet::new(), snapshot_at, last_active: Instant::now(), retired: false, broken }
+        UserActor { uid, core, pipe: Pipeline::new(state), horizon, seen_foreign: BTreeSet::new(), snapshot_at, unsnapshotted: 0, last_active: Instant::now(), retired: false, broken }
     }
 
     fn unavailable(&self) -> Option<CoreError> {
@@ -59,6 +62,9 @@ impl UserActor {
 
     fn finish(&mut self, ctx: &mut Context<Self>) {
         for (reply, result) in self.pipe.drain() {
+            if let Ok(Some(c)) = &result {
+                self.unsnapshotted += c.last.0 - c.first.0 + 1;
+            }
             let _ = reply.send(result.map(|c| c.map(|c| c.last)).map_err(CoreError::Storage));
         }
         if self.pipe.has_failed() {
@@ -66,7 +72,7 @@ impl UserActor {
             self.retire(ctx, false);
             return;
         }
-        if self.pipe.committed().position.0 >= self.snapshot_at.0 + self.core.0.config.snapshot_every {
+        if self.unsnapshotted >= self.core.0.config.snapshot_every {
             self.snapshot();
         }
     }
@@ -76,6 +82,7 @@ impl UserActor {
             return;
         }
         self.pipe.apply_foreign(position, event);
+        self.unsnapshotted += 1;
     }
 
     /// Brings the state up to everything committed in the stream, then stores it.
@@ -100,7 +107,10 @@ impl UserActor {
         self.seen_foreign = self.seen_foreign.split_off(&head.next());
         let state = self.pipe.committed();
         match recovery::save(&*self.core.0.log, &StreamId::User(self.uid.clone()), state, head) {
-            Ok(()) => self.snapshot_at = state.position.max(head),
+            Ok(()) => {
+                self.snapshot_at = state.position.max(head);
+                self.unsnapshotted = 0;
+            }
             Err(e) => tracing::warn!(uid = %self.uid, error = %e, "snapshot not written"),
         }
     }
