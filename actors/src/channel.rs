@@ -68,14 +68,14 @@ impl ChannelActor {
     /// Builds the actor from its snapshot and the tail of its streams: the only constructor.
     pub(crate) fn recover(core: Core, key: ChannelKey) -> ChannelActor {
         let streams = [StreamId::Channel(key.clone()), StreamId::ChannelCommands(key.clone())];
-        let (state, broken, snapshot_at) = match recovery::recover::<ChannelState>(&*core.0.log, &streams) {
-            Ok((state, _)) => {
+        let (state, broken, snapshot_at, unsnapshotted) = match recovery::recover::<ChannelState>(&*core.0.log, &streams) {
+            Ok((state, _, replayed)) => {
                 let at = state.position;
-                (state, None, at)
+                (state, None, at, replayed)
             }
             Err(e) => {
                 tracing::error!(channel = %key, error = %e, "channel cannot be loaded");
-                (ChannelState::default(), Some(e.to_string()), Position::ZERO)
+                (ChannelState::default(), Some(e.to_string()), Position::ZERO, 0)
             }
         };
         let window = core.0.config.dedupe_window;
@@ -89,7 +89,7 @@ impl ChannelActor {
             recipients: None,
             owner,
             snapshot_at,
-            unsnapshotted: 0,
+            unsnapshotted,
             last_active: Instant::now(),
             retired: false,
             broken,

@@ -11,15 +11,16 @@ use crate::error::CoreError;
 const TAIL_BATCH: usize = 1024;
 
 /// Loads `A` from the snapshot stored under `streams[0]` and every later event of all `streams`,
-/// applied in log order. Returns the state and the position up to which it includes every event.
+/// applied in log order. Returns the state, the position up to which it includes every event, and
+/// how many events it applied after the snapshot.
 ///
 /// # Errors
 /// [`CoreError::Storage`] when the log cannot be read or holds undecodable bytes.
-pub(crate) fn recover<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId]) -> Result<(A, Position), CoreError> {
+pub(crate) fn recover<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId]) -> Result<(A, Position, u64), CoreError> {
     let horizon = log.head().0;
     let snapshot = log.get_snapshot(&streams[0].key()).map_err(storage)?;
-    let (state, base, _) = fold_streams::<A>(log, streams, snapshot, horizon)?;
-    Ok((state, horizon.max(base)))
+    let (state, base, applied) = fold_streams::<A>(log, streams, snapshot, horizon)?;
+    Ok((state, horizon.max(base), applied))
 }
 
 /// `A` from `snapshot` (taken under `streams[0]`; the default state without one) plus every event of

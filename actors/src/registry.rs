@@ -141,7 +141,7 @@ impl Core {
     /// # Errors
     /// [`CoreError::Storage`] if the server-wide state cannot be read.
     pub fn start(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>, config: CoreConfig) -> Result<Core, CoreError> {
-        let (system_state, horizon) = crate::recovery::recover::<SystemState>(&*log, &[rookery_events::StreamId::System])?;
+        let (system_state, horizon, _) = crate::recovery::recover::<SystemState>(&*log, &[rookery_events::StreamId::System])?;
         let newest = newest_timestamp(&*log).max(clock.now());
         let arbiters = (0..config.arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
         let core = Core(Arc::new(Inner {

@@ -291,7 +291,7 @@ fn walk_chain(
 }
 
 fn compare<A: Aggregate>(what: &str, replayed: &A, log: &dyn EventLog, streams: &[StreamId]) -> Result<(), String> {
-    let (from_snapshot, _) = recovery::recover::<A>(log, streams).map_err(|e| format!("{what}: {e}"))?;
+    let (from_snapshot, _, _) = recovery::recover::<A>(log, streams).map_err(|e| format!("{what}: {e}"))?;
     if &from_snapshot == replayed {
         return Ok(());
     }

@@ -41,15 +41,15 @@ pub struct UserActor {
 impl UserActor {
     /// Builds the actor from its snapshot and the tail of its stream: the only constructor.
     pub(crate) fn recover(core: Core, uid: Uid) -> UserActor {
-        let (state, horizon, broken) = match recovery::recover::<UserState>(&*core.0.log, &[StreamId::User(uid.clone())]) {
-            Ok((state, horizon)) => (state, horizon, None),
+        let (state, horizon, broken, unsnapshotted) = match recovery::recover::<UserState>(&*core.0.log, &[StreamId::User(uid.clone())]) {
+            Ok((state, horizon, replayed)) => (state, horizon, None, replayed),
             Err(e) => {
                 tracing::error!(%uid, error = %e, "user cannot be loaded");
-                (UserState::default(), Position::ZERO, Some(e.to_string()))
+                (UserState::default(), Position::ZERO, Some(e.to_string()), 0)
             }
         };
         let snapshot_at = state.position;
-        UserActor { uid, core, pipe: Pipeline::new(state), horizon, seen_foreign: BTreeSet::new(), snapshot_at, unsnapshotted: 0, last_active: Instant::now(), retired: false, broken }
+        UserActor { uid, core, pipe: Pipeline::new(state), horizon, seen_foreign: BTreeSet::new(), snapshot_at, unsnapshotted, last_active: Instant::now(), retired: false, broken }
     }
 
     fn unavailable(&self) -> Option<CoreError> {

@@ -194,9 +194,10 @@ impl RocksLog {
     /// to exit. Later appends and snapshot writes fail with [`StorageError::Closed`]; reads keep working
     /// until the log is dropped. Idempotent; dropping the log does the same.
     pub fn close(&self) {
-        // Dropping the only sender ends the writer's loop once the queue is empty.
+        // No submit can follow once the sender is taken; the marker goes behind every one already
+        // queued, and the committer stops taking appends when it meets it (the syncer holds a sender
+        // of the same queue, so the queue itself does not close).
         if let Some(tx) = lock(&self.tx).take() {
-            // Behind everything already submitted; the writer stops after it.
             let _ = tx.send(Work::Close);
         }
         self.tail.closing();
