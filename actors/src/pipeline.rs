@@ -48,13 +48,18 @@ pub(crate) struct Pipeline<A: Aggregate, P> {
     committed: A,
     projected: A,
     queue: VecDeque<Slot<A, P>>,
+    /// Events committed since the pipeline last ran empty, with their positions: what `projected`
+    /// applied at a placeholder position and `realign` fixes. Kept only for aggregates that use them,
+    /// and at most `SETTLED_MAX`; `settled_overflow` says more were dropped.
+    settled: Vec<(Position, A::Event)>,
+    settled_overflow: bool,
     next_ticket: u64,
     failed: bool,
 }
 
 impl<A: Aggregate, P> Pipeline<A, P> {
     pub(crate) fn new(state: A) -> Self {
-        Pipeline { projected: state.clone(), committed: state, queue: VecDeque::new(), next_ticket: 0, failed: false }
+        Pipeline { projected: state.clone(), committed: state, queue: VecDeque::new(), settled: Vec::new(), settled_overflow: false, next_ticket: 0, failed: false }
     }
 
     /// The durable state: what reads see.
@@ -125,21 +130,37 @@ impl<A: Aggregate, P> Pipeline<A, P> {
             let result = if self.failed { Err("event log failed earlier".to_string()) } else { slot.result.unwrap_or(Ok(None)) };
             match &result {
                 Ok(Some(c)) => {
-                    for (i, e) in slot.events.iter().enumerate() {
-                        self.committed.apply(Position(c.first.0 + i as u64), e);
+                    for (i, e) in slot.events.into_iter().enumerate() {
+                        let position = Position(c.first.0 + i as u64);
+                        self.committed.apply(position, &e);
+                        if A::REALIGN_USES_EVENTS {
+                            if self.settled.len() < rookery_events::SETTLED_MAX {
+                                self.settled.push((position, e));
+                            } else {
+                                self.settled_overflow = true;
+                            }
+                        }
                     }
                 }
                 Ok(None) => {}
                 Err(_) => {
                     self.failed = true;
                     self.projected = self.committed.clone();
+                    self.settled.clear();
+                    self.settled_overflow = false;
                 }
             }
             out.push((slot.plan, result));
         }
         if self.queue.is_empty() && !self.failed {
             // Positions in `projected` were placeholders; realign with the durable state.
-            self.projected.realign(&self.committed);
+            if self.settled_overflow {
+                self.projected = self.committed.clone();
+            } else {
+                self.projected.realign(&self.committed, &self.settled);
+            }
+            self.settled.clear();
+            self.settled_overflow = false;
         }
         out
     }

@@ -54,13 +54,22 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug + Encode + De
     /// Changes state; cannot fail, so replay never depends on today's rules.
     fn apply(&mut self, position: Position, event: &Self::Event);
 
-    /// Makes this state, which has applied the same events as `committed` in the same order but
-    /// with placeholder positions ([`Position::ZERO`]: positions are known only once the log has
-    /// them), equal to `committed`. The default copies it; an aggregate whose positions sit in
-    /// fields that are cheap to set overrides this, so that catching up costs no copy of the state.
-    fn realign(&mut self, committed: &Self) {
+    /// Makes this state, which has applied the same events as `committed` but some of them (the
+    /// `settled` ones, given with their real positions) at a placeholder position
+    /// ([`Position::ZERO`]: positions are known only once the log has them), equal to `committed`.
+    /// The default copies it; an aggregate whose positions sit in fields that are cheap to set
+    /// overrides this, so that catching up costs no copy of the state.
+    ///
+    /// `settled` is only kept for aggregates that set [`Aggregate::REALIGN_USES_EVENTS`], and may
+    /// then be cut short: `realign` is not called after a stretch of more than [`SETTLED_MAX`]
+    /// events (the state is copied instead), so a busy actor holds no growing list.
+    fn realign(&mut self, committed: &Self, settled: &[(Position, Self::Event)]) {
+        let _ = settled;
         self.clone_from(committed);
     }
+
+    /// Whether [`Aggregate::realign`] reads its `settled` events (else they are not kept).
+    const REALIGN_USES_EVENTS: bool = false;
 
     /// Wraps an event of this aggregate into the log's event type.
     fn wrap(event: Self::Event) -> Event;
@@ -68,6 +77,9 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug + Encode + De
     /// The aggregate's event inside a log event, if it is one.
     fn unwrap(event: &Event) -> Option<&Self::Event>;
 }
+
+/// Most settled events kept for one [`Aggregate::realign`].
+pub const SETTLED_MAX: usize = 1024;
 
 /// Byte that starts an encoded snapshot state (format 1 = bincode standard).
 pub const STATE_FORMAT_V1: u8 = 1;

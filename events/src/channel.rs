@@ -631,7 +631,7 @@ impl Aggregate for ChannelState {
         }
     }
 
-    fn realign(&mut self, committed: &Self) {
+    fn realign(&mut self, committed: &Self, _settled: &[(Position, ChannelEvent)]) {
         // A placeholder position only ever fails to raise `position`; no other field depends on the
         // position an event is applied at. So a channel with 10,000 subscribers catches up after each
         // message without copying them.

@@ -22,7 +22,7 @@ mod user;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, STATE_FORMAT_V1};
+pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MAX, STATE_FORMAT_V1};
 pub use chain::{link, sha256, ChainHash, Position};
 pub use channel::{
     ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload,

@@ -330,6 +330,29 @@ impl Aggregate for UserState {
         }
     }
 
+    const REALIGN_USES_EVENTS: bool = true;
+
+    fn realign(&mut self, committed: &Self, settled: &[(Position, UserEvent)]) {
+        // A placeholder position fails to raise `position` and a touched conversation's `changed_at`;
+        // the queue is keyed by position, but only channels queue commands (with real positions).
+        for (position, event) in settled {
+            match event {
+                UserEvent::UnreadSet { channel, .. } | UserEvent::ConversationDeleted { channel, .. } | UserEvent::ConversationJoined { channel, .. } | UserEvent::ConversationLeft { channel } => {
+                    if let Some(marks) = self.conversations.get_mut(channel) {
+                        marks.changed_at = marks.changed_at.max(*position);
+                    }
+                }
+                UserEvent::CommandQueued { .. } => {
+                    self.clone_from(committed);
+                    return;
+                }
+                UserEvent::TokenSet { .. } | UserEvent::DeviceQuit { .. } | UserEvent::SyncAcked { .. } => {}
+            }
+        }
+        self.position = committed.position;
+        debug_assert_eq!(self, committed, "a user state differs from the committed one by more than its positions");
+    }
+
     fn wrap(event: UserEvent) -> Event {
         Event::User(event)
     }
