@@ -15,11 +15,14 @@
 //!     and of 100,000 subscribers, against the same into a group of 10: what a send costs more
 //!     because the group is large.
 //!
+//! (e) conversations per user: one user's unread counts set one at a time, the user holding 10,000
+//!     conversations, against the same for a user with 10.
+//!
 //! Run with `make bench` (or `cargo run --release -p rookery-actors --example bench -- [--quick]`;
 //! `--only-append-table` runs (a) alone, `--only-append N [--log-only | --os-buffered] [--appends K] [--raw-batch B]` one run with N
 //! appenders for profiling (without the floors, or without any fsync; K appends, 2,000,000 by default; first the raw
 //! batch of B for the same count),
-//! `--only-replay N` runs (b) for one log of N events, `--only-group-size` runs (d)).
+//! `--only-replay N` runs (b) for one log of N events, `--only-group-size` runs (d) and (e)).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -184,6 +187,8 @@ fn main() {
     }
     if args.iter().any(|a| a == "--only-group-size") {
         group_size(if quick { 300 } else { 5_000 });
+        println!();
+        conversations(if quick { 300 } else { 3_000 });
         return;
     }
     if args.iter().any(|a| a == "--only-time-travel") {
@@ -244,6 +249,52 @@ fn main() {
     time_travel(if quick { 1_000_000 } else { 10_000_000 });
     println!();
     group_size(if quick { 300 } else { 5_000 });
+    println!();
+    conversations(if quick { 300 } else { 3_000 });
+}
+
+/// Microseconds per `SetUnread` of `sets` made one at a time by a user who is a member of
+/// `conversations` groups (OS-buffered, as in (d)).
+fn unread_set_micros(conversations: usize, sets: u64) -> f64 {
+    use rookery_actors::{Core, CoreConfig, Origin, SystemClock};
+    actix::System::new().block_on(async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log: Arc<dyn EventLog> = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
+        let config = CoreConfig { idle_timeout: std::time::Duration::from_secs(600), snapshot_every: 1_000, arbiters: 2, dedupe_window: 4096 };
+        let core = Core::start(log, Arc::new(SystemClock), config).expect("core");
+        let origin = Origin::system(RequestId([1; 16]));
+        let user = Uid("reader".into());
+        let groups: Vec<ChannelKey> = (0..conversations).map(|i| ChannelKey::new(format!("group-{i}"), ChannelType::GROUP)).collect();
+        for group in &groups {
+            core.channel(group, ChannelCommand::AddSubscribers { uids: vec![user.clone()], reset: false }, origin.clone()).await.expect("subscribe");
+        }
+        let started = Instant::now();
+        for i in 0..sets {
+            let channel = groups[i as usize % groups.len()].clone();
+            core.user(&user, UserCommand::SetUnread { channel, unread: 0, at: ChannelMark::default() }, origin.clone()).await.expect("unread set");
+        }
+        let micros = started.elapsed().as_secs_f64() * 1e6 / sets as f64;
+        actix::System::current().stop();
+        micros
+    })
+}
+
+/// (e): unread counts set by users with few and with many conversations, alternated three times.
+fn conversations(sets: u64) {
+    println!("## (e) conversations per user: {sets} unread counts set, one at a time (OS-buffered log)\n");
+    println!("| conversations | µs per unread set | against 10 conversations |");
+    println!("|---|---|---|");
+    let sizes = [10usize, 10_000];
+    let mut micros = vec![Vec::new(); sizes.len()];
+    for _ in 0..ROUNDS {
+        for (i, &n) in sizes.iter().enumerate() {
+            micros[i].push(unread_set_micros(n, sets));
+        }
+    }
+    let medians: Vec<f64> = micros.into_iter().map(median).collect();
+    for (n, m) in sizes.iter().zip(&medians) {
+        println!("| {n} | {m:.1} | {:.2} |", m / medians[0]);
+    }
 }
 
 /// Microseconds per send of `sends` messages from one member, each waiting for the last, into a
