@@ -253,16 +253,44 @@ fn main() {
     conversations(if quick { 300 } else { 3_000 });
 }
 
-/// Microseconds per `SetUnread` of `sets` made one at a time by a user who is a member of
-/// `conversations` groups (OS-buffered, as in (d)).
-fn unread_set_micros(conversations: usize, sets: u64) -> f64 {
-    use rookery_actors::{Core, CoreConfig, Origin, SystemClock};
+/// Runs `work` on a fresh core (two arbiters, an OS-buffered log in a temporary directory, so that the
+/// disk's fsync, the same at every size, does not drown the work that may grow with it) inside an
+/// actix system of its own; `work` returns the microseconds per operation it measured.
+fn on_fresh_core<F>(work: impl FnOnce(rookery_actors::Core) -> F) -> f64
+where
+    F: std::future::Future<Output = f64>,
+{
+    use rookery_actors::{Core, CoreConfig, SystemClock};
     actix::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let log: Arc<dyn EventLog> = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
         let config = CoreConfig { idle_timeout: std::time::Duration::from_secs(600), snapshot_every: 1_000, arbiters: 2, dedupe_window: 4096 };
-        let core = Core::start(log, Arc::new(SystemClock), config).expect("core");
-        let origin = Origin::system(RequestId([1; 16]));
+        let micros = work(Core::start(log, Arc::new(SystemClock), config).expect("core")).await;
+        actix::System::current().stop();
+        micros
+    })
+}
+
+/// Prints one row per size: the median over three alternated rounds of `measure(size)` and its ratio
+/// to the first (smallest) size.
+fn size_table(sizes: &[usize], measure: impl Fn(usize) -> f64) {
+    let mut micros = vec![Vec::new(); sizes.len()];
+    for _ in 0..ROUNDS {
+        for (i, &size) in sizes.iter().enumerate() {
+            micros[i].push(measure(size));
+        }
+    }
+    let medians: Vec<f64> = micros.into_iter().map(median).collect();
+    for (size, m) in sizes.iter().zip(&medians) {
+        println!("| {size} | {m:.1} | {:.2} |", m / medians[0]);
+    }
+}
+
+/// Microseconds per `SetUnread` of `sets` made one at a time by a user who is a member of
+/// `conversations` groups.
+fn unread_set_micros(conversations: usize, sets: u64) -> f64 {
+    on_fresh_core(|core| async move {
+        let origin = rookery_actors::Origin::system(RequestId([1; 16]));
         let user = Uid("reader".into());
         let groups: Vec<ChannelKey> = (0..conversations).map(|i| ChannelKey::new(format!("group-{i}"), ChannelType::GROUP)).collect();
         for group in &groups {
@@ -273,43 +301,25 @@ fn unread_set_micros(conversations: usize, sets: u64) -> f64 {
             let channel = groups[i as usize % groups.len()].clone();
             core.user(&user, UserCommand::SetUnread { channel, unread: 0, at: ChannelMark::default() }, origin.clone()).await.expect("unread set");
         }
-        let micros = started.elapsed().as_secs_f64() * 1e6 / sets as f64;
-        actix::System::current().stop();
-        micros
+        started.elapsed().as_secs_f64() * 1e6 / sets as f64
     })
 }
 
-/// (e): unread counts set by users with few and with many conversations, alternated three times.
+/// (e): unread counts set by users with few and with many conversations.
 fn conversations(sets: u64) {
     println!("## (e) conversations per user: {sets} unread counts set, one at a time (OS-buffered log)\n");
     println!("| conversations | µs per unread set | against 10 conversations |");
     println!("|---|---|---|");
-    let sizes = [10usize, 10_000];
-    let mut micros = vec![Vec::new(); sizes.len()];
-    for _ in 0..ROUNDS {
-        for (i, &n) in sizes.iter().enumerate() {
-            micros[i].push(unread_set_micros(n, sets));
-        }
-    }
-    let medians: Vec<f64> = micros.into_iter().map(median).collect();
-    for (n, m) in sizes.iter().zip(&medians) {
-        println!("| {n} | {m:.1} | {:.2} |", m / medians[0]);
-    }
+    size_table(&[10, 10_000], |n| unread_set_micros(n, sets));
 }
 
 /// Microseconds per send of `sends` messages from one member, each waiting for the last, into a
 /// fresh group of `members` subscribers, through `Core::send` (the channel actor, its pipeline, the
-/// log). OS-buffered, so that the disk's fsync (the same at every size) does not drown the work that
-/// may grow with the group.
+/// log).
 fn group_send_micros(members: usize, sends: u64) -> f64 {
-    use rookery_actors::{Core, CoreConfig, Origin, SystemClock};
-    actix::System::new().block_on(async move {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log: Arc<dyn EventLog> = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
-        let config = CoreConfig { idle_timeout: std::time::Duration::from_secs(600), snapshot_every: 1_000, arbiters: 2, dedupe_window: 4096 };
-        let core = Core::start(log, Arc::new(SystemClock), config).expect("core");
+    on_fresh_core(|core| async move {
         let group = ChannelKey::new("big", ChannelType::GROUP);
-        let origin = Origin::system(RequestId([1; 16]));
+        let origin = rookery_actors::Origin::system(RequestId([1; 16]));
         let uids = (0..members).map(|i| Uid(format!("member-{i}"))).collect();
         core.channel(&group, ChannelCommand::AddSubscribers { uids, reset: false }, origin.clone()).await.expect("subscribers");
         let started = Instant::now();
@@ -330,28 +340,16 @@ fn group_send_micros(members: usize, sends: u64) -> f64 {
             let sent = core.send(&group, message, origin.clone()).await.expect("send");
             assert_eq!(sent.recipients.len(), members);
         }
-        let micros = started.elapsed().as_secs_f64() * 1e6 / sends as f64;
-        actix::System::current().stop();
-        micros
+        started.elapsed().as_secs_f64() * 1e6 / sends as f64
     })
 }
 
-/// (d): sends into groups of growing size, alternated three times; medians.
+/// (d): sends into groups of growing size.
 fn group_size(sends: u64) {
     println!("## (d) group size: {sends} sends, one at a time, from one member (OS-buffered log)\n");
     println!("| subscribers | µs per send | against 10 subscribers |");
     println!("|---|---|---|");
-    let sizes = [10usize, 10_000, 100_000];
-    let mut micros = vec![Vec::new(); sizes.len()];
-    for _ in 0..ROUNDS {
-        for (i, &members) in sizes.iter().enumerate() {
-            micros[i].push(group_send_micros(members, sends));
-        }
-    }
-    let medians: Vec<f64> = micros.into_iter().map(median).collect();
-    for (members, m) in sizes.iter().zip(&medians) {
-        println!("| {members} | {m:.1} | {:.2} |", m / medians[0]);
-    }
+    size_table(&[10, 10_000, 100_000], |members| group_send_micros(members, sends));
 }
 
 /// Every 100th event belongs to one hot channel (membership changes and messages), the rest are
