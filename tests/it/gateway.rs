@@ -137,6 +137,14 @@ impl Client {
     }
 
     /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
+    /// A client of `kind` that has connected as `uid` with `token` and been accepted.
+    pub(crate) async fn logged_in(s: &Server, kind: Kind, uid: &str, token: &str, device_flag: u8, version: u8) -> Client {
+        let mut client = Client::open(s, kind).await;
+        let ack = client.connect(uid, token, device_flag, version).await;
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{uid} connects");
+        client
+    }
+
     pub(crate) async fn connect(&mut self, uid: &str, token: &str, device_flag: u8, version: u8) -> ConnackPacket {
         self.connect_device(uid, token, device_flag, version, "dev1").await
     }
@@ -364,8 +372,7 @@ async fn ws_garbage_gets_disconnect() {
 #[tokio::test]
 async fn ws_one_packet_per_message() {
     let (_dir, s) = server_with_tokens().await;
-    let mut c = Client::open(&s, Kind::Ws).await;
-    assert_eq!(c.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut c = Client::logged_in(&s, Kind::Ws, "alice", "ta", 1, 2).await;
     let before = c.ws_messages;
     let mut batch = Vec::new();
     for _ in 0..3 {
@@ -403,10 +410,8 @@ async fn recv_no_ack(c: &mut Client) -> (rookery::gateway::packet::RecvPacket, S
 #[tokio::test]
 async fn large_and_back_to_back_sends_over_tcp_arrive_whole() {
     let (_dir, s) = server_with_tokens().await;
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 2).await;
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
 
     let mut texts = vec![format!("big {}", "y".repeat(20_000))];
     texts.extend((1..60).map(|i| format!("burst {i}")));
@@ -437,17 +442,13 @@ async fn send_is_delivered_to_online_sessions() {
     let (_dir, s) = server_with_tokens().await;
     let (status, v) = s.post("/user/token", &json!({"uid": "alice", "token": "ta0", "device_flag": 0, "device_level": 1})).await;
     assert_eq!(status, 200, "{v}");
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
-    let mut alice_app = Client::open(&s, Kind::Ws).await;
-    assert_eq!(alice_app.connect("alice", "ta0", 0, 6).await.reason_code, ReasonCode::SUCCESS);
-    let mut bob_tcp = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob_tcp.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 2).await;
+    let mut alice_app = Client::logged_in(&s, Kind::Ws, "alice", "ta0", 0, 6).await;
+    let mut bob_tcp = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
     // bob's second session is a web one: two master logins of one device flag would replace each other.
     let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
     assert_eq!(status, 200, "{v}");
-    let mut bob_ws = Client::open(&s, Kind::Ws).await;
-    assert_eq!(bob_ws.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob_ws = Client::logged_in(&s, Kind::Ws, "bob", "tbw", 1, 2).await;
 
     let ack = alice.send(1, "bob", 1, "hi bob").await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -496,8 +497,7 @@ async fn rest_sends_are_delivered_and_presence_is_reported() {
     let (_dir, s) = server_with_tokens().await;
     let (status, v) = s.post("/user/onlinestatus", &json!(["bob", "carol"])).await;
     assert_eq!((status, v), (200, json!([])));
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
     let (status, v) = s.post("/user/onlinestatus", &json!(["bob", "carol"])).await;
     assert_eq!((status, v), (200, json!([{"uid": "bob", "device_flag": 0, "online": 1}])));
 
@@ -523,8 +523,7 @@ async fn audit_uid_and_actor_find_a_clients_own_sends() {
     let (dir, s) = server_with_tokens().await;
     let (status, v) = s.post("/channel", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["alice", "bob"]})).await;
     assert_eq!(status, 200, "{v}");
-    let mut c = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(c.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut c = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 2).await;
     assert_eq!(c.send(1, "bob", 1, "to bob").await.reason_code, ReasonCode::SUCCESS);
     assert_eq!(c.send(2, "g1", 2, "to g1").await.reason_code, ReasonCode::SUCCESS);
 
@@ -610,8 +609,7 @@ async fn device_conflicts_kick_by_flag_and_level() {
     assert_eq!(online(&s, "alice").await, vec![0, 1]);
 
     // The kicked session receives nothing more; the new one gets what is sent.
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
     assert_eq!(bob.send(1, "alice", 1, "to the new web session").await.reason_code, ReasonCode::SUCCESS);
     assert_eq!(recv(&mut web2).await.1, "to the new web session");
 
@@ -647,10 +645,8 @@ async fn device_conflicts_kick_by_flag_and_level() {
 #[tokio::test]
 async fn rest_token_and_device_quit_kick_sessions() {
     let (_dir, s) = server_with_tokens().await;
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
-    let mut alice = Client::open(&s, Kind::Ws).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    let mut alice = Client::logged_in(&s, Kind::Ws, "alice", "ta", 1, 2).await;
 
     // A slave token for bob's app: the running session stays.
     let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tb2", "device_flag": 0, "device_level": 0})).await;
@@ -674,8 +670,7 @@ async fn rest_token_and_device_quit_kick_sessions() {
     // The new token logs in; the old one does not.
     let mut old = Client::open(&s, Kind::Tcp).await;
     assert_eq!(old.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::AUTH_FAIL);
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb3", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb3", 0, 5).await;
 
     // device_quit with a bad flag: 400, nothing changes.
     let (status, v) = s.post("/user/device_quit", &json!({"uid": "bob", "device_flag": 7})).await;
@@ -710,13 +705,10 @@ async fn unacknowledged_recv_is_resent_with_dup() {
     let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "1000"), ("ROOKERY_RECV_RETRIES", "2")]).await;
     let (status, v) = s.post("/user/token", &json!({"uid": "bob", "token": "tbw", "device_flag": 1, "device_level": 1})).await;
     assert_eq!(status, 200, "{v}");
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 5).await;
     // bob's app never acknowledges; bob's web session acknowledges everything.
-    let mut silent = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(silent.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
-    let mut acking = Client::open(&s, Kind::Ws).await;
-    assert_eq!(acking.connect("bob", "tbw", 1, 2).await.reason_code, ReasonCode::SUCCESS);
+    let mut silent = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    let mut acking = Client::logged_in(&s, Kind::Ws, "bob", "tbw", 1, 2).await;
 
     let ack = alice.send(1, "bob", 1, "ack me").await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -766,8 +758,7 @@ async fn slow_reader_is_disconnected_and_others_receive_everything() {
     assert_eq!(status, 200, "{v}");
     let mut slow = Client::open_small_buffer(&s).await;
     assert_eq!(slow.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
-    let mut fast = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(fast.connect("bob", "tbw", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut fast = Client::logged_in(&s, Kind::Tcp, "bob", "tbw", 1, 5).await;
     assert_eq!(online(&s, "bob").await, vec![0, 1]);
 
     // The fast client reads (and acknowledges) until the closing message.
@@ -902,8 +893,7 @@ async fn json_rpc_over_websocket() {
     let r = alice.next().await.expect("connect response");
     assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone()), (json!("1"), json!(1)), "{r}");
     assert!(r["result"].get("serverKey").is_none(), "JSON-RPC is not encrypted: {r}");
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
 
     // send -> result with the stored id and seq; bob gets it as an encrypted RECV.
     alice.send(json!({"jsonrpc": "2.0", "method": "send", "id": "2", "params": {"header": {"redDot": true}, "clientMsgNo": "rpc-m1", "channelId": "bob", "channelType": 1, "payload": b64("hi from json")}})).await;
@@ -956,10 +946,8 @@ async fn json_rpc_over_websocket() {
 async fn burst_of_sends_is_answered_in_order() {
     const N: u32 = 150;
     let (_dir, s) = server_with_tokens().await;
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 5).await.reason_code, ReasonCode::SUCCESS);
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 5).await;
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
     let mut burst = Vec::new();
     for seq in 1..=N {
         packet::encode(&alice.send_packet(seq, "bob", 1, &format!("burst {seq}")), alice.version, &mut burst).expect("encode");
@@ -1011,8 +999,7 @@ async fn burst_of_sends_is_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_disconnects_sessions_and_loses_no_acknowledged_send() {
     let (dir, mut s) = server_with_tokens().await;
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 4).await;
     let (api, client) = (s.api, reqwest::Client::new());
     let senders: Vec<_> = (0..4)
         .map(|t| {
@@ -1059,8 +1046,7 @@ async fn sigterm_disconnects_sessions_and_loses_no_acknowledged_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
     let (_dir, s) = server_with_tokens_env(&[("ROOKERY_SEND_RATE_LIMIT", "5"), ("ROOKERY_SEND_RATE_BURST", "5"), ("ROOKERY_MAX_CONNECTIONS_PER_IP", "2")]).await;
-    let mut alice = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(alice.connect("alice", "ta", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 4).await;
     for i in 1..=20 {
         let p = alice.send_packet(i, "bob", 1, &format!("m{i}"));
         alice.write(&p).await;
@@ -1076,8 +1062,7 @@ async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
     assert!(codes.iter().all(|c| *c == ReasonCode::SUCCESS || *c == ReasonCode::RATE_LIMIT), "{codes:?}");
     assert_eq!(history(&s, "alice", "bob").await.len(), accepted, "refused sends are not stored");
 
-    let mut second = Client::open(&s, Kind::Ws).await;
-    assert_eq!(second.connect("carol", "tc", 1, 4).await.reason_code, ReasonCode::SUCCESS);
+    let second = Client::logged_in(&s, Kind::Ws, "carol", "tc", 1, 4).await;
     let mut third = Client::open(&s, Kind::Tcp).await;
     assert_eq!(third.connect("bob", "tb", 0, 4).await.reason_code, ReasonCode::RATE_LIMIT, "a third connection from 127.0.0.1");
     drop(second);
@@ -1123,10 +1108,8 @@ async fn a_master_devices_recvack_of_a_command_takes_it_off_the_queue() {
     assert_eq!(status, 200, "{v}");
     let (status, v) = s.post("/channel", &json!({"channel_id": "g", "channel_type": 2, "subscribers": ["alice", "bob", "carol"]})).await;
     assert_eq!(status, 200, "{v}");
-    let mut bob = Client::open(&s, Kind::Tcp).await;
-    assert_eq!(bob.connect("bob", "tb", 0, 5).await.reason_code, ReasonCode::SUCCESS);
-    let mut carol = Client::open(&s, Kind::Ws).await;
-    assert_eq!(carol.connect("carol", "tc", 1, 5).await.reason_code, ReasonCode::SUCCESS);
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    let mut carol = Client::logged_in(&s, Kind::Ws, "carol", "tc", 1, 5).await;
     let queued = |uid: &'static str| {
         let s = &s;
         async move {
