@@ -234,10 +234,11 @@ impl Core {
 
     /// Records what `uid`'s own person channel now says about the user's bans (its actor calls this).
     pub(crate) fn publish_send_ban(&self, uid: &Uid, banned: bool) {
-        let mut bans = self.0.send_bans.write().expect("send bans lock");
-        if bans.get(uid) != Some(&banned) {
-            bans.insert(uid.clone(), banned);
+        // Mostly unchanged: a shared lock to see that, so senders reading the map are not held up.
+        if self.0.send_bans.read().expect("send bans lock").get(uid) == Some(&banned) {
+            return;
         }
+        self.0.send_bans.write().expect("send bans lock").insert(uid.clone(), banned);
     }
 
     /// Forgets `uid`'s bans: its own person channel's actor is stopping.
