@@ -128,32 +128,32 @@ impl ChannelActor {
     /// Who receives a message decided now: both parties of a person channel, otherwise the
     /// subscribers of the projected state. Built once per membership, then shared.
     fn recipients(&mut self) -> Arc<[Uid]> {
-        if self.recipients.is_none() {
-            let uids: Vec<Uid> = if self.key.ty == ChannelType::PERSON {
-                match rookery_events::person_channel_parties(&self.key.id) {
+        let (key, pipe) = (&self.key, &self.pipe);
+        let built = self.recipients.get_or_insert_with(|| {
+            let uids: Vec<Uid> = if key.ty == ChannelType::PERSON {
+                match rookery_events::person_channel_parties(&key.id) {
                     Some((a, b)) if a == b => vec![a],
                     Some((a, b)) => vec![a, b],
                     None => Vec::new(),
                 }
             } else {
-                self.pipe.projected().subscribers.iter().cloned().collect()
+                pipe.projected().subscribers.iter().cloned().collect()
             };
-            self.recipients = Some(uids.into());
-        }
-        self.recipients.clone().unwrap_or_else(|| Arc::from([]))
+            uids.into()
+        });
+        built.clone()
+    }
+
+    /// Whether the owner of this (own person) channel may not send.
+    fn send_banned(&self) -> bool {
+        let info = &self.pipe.committed().info;
+        info.send_ban || info.ban
     }
 
     /// Users who get a command message in their write-spread queue.
-    fn command_recipients(&self) -> Vec<Uid> {
+    fn command_recipients(&mut self) -> Vec<Uid> {
         let system = self.core.system_view();
-        let mut uids: Vec<Uid> = if self.key.ty == ChannelType::PERSON {
-            rookery_events::person_channel_parties(&self.key.id).map(|(a, b)| vec![a, b]).unwrap_or_default()
-        } else {
-            self.pipe.projected().subscribers.iter().cloned().collect()
-        };
-        uids.dedup();
-        uids.retain(|u| !system.is_system(u));
-        uids
+        self.recipients().iter().filter(|u| !system.is_system(u)).cloned().collect()
     }
 
     /// Conversation rows that follow from channel events: joining and leaving subscribers, and both
@@ -303,8 +303,7 @@ impl ChannelActor {
     /// Publishes the owner's bans as committed now (before any reply that follows from a change).
     fn publish_bans(&self) {
         if let (Some(uid), None) = (&self.owner, &self.broken) {
-            let info = &self.pipe.committed().info;
-            self.core.publish_send_ban(uid, info.send_ban || info.ban);
+            self.core.publish_send_ban(uid, self.send_banned());
         }
     }
 
@@ -459,7 +458,7 @@ impl Handler<GetPersonPolicy> for ChannelActor {
         self.serve_read()?;
         self.publish_bans();
         let state = self.pipe.committed();
-        Ok(PersonPolicy { send_banned: state.info.send_ban || state.info.ban, blocks_sender: state.blacklist.contains(&msg.sender) })
+        Ok(PersonPolicy { send_banned: self.send_banned(), blocks_sender: state.blacklist.contains(&msg.sender) })
     }
 }
 
