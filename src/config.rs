@@ -9,6 +9,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// This node's id, as WKProto's CONNACK (version 4 and above) and `/varz` report it: Rookery runs as
+/// a single node.
+pub const NODE_ID: u64 = 1;
+
 /// How appends are made durable (see `rookery_storage::Durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,13 +6,15 @@
 pub mod api;
 pub mod audit;
 pub mod backup;
-pub mod gateway;
 pub mod config;
+pub mod gateway;
+pub mod limits;
 pub mod metrics;
 mod monitor;
-pub mod limits;
+pub mod presence;
 pub mod tls;
 pub mod transfer;
+pub mod usecase;
 pub mod webhook;
 
 use std::future::Future;
@@ -85,7 +87,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let bound = (api_listener.local_addr()?, tcp_listener.local_addr()?, ws_listener.local_addr()?);
 
     let tls = tls::acceptor(&config)?;
-    let gateway = gateway::session::Gateway::new(core.clone(), config.clone(), tls.clone());
+    let presence = Arc::new(presence::Presence::default());
+    let usecases = usecase::UseCases::new(core.clone(), config.clone(), presence.clone());
+    let limits = Arc::new(limits::Limits::new(&config));
+    let gateway = gateway::accept::Gateway::new(usecases.clone(), limits.clone(), tls.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));
     let ws = tokio::spawn(gateway::ws::serve(ws_listener, gateway.clone(), stop_rx.clone()));
     let webhooks = webhook::start(&config, core.clone(), gateway.presence.clone(), stop_rx.clone()).map_err(anyhow::Error::msg)?;
@@ -93,6 +98,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         monitor_state.webhooks(stats.clone());
     }
     let routes = api::routes(api::ApiState {
+        usecases,
         core: core.clone(),
         config: config.clone(),
         presence: gateway.presence.clone(),

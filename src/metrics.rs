@@ -10,7 +10,7 @@ use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use rookery_actors::CoreStats;
 use rookery_storage::{HistogramSnapshot, LogStats};
 
-use crate::gateway::session::{GatewayStats, SessionSnapshot};
+use crate::presence::{GatewayStats, SessionSnapshot};
 use crate::webhook::WebhookStats;
 
 /// Route classes of `rookery_http_requests_total`: the first path segment when it is one of these,

@@ -14,7 +14,7 @@ use rookery_storage::{EventLog, RocksLog};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::gateway::session::Presence;
+use crate::presence::Presence;
 use crate::metrics::{Metrics, View};
 use crate::Config;
 
@@ -180,7 +180,7 @@ fn connz(monitor: &Monitor, query: Result<ConnzQuery, String>) -> warp::reply::R
                 "in_msgs": s.msgs_in,
                 "out_msgs": s.msgs_out,
                 "pending_msgs": s.queued,
-                "node_id": crate::gateway::session::NODE_ID,
+                "node_id": crate::config::NODE_ID,
             })
         })
         .collect();

@@ -26,7 +26,7 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::gateway::session::Presence;
+use crate::presence::{Presence, StatusChange};
 
 /// Where the message worker's cursor is kept (a snapshot key; stream keys never start with `!`).
 const CURSOR_KEY: &[u8] = b"!webhook";
@@ -37,28 +37,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Most status strings per `user.onlinestatus` request.
 const STATUS_BATCH: usize = 512;
 
-/// One online status change, as WuKongIM reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
-    /// Whose session.
-    pub uid: Uid,
-    /// Its device kind.
-    pub device_flag: u8,
-    /// Came online (or went offline).
-    pub online: bool,
-    /// The session's id.
-    pub conn_id: u64,
-    /// Sessions of this uid and device flag after the change.
-    pub device_online_count: usize,
-    /// Sessions of this uid after the change.
-    pub total_online_count: usize,
-}
-
-impl StatusChange {
-    /// `uid-device_flag-online-conn_id-device_online_count-total_online_count`.
-    pub fn wire(&self) -> String {
-        format!("{}-{}-{}-{}-{}-{}", self.uid.0, self.device_flag, u8::from(self.online), self.conn_id, self.device_online_count, self.total_online_count)
-    }
+/// `uid-device_flag-online-conn_id-device_online_count-total_online_count`, as WuKongIM reports a change.
+fn status_wire(c: &StatusChange) -> String {
+    format!("{}-{}-{}-{}-{}-{}", c.uid.0, c.device_flag, u8::from(c.online), c.conn_id, c.device_online_count, c.total_online_count)
 }
 
 /// Progress of the message worker, for monitoring.
@@ -302,11 +283,11 @@ async fn statuses(sender: Sender, mut rx: mpsc::Receiver<StatusChange>, mut stop
             change = rx.recv() => match change { Some(c) => c, None => return },
             _ = stop.changed() => return,
         };
-        let mut batch = vec![first.wire()];
+        let mut batch = vec![status_wire(&first)];
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while batch.len() < STATUS_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(c)) => batch.push(c.wire()),
+                Ok(Some(c)) => batch.push(status_wire(&c)),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -335,7 +316,7 @@ mod tests {
     #[test]
     fn status_strings_and_signatures_have_the_documented_form() {
         let c = StatusChange { uid: "u-1".into(), device_flag: 1, online: true, conn_id: 7, device_online_count: 1, total_online_count: 2 };
-        assert_eq!(c.wire(), "u-1-1-1-7-1-2");
+        assert_eq!(status_wire(&c), "u-1-1-1-7-1-2");
         // Computed independently (Python's hmac module) for key "Jefe" and "0.what do ya want for nothing?".
         assert_eq!(signature("Jefe", 0, b"what do ya want for nothing?"), "t=0,v1=37f471929915ccd2cbbe79feb84ffcff4f2bb25e15fc41c2506687331ae179cc");
         assert_ne!(signature("other", 0, b"x"), signature("Jefe", 0, b"x"));

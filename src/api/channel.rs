@@ -48,7 +48,6 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
 
 /// `POST /channel` and `POST /channel/info` body (`/channel/info` takes no subscribers or reset).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ChannelDto {
     channel_id: Option<String>,
     channel_type: Option<i64>,
@@ -70,7 +69,6 @@ struct ChannelDto {
 
 /// `POST /channel/delete` body.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct KeyDto {
     channel_id: Option<String>,
     channel_type: Option<i64>,
@@ -78,7 +76,6 @@ struct KeyDto {
 
 /// Subscriber changes.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SubscribersDto {
     channel_id: Option<String>,
     channel_type: Option<i64>,
@@ -92,7 +89,6 @@ struct SubscribersDto {
 
 /// Deny/allow list changes.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListDto {
     channel_id: Option<String>,
     channel_type: Option<i64>,

@@ -43,7 +43,6 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SyncDto {
     uid: Option<String>,
     #[serde(default)]
@@ -174,7 +173,6 @@ async fn sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Re
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MarkDto {
     uid: Option<String>,
     channel_id: Option<String>,

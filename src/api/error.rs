@@ -48,6 +48,22 @@ impl From<CoreError> for ApiError {
     }
 }
 
+impl From<crate::usecase::Error> for ApiError {
+    fn from(e: crate::usecase::Error) -> ApiError {
+        match e {
+            crate::usecase::Error::Invalid(_, msg) => ApiError::bad_request(msg),
+            crate::usecase::Error::TooLarge(_, msg) => ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, msg },
+            crate::usecase::Error::Core(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<crate::usecase::Error> for warp::Rejection {
+    fn from(e: crate::usecase::Error) -> warp::Rejection {
+        warp::reject::custom(ApiError::from(e))
+    }
+}
+
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "status": self.status.as_u16(), "msg": self.msg });

@@ -6,16 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use rookery_actors::{Origin, SentMessage};
-use rookery_events::{
-    person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, Message, MessageHeader,
-    MessageId, PeerPolicy, Position, SendMessage, SenderStanding, StreamNo, Uid, UserCommand, SYSTEM_UID,
-};
+use rookery_actors::Origin;
+use rookery_events::{person_channel_parties, ChannelId, ChannelKey, ChannelType, Message, MessageHeader, Position, Uid, UserCommand, SYSTEM_UID};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
-use crate::gateway::session::Delivery;
+use crate::usecase::{validate, Field, Outgoing, Target};
 
 use super::{json_body, ok, origin, with_state, ApiError, ApiState};
 
@@ -25,11 +22,6 @@ const MAX_SYNC_LIMIT: i64 = 10_000;
 const DEFAULT_SYNC_LIMIT: i64 = 100;
 /// Page size of `/message/sync` when `limit` is 0 or absent.
 const DEFAULT_COMMAND_LIMIT: i64 = 200;
-/// Most recipients of one `/message/sendbatch`.
-const MAX_BATCH_SUBSCRIBERS: usize = 10_000;
-/// Sends of one `/message/sendbatch` in flight at once, so they share commit groups without
-/// flooding the actors.
-const BATCH_PARALLELISM: usize = 64;
 /// Uids whose last `/message/sync` is remembered; past this, an arbitrary entry is forgotten (its
 /// commands are simply offered again by the next sync).
 const MAX_REMEMBERED_SYNCS: usize = 100_000;
@@ -94,7 +86,6 @@ impl<'de> Deserialize<'de> for Flag {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SendDto {
     #[serde(default)]
     header: HeaderDto,
@@ -127,120 +118,61 @@ struct SendDto {
     device_id: Option<String>,
 }
 
-/// Checks an id the API accepts: non-empty, at most 128 bytes, none of `@ # &`.
+/// Checks an id the API accepts (the use cases' rule: non-empty, at most 128 bytes, none of `@ # &`).
 pub(crate) fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() {
-        return Err(ApiError::bad_request(format!("{what} must not be empty")));
-    }
-    if id.len() > 128 {
-        return Err(ApiError::bad_request(format!("{what} is longer than 128 bytes")));
-    }
-    if id.contains(['@', '#', '&']) {
-        return Err(ApiError::bad_request(format!("{what} must not contain @, # or &")));
-    }
-    Ok(())
+    Ok(validate::id(Field::Uid, what, id)?)
 }
 
 /// Parses a channel type code.
 pub(crate) fn channel_type(raw: Option<u8>) -> Result<ChannelType, ApiError> {
-    match raw.map(ChannelType) {
-        None | Some(ChannelType(0)) => Err(ApiError::bad_request("channel_type is required")),
-        Some(t) if !t.is_known() => Err(ApiError::bad_request(format!("unknown channel_type {}", t.0))),
-        Some(t) => Ok(t),
-    }
+    Ok(validate::channel_type(raw)?)
 }
 
 /// The stored channel a caller means: person channels are named by the peer uid plus the caller's uid.
 pub(crate) fn resolve_channel(caller: &Uid, channel_id: &str, ty: ChannelType) -> Result<ChannelKey, ApiError> {
-    if ty == ChannelType::PERSON {
-        if let Some((a, b)) = person_channel_parties(&ChannelId(channel_id.to_owned())) {
-            if a == *caller || b == *caller {
-                return Ok(ChannelKey::new(person_channel_id(&a, &b), ty));
-            }
-            return Err(ApiError::bad_request("person channel id does not include the calling uid"));
-        }
-        check_id("channel_id", channel_id)?;
-        return Ok(ChannelKey::new(person_channel_id(caller, &Uid::from(channel_id)), ty));
-    }
-    check_id("channel_id", channel_id)?;
-    Ok(ChannelKey::new(channel_id, ty))
+    Ok(validate::channel(caller, channel_id, ty)?)
 }
 
-/// Decodes a base64 payload and checks it is non-empty and within the configured cap.
-fn decode_payload(state: &ApiState, raw: &str) -> Result<Vec<u8>, ApiError> {
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(raw.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
-    if payload.is_empty() {
-        return Err(ApiError::bad_request("payload must not be empty"));
-    }
-    if payload.len() > state.config.max_payload_bytes {
-        return Err(ApiError { status: warp::http::StatusCode::PAYLOAD_TOO_LARGE, msg: format!("payload is larger than {} bytes", state.config.max_payload_bytes) });
-    }
-    Ok(payload)
+/// Decodes a base64 payload (its size and emptiness are the send use case's to check).
+fn decode_payload(raw: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD.decode(raw.as_bytes()).map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))
 }
 
 async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> Result<warp::reply::Response, Rejection> {
-    let payload = decode_payload(&state, &dto.payload)?;
+    let payload = decode_payload(&dto.payload)?;
     if dto.is_stream.0 {
         return Err(ApiError::bad_request("stream messages (is_stream) are not supported").into());
     }
-    if dto.subscribers.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("sending to an explicit subscribers list is not supported; send to a channel").into());
-    }
     let _ = dto.device_id;
-    let from = Uid::from(dto.from_uid.filter(|u| !u.is_empty()).unwrap_or_else(|| SYSTEM_UID.to_owned()));
-    if from.0 != SYSTEM_UID {
-        check_id("from_uid", &from.0)?;
-    }
-    let ty = channel_type(dto.channel_type)?;
-    let channel_id = dto.channel_id.unwrap_or_default();
-    let key = resolve_channel(&from, &channel_id, ty)?;
-    let client_msg_no = dto.client_msg_no.filter(|c| !c.is_empty()).unwrap_or_else(|| format!("{}0", uuid::Uuid::new_v4().simple()));
-    if client_msg_no.len() > 128 {
-        return Err(ApiError::bad_request("client_msg_no is longer than 128 bytes").into());
-    }
-    let header = MessageHeader {
-        no_persist: dto.no_persist.unwrap_or(dto.header.no_persist).0,
-        red_dot: dto.header.red_dot.0,
-        sync_once: dto.sync_once.unwrap_or(dto.header.sync_once).0,
+    let channel_id = dto.channel_id.filter(|c| !c.is_empty());
+    let subscribers = dto.subscribers.filter(|s| !s.is_empty());
+    // WuKongIM v2/v3: `subscribers` without a channel sends a command message to exactly those users.
+    let target = match (channel_id, subscribers) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give channel_id or subscribers, not both").into()),
+        (None, Some(uids)) => Target::Users(uids),
+        (id, None) => Target::Channel { id: id.unwrap_or_default(), ty: dto.channel_type },
     };
-    let msg = SendMessage {
-        message_id: MessageId(0),
-        client_msg_no: ClientMsgNo(client_msg_no.clone()),
-        from_uid: from,
-        header,
+    let out = Outgoing {
+        from: dto.from_uid,
+        target,
+        client_msg_no: dto.client_msg_no,
+        header: MessageHeader {
+            no_persist: dto.no_persist.unwrap_or(dto.header.no_persist).0,
+            red_dot: dto.header.red_dot.0,
+            sync_once: dto.sync_once.unwrap_or(dto.header.sync_once).0,
+        },
         setting: dto.setting,
-        stream_no: dto.stream_no.filter(|s| !s.is_empty()).map(StreamNo),
         expire: dto.expire,
-        topic: dto.topic.filter(|t| !t.is_empty()),
+        topic: dto.topic,
+        stream_no: dto.stream_no,
         payload,
-        sender: SenderStanding::default(),
-        peer: PeerPolicy::default(),
     };
-    let mut delivery = Delivery {
-        key: key.clone(),
-        from: msg.from_uid.clone(),
-        header: crate::gateway::packet::Header { dup: false, no_persist: header.no_persist, red_dot: header.red_dot, sync_once: header.sync_once },
-        setting: crate::gateway::packet::Setting(msg.setting),
-        expire: msg.expire,
-        client_msg_no: client_msg_no.clone(),
-        topic: msg.topic.clone().unwrap_or_default(),
-        message_id: 0,
-        message_seq: 0,
-        payload: msg.payload.as_slice().into(),
-    };
-    let SentMessage { message_id, message_seq, duplicate, recipients } = state.core.send(&key, msg, origin).await.map_err(ApiError::from)?;
-    if !duplicate {
-        (delivery.message_id, delivery.message_seq) = (message_id.0, message_seq.0);
-        // Every online session of the recipients: the API is not a session.
-        state.presence.deliver(&delivery, &recipients, None);
-    }
+    let sent = state.usecases.send(out, origin, None).await?;
     let data = json!({
-        "message_id": message_id.0,
-        "message_idstr": message_id.0.to_string(),
-        "message_seq": message_seq.0,
-        "client_msg_no": client_msg_no,
+        "message_id": sent.message_id.0,
+        "message_idstr": sent.message_id.0.to_string(),
+        "message_seq": sent.message_seq.0,
+        "client_msg_no": sent.client_msg_no,
     });
     let mut body = data.clone();
     body["status"] = json!(200);
@@ -285,7 +217,6 @@ pub fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
 
 /// Both request forms of `/channel/messagesync`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SyncDto {
     #[serde(default)]
     login_uid: Option<String>,
@@ -436,7 +367,6 @@ async fn max_message_seq(state: ApiState, q: MaxSeqQuery) -> Result<warp::reply:
 
 /// `POST /message/sendbatch` body: one person message from `from_uid` to each subscriber.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SendBatchDto {
     #[serde(default)]
     header: HeaderDto,
@@ -457,65 +387,11 @@ struct SendBatchReply {
 
 async fn send_batch(state: ApiState, origin: Origin, dto: SendBatchDto) -> Result<warp::reply::Response, Rejection> {
     let from = dto.from_uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("from_uid is required"))?;
-    check_id("from_uid", &from)?;
-    let from = Uid(from);
     let raw_payload = dto.payload.filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("payload is required"))?;
-    let payload = decode_payload(&state, &raw_payload)?;
-    let subscribers = dto.subscribers.unwrap_or_default();
-    if subscribers.is_empty() {
-        return Err(ApiError::bad_request("subscribers must not be empty").into());
-    }
-    if subscribers.len() > MAX_BATCH_SUBSCRIBERS {
-        return Err(ApiError::bad_request(format!("subscribers may name at most {MAX_BATCH_SUBSCRIBERS} uids")).into());
-    }
-    // Every recipient is checked before anything is sent, so a bad id changes nothing.
-    let mut seen = std::collections::HashSet::new();
-    let mut targets = Vec::with_capacity(subscribers.len());
-    for uid in subscribers {
-        check_id("subscribers", &uid)?;
-        if seen.insert(uid.clone()) {
-            let key = ChannelKey::new(person_channel_id(&from, &Uid::from(uid.as_str())), ChannelType::PERSON);
-            targets.push((uid, key));
-        }
-    }
+    let payload = decode_payload(&raw_payload)?;
     let header = MessageHeader { no_persist: dto.header.no_persist.0, red_dot: dto.header.red_dot.0, sync_once: dto.header.sync_once.0 };
-    let mut reply = SendBatchReply { fail_uids: Vec::new(), reason: Vec::new() };
-    for chunk in targets.chunks(BATCH_PARALLELISM) {
-        let handles: Vec<_> = chunk
-            .iter()
-            .map(|(_, key)| {
-                let msg = SendMessage {
-                    message_id: MessageId(0),
-                    client_msg_no: ClientMsgNo(format!("{}0", uuid::Uuid::new_v4().simple())),
-                    from_uid: from.clone(),
-                    header,
-                    setting: 0,
-                    stream_no: None,
-                    expire: 0,
-                    topic: None,
-                    payload: payload.clone(),
-                    sender: SenderStanding::default(),
-                    peer: PeerPolicy::default(),
-                };
-                let (core, key, origin) = (state.core.clone(), key.clone(), origin.clone());
-                tokio::spawn(async move { core.send(&key, msg, origin).await })
-            })
-            .collect();
-        for ((uid, _), handle) in chunk.iter().zip(handles) {
-            let failure = match handle.await {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => {
-                    tracing::error!(error = %e, "sendbatch task failed");
-                    Some("internal error".to_owned())
-                }
-            };
-            if let Some(reason) = failure {
-                reply.fail_uids.push(uid.clone());
-                reply.reason.push(reason);
-            }
-        }
-    }
+    let failures = state.usecases.send_batch(&from, dto.subscribers.unwrap_or_default(), header, payload, origin).await?;
+    let reply = SendBatchReply { fail_uids: failures.iter().map(|f| f.uid.clone()).collect(), reason: failures.into_iter().map(|f| f.reason).collect() };
     Ok(warp::reply::json(&reply).into_response())
 }
 
@@ -552,7 +428,6 @@ impl SyncMemory {
 
 /// `POST /message/sync` body. `message_seq` is accepted and ignored, as in v2.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CommandSyncDto {
     uid: Option<String>,
     #[serde(default)]
@@ -563,7 +438,6 @@ struct CommandSyncDto {
 
 /// `POST /message/syncack` body.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CommandAckDto {
     uid: Option<String>,
     #[serde(default)]

@@ -36,13 +36,15 @@ const MAX_BODY_BYTES: u64 = 4 << 20;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The actor layer.
+    /// The use cases (sending, tokens) every family calls.
+    pub usecases: crate::usecase::UseCases,
+    /// The actor layer, for reads.
     pub core: Core,
     /// Server settings.
     pub config: Arc<Config>,
     /// Online WKProto sessions: read by `/user/onlinestatus`, and messages sent through the API are
     /// pushed to them.
-    pub presence: Arc<crate::gateway::session::Presence>,
+    pub presence: Arc<crate::presence::Presence>,
     /// The per-credential request rate (shared with the gateway's limits).
     pub limits: Arc<crate::limits::Limits>,
     /// The RocksDB log itself, for `POST /backup` (`None` when the core runs on another engine).

@@ -3,18 +3,14 @@
 //! `GET /user/systemuids`.
 
 use rookery_actors::Origin;
-use rookery_events::{ChannelKey, ChannelType, DeviceFlag, DeviceLevel, SystemCommand, Uid, UserCommand, SYSTEM_UID};
+use rookery_events::{DeviceFlag, DeviceLevel, SystemCommand, Uid};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::{Filter, Rejection, Reply};
 
-use super::message::check_id;
-use crate::gateway::packet::ReasonCode;
-use crate::gateway::session::Kick;
 use super::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::usecase::TokenSet;
 
-/// Most uids one request may name.
-const MAX_UIDS: usize = 10_000;
 /// The protocol's reason code for a banned user, which v2 answers `/user/token` with.
 const REASON_BAN: u16 = 19;
 
@@ -48,7 +44,6 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
 
 /// `POST /user/token` body.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TokenDto {
     uid: Option<String>,
     token: Option<String>,
@@ -62,7 +57,6 @@ struct TokenDto {
 
 /// `POST /user/device_quit` body.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct DeviceQuitDto {
     uid: Option<String>,
     /// 0 app, 1 web, 2 desktop, -1 every device.
@@ -71,7 +65,6 @@ struct DeviceQuitDto {
 
 /// Body of the system-uid mutations.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SystemUidsDto {
     uids: Option<Vec<String>>,
 }
@@ -84,16 +77,6 @@ struct OnlineSession {
     online: u8,
 }
 
-/// A uid a client may own: a valid id that is not the built-in system account.
-fn client_uid(raw: Option<String>) -> Result<Uid, ApiError> {
-    let uid = raw.ok_or_else(|| ApiError::bad_request("uid is required"))?;
-    check_id("uid", &uid)?;
-    if uid == SYSTEM_UID {
-        return Err(ApiError::bad_request("uid must not be the system uid"));
-    }
-    Ok(Uid(uid))
-}
-
 /// A small non-negative code from a JSON integer, named in the error.
 fn code(what: &str, raw: Option<i64>, default: u8, max: u8) -> Result<u8, ApiError> {
     match raw {
@@ -103,56 +86,31 @@ fn code(what: &str, raw: Option<i64>, default: u8, max: u8) -> Result<u8, ApiErr
     }
 }
 
-/// Checks a list of uids: present, non-empty, at most [`MAX_UIDS`], each a valid id.
+/// Checks a list of uids: present, non-empty unless `allow_empty`, at most 10,000, each a valid id.
 pub(crate) fn uid_list(what: &str, raw: Option<Vec<String>>, allow_empty: bool) -> Result<Vec<Uid>, ApiError> {
-    let uids = raw.unwrap_or_default();
-    if uids.is_empty() && !allow_empty {
-        return Err(ApiError::bad_request(format!("{what} must not be empty")));
-    }
-    if uids.len() > MAX_UIDS {
-        return Err(ApiError::bad_request(format!("{what} may name at most {MAX_UIDS} uids")));
-    }
-    for uid in &uids {
-        check_id(what, uid)?;
-    }
-    Ok(uids.into_iter().map(Uid).collect())
+    Ok(crate::usecase::validate::uids(what, raw.unwrap_or_default(), allow_empty)?)
 }
 
 async fn token(state: ApiState, origin: Origin, dto: TokenDto) -> Result<warp::reply::Response, Rejection> {
-    let uid = client_uid(dto.uid)?;
-    let token = dto.token.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("token is required"))?;
-    if token.len() > 1024 {
-        return Err(ApiError::bad_request("token is longer than 1024 bytes").into());
-    }
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    let token = dto.token.unwrap_or_default();
     let device_flag = DeviceFlag(code("device_flag", dto.device_flag, 0, 2)?);
     let device_level = DeviceLevel(code("device_level", dto.device_level, 0, 1)?);
-    // A banned user (its person channel has `ban`) gets v2's answer: HTTP 200 with reason code 19,
-    // and the token is not stored.
-    let own = state.core.channel_state(&ChannelKey::new(uid.0.clone(), ChannelType::PERSON)).await.map_err(ApiError::from)?;
-    if own.info.ban {
-        return Ok(warp::reply::json(&json!({"status": REASON_BAN, "msg": "user is banned"})).into_response());
+    match state.usecases.set_token(&uid, &token, device_flag, device_level, origin).await? {
+        TokenSet::Set => Ok(ok()),
+        // v2's answer to a banned user: HTTP 200 with reason code 19, and the token is not stored.
+        TokenSet::Banned => Ok(warp::reply::json(&json!({"status": REASON_BAN, "msg": "user is banned"})).into_response()),
     }
-    state.core.user(&uid, UserCommand::SetToken { device_flag, device_level, token }, origin).await.map_err(ApiError::from)?;
-    // WuKongIM v2: a master token replaces the device's current sessions (DISCONNECT 12).
-    if device_level == DeviceLevel::MASTER {
-        let n = state.presence.kick_device(&uid, Some(device_flag.0), &Kick::replaced());
-        tracing::debug!(uid = %uid, device_flag = device_flag.0, kicked = n, "master token set");
-    }
-    Ok(ok())
 }
 
 async fn device_quit(state: ApiState, origin: Origin, dto: DeviceQuitDto) -> Result<warp::reply::Response, Rejection> {
-    let uid = client_uid(dto.uid)?;
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
     let flag = match dto.device_flag {
         None => return Err(ApiError::bad_request("device_flag is required (-1 for every device)").into()),
         Some(-1) => None,
         Some(n) => Some(DeviceFlag(code("device_flag", Some(n), 0, 2)?)),
     };
-    state.core.user(&uid, UserCommand::QuitDevice(flag), origin).await.map_err(ApiError::from)?;
-    // The token is gone; its sessions go too, with DISCONNECT 12 so that SDKs stop reconnecting.
-    let quit = Kick::Disconnect { reason_code: ReasonCode::CONNECT_KICK, reason: "device quit".into() };
-    let n = state.presence.kick_device(&uid, flag.map(|f| f.0), &quit);
-    tracing::debug!(uid = %uid, kicked = n, "device quit");
+    state.usecases.quit_device(&uid, flag, origin).await?;
     Ok(ok())
 }
 

@@ -10,7 +10,7 @@
 //! (spec §3.1: servers write one packet per binary message).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -29,16 +29,7 @@ use super::packet::{self, DecodeError, EncodeError, Packet};
 /// connection's memory (docs/BENCHMARKS.md, S4).
 const READ_ROOM: usize = 512;
 
-/// Bytes read from and written to every client connection of this process since start: the TCP stream
-/// itself, or the payloads of WebSocket messages (not their frame headers). Process-wide, because a
-/// connection counts before it knows its session, and one process serves one gateway.
-static BYTES_IN: AtomicU64 = AtomicU64::new(0);
-static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
-
-/// (bytes read, bytes written) over every client connection since start; see [`BYTES_IN`].
-pub fn traffic_bytes() -> (u64, u64) {
-    (BYTES_IN.load(Ordering::Relaxed), BYTES_OUT.load(Ordering::Relaxed))
-}
+use crate::presence::{BYTES_IN, BYTES_OUT};
 
 /// Why a connection cannot go on.
 #[derive(Debug, thiserror::Error)]

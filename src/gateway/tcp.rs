@@ -4,7 +4,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::conn::Connection;
-use super::session::{accept_loop, Gateway, CONNECT_TIMEOUT};
+use super::accept::{accept_loop, Gateway};
+use super::session::CONNECT_TIMEOUT;
 
 /// Serves WKProto over TCP on `listener` until `shutdown` turns true, then waits for its sessions.
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: watch::Receiver<bool>) {

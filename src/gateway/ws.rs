@@ -7,7 +7,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::conn::Connection;
 use super::packet::MAX_BODY_LEN;
-use super::session::{accept_loop, Gateway, CONNECT_TIMEOUT};
+use super::accept::{accept_loop, Gateway};
+use super::session::CONNECT_TIMEOUT;
 
 /// Serves WKProto over WebSocket on `listener` until `shutdown` turns true, then waits for its
 /// sessions.

@@ -79,13 +79,13 @@ impl Client {
         }
     }
 
-    async fn write(&mut self, p: &Packet) {
+    pub(crate) async fn write(&mut self, p: &Packet) {
         let bytes = packet::encode_to_vec(p, self.version).expect("encode");
         self.write_raw(bytes).await;
     }
 
     /// The next packet, or `None` when the server closed the connection.
-    async fn read(&mut self) -> Option<Packet> {
+    pub(crate) async fn read(&mut self) -> Option<Packet> {
         loop {
             match packet::check(&self.input) {
                 Ok(_) => {

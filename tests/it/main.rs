@@ -11,5 +11,6 @@ mod webhook;
 mod jssdk;
 mod ops;
 mod rest;
+mod send_path;
 mod support;
 mod tls;

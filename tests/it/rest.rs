@@ -157,7 +157,8 @@ async fn user_token_and_device_quit_validate_every_field() {
     post_err(&s, "/user/token", json!({"uid": "u1", "token": "t", "device_flag": 7}), 400, "device_flag").await;
     post_err(&s, "/user/token", json!({"uid": "u1", "token": "t", "device_flag": -1}), 400, "device_flag").await;
     post_err(&s, "/user/token", json!({"uid": "u1", "token": "t", "device_level": 2}), 400, "device_level").await;
-    post_err(&s, "/user/token", json!({"uid": "u1", "token": "t", "colour": 2}), 400, "unknown field").await;
+    // Unknown fields are ignored (WuKongIM does), so a misspelt required field reads as a missing one.
+    post_err(&s, "/user/token", json!({"uidd": "u1", "token": "t"}), 400, "uid is required").await;
     raw_err(&s, "/user/token", "{\"uid\": \"u1\",", "malformed json body").await;
     raw_err(&s, "/user/token", " ", "malformed json body").await;
     post_err(&s, "/user/device_quit", json!({"uid": "u1"}), 400, "device_flag is required").await;
@@ -311,7 +312,7 @@ async fn bad_channel_requests_are_refused_and_change_nothing() {
         post_err(&s, path, body(json!({"channel_id": "g"})), 400, "channel_type is required").await;
         post_err(&s, path, body(json!({"channel_id": "g", "channel_type": 99})), 400, "unknown channel_type 99").await;
         post_err(&s, path, body(json!({"channel_id": "g", "channel_type": -1})), 400, "unknown channel_type -1").await;
-        post_err(&s, path, body(json!({"channel_id": "g", "channel_type": 2, "colour": "red"})), 400, "unknown field").await;
+        post_err(&s, path, body(json!({"channel": "g", "channel_type": 2})), 400, "channel_id is required").await;
         raw_err(&s, path, "{\"channel_id\": \"g\"", "malformed json body").await;
         raw_err(&s, path, "not json", "malformed json body").await;
     }

@@ -1,0 +1,57 @@
+//! The use cases every transport calls: sending a message (WKProto SEND, every REST family's send),
+//! tokens and logins, and the checks of ids and lengths they share. A rule lives here once; the
+//! transports only parse their own wire format into these calls and render the answer back.
+//!
+//! Dependencies point down: transports (`gateway`, `http`) -> use cases -> the actor core and
+//! [`Presence`]. Nothing here names a transport, builds a frame or knows JSON.
+
+mod error;
+mod fanout;
+mod send;
+mod users;
+pub mod validate;
+
+use std::sync::Arc;
+
+use rookery_actors::Core;
+
+pub use error::{Error, Field};
+pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
+pub use users::{LoginRefused, TokenSet};
+
+use crate::config::Config;
+use crate::presence::Presence;
+
+/// What the use cases share: the actor core, the settings, who is online and the fan-out workers.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct UseCases {
+    core: Core,
+    config: Arc<Config>,
+    presence: Arc<Presence>,
+    fanout: fanout::Fanout,
+}
+
+impl UseCases {
+    /// The use cases over `core`, delivering to the sessions in `presence`. Starts the fan-out
+    /// workers, so it must run inside a tokio runtime.
+    pub fn new(core: Core, config: Arc<Config>, presence: Arc<Presence>) -> UseCases {
+        let fanout = fanout::Fanout::start(presence.clone());
+        UseCases { core, config, presence, fanout }
+    }
+
+    /// The actor core, for what has no use case of its own yet (reads of state).
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Who is online.
+    pub fn presence(&self) -> &Arc<Presence> {
+        &self.presence
+    }
+
+    /// The server settings.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+}

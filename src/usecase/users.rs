@@ -1,0 +1,99 @@
+//! Users' tokens and logins: setting and revoking a device's token (and ending the sessions it no
+//! longer allows), and checking a login against them.
+
+use rookery_actors::Origin;
+use rookery_events::{ChannelKey, ChannelType, DeviceFlag, DeviceLevel, Uid, UserCommand};
+
+use super::{validate, Error, Field, UseCases};
+use crate::presence::Kick;
+
+/// What setting a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSet {
+    /// Stored; with a master token, the device's other sessions were ended.
+    Set,
+    /// The user is banned (its person channel has `ban`): nothing stored.
+    Banned,
+}
+
+/// Why a login is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// The uid is malformed, or the token is not the one registered for this uid and device.
+    BadCredentials,
+    /// The user is banned.
+    Banned,
+    /// The user's state could not be read.
+    Unavailable,
+}
+
+impl UseCases {
+    /// Registers `token` for `uid`'s device `device_flag` (0 app, 1 web, 2 desktop) at `device_level`
+    /// (0 slave, 1 master). A master token ends the device's current sessions (WuKongIM v2: the
+    /// client is told it logged in elsewhere).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed uid or token, [`Error::Core`] when the log fails.
+    pub async fn set_token(&self, uid: &str, token: &str, device_flag: DeviceFlag, device_level: DeviceLevel, origin: Origin) -> Result<TokenSet, Error> {
+        let uid = validate::client_uid("uid", uid)?;
+        if token.is_empty() {
+            return Err(Error::invalid(Field::Token, "token is required"));
+        }
+        if token.len() > validate::MAX_TOKEN {
+            return Err(Error::invalid(Field::Token, format!("token is longer than {} bytes", validate::MAX_TOKEN)));
+        }
+        if self.banned(&uid).await? {
+            return Ok(TokenSet::Banned);
+        }
+        self.core.user(&uid, UserCommand::SetToken { device_flag, device_level, token: token.to_owned() }, origin).await?;
+        if device_level == DeviceLevel::MASTER {
+            let n = self.presence.kick_device(&uid, Some(device_flag.0), &Kick::replaced());
+            tracing::debug!(uid = %uid, device_flag = device_flag.0, kicked = n, "master token set");
+        }
+        Ok(TokenSet::Set)
+    }
+
+    /// Removes the token of `uid`'s device `device_flag` (every device when `None`) and ends its
+    /// sessions, telling the clients, so that they stop reconnecting.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed uid, [`Error::Core`] when the log fails.
+    pub async fn quit_device(&self, uid: &str, device_flag: Option<DeviceFlag>, origin: Origin) -> Result<(), Error> {
+        let uid = validate::client_uid("uid", uid)?;
+        self.core.user(&uid, UserCommand::QuitDevice(device_flag), origin).await?;
+        let n = self.presence.kick_device(&uid, device_flag.map(|f| f.0), &Kick::LoggedOut("device quit".into()));
+        tracing::debug!(uid = %uid, kicked = n, "device quit");
+        Ok(())
+    }
+
+    /// Checks a login: `uid` must be a valid id, `token` the one registered for (uid, device_flag),
+    /// and the user not banned. Returns the device level registered with the token.
+    ///
+    /// # Errors
+    /// Why the login is refused.
+    pub async fn check_login(&self, uid: &str, device_flag: DeviceFlag, token: &str) -> Result<DeviceLevel, LoginRefused> {
+        let uid = validate::client_uid("uid", uid).map_err(|_| LoginRefused::BadCredentials)?;
+        let state = self.core.user_state(&uid).await.map_err(|e| {
+            tracing::warn!(uid = %uid, error = %e, "reading the user for a login");
+            LoginRefused::Unavailable
+        })?;
+        let level = match state.tokens.get(&device_flag) {
+            Some(t) if t.matches(token) => t.level,
+            _ => return Err(LoginRefused::BadCredentials),
+        };
+        match self.banned(&uid).await {
+            Ok(false) => Ok(level),
+            Ok(true) => Err(LoginRefused::Banned),
+            Err(e) => {
+                tracing::warn!(uid = %uid, error = %e, "reading the user's channel for a login");
+                Err(LoginRefused::Unavailable)
+            }
+        }
+    }
+
+    /// Whether `uid` is banned (its own person channel has `ban`).
+    async fn banned(&self, uid: &Uid) -> Result<bool, Error> {
+        let own = self.core.channel_state(&ChannelKey::new(uid.0.clone(), ChannelType::PERSON)).await?;
+        Ok(own.info.ban)
+    }
+}
