@@ -25,6 +25,8 @@ use rookery_storage::{EventLog, StoredRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::timefmt::{format_time, parse_time};
+
 /// Events per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 /// The largest `limit`.
@@ -184,31 +186,6 @@ fn position(name: &str, value: &str) -> Result<Position, String> {
     match number(name, value)? {
         0 => Err(format!("{name} must be a log position (1 or more), got 0")),
         p => Ok(Position(p)),
-    }
-}
-
-/// RFC 3339 (`2025-01-31T12:00:00Z`, `2025-01-31T13:00:00.5+01:00`) or Unix milliseconds.
-pub fn parse_time(name: &str, value: &str) -> Result<Timestamp, String> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return number(name, value).map(Timestamp);
-    }
-    let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{name} must be an RFC 3339 time (2025-01-31T12:00:00Z) or Unix milliseconds, got {value:?}: {e}"))?;
-    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-    u64::try_from(ms).map(Timestamp).map_err(|_| format!("{name} must not be before 1970, got {value:?}"))
-}
-
-/// `recorded_at` as RFC 3339 in UTC with milliseconds.
-pub fn format_time(t: Timestamp) -> String {
-    let nanos = i128::from(t.0) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(dt) => {
-            let (y, mo, d) = (dt.year(), u8::from(dt.month()), dt.day());
-            let (h, mi, s, ms) = (dt.hour(), dt.minute(), dt.second(), dt.millisecond());
-            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
-        }
-        // Beyond the year 9999: not a time this server recorded; show the raw number.
-        Err(_) => t.0.to_string(),
     }
 }
 
@@ -844,9 +821,6 @@ mod tests {
 
     #[test]
     fn times_and_rendering() {
-        assert_eq!(format_time(Timestamp(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
-        assert_eq!(parse_time("since", "2023-11-14T22:13:20.123Z").unwrap(), Timestamp(1_700_000_000_123));
-        assert_eq!(parse_time("since", "2023-11-14T23:13:20.123+01:00").unwrap(), Timestamp(1_700_000_000_123));
         let log = sample();
         let q = query(RawQuery { from: Some("5".into()), to: Some("5".into()), ..RawQuery::default() });
         let v = page_json(&run(&log, &q).unwrap());

@@ -68,7 +68,7 @@ pub fn create(log: &RocksLog, dir: &Path) -> anyhow::Result<Manifest> {
         format: MANIFEST_FORMAT,
         position: position.0,
         chain_head: hash.to_hex(),
-        created: crate::api::format_time(rookery_events::Timestamp(now_ms)),
+        created: crate::timefmt::format_time(rookery_events::Timestamp(now_ms)),
         rookery_version: env!("CARGO_PKG_VERSION").into(),
     };
     let text = toml::to_string(&manifest).context("writing the manifest")?;

@@ -3,15 +3,17 @@
 //! [`run`] opens the event log, brings snapshots up to the log head, starts the actors, binds every
 //! listener and serves until the shutdown future completes.
 
-pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod gateway;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 mod monitor;
 pub mod presence;
+pub mod render;
+pub mod timefmt;
 pub mod tls;
 pub mod transfer;
 pub mod usecase;
@@ -54,36 +56,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(position = head.0, chain_head = %hash.to_hex(), "event log opened");
     let config = Arc::new(config);
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The monitor comes first, so liveness and metrics answer while snapshots catch up; `/readyz`
     // says 503 until everything below is done.
     let metrics = Arc::new(metrics::Metrics::new());
-    let monitor_listener = tokio::net::TcpListener::bind(config.monitor_addr).await.with_context(|| format!("binding monitor on {}", config.monitor_addr))?;
-    // Tests and supervisors read these lines to learn the bound ports.
-    println!("rookery: monitor listening on {}", monitor_listener.local_addr()?);
-    let monitor_state = Arc::new(monitor::Monitor::new(rocks.clone(), metrics.clone(), config.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let monitor = tokio::spawn(warp::serve(monitor::routes(monitor_state.clone())).incoming(monitor_listener).graceful(stopped(stop_rx.clone())).run());
-
-    let replay_log = log.clone();
-    let caught_up = tokio::task::spawn_blocking(move || {
-        replay::catch_up(&*replay_log, &mut |p| {
-            tracing::info!(done = p.done, total = p.total, percent = format!("{:.1}", p.percent()), events_per_sec = p.rate() as u64, "replaying log tail into snapshots");
-        })
-    })
-    .await
-    .context("replay task")??;
-    tracing::info!(events = caught_up.done, events_per_sec = caught_up.rate() as u64, "snapshots up to date");
+    let (monitor_state, monitor) = start_monitor(&config, &rocks, &metrics, stop_rx.clone()).await?;
+    catch_up(&log).await?;
 
     let threads = if config.actor_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { config.actor_threads };
     let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads, dedupe_window: config.dedupe_window };
     let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
 
-    let api_listener = listen(config.api_addr).with_context(|| format!("binding REST API on {}", config.api_addr))?;
-    let tcp_listener = listen(config.tcp_addr).with_context(|| format!("binding WKProto TCP on {}", config.tcp_addr))?;
-    let ws_listener = listen(config.ws_addr).with_context(|| format!("binding WKProto WebSocket on {}", config.ws_addr))?;
+    let (api_listener, tcp_listener, ws_listener) = (bind(config.api_addr, "REST API")?, bind(config.tcp_addr, "WKProto TCP")?, bind(config.ws_addr, "WKProto WebSocket")?);
     let bound = (api_listener.local_addr()?, tcp_listener.local_addr()?, ws_listener.local_addr()?);
 
     let tls = tls::acceptor(&config)?;
@@ -97,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some((stats, _)) = &webhooks {
         monitor_state.webhooks(stats.clone());
     }
-    let routes = api::routes(api::ApiState {
+    let routes = http::Families::new(http::ApiState {
         usecases,
         core: core.clone(),
         config: config.clone(),
@@ -105,7 +89,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         limits: gateway.limits.clone(),
         rocks: Some(rocks.clone()),
     });
-    let api = tokio::spawn(api::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
+    let api = tokio::spawn(http::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
     monitor_state.ready(core.clone(), gateway.presence.clone());
     // Printed once ready: a supervisor that has seen all four lines finds `/readyz` answering 200.
     println!("rookery: api listening on {}", bound.0);
@@ -113,18 +97,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     println!("rookery: ws listening on {}", bound.2);
     tracing::info!("ready");
 
-    // The chain head, logged every minute so it can be anchored outside the server.
-    let head_log = log.clone();
-    let limits = gateway.limits.clone();
-    let head_logger = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            limits.housekeeping();
-            let (position, hash) = head_log.head();
-            tracing::info!(position = position.0, chain_head = %hash.to_hex(), "event log chain head");
-        }
-    });
+    let head_logger = tokio::spawn(every_minute(log.clone(), limits));
 
     shutdown.await;
     head_logger.abort();
@@ -141,6 +114,58 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Completes once the stop signal is true (or its sender is gone).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Binds the monitor and serves it until the stop signal; answers `/readyz` with 503 until
+/// [`monitor::Monitor::ready`].
+async fn start_monitor(
+    config: &Arc<Config>,
+    rocks: &Arc<RocksLog>,
+    metrics: &Arc<metrics::Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<monitor::Monitor>, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(config.monitor_addr).await.with_context(|| format!("binding monitor on {}", config.monitor_addr))?;
+    // Tests and supervisors read these lines to learn the bound ports.
+    println!("rookery: monitor listening on {}", listener.local_addr()?);
+    let state = Arc::new(monitor::Monitor::new(rocks.clone(), metrics.clone(), config.clone()));
+    let task = tokio::spawn(warp::serve(monitor::routes(state.clone())).incoming(listener).graceful(stopped(stop)).run());
+    Ok((state, task))
+}
+
+/// Folds the log tail since the last checkpoint into the snapshots, logging progress.
+async fn catch_up(log: &Arc<dyn EventLog>) -> anyhow::Result<()> {
+    let replay_log = log.clone();
+    let caught_up = tokio::task::spawn_blocking(move || {
+        replay::catch_up(&*replay_log, &mut |p| {
+            tracing::info!(done = p.done, total = p.total, percent = format!("{:.1}", p.percent()), events_per_sec = p.rate() as u64, "replaying log tail into snapshots");
+        })
+    })
+    .await
+    .context("replay task")??;
+    tracing::info!(events = caught_up.done, events_per_sec = caught_up.rate() as u64, "snapshots up to date");
+    Ok(())
+}
+
+/// Once a minute: forgets idle rate-limit entries, and logs the chain head so it can be anchored
+/// outside the server.
+async fn every_minute(log: Arc<dyn EventLog>, limits: Arc<limits::Limits>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        limits.housekeeping();
+        let (position, hash) = log.head();
+        tracing::info!(position = position.0, chain_head = %hash.to_hex(), "event log chain head");
+    }
+}
+
+/// [`listen`], with the listener's name in the error.
+fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    listen(addr).with_context(|| format!("binding {what} on {addr}"))
 }
 
 /// Binds a listener with an accept queue of 4096 (the kernel caps it at `net.core.somaxconn`) instead of

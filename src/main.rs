@@ -210,104 +210,120 @@ fn main() -> anyhow::Result<()> {
             println!("ok: restored {} into {}: position {}, chain head {}", backup.display(), config.data_dir.display(), manifest.position, manifest.chain_head);
             Ok(())
         }
-        Command::Verify { config, data_dir } => {
-            let config = load(config, data_dir)?;
-            let dir = config.data_dir.join("log");
-            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
-            match rookery_actors::replay::verify_chain(&log, &mut |p| eprintln!("verify: {} / {} events ({:.1}%)", p.done, p.total, p.percent())) {
-                Ok((events, (position, hash))) => {
-                    println!("ok: {events} events, chain head {} at position {position}", hash.to_hex());
-                    Ok(())
-                }
-                Err(broken) => {
-                    eprintln!("verify failed: {broken}");
-                    std::process::exit(1);
-                }
-            }
-        }
-        Command::Export { format: _, since, output, config, data_dir } => {
-            let config = load(config, data_dir)?;
-            let dir = config.data_dir.join("log");
-            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
-            let since = match since.as_deref().map(str::trim) {
-                None | Some("") => rookery_storage::Position(1),
-                Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => rookery_storage::Position(p.parse().context("--since position is too large")?),
-                Some(t) => {
-                    let t = rookery::api::parse_time(t).map_err(|e| anyhow::anyhow!("--since must be a log position or an RFC 3339 time: {e}"))?;
-                    rookery_actors::history::resolve(&log, rookery_actors::history::At::Time(t))?.next()
-                }
-            };
-            let bar = progress_bar("export");
-            let mut out: Box<dyn std::io::Write> = match &output {
-                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
-                None => Box::new(std::io::stdout().lock()),
-            };
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
-            let summary = rookery::transfer::export(&log, since, &mut out, &mut |done, total| update(&bar, done, total))?;
-            drop(out);
-            bar.finish_and_clear();
-            eprintln!("exported {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
-            Ok(())
-        }
-        Command::Import { input, config, data_dir } => {
-            let config = load(config, data_dir)?;
-            let log = rookery::open_log(&config)?;
-            let mut input: Box<dyn std::io::BufRead> = match &input {
-                Some(path) => Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)),
-                None => Box::new(std::io::stdin().lock()),
-            };
-            let bar = progress_bar("import");
-            let summary = rookery::transfer::import(&log, &mut input, &mut |done, total| update(&bar, done, total))?;
-            bar.finish_and_clear();
-            eprintln!("imported {} events; building snapshots", summary.events);
-            rookery_actors::replay::catch_up(&log, &mut |p| eprintln!("snapshots: {} / {} events ({:.1}%)", p.done, p.total, p.percent()))?;
-            println!("ok: {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
-            Ok(())
-        }
-        Command::Audit(args) => {
-            let AuditArgs { config, data_dir, channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor, json } = *args;
-            let raw = rookery::audit::RawQuery { channel_id: channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor };
-            let query = match raw.parse() {
-                Ok(q) => q,
-                Err(msg) => {
-                    eprintln!("audit: {msg}");
-                    std::process::exit(2);
-                }
-            };
-            let config = load(config, data_dir)?;
-            let dir = config.data_dir.join("log");
-            let log = rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))?;
-            let page = rookery::audit::run(&log, &query)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rookery::audit::page_json(&page))?);
-            } else {
-                for e in &page.events {
-                    println!("{}", rookery::audit::envelope_line(e));
-                }
-                match page.next_cursor {
-                    Some(c) => eprintln!("{} events ({} records read); more with --cursor {}", page.events.len(), page.examined, c.0),
-                    None => eprintln!("{} events ({} records read); no more", page.events.len(), page.examined),
-                }
-            }
-            Ok(())
-        }
+        Command::Verify { config, data_dir } => verify(&load(config, data_dir)?),
+        Command::Export { format: _, since, output, config, data_dir } => export(&load(config, data_dir)?, since.as_deref(), output.as_deref()),
+        Command::Import { input, config, data_dir } => import(&load(config, data_dir)?, input.as_deref()),
+        Command::Audit(args) => audit(*args),
         Command::Replay { verify, config, data_dir } => {
             anyhow::ensure!(verify, "only `rookery replay --verify` is supported");
-            let config = load(config, data_dir)?;
-            let log = rookery::open_log(&config)?;
-            let report = rookery_actors::replay::verify(&log, &mut |p| {
-                eprintln!("verify: {} / {} events ({:.1}%), {} events/s", p.done, p.total, p.percent(), p.rate() as u64);
-            });
-            match report {
-                Ok(r) => {
-                    println!("ok: {} events, {} aggregates, chain head {} at position {}", r.events, r.aggregates, r.head.1.to_hex(), r.head.0);
-                    Ok(())
-                }
-                Err(difference) => {
-                    eprintln!("verify failed: {difference}");
-                    std::process::exit(1);
-                }
-            }
+            replay_verify(&load(config, data_dir)?)
+        }
+    }
+}
+
+/// Opens the configured data directory's log read-only (beside a running server).
+fn open_read_only(config: &Config) -> anyhow::Result<rookery_storage::RocksLog> {
+    let dir = config.data_dir.join("log");
+    rookery_storage::RocksLog::open_read_only(&dir).with_context(|| format!("opening event log in {}", dir.display()))
+}
+
+/// `rookery verify`: walks the hash chain of the whole log.
+fn verify(config: &Config) -> anyhow::Result<()> {
+    let log = open_read_only(config)?;
+    match rookery_actors::replay::verify_chain(&log, &mut |p| eprintln!("verify: {} / {} events ({:.1}%)", p.done, p.total, p.percent())) {
+        Ok((events, (position, hash))) => {
+            println!("ok: {events} events, chain head {} at position {position}", hash.to_hex());
+            Ok(())
+        }
+        Err(broken) => {
+            eprintln!("verify failed: {broken}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `rookery export`: the log from `since` (a position or a time) as JSON lines, to `output` or stdout.
+fn export(config: &Config, since: Option<&str>, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let log = open_read_only(config)?;
+    let since = match since.map(str::trim) {
+        None | Some("") => rookery_storage::Position(1),
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => rookery_storage::Position(p.parse().context("--since position is too large")?),
+        Some(t) => {
+            let t = rookery::timefmt::parse_time("--since", t).map_err(|e| anyhow::anyhow!("--since must be a log position or a time: {e}"))?;
+            rookery_actors::history::resolve(&log, rookery_actors::history::At::Time(t))?.next()
+        }
+    };
+    let bar = progress_bar("export");
+    let mut out: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+    let summary = rookery::transfer::export(&log, since, &mut out, &mut |done, total| update(&bar, done, total))?;
+    drop(out);
+    bar.finish_and_clear();
+    eprintln!("exported {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
+    Ok(())
+}
+
+/// `rookery import`: appends an export (from `input` or stdin) to the configured log, then builds snapshots.
+fn import(config: &Config, input: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let log = rookery::open_log(config)?;
+    let mut input: Box<dyn std::io::BufRead> = match input {
+        Some(path) => Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?)),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let bar = progress_bar("import");
+    let summary = rookery::transfer::import(&log, &mut input, &mut |done, total| update(&bar, done, total))?;
+    bar.finish_and_clear();
+    eprintln!("imported {} events; building snapshots", summary.events);
+    rookery_actors::replay::catch_up(&log, &mut |p| eprintln!("snapshots: {} / {} events ({:.1}%)", p.done, p.total, p.percent()))?;
+    println!("ok: {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
+    Ok(())
+}
+
+/// `rookery audit`: one page of the audit trail, as lines or as the API's JSON.
+fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let AuditArgs { config, data_dir, channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor, json } = args;
+    let raw = rookery::audit::RawQuery { channel_id: channel, channel_type, uid, actor, kind, since, until, from, to, limit, order, cursor };
+    let query = match raw.parse() {
+        Ok(q) => q,
+        Err(msg) => {
+            eprintln!("audit: {msg}");
+            std::process::exit(2);
+        }
+    };
+    let config = load(config, data_dir)?;
+    let log = open_read_only(&config)?;
+    let page = rookery::audit::run(&log, &query)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rookery::audit::page_json(&page))?);
+    } else {
+        for e in &page.events {
+            println!("{}", rookery::audit::envelope_line(e));
+        }
+        match page.next_cursor {
+            Some(c) => eprintln!("{} events ({} records read); more with --cursor {}", page.events.len(), page.examined, c.0),
+            None => eprintln!("{} events ({} records read); no more", page.events.len(), page.examined),
+        }
+    }
+    Ok(())
+}
+
+/// `rookery replay --verify`: rebuilds every aggregate from the first event and compares.
+fn replay_verify(config: &Config) -> anyhow::Result<()> {
+    let log = rookery::open_log(config)?;
+    let report = rookery_actors::replay::verify(&log, &mut |p| {
+        eprintln!("verify: {} / {} events ({:.1}%), {} events/s", p.done, p.total, p.percent(), p.rate() as u64);
+    });
+    match report {
+        Ok(r) => {
+            println!("ok: {} events, {} aggregates, chain head {} at position {}", r.events, r.aggregates, r.head.1.to_hex(), r.head.0);
+            Ok(())
+        }
+        Err(difference) => {
+            eprintln!("verify failed: {difference}");
+            std::process::exit(1);
         }
     }
 }

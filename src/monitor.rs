@@ -175,7 +175,7 @@ fn connz(monitor: &Monitor, query: Result<ConnzQuery, String>) -> warp::reply::R
                 "device_id": s.device_id,
                 "version": s.version,
                 "transport": s.transport,
-                "start": crate::api::format_time(rookery_events::Timestamp(since_ms)),
+                "start": crate::timefmt::format_time(rookery_events::Timestamp(since_ms)),
                 "uptime": uptime(now.duration_since(s.since).map_or(0, |d| d.as_secs())),
                 "in_msgs": s.msgs_in,
                 "out_msgs": s.msgs_out,
@@ -189,7 +189,7 @@ fn connz(monitor: &Monitor, query: Result<ConnzQuery, String>) -> warp::reply::R
         StatusCode::OK,
         serde_json::json!({
             "connections": connections,
-            "now": crate::api::format_time(rookery_events::Timestamp(now_ms)),
+            "now": crate::timefmt::format_time(rookery_events::Timestamp(now_ms)),
             "total": sessions.len(),
             "offset": offset,
             "limit": limit,

@@ -126,7 +126,7 @@ pub fn export(log: &dyn EventLog, since: Position, out: &mut dyn Write, progress
                     prev_hash: r.prev_hash.to_hex(),
                     digest: r.digest.to_hex(),
                     body: base64::engine::general_purpose::STANDARD.encode(&r.body),
-                    recorded_at: crate::api::format_time(body.meta.recorded_at),
+                    recorded_at: crate::timefmt::format_time(body.meta.recorded_at),
                     stream: body.stream.to_string(),
                     kind: body.event.kind().to_string(),
                     actor: actor_label(&body.meta.actor),

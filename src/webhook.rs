@@ -207,7 +207,7 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
         if !messages.is_empty() {
             let delivery = format!("{}-{}", cursor.next().0, scanned_to.0);
             if sender.wants("msg.notify") {
-                let body = Value::Array(messages.iter().map(|(_, m)| crate::api::message_json(m, None)).collect());
+                let body = Value::Array(messages.iter().map(|(_, m)| crate::render::message_json(m, None)).collect());
                 if !sender.deliver("msg.notify", &delivery, &body, &mut stop).await {
                     return;
                 }
@@ -218,7 +218,7 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                     if to_uids.is_empty() {
                         continue;
                     }
-                    let mut body = crate::api::message_json(m, None);
+                    let mut body = crate::render::message_json(m, None);
                     body["to_uids"] = json!(to_uids.iter().map(|u| u.0.as_str()).collect::<Vec<_>>());
                     if !sender.deliver("msg.offline", &format!("{}", position.0), &body, &mut stop).await {
                         return;

@@ -1,5 +1,5 @@
 //! `Core`: the handle the rest of the server holds. It finds (or starts) the actor serving a channel or
-//! user, spreads actors over arbiters by key hash, and retries a request once when it hits an actor
+//! user, spreads actors over arbiters by key hash, and tries a request up to three times when it hits an actor
 //! that was just passivated.
 
 use std::collections::hash_map::DefaultHasher;

@@ -312,6 +312,7 @@ pub fn reason_for(error: &usecase::Error) -> ReasonCode {
         usecase::Error::Invalid(Field::ChannelType, _) => return ReasonCode::NOT_SUPPORT_CHANNEL_TYPE,
         usecase::Error::Invalid(Field::ChannelId, _) => return ReasonCode::CHANNEL_ID_ERROR,
         usecase::Error::Invalid(..) | usecase::Error::TooLarge(..) => return ReasonCode::PAYLOAD_DECODE_ERROR,
+        usecase::Error::NotFound(_) => return ReasonCode::CHANNEL_NOT_EXIST,
         usecase::Error::Core(e) => e,
     };
     match error {

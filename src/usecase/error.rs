@@ -33,6 +33,9 @@ pub enum Error {
     /// The input is well formed but larger than this server accepts.
     #[error("{1}")]
     TooLarge(Field, String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The domain refused, or the core failed.
     #[error(transparent)]
     Core(#[from] CoreError),

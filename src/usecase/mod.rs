@@ -1,10 +1,12 @@
 //! The use cases every transport calls: sending a message (WKProto SEND, every REST family's send),
-//! tokens and logins, and the checks of ids and lengths they share. A rule lives here once; the
+//! tokens and logins, the command queue, conversation lists, and the checks of ids and lengths they share. A rule lives here once; the
 //! transports only parse their own wire format into these calls and render the answer back.
 //!
 //! Dependencies point down: transports (`gateway`, `http`) -> use cases -> the actor core and
 //! [`Presence`]. Nothing here names a transport, builds a frame or knows JSON.
 
+mod commands;
+mod conversations;
 mod error;
 mod fanout;
 mod send;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use rookery_actors::Core;
 
+pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
 pub use users::{LoginRefused, TokenSet};
@@ -30,6 +33,7 @@ pub struct UseCases {
     config: Arc<Config>,
     presence: Arc<Presence>,
     fanout: fanout::Fanout,
+    commands: commands::Remembered,
 }
 
 impl UseCases {
@@ -37,7 +41,7 @@ impl UseCases {
     /// workers, so it must run inside a tokio runtime.
     pub fn new(core: Core, config: Arc<Config>, presence: Arc<Presence>) -> UseCases {
         let fanout = fanout::Fanout::start(presence.clone());
-        UseCases { core, config, presence, fanout }
+        UseCases { core, config, presence, fanout, commands: commands::Remembered::default() }
     }
 
     /// The actor core, for what has no use case of its own yet (reads of state).

@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod conversation;
 mod durability;
+mod families;
 pub(crate) mod gateway;
 mod history;
 mod webhook;

@@ -2,19 +2,18 @@
 //! (both forms), `/channel/max_message_seq`, and the write-spread command queue: `/message/sync` +
 //! `/message/syncack`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use rookery_actors::Origin;
-use rookery_events::{person_channel_parties, ChannelId, ChannelKey, ChannelType, Message, MessageHeader, Position, Uid, UserCommand, SYSTEM_UID};
+use rookery_events::{person_channel_parties, ChannelId, ChannelKey, ChannelType, MessageHeader, Uid};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
+use crate::render::message_json;
 use crate::usecase::{validate, Field, Outgoing, Target};
 
-use super::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
 
 /// Largest page of `/channel/messagesync`.
 const MAX_SYNC_LIMIT: i64 = 10_000;
@@ -22,15 +21,9 @@ const MAX_SYNC_LIMIT: i64 = 10_000;
 const DEFAULT_SYNC_LIMIT: i64 = 100;
 /// Page size of `/message/sync` when `limit` is 0 or absent.
 const DEFAULT_COMMAND_LIMIT: i64 = 200;
-/// Uids whose last `/message/sync` is remembered; past this, an arbitrary entry is forgotten (its
-/// commands are simply offered again by the next sync).
-const MAX_REMEMBERED_SYNCS: usize = 100_000;
 
-/// The message routes, each answering a JSON response or a rejection for [`super::recover`].
+/// The message routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    // One memory per server: `routes` is built once when the API starts.
-    let memory = SyncMemory::default();
-    let with_memory = warp::any().map(move || memory.clone());
     let send = warp::path!("message" / "send").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(send);
     let batch = warp::path!("message" / "sendbatch")
         .and(warp::post())
@@ -47,14 +40,12 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let command_sync = warp::path!("message" / "sync")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(with_memory.clone())
         .and(json_body())
         .and_then(command_sync);
     let command_ack = warp::path!("message" / "syncack")
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(origin(state))
-        .and(with_memory)
         .and(json_body())
         .and_then(command_ack);
     send.or(batch).unify().or(sync).unify().or(max_seq).unify().or(command_sync).unify().or(command_ack).unify()
@@ -179,40 +170,6 @@ async fn send(state: ApiState, origin: rookery_actors::Origin, dto: SendDto) -> 
     body["reason"] = json!(1);
     body["data"] = data;
     Ok(warp::reply::json(&body).into_response())
-}
-
-/// The message object of every read endpoint (and of webhooks). For person channels `channel_id` is the party that is
-/// not `viewer` (the peer, as the caller sees the chat).
-pub fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
-    let channel_id = match (m.channel.ty, person_channel_parties(&m.channel.id)) {
-        (ChannelType::PERSON, Some((a, b))) => {
-            let me = viewer.unwrap_or(&m.from_uid);
-            if a == *me { b.0 } else { a.0 }
-        }
-        _ => m.channel.id.0.clone(),
-    };
-    let from_uid = if m.from_uid.0 == SYSTEM_UID { String::new() } else { m.from_uid.0.clone() };
-    let mut v = json!({
-        "header": {"no_persist": m.header.no_persist as u8, "red_dot": m.header.red_dot as u8, "sync_once": m.header.sync_once as u8},
-        "setting": m.setting,
-        "message_id": m.message_id.0,
-        "message_idstr": m.message_id.0.to_string(),
-        "client_msg_no": m.client_msg_no.0,
-        "message_seq": m.message_seq.0,
-        "from_uid": from_uid,
-        "channel_id": channel_id,
-        "channel_type": m.channel.ty.0,
-        "expire": m.expire,
-        "timestamp": m.timestamp.as_secs(),
-        "payload": base64::engine::general_purpose::STANDARD.encode(m.payload.bytes()),
-    });
-    if let Some(t) = &m.topic {
-        v["topic"] = json!(t);
-    }
-    if let Some(s) = &m.stream_no {
-        v["stream_no"] = json!(s.0);
-    }
-    v
 }
 
 /// Both request forms of `/channel/messagesync`.
@@ -395,37 +352,6 @@ async fn send_batch(state: ApiState, origin: Origin, dto: SendBatchDto) -> Resul
     Ok(warp::reply::json(&reply).into_response())
 }
 
-/// What each uid's latest `/message/sync` returned (the queue positions of those commands), so the
-/// following `/message/syncack` acknowledges exactly them. Kept in memory like v2: after a restart
-/// an ack finds nothing and the next sync offers the same commands again.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SyncMemory(Arc<Mutex<HashMap<Uid, Vec<Position>>>>);
-
-impl SyncMemory {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uid, Vec<Position>>> {
-        // The map holds no invariant a panicking holder could break half-way.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn remember(&self, uid: Uid, positions: Vec<Position>) {
-        let mut map = self.lock();
-        if map.len() >= MAX_REMEMBERED_SYNCS && !map.contains_key(&uid) {
-            if let Some(old) = map.keys().next().cloned() {
-                map.remove(&old);
-            }
-        }
-        map.insert(uid, positions);
-    }
-
-    fn take(&self, uid: &Uid) -> Vec<Position> {
-        self.lock().remove(uid).unwrap_or_default()
-    }
-
-    fn restore(&self, uid: Uid, positions: Vec<Position>) {
-        self.lock().entry(uid).or_insert(positions);
-    }
-}
-
 /// `POST /message/sync` body. `message_seq` is accepted and ignored, as in v2.
 #[derive(Debug, Deserialize)]
 struct CommandSyncDto {
@@ -444,14 +370,8 @@ struct CommandAckDto {
     last_message_seq: Option<i64>,
 }
 
-fn required_uid(raw: Option<String>) -> Result<Uid, ApiError> {
-    let uid = raw.ok_or_else(|| ApiError::bad_request("uid is required"))?;
-    check_id("uid", &uid)?;
-    Ok(Uid(uid))
-}
-
-async fn command_sync(state: ApiState, memory: SyncMemory, dto: CommandSyncDto) -> Result<warp::reply::Response, Rejection> {
-    let uid = required_uid(dto.uid)?;
+async fn command_sync(state: ApiState, dto: CommandSyncDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
     non_negative("message_seq", dto.message_seq)?;
     let limit = match dto.limit {
         None | Some(0) => DEFAULT_COMMAND_LIMIT,
@@ -459,46 +379,20 @@ async fn command_sync(state: ApiState, memory: SyncMemory, dto: CommandSyncDto) 
         Some(n) if n > MAX_SYNC_LIMIT => return Err(ApiError::bad_request(format!("limit must be at most {MAX_SYNC_LIMIT}")).into()),
         Some(n) => n,
     } as usize;
-    let user = state.core.user_state(&uid).await.map_err(ApiError::from)?;
-    let pending: Vec<_> = user.pending_commands.into_iter().take(limit).collect();
-    let core = state.core.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        pending
-            .into_iter()
-            .map(|(position, queued)| {
-                let seq = queued.message_seq.0;
-                let message = core.messages(&queued.channel, seq, seq, 1, false, true)?.into_iter().next();
-                Ok((position, message))
-            })
-            .collect::<Result<Vec<_>, rookery_actors::CoreError>>()
-    })
-    .await
-    .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })?
-    .map_err(ApiError::from)?;
-    // An entry whose message cannot be read any more is still remembered, so the ack clears it
-    // instead of leaving it in the queue for ever.
-    let positions = found.iter().map(|(p, _)| *p).collect();
-    let messages: Vec<Value> = found.iter().filter_map(|(_, m)| m.as_ref()).map(|m| message_json(m, Some(&uid))).collect();
-    memory.remember(uid, positions);
+    let found = state.usecases.pending_commands(&uid, limit).await?;
+    let viewer = Uid(uid);
+    let messages: Vec<Value> = found.iter().map(|m| message_json(m, Some(&viewer))).collect();
     Ok(warp::reply::json(&messages).into_response())
 }
 
-async fn command_ack(state: ApiState, origin: Origin, memory: SyncMemory, dto: CommandAckDto) -> Result<warp::reply::Response, Rejection> {
-    let uid = required_uid(dto.uid)?;
+async fn command_ack(state: ApiState, origin: Origin, dto: CommandAckDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
     match dto.last_message_seq {
         None | Some(0) => return Err(ApiError::bad_request("last_message_seq is required and must not be 0").into()),
         Some(n) if n < 0 => return Err(ApiError::bad_request("last_message_seq must not be negative").into()),
         Some(_) => {}
     }
-    let positions = memory.take(&uid);
-    if positions.is_empty() {
-        return Ok(ok());
-    }
-    if let Err(e) = state.core.user(&uid, UserCommand::AckSync(positions.clone()), origin).await {
-        // Keep what the sync returned so the client can retry the ack.
-        memory.restore(uid, positions);
-        return Err(ApiError::from(e).into());
-    }
+    state.usecases.ack_commands(&uid, origin).await?;
     Ok(ok())
 }
 

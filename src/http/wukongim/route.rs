@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use warp::{Filter, Rejection, Reply};
 
 use super::message::check_id;
-use super::{json_body, with_state, ApiError, ApiState};
+use crate::http::{json_body, with_state, ApiError, ApiState};
 use crate::config::Config;
 
 /// Most uids one `/route/batch` call may ask about.
 const MAX_BATCH_UIDS: usize = 10_000;
 
-/// The routing routes, each answering a JSON response or a rejection for [`super::recover`].
+/// The routing routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let one = warp::path!("route").and(warp::get()).and(with_state(state.clone())).and(warp::query::<RouteQuery>()).and_then(route);
     let batch = warp::path!("route" / "batch").and(warp::post()).and(with_state(state)).and(json_body()).and_then(route_batch);

@@ -53,6 +53,7 @@ impl From<crate::usecase::Error> for ApiError {
         match e {
             crate::usecase::Error::Invalid(_, msg) => ApiError::bad_request(msg),
             crate::usecase::Error::TooLarge(_, msg) => ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, msg },
+            crate::usecase::Error::NotFound(msg) => ApiError::not_found(msg),
             crate::usecase::Error::Core(e) => ApiError::from(e),
         }
     }

@@ -5,15 +5,17 @@
 //! blocking thread because it reads the log.
 
 use rookery_actors::history::{self, At, PastUser};
-use rookery_events::{ChannelId, ChannelKey, ChannelState, Position, Timestamp, Uid};
+use rookery_events::{ChannelId, ChannelKey, ChannelState, Position, Uid};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
 use rookery_actors::Origin;
 
-use super::message::channel_type;
-use super::{json_body, origin, with_state, ApiError, ApiState};
+use crate::timefmt::{format_time, parse_time};
+
+use crate::http::{json_body, origin, with_state, ApiError, ApiState};
+use crate::usecase::{validate, Field};
 
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let past = warp::path!("audit" / "state").and(warp::get()).and(with_state(state.clone())).and(warp::query::<StateQuery>()).and_then(past_state);
@@ -36,7 +38,7 @@ const MAX_REASON: usize = 1024;
 
 async fn erase(state: ApiState, origin: Origin, dto: EraseDto) -> Result<warp::reply::Response, Rejection> {
     let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
-    super::message::check_id("uid", &uid)?;
+    validate::id(Field::Uid, "uid", &uid).map_err(ApiError::from)?;
     let uid = Uid(uid);
     let reason = dto.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("reason is required (who asked, a ticket number)"))?;
     if reason.len() > MAX_REASON {
@@ -44,8 +46,8 @@ async fn erase(state: ApiState, origin: Origin, dto: EraseDto) -> Result<warp::r
     }
     let channels = match (dto.channel_id, dto.channel_type) {
         (Some(id), ty) => {
-            let ty = channel_type(ty)?;
-            vec![super::message::resolve_channel(&uid, &id, ty)?]
+            let ty = validate::channel_type(ty)?;
+            vec![validate::channel(&uid, &id, ty).map_err(ApiError::from)?]
         }
         (None, Some(_)) => return Err(ApiError::bad_request("channel_type without channel_id").into()),
         (None, None) => {
@@ -98,25 +100,7 @@ pub(crate) fn parse_at(raw: Option<&str>) -> Result<At, ApiError> {
     if raw.bytes().all(|b| b.is_ascii_digit()) {
         return raw.parse().map(|p| At::Position(Position(p))).map_err(|_| ApiError::bad_request(format!("log position {raw} is too large")));
     }
-    parse_time(raw).map(At::Time).map_err(|e| ApiError::bad_request(format!("at must be a log position or an RFC 3339 time (2026-11-23T14:00:00Z): {e}")))
-}
-
-/// An RFC 3339 time as milliseconds since the Unix epoch.
-///
-/// # Errors
-/// Why the text is not an RFC 3339 time after 1970.
-pub fn parse_time(raw: &str) -> Result<Timestamp, String> {
-    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())?;
-    let ms = t.unix_timestamp_nanos() / 1_000_000;
-    u64::try_from(ms).map(Timestamp).map_err(|_| "times before 1970 are not in any log".to_string())
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC.
-pub fn format_time(t: Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    parse_time("at", raw).map(At::Time).map_err(|e| ApiError::bad_request(format!("at must be a log position or an RFC 3339 time (2026-11-23T14:00:00Z): {e}")))
 }
 
 fn subject(q: &StateQuery) -> Result<Subject, ApiError> {
@@ -125,10 +109,10 @@ fn subject(q: &StateQuery) -> Result<Subject, ApiError> {
             if id.is_empty() || id.len() > 257 {
                 return Err(ApiError::bad_request("channel_id must be 1 to 257 bytes"));
             }
-            Ok(Subject::Channel(ChannelKey { id: ChannelId(id.clone()), ty: channel_type(ty)? }))
+            Ok(Subject::Channel(ChannelKey { id: ChannelId(id.clone()), ty: validate::channel_type(ty)? }))
         }
         (None, None, Some(uid)) => {
-            super::message::check_id("uid", uid)?;
+            validate::id(Field::Uid, "uid", uid).map_err(ApiError::from)?;
             Ok(Subject::User(Uid(uid.clone())))
         }
         (None, None, None) => Err(ApiError::bad_request("give channel_id and channel_type, or uid")),

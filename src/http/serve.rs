@@ -1,4 +1,5 @@
-//! The REST API's HTTP server: warp's routes behind a thin layer that gives every request its id.
+//! The REST API's HTTP server: warp's routes behind a thin layer that gives every request its id and
+//! hands it to the API family that owns its path.
 //!
 //! warp's own server cannot hand per-request values to filters, so this loop does what it does (accept,
 //! HTTP/1 and HTTP/2 per connection, graceful shutdown) and adds a [`RequestContext`] to each request:
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use warp::http::{HeaderValue, Request};
 use warp::hyper::body::Incoming;
-use warp::Filter;
 
 use crate::metrics::Metrics;
 
@@ -38,12 +38,9 @@ pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
         .unwrap_or_else(uuid::Uuid::new_v4)
 }
 
-/// Serves `routes` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets open
-/// requests finish. Every answered request is counted in `metrics` by route class and status.
-pub async fn serve<F>(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, routes: F, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>)
-where
-    F: Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
-{
+/// Serves the API `families` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
+/// open requests finish. Every answered request is counted in `metrics` by route class and status.
+pub async fn serve(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, families: super::Families, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -61,10 +58,10 @@ where
             },
             () = &mut shutdown => break,
         };
-        let routes = warp::service(routes.clone());
+        let families = families.clone();
         let metrics = metrics.clone();
         let service = warp::hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let mut routes = routes.clone();
+            let mut routes = warp::service(families.for_path(req.uri().path()).clone());
             let metrics = metrics.clone();
             let path = req.uri().path().to_owned();
             let context = RequestContext { request_id: request_id_of(&req), peer: Some(peer) };

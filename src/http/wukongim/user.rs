@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::{Filter, Rejection, Reply};
 
-use super::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
 use crate::usecase::TokenSet;
 
 /// The protocol's reason code for a banned user, which v2 answers `/user/token` with.
 const REASON_BAN: u16 = 19;
 
-/// The user and system-uid routes, each answering a JSON response or a rejection for [`super::recover`].
+/// The user and system-uid routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let token = warp::path!("user" / "token").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(token);
     let quit = warp::path!("user" / "device_quit")

@@ -13,9 +13,9 @@ use warp::{Filter, Rejection, Reply};
 
 use super::message::{channel_type, check_id, Flag};
 use super::user::uid_list;
-use super::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
 
-/// The channel routes, each answering a JSON response or a rejection for [`super::recover`].
+/// The channel routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let post = |s: &ApiState| warp::post().and(with_state(s.clone())).and(origin(s.clone()));
     let upsert = warp::path!("channel").and(post(&state)).and(json_body()).and_then(upsert);

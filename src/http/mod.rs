@@ -1,15 +1,18 @@
-//! The REST API (WuKongIM/LiMaoIM compatible): one module per resource group, each exposing
-//! `routes(state)`. JSON exists only here: request and response types are DTOs converted by hand to
-//! and from domain types.
+//! The REST listener: one port, several API families. A request goes to the family that owns its path
+//! ([`Families::for_path`]), and each family owns its credential check, its error envelope and its 404:
+//!
+//! * `admin` — the server's own routes: `/healthz`, `/audit/...` (events, chain head, state as of any
+//!   instant, erasure) and `/backup`;
+//! * `wukongim` — the WuKongIM/LiMaoIM server API, and the family for every path no other family owns.
+//!
+//! Families parse their wire format into the use cases (`crate::usecase`) and render the answers; the
+//! helpers here (JSON bodies, request ids, the `Origin` of a mutation, API credentials) are shared.
+//! Request and response types are DTOs converted by hand to and from domain types.
 
-mod channel;
-mod conversation;
+mod admin;
 mod error;
-mod history;
-mod message;
-mod route;
 pub mod serve;
-mod user;
+mod wukongim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +23,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use warp::{Filter, Rejection, Reply};
 
-pub use error::{recover, ApiError};
-pub use history::{format_time, parse_time};
-pub use message::message_json;
+pub use error::ApiError;
 
 use crate::config::{Config, Scope, LOCAL_CREDENTIAL};
 pub use serve::RequestContext;
@@ -36,7 +37,7 @@ const MAX_BODY_BYTES: u64 = 4 << 20;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The use cases (sending, tokens) every family calls.
+    /// The use cases (sending, tokens, logins) every family calls.
     pub usecases: crate::usecase::UseCases,
     /// The actor layer, for reads.
     pub core: Core,
@@ -51,90 +52,27 @@ pub struct ApiState {
     pub rocks: Option<Arc<rookery_storage::RocksLog>>,
 }
 
-/// All routes, behind the credential check, with JSON errors for everything that fails.
-pub fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let core = state.core.clone();
-    // The hash-chain head, to be anchored outside the server (see `rookery verify`).
-    let chain_head = warp::path!("audit" / "head").and(warp::get()).map(move || {
-        let (position, hash) = core.log().head();
-        warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
-    });
-    let backup = warp::path!("backup").and(warp::post()).and(origin(state.clone())).and(with_state(state.clone())).and(json_body()).and_then(backup);
-    let audit_events = warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
-    let api = health
-        .or(chain_head)
-        .unify()
-        .or(audit_events)
-        .unify()
-        .or(backup)
-        .unify()
-        .or(route::routes(state.clone()))
-        .unify()
-        .or(user::routes(state.clone()))
-        .unify()
-        .or(channel::routes(state.clone()))
-        .unify()
-        .or(message::routes(state.clone()))
-        .unify()
-        .or(conversation::routes(state.clone()))
-        .unify()
-        .or(history::routes(state.clone()))
-        .unify();
-    authorized(state).and(valid_request_id()).and(api).recover(recover).unify()
+/// Every family's routes, each behind its own credential check and rendering its own errors.
+#[derive(Clone)]
+pub struct Families {
+    admin: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
 }
 
-/// `GET /audit/events`: one page of the events matching the query (see `crate::audit`).
-async fn audit_events(state: ApiState, raw: crate::audit::RawQuery) -> Result<warp::reply::Response, Rejection> {
-    let query = raw.parse().map_err(|msg| warp::reject::custom(ApiError::bad_request(msg)))?;
-    let log = state.core.log().clone();
-    let page = tokio::task::spawn_blocking(move || crate::audit::run(&*log, &query))
-        .await
-        .map_err(|e| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("audit query failed: {e}") }))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "audit query failed");
-            warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })
-        })?;
-    Ok(warp::reply::json(&crate::audit::page_json(&page)).into_response())
-}
-
-/// `POST /backup` body.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupRequest {
-    /// Where to write the backup, on the server's machine: absolute, new or empty.
-    dir: String,
-}
-
-/// `POST /backup`: an online checkpoint of the event log into a directory on the server's machine
-/// (what `rookery backup` asks for when a server holds the log). Admin credentials only.
-async fn backup(origin: Origin, state: ApiState, request: BackupRequest) -> Result<warp::reply::Response, Rejection> {
-    let internal = |msg: String| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg });
-    let Some(rocks) = state.rocks.clone() else {
-        return Err(internal("this server's event log cannot take checkpoints".into()));
-    };
-    let dir = std::path::PathBuf::from(request.dir.trim());
-    if !dir.is_absolute() {
-        return Err(ApiError::bad_request(format!("dir must be an absolute path on the server's machine, got {:?}", request.dir)).into());
+impl Families {
+    /// Every family over `state`.
+    pub fn new(state: ApiState) -> Families {
+        Families { admin: admin::routes(state.clone()), wukongim: wukongim::routes(state) }
     }
-    crate::backup::target(&dir).map_err(|e| warp::reject::custom(ApiError::bad_request(format!("{e:#}"))))?;
-    let target = dir.clone();
-    let manifest = tokio::task::spawn_blocking(move || crate::backup::create(&rocks, &target))
-        .await
-        .map_err(|e| internal(format!("backup task failed: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), dir = %dir.display(), "backup failed");
-            internal(format!("{e:#}"))
-        })?;
-    tracing::info!(actor = ?origin.actor, dir = %dir.display(), position = manifest.position, chain_head = %manifest.chain_head, "backup written");
-    Ok(warp::reply::json(&serde_json::json!({
-        "status": 200,
-        "dir": dir.display().to_string(),
-        "position": manifest.position,
-        "chain_head": manifest.chain_head,
-        "created": manifest.created,
-    }))
-    .into_response())
+
+    /// The family that answers requests for `path`.
+    pub fn for_path(&self, path: &str) -> &warp::filters::BoxedFilter<(warp::reply::Response,)> {
+        if admin::owns(path) {
+            &self.admin
+        } else {
+            &self.wukongim
+        }
+    }
 }
 
 /// The credential a request authenticated with.
@@ -170,7 +108,7 @@ pub fn credential(config: &Config, given: Option<&str>) -> Result<Credential, Ap
 }
 
 /// The request's credential, from its `token` header.
-fn credential_of(state: ApiState) -> impl Filter<Extract = (Credential,), Error = Rejection> + Clone {
+pub(crate) fn credential_of(state: ApiState) -> impl Filter<Extract = (Credential,), Error = Rejection> + Clone {
     warp::header::optional::<String>("token").and_then(move |given: Option<String>| {
         let found = credential(&state.config, given.as_deref()).map_err(warp::reject::custom);
         async move { found }
@@ -179,7 +117,7 @@ fn credential_of(state: ApiState) -> impl Filter<Extract = (Credential,), Error 
 
 /// Rejects requests without a configured credential (when any is configured), and requests past
 /// the credential's rate limit (429 with `Retry-After`).
-fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub(crate) fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     let limits = state.limits.clone();
     credential_of(state)
         .and_then(move |credential: Credential| {
@@ -195,7 +133,7 @@ fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> +
 }
 
 /// Refuses an `X-Request-Id` that is not a UUID (instead of silently recording another id).
-fn valid_request_id() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+pub(crate) fn valid_request_id() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and_then(|given: Option<String>| async move {
             match given {
