@@ -586,7 +586,6 @@ pub fn envelope_line(e: &Envelope) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use rookery_events::{DeviceFlag, DeviceLevel, Meta, RequestId};
@@ -739,7 +738,13 @@ mod tests {
         assert_eq!(positions(&run(&log, &window).unwrap()), [5, 4, 3], "both ends inclusive, ms or RFC 3339");
         let offset = query(RawQuery { since: Some("1970-01-01T01:00:09+01:00".into()), ..RawQuery::default() });
         assert_eq!(positions(&run(&log, &offset).unwrap()), [10, 9]);
-        let all = query(RawQuery { actor: Some("manager".into()), kind: Some("user.token_set".into()), from: Some("2".into()), to: Some("9".into()), ..RawQuery::default() });
+        let all = query(RawQuery {
+            actor: Some("manager".into()),
+            kind: Some("user.token_set".into()),
+            from: Some("2".into()),
+            to: Some("9".into()),
+            ..RawQuery::default()
+        });
         assert_eq!(positions(&run(&log, &all).unwrap()), [9]);
     }
 
@@ -763,7 +768,8 @@ mod tests {
             .collect();
         for raw in filters {
             let base = query(raw.clone());
-            let mut expected: Vec<u64> = everything.iter().filter(|e| base.matches(&e.body) && e.position >= base.from && e.position <= base.to).map(|e| e.position.0).collect();
+            let mut expected: Vec<u64> =
+                everything.iter().filter(|e| base.matches(&e.body) && e.position >= base.from && e.position <= base.to).map(|e| e.position.0).collect();
             for order in [Order::Asc, Order::Desc] {
                 if order == Order::Desc {
                     expected.reverse();

@@ -127,7 +127,8 @@ fn ask_server(config: &Config, dir: &Path, token: Option<&str>) -> anyhow::Resul
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let body = serde_json::json!({"dir": dir.to_str().context("the backup path is not UTF-8")?}).to_string();
-    let mut request = format!("POST /backup HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut request =
+        format!("POST /backup HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     if let Some(t) = token {
         ensure!(!t.contains(['\r', '\n']), "the token must be one line");
         request.push_str(&format!("token: {t}\r\n"));

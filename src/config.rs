@@ -396,9 +396,8 @@ impl Config {
             secrets.insert(self.manager_token.as_deref().unwrap_or_default());
         }
         for (i, key) in self.api_keys.iter().enumerate() {
-            let valid_name = !key.name.is_empty()
-                && key.name.len() <= 64
-                && key.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            let valid_name =
+                !key.name.is_empty() && key.name.len() <= 64 && key.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
             if !valid_name {
                 return Err(format!("api_keys[{i}]: name {:?} must be 1 to 64 of A-Z a-z 0-9 . _ -", key.name));
             }
@@ -540,10 +539,7 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
     fn api_keys_load_from_toml_and_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "r.toml",
-                "[[api_keys]]\nname = \"ops-readonly\"\nsecret = \"r0\"\nscope = \"read_only\"\n",
-            )?;
+            jail.create_file("r.toml", "[[api_keys]]\nname = \"ops-readonly\"\nsecret = \"r0\"\nscope = \"read_only\"\n")?;
             let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
             assert_eq!(c.api_keys, vec![key("ops-readonly", "r0", Scope::ReadOnly)]);
             jail.set_env("ROOKERY_API_KEYS", r#"[{name="deploy",secret="d1",scope="admin"}]"#);

@@ -40,7 +40,8 @@ pub fn open_log(config: &Config) -> anyhow::Result<RocksLog> {
         config::DurabilitySetting::Sync => Durability::SyncEveryGroup,
         config::DurabilitySetting::Buffered => Durability::OsBuffered,
     };
-    RocksLog::open(&dir, RocksOptions { durability, max_unindexed_records: config.log_max_unindexed_records, ..RocksOptions::default() }).with_context(|| format!("opening event log in {}", dir.display()))
+    RocksLog::open(&dir, RocksOptions { durability, max_unindexed_records: config.log_max_unindexed_records, ..RocksOptions::default() })
+        .with_context(|| format!("opening event log in {}", dir.display()))
 }
 
 /// Runs the server until `shutdown` completes. Must be called inside an actix `System` whose tokio
@@ -64,10 +65,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     catch_up(&log).await?;
 
     let threads = if config.actor_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { config.actor_threads };
-    let core_config = CoreConfig { idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs), snapshot_every: config.snapshot_every, arbiters: threads, dedupe_window: config.dedupe_window };
+    let core_config = CoreConfig {
+        idle_timeout: std::time::Duration::from_secs(config.actor_idle_secs),
+        snapshot_every: config.snapshot_every,
+        arbiters: threads,
+        dedupe_window: config.dedupe_window,
+    };
     let core = Core::start(log.clone(), Arc::new(SystemClock), core_config)?;
 
-    let (api_listener, tcp_listener, ws_listener) = (bind(config.api_addr, "REST API")?, bind(config.tcp_addr, "WKProto TCP")?, bind(config.ws_addr, "WKProto WebSocket")?);
+    let (api_listener, tcp_listener, ws_listener) =
+        (bind(config.api_addr, "REST API")?, bind(config.tcp_addr, "WKProto TCP")?, bind(config.ws_addr, "WKProto WebSocket")?);
     let bound = (api_listener.local_addr()?, tcp_listener.local_addr()?, ws_listener.local_addr()?);
 
     let tls = tls::acceptor(&config)?;
@@ -89,7 +96,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         limits: gateway.limits.clone(),
         rocks: Some(rocks.clone()),
     });
-    let api = tokio::spawn(http::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
+    let api =
+        tokio::spawn(http::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
     monitor_state.ready(core.clone(), gateway.presence.clone());
     // Printed once ready: a supervisor that has seen all four lines finds `/readyz` answering 200.
     println!("rookery: api listening on {}", bound.0);
@@ -142,7 +150,13 @@ async fn catch_up(log: &Arc<dyn EventLog>) -> anyhow::Result<()> {
     let replay_log = log.clone();
     let caught_up = tokio::task::spawn_blocking(move || {
         replay::catch_up(&*replay_log, &mut |p| {
-            tracing::info!(done = p.done, total = p.total, percent = format!("{:.1}", p.percent()), events_per_sec = p.rate() as u64, "replaying log tail into snapshots");
+            tracing::info!(
+                done = p.done,
+                total = p.total,
+                percent = format!("{:.1}", p.percent()),
+                events_per_sec = p.rate() as u64,
+                "replaying log tail into snapshots"
+            );
         })
     })
     .await

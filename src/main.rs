@@ -207,7 +207,13 @@ fn main() -> anyhow::Result<()> {
         Command::Restore { backup, config, data_dir } => {
             let config = load(config, Some(data_dir))?;
             let manifest = rookery::backup::restore(&backup, &config.data_dir)?;
-            println!("ok: restored {} into {}: position {}, chain head {}", backup.display(), config.data_dir.display(), manifest.position, manifest.chain_head);
+            println!(
+                "ok: restored {} into {}: position {}, chain head {}",
+                backup.display(),
+                config.data_dir.display(),
+                manifest.position,
+                manifest.chain_head
+            );
             Ok(())
         }
         Command::Verify { config, data_dir } => verify(&load(config, data_dir)?),
@@ -345,10 +351,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// A progress bar on standard error; hidden when standard error is not a terminal.
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} events ({per_sec}, {eta} left)")
-            .expect("valid template"),
-    );
+    bar.set_style(indicatif::ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} events ({per_sec}, {eta} left)").expect("valid template"));
     bar.set_prefix(what.to_string());
     bar
 }

@@ -51,11 +51,9 @@ impl Metrics {
     /// An empty registry with the server's metrics.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let http = IntCounterVec::new(
-            Opts::new("rookery_http_requests_total", "REST API requests answered, by route class and HTTP status."),
-            &["class", "status"],
-        )
-        .expect("valid metric definition");
+        let http =
+            IntCounterVec::new(Opts::new("rookery_http_requests_total", "REST API requests answered, by route class and HTTP status."), &["class", "status"])
+                .expect("valid metric definition");
         registry.register(Box::new(http.clone())).expect("metric registered once");
         Metrics { registry, http }
     }
@@ -102,7 +100,12 @@ impl View<'_> {
             gauge("rookery_log_pending_records", "Records submitted to the log writer and not yet answered.", log.pending as f64),
             gauge("rookery_log_unindexed_records", "Committed records whose index entries are in memory only, waiting for the indexer.", log.unindexed as f64),
             histogram("rookery_log_commit_group_records", "Records per commit group.", &log.group_records, 1.0),
-            histogram("rookery_log_write_seconds", "Time from the start of a commit group's write until it is published, WAL fsync included when syncing.", &log.write_micros, 1e-6),
+            histogram(
+                "rookery_log_write_seconds",
+                "Time from the start of a commit group's write until it is published, WAL fsync included when syncing.",
+                &log.write_micros,
+                1e-6,
+            ),
         ];
         if let Some(core) = &self.core {
             f.push(counter("rookery_messages_in_total", "Sends accepted (REST and WKProto), each a new stored message.", core.messages_accepted));
@@ -121,14 +124,22 @@ impl View<'_> {
         if let Some(w) = self.webhook {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             f.push(counter("rookery_webhook_deliveries_total", "Webhook requests the receiver answered with 200.", load(&w.delivered)));
-            f.push(counter("rookery_webhook_failures_total", "Webhook requests that failed (status other than 200, timeout, connection or TLS error) and are retried.", load(&w.failures)));
+            f.push(counter(
+                "rookery_webhook_failures_total",
+                "Webhook requests that failed (status other than 200, timeout, connection or TLS error) and are retried.",
+                load(&w.failures),
+            ));
             f.push(gauge("rookery_webhook_cursor_position", "Log position up to which stored messages were delivered to the webhook.", load(&w.cursor) as f64));
         }
         if let Some((gateway, sessions)) = &self.gateway {
             f.push(counter("rookery_messages_out_total", "RECVs written to WKProto sessions.", gateway.delivered));
             f.push(counter("rookery_messages_dropped_total", "RECVs dropped because a session's outbound queue was full.", gateway.dropped));
             f.push(counter("rookery_client_bytes_in_total", "Bytes read from client connections (TCP bytes, WebSocket message payloads).", gateway.in_bytes));
-            f.push(counter("rookery_client_bytes_out_total", "Bytes written to client connections (TCP bytes, WebSocket message payloads).", gateway.out_bytes));
+            f.push(counter(
+                "rookery_client_bytes_out_total",
+                "Bytes written to client connections (TCP bytes, WebSocket message payloads).",
+                gateway.out_bytes,
+            ));
             f.push(labelled_gauge(
                 "rookery_connections_open",
                 "Open WKProto sockets (authenticated or not), by transport.",

@@ -14,8 +14,8 @@ use rookery_storage::{EventLog, RocksLog};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use crate::presence::Presence;
 use crate::metrics::{Metrics, View};
+use crate::presence::Presence;
 use crate::Config;
 
 /// Most connections one `/connz` page lists.
@@ -47,7 +47,16 @@ struct Live {
 impl Monitor {
     pub(crate) fn new(log: Arc<RocksLog>, metrics: Arc<Metrics>, config: Arc<Config>) -> Monitor {
         let started = Instant::now();
-        Monitor { log, metrics, config, started, live: OnceLock::new(), stopping: AtomicBool::new(false), webhook: OnceLock::new(), cpu_sample: std::sync::Mutex::new((started, cpu_seconds())) }
+        Monitor {
+            log,
+            metrics,
+            config,
+            started,
+            live: OnceLock::new(),
+            stopping: AtomicBool::new(false),
+            webhook: OnceLock::new(),
+            cpu_sample: std::sync::Mutex::new((started, cpu_seconds())),
+        }
     }
 
     /// Marks the server ready: start-up catch-up is done and every listener is bound.
@@ -260,27 +269,26 @@ pub(crate) fn routes(monitor: Arc<Monitor>) -> impl Filter<Extract = (warp::repl
         warp::any().map(move || m.clone())
     };
     let health = warp::path!("healthz").map(|| json(StatusCode::OK, serde_json::json!({"status": "ok"})));
-    let ready = warp::path!("readyz").and(with()).map(|m: Arc<Monitor>| {
-        if m.is_ready() {
-            json(StatusCode::OK, serde_json::json!({"status": "ready"}))
-        } else {
-            starting()
-        }
-    });
-    let metrics = warp::path!("metrics").and(with()).map(|m: Arc<Monitor>| {
-        warp::reply::with_header(m.metrics_text(), "content-type", prometheus::TEXT_FORMAT).into_response()
-    });
+    let ready = warp::path!("readyz").and(with()).map(
+        |m: Arc<Monitor>| {
+            if m.is_ready() {
+                json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+            } else {
+                starting()
+            }
+        },
+    );
+    let metrics = warp::path!("metrics")
+        .and(with())
+        .map(|m: Arc<Monitor>| warp::reply::with_header(m.metrics_text(), "content-type", prometheus::TEXT_FORMAT).into_response());
     let varz = warp::path!("varz").and(with()).map(|m: Arc<Monitor>| match m.live.get() {
         Some(live) => json(StatusCode::OK, m.varz(live)),
         None => starting(),
     });
-    let connz_route = warp::path!("connz")
-        .and(with())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .map(|m: Arc<Monitor>, raw: String| {
-            let query = parse_connz_query(&raw);
-            connz(&m, query)
-        });
+    let connz_route = warp::path!("connz").and(with()).and(warp::query::raw().or(warp::any().map(String::new)).unify()).map(|m: Arc<Monitor>, raw: String| {
+        let query = parse_connz_query(&raw);
+        connz(&m, query)
+    });
     let not_found = warp::any().map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"status": 404, "msg": "no such route"})));
     warp::get().and(health.or(ready).unify().or(metrics).unify().or(varz).unify().or(connz_route).unify()).or(not_found).unify()
 }
@@ -321,9 +329,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(warp::serve(routes(monitor.clone())).incoming(listener).run());
-        let status = |path: &'static str| async move {
-            reqwest::get(format!("http://{addr}{path}")).await.expect("request").status().as_u16()
-        };
+        let status = |path: &'static str| async move { reqwest::get(format!("http://{addr}{path}")).await.expect("request").status().as_u16() };
         assert_eq!(status("/healthz").await, 200, "alive while starting");
         assert_eq!(status("/readyz").await, 503, "not ready while starting");
         assert_eq!(status("/varz").await, 503);

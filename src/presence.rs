@@ -256,9 +256,7 @@ impl Presence {
                 return Err(Stale);
             }
             let sessions = dir.sessions.entry(login.uid.clone()).or_default();
-            let conflicts = |o: &Online| {
-                o.device_flag == login.device_flag && (login.device_level == DeviceLevel::MASTER || o.device_id == login.device_id)
-            };
+            let conflicts = |o: &Online| o.device_flag == login.device_flag && (login.device_level == DeviceLevel::MASTER || o.device_id == login.device_id);
             let (replaced, kept): (Vec<Online>, Vec<Online>) = std::mem::take(sessions).into_iter().partition(conflicts);
             *sessions = kept;
             sessions.push(Online {
@@ -289,8 +287,7 @@ impl Presence {
             let mut dir = self.lock();
             dir.epochs[stripe(uid)] += 1;
             let Some(sessions) = dir.sessions.get_mut(uid) else { return 0 };
-            let (kicked, kept): (Vec<Online>, Vec<Online>) =
-                std::mem::take(sessions).into_iter().partition(|o| device_flag.is_none_or(|f| f == o.device_flag));
+            let (kicked, kept): (Vec<Online>, Vec<Online>) = std::mem::take(sessions).into_iter().partition(|o| device_flag.is_none_or(|f| f == o.device_flag));
             if kept.is_empty() {
                 dir.sessions.remove(uid);
             } else {

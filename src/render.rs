@@ -11,7 +11,11 @@ pub fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
     let channel_id = match (m.channel.ty, person_channel_parties(&m.channel.id)) {
         (ChannelType::PERSON, Some((a, b))) => {
             let me = viewer.unwrap_or(&m.from_uid);
-            if a == *me { b.0 } else { a.0 }
+            if a == *me {
+                b.0
+            } else {
+                a.0
+            }
         }
         _ => m.channel.id.0.clone(),
     };
@@ -38,4 +42,3 @@ pub fn message_json(m: &Message, viewer: Option<&Uid>) -> Value {
     }
     v
 }
-

@@ -109,7 +109,13 @@ pub fn export(log: &dyn EventLog, since: Position, out: &mut dyn Write, progress
         log.read_range(first, 1)?.first().map(|r| r.prev_hash).ok_or_else(|| anyhow::anyhow!("record {first} is missing"))?
     };
     let last = if first > head { Position(first.0 - 1) } else { head };
-    let header = Header { rookery_export: FORMAT, first: first.0, first_prev_hash: first_prev_hash.to_hex(), head: last.0, head_hash: if first > head { first_prev_hash.to_hex() } else { head_hash.to_hex() } };
+    let header = Header {
+        rookery_export: FORMAT,
+        first: first.0,
+        first_prev_hash: first_prev_hash.to_hex(),
+        head: last.0,
+        head_hash: if first > head { first_prev_hash.to_hex() } else { head_hash.to_hex() },
+    };
     serde_json::to_writer(&mut *out, &header)?;
     out.write_all(b"\n")?;
     let total = last.0.saturating_sub(first.0 - 1);
@@ -230,7 +236,13 @@ pub fn import(log: &dyn EventLog, input: &mut dyn BufRead, progress: &mut dyn Fn
     progress(done, total);
     anyhow::ensure!(expected.0 == header.head + 1, "the file ends at position {} but its header says {}: truncated export", expected.0 - 1, header.head);
     let (head, hash) = log.head();
-    anyhow::ensure!(head.0 == header.head && hash == head_hash, "imported log ends at {head} with link {} instead of {} with {}", hash.to_hex(), header.head, header.head_hash);
+    anyhow::ensure!(
+        head.0 == header.head && hash == head_hash,
+        "imported log ends at {head} with link {} instead of {} with {}",
+        hash.to_hex(),
+        header.head,
+        header.head_hash
+    );
     Ok(Summary { events: done, head, head_hash: hash })
 }
 
@@ -251,8 +263,18 @@ mod tests {
         for i in 0..n {
             let body = EnvelopeBody {
                 stream: StreamId::Channel(ChannelKey::new(format!("g{}", i % 3), ChannelType::GROUP)),
-                meta: Meta { recorded_at: Timestamp(1_700_000_000_000 + i), actor: Actor::Api { credential: "ops".into() }, request_id: RequestId([7; 16]), source: None, user_agent: None },
-                event: Event::Channel(if i < 3 { ChannelEvent::Created { info: ChannelInfo::default() } } else { ChannelEvent::SubscribersAdded { uids: vec![format!("u{i}").into()] } }),
+                meta: Meta {
+                    recorded_at: Timestamp(1_700_000_000_000 + i),
+                    actor: Actor::Api { credential: "ops".into() },
+                    request_id: RequestId([7; 16]),
+                    source: None,
+                    user_agent: None,
+                },
+                event: Event::Channel(if i < 3 {
+                    ChannelEvent::Created { info: ChannelInfo::default() }
+                } else {
+                    ChannelEvent::SubscribersAdded { uids: vec![format!("u{i}").into()] }
+                }),
             };
             log.append(vec![rookery_actors::record_of(&body)]).unwrap();
         }

@@ -42,6 +42,10 @@ fn status_wire(c: &StatusChange) -> String {
     format!("{}-{}-{}-{}-{}-{}", c.uid.0, c.device_flag, u8::from(c.online), c.conn_id, c.device_online_count, c.total_online_count)
 }
 
+/// What [`start`] started: the message worker's progress, and the workers' tasks (they end on the stop
+/// signal).
+pub type Started = (Arc<WebhookStats>, Vec<tokio::task::JoinHandle<()>>);
+
 /// Progress of the message worker, for monitoring.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
@@ -140,7 +144,7 @@ fn client(config: &Config) -> Result<reqwest::Client, String> {
 ///
 /// # Errors
 /// When `webhook_ca_file` cannot be read or holds no certificate.
-pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::Receiver<bool>) -> Result<Option<(Arc<WebhookStats>, Vec<tokio::task::JoinHandle<()>>)>, String> {
+pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::Receiver<bool>) -> Result<Option<Started>, String> {
     let Some(url) = config.webhook_url.clone().filter(|u| !u.is_empty()) else { return Ok(None) };
     let http = client(config)?;
     let stats = Arc::new(WebhookStats::default());

@@ -271,7 +271,10 @@ fn rocksdb_json_and_anyhow_stay_where_they_belong_and_comments_do_not_count() {
 
 #[test]
 fn crates_depend_one_way() {
-    let broken = check(&tree(&[("events/Cargo.toml", "[dependencies]\nrookery-actors = { path = \"../actors\" }\n[dev-dependencies]\nrookery-storage = { path = \"../storage\" }\n")]));
+    let broken = check(&tree(&[(
+        "events/Cargo.toml",
+        "[dependencies]\nrookery-actors = { path = \"../actors\" }\n[dev-dependencies]\nrookery-storage = { path = \"../storage\" }\n",
+    )]));
     assert_eq!(broken.len(), 1, "{broken:?}");
     assert!(broken[0].contains("events/Cargo.toml depends on rookery-actors"), "{broken:?}");
 }

@@ -263,7 +263,8 @@ where
     use rookery_actors::{Core, CoreConfig, SystemClock};
     actix::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log: Arc<dyn EventLog> = Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
+        let log: Arc<dyn EventLog> =
+            Arc::new(RocksLog::open(dir.path(), RocksOptions { durability: Durability::OsBuffered, ..RocksOptions::default() }).expect("open"));
         let config = CoreConfig { idle_timeout: std::time::Duration::from_secs(600), snapshot_every: 1_000, arbiters: 2, dedupe_window: 4096 };
         let micros = work(Core::start(log, Arc::new(SystemClock), config).expect("core")).await;
         actix::System::current().stop();

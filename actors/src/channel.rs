@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rookery_events::{
-    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event,
-    Message as StoredMessage, MessageId, MessageSeq, Meta, Position, StreamId, Uid, UserEvent,
+    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event, Message as StoredMessage, MessageId, MessageSeq, Meta,
+    Position, StreamId, Uid, UserEvent,
 };
 use rookery_storage::Committed;
 use tokio::sync::oneshot;
@@ -26,11 +26,26 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 
 pub(crate) enum Plan {
-    Ack { reply: Reply<ChannelReply>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    Ack {
+        reply: Reply<ChannelReply>,
+        foreign: Vec<(Uid, UserEvent)>,
+        own: usize,
+    },
     /// A send; `dedupe` when a retry of it is to be recognised.
-    Sent { reply: Reply<ChannelReply>, message_id: MessageId, message_seq: MessageSeq, recipients: Arc<[Uid]>, dedupe: Option<Dedupe>, foreign: Vec<(Uid, UserEvent)>, own: usize },
+    Sent {
+        reply: Reply<ChannelReply>,
+        message_id: MessageId,
+        message_seq: MessageSeq,
+        recipients: Arc<[Uid]>,
+        dedupe: Option<Dedupe>,
+        foreign: Vec<(Uid, UserEvent)>,
+        own: usize,
+    },
     /// A retry that arrived while its original was in flight: answered from the committed original.
-    Duplicate { reply: Reply<ChannelReply>, key: (Uid, ClientMsgNo) },
+    Duplicate {
+        reply: Reply<ChannelReply>,
+        key: (Uid, ClientMsgNo),
+    },
 }
 
 /// What a send that may be retried carries from decision to commit.
@@ -251,7 +266,8 @@ impl ChannelActor {
             // Membership may change with these: the next send builds the list anew.
             self.recipients = None;
         }
-        let meta = Meta { recorded_at: now, actor: msg.origin.actor, request_id: msg.origin.request_id, source: msg.origin.source, user_agent: msg.origin.user_agent };
+        let meta =
+            Meta { recorded_at: now, actor: msg.origin.actor, request_id: msg.origin.request_id, source: msg.origin.source, user_agent: msg.origin.user_agent };
         let mut records = Vec::with_capacity(events.len());
         let mut foreign = self.membership_effects(&events);
         let mut sent = None;
@@ -281,14 +297,23 @@ impl ChannelActor {
                 Plan::Sent { reply, message_id, message_seq, recipients: self.recipients(), dedupe, foreign, own }
             }
             // no_persist: checked, not stored; seq 0.
-            (ChannelCommand::Send(m), None) => Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), recipients: self.recipients(), dedupe: None, foreign, own },
+            (ChannelCommand::Send(m), None) => {
+                Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), recipients: self.recipients(), dedupe: None, foreign, own }
+            }
             _ => Plan::Ack { reply, foreign, own },
         };
         let rewrites = if matches!(cmd, ChannelCommand::ErasePayloads { .. }) { msg.rewrites } else { Vec::new() };
         self.persist(events, records, rewrites, plan, ctx);
     }
 
-    fn persist(&mut self, events: Vec<ChannelEvent>, records: Vec<rookery_storage::NewRecord>, rewrites: Vec<rookery_storage::Rewrite>, plan: Plan, ctx: &mut Context<Self>) {
+    fn persist(
+        &mut self,
+        events: Vec<ChannelEvent>,
+        records: Vec<rookery_storage::NewRecord>,
+        rewrites: Vec<rookery_storage::Rewrite>,
+        plan: Plan,
+        ctx: &mut Context<Self>,
+    ) {
         match self.pipe.submit(&*self.core.0.log, events, records, rewrites, plan) {
             Some((ticket, commit)) => {
                 ctx.spawn(commit.into_actor(self).map(move |res, act, ctx| {
@@ -346,7 +371,9 @@ impl ChannelActor {
                 }
                 Plan::Duplicate { reply, key } => {
                     let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key, key_hash(&key.0, &key.1))) {
-                        Ok(Some((message_id, message_seq))) => Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) })),
+                        Ok(Some((message_id, message_seq))) => {
+                            Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) }))
+                        }
                         // The original failed: the retry must be sent again by the client.
                         Ok(None) => Err(CoreError::Unavailable),
                         Err(e) => Err(e),
@@ -400,7 +427,6 @@ impl ChannelActor {
         ctx.stop();
     }
 }
-
 
 impl Actor for ChannelActor {
     type Context = Context<Self>;

@@ -11,10 +11,7 @@
 //! two events decided in the same millisecond by different actors may commit in either order; the
 //! answer is exact to the millisecond, not within it.
 
-use rookery_events::{
-    Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, Timestamp, Uid,
-    UserState,
-};
+use rookery_events::{Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, Timestamp, Uid, UserState};
 use rookery_storage::EventLog;
 
 use crate::error::CoreError;

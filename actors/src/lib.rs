@@ -8,18 +8,18 @@
 
 pub mod channel;
 mod clock;
+pub mod erasure;
 mod error;
+pub mod history;
 mod messages;
 mod pipeline;
 mod recent;
 mod recovery;
 mod registry;
-mod system;
-pub mod user;
-pub mod erasure;
-pub mod history;
 pub mod replay;
 pub mod sample;
+mod system;
+pub mod user;
 
 #[cfg(test)]
 mod tests;

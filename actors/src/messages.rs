@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use actix::Message;
 use rookery_events::{
-    Actor, ChannelCommand, ChannelState, MessageId, MessageSeq, Position, RequestId, SystemCommand,
-    SystemState, Uid, UserCommand, UserEvent, UserState,
+    Actor, ChannelCommand, ChannelState, MessageId, MessageSeq, Position, RequestId, SystemCommand, SystemState, Uid, UserCommand, UserEvent, UserState,
 };
 
 use crate::error::CoreError;
@@ -154,4 +153,3 @@ pub struct ExecuteSystem {
 #[derive(Message)]
 #[rtype(result = "Result<SystemState, CoreError>")]
 pub struct GetSystem;
-

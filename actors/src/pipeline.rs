@@ -59,7 +59,15 @@ pub(crate) struct Pipeline<A: Aggregate, P> {
 
 impl<A: Aggregate, P> Pipeline<A, P> {
     pub(crate) fn new(state: A) -> Self {
-        Pipeline { projected: state.clone(), committed: state, queue: VecDeque::new(), settled: Vec::new(), settled_overflow: false, next_ticket: 0, failed: false }
+        Pipeline {
+            projected: state.clone(),
+            committed: state,
+            queue: VecDeque::new(),
+            settled: Vec::new(),
+            settled_overflow: false,
+            next_ticket: 0,
+            failed: false,
+        }
     }
 
     /// The durable state: what reads see.
@@ -93,7 +101,14 @@ impl<A: Aggregate, P> Pipeline<A, P> {
     /// stored records (payload erasure) are written in the same atomic append.
     /// Returns the ticket and commit to await, or `None` when there is nothing to write (the slot then
     /// completes as soon as everything before it has).
-    pub(crate) fn submit(&mut self, log: &dyn EventLog, events: Vec<A::Event>, records: Vec<NewRecord>, rewrites: Vec<Rewrite>, plan: P) -> Option<(u64, Commit)> {
+    pub(crate) fn submit(
+        &mut self,
+        log: &dyn EventLog,
+        events: Vec<A::Event>,
+        records: Vec<NewRecord>,
+        rewrites: Vec<Rewrite>,
+        plan: P,
+    ) -> Option<(u64, Commit)> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         if self.failed {

@@ -26,7 +26,12 @@ pub(crate) fn recover<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId]) ->
 /// `A` from `snapshot` (taken under `streams[0]`; the default state without one) plus every event of
 /// `streams` after it up to `until`, applied in log order. Returns the state, the snapshot's position
 /// and how many events were applied.
-pub(crate) fn fold_streams<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId], snapshot: Option<Snapshot>, until: Position) -> Result<(A, Position, u64), CoreError> {
+pub(crate) fn fold_streams<A: Aggregate>(
+    log: &dyn EventLog,
+    streams: &[StreamId],
+    snapshot: Option<Snapshot>,
+    until: Position,
+) -> Result<(A, Position, u64), CoreError> {
     let (mut state, base) = match snapshot {
         Some(s) => (decode_state::<A>(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {}: {e}", streams[0])))?, s.position),
         None => (A::default(), Position::ZERO),
@@ -47,7 +52,13 @@ pub(crate) fn fold_streams<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId
 }
 
 /// Appends to `out` the events of `stream` in `(after, until]`.
-pub(crate) fn read_tail(log: &dyn EventLog, stream: &StreamId, after: Position, until: Position, out: &mut Vec<(Position, EnvelopeBody)>) -> Result<(), CoreError> {
+pub(crate) fn read_tail(
+    log: &dyn EventLog,
+    stream: &StreamId,
+    after: Position,
+    until: Position,
+    out: &mut Vec<(Position, EnvelopeBody)>,
+) -> Result<(), CoreError> {
     let key = stream.key();
     let mut from = after;
     loop {
@@ -135,9 +146,7 @@ fn reader_thread() -> bool {
 
 fn scan_stored_with(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(StoredRef<'_>) -> ControlFlow<()>, threaded: bool) -> Result<(), CoreError> {
     if !threaded {
-        return log
-            .scan(from, &mut |r| f(StoredRef { position: r.position, prev_hash: r.prev_hash, digest: r.digest, body: &r.body }))
-            .map_err(storage);
+        return log.scan(from, &mut |r| f(StoredRef { position: r.position, prev_hash: r.prev_hash, digest: r.digest, body: &r.body })).map_err(storage);
     }
     // Bounded: the reader runs at most a few batches ahead, so memory stays small whatever the log.
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Stored>(4);
@@ -175,7 +184,11 @@ fn scan_stored_with(log: &dyn EventLog, from: Position, f: &mut dyn FnMut(Stored
         // Unblocks a reader waiting to hand over a batch nobody will visit.
         drop(full_rx);
         let read = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        if stopped { Ok(()) } else { read }
+        if stopped {
+            Ok(())
+        } else {
+            read
+        }
     })
 }
 
@@ -235,11 +248,16 @@ mod tests {
     /// Every visit of `log` from `from`: (position, client_msg_no of the message).
     fn visits(log: &dyn EventLog, from: Position, threaded: bool) -> Vec<(u64, String)> {
         let mut seen = Vec::new();
-        bodies_of(log, from, &mut |p, body| {
-            let rookery_events::Event::Channel(rookery_events::ChannelEvent::MessageAppended(m)) = &body.event else { panic!("a message") };
-            seen.push((p.0, format!("{:?}", m.client_msg_no)));
-            ControlFlow::Continue(())
-        }, threaded)
+        bodies_of(
+            log,
+            from,
+            &mut |p, body| {
+                let rookery_events::Event::Channel(rookery_events::ChannelEvent::MessageAppended(m)) = &body.event else { panic!("a message") };
+                seen.push((p.0, format!("{:?}", m.client_msg_no)));
+                ControlFlow::Continue(())
+            },
+            threaded,
+        )
         .unwrap();
         seen
     }
@@ -270,7 +288,11 @@ mod tests {
         let mut visited = 0;
         scan_bodies(&log, Position(1), &mut |_, _| {
             visited += 1;
-            if visited == 1500 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if visited == 1500 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })
         .unwrap();
         assert_eq!(visited, 1500);
@@ -285,10 +307,15 @@ mod tests {
         let log = log_of(records);
         for threaded in [true, false] {
             let mut visited = 0;
-            let err = bodies_of(&log, Position(1), &mut |_, _| {
-                visited += 1;
-                ControlFlow::Continue(())
-            }, threaded)
+            let err = bodies_of(
+                &log,
+                Position(1),
+                &mut |_, _| {
+                    visited += 1;
+                    ControlFlow::Continue(())
+                },
+                threaded,
+            )
             .unwrap_err();
             assert_eq!(visited, 1500);
             assert!(err.to_string().contains("record 1501"), "{err}");

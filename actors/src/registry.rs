@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Message};
 use rookery_events::{
-    ChannelEvent, EnvelopeBody, Event, StreamId, ChannelCommand, ChannelKey, ChannelState, ChannelType, SendMessage, SystemCommand, SystemState, Timestamp, Uid,
-    UserCommand, UserState,
+    ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, EnvelopeBody, Event, SendMessage, StreamId, SystemCommand, SystemState, Timestamp,
+    Uid, UserCommand, UserState,
 };
 use rookery_storage::EventLog;
 
@@ -329,7 +329,15 @@ impl Core {
     ///
     /// # Errors
     /// [`CoreError::Storage`] on read failures or undecodable records.
-    pub fn messages(&self, key: &ChannelKey, from: u64, to: u64, limit: usize, newest_first: bool, commands: bool) -> Result<Vec<rookery_events::Message>, CoreError> {
+    pub fn messages(
+        &self,
+        key: &ChannelKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+        commands: bool,
+    ) -> Result<Vec<rookery_events::Message>, CoreError> {
         Ok(self.messages_at(key, from, to, limit, newest_first, commands)?.into_iter().map(|(_, m)| m).collect())
     }
 
@@ -337,7 +345,15 @@ impl Core {
     ///
     /// # Errors
     /// As for [`Core::messages`].
-    pub fn messages_at(&self, key: &ChannelKey, from: u64, to: u64, limit: usize, newest_first: bool, commands: bool) -> Result<Vec<(rookery_events::Position, rookery_events::Message)>, CoreError> {
+    pub fn messages_at(
+        &self,
+        key: &ChannelKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+        newest_first: bool,
+        commands: bool,
+    ) -> Result<Vec<(rookery_events::Position, rookery_events::Message)>, CoreError> {
         let stream = if commands { StreamId::ChannelCommands(key.clone()) } else { StreamId::Channel(key.clone()) };
         let records = self.0.log.read_seq_range(&stream.key(), from, to, limit, newest_first).map_err(crate::recovery::storage)?;
         records

@@ -7,8 +7,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use rookery_events::{
-    decode_state, link, Aggregate, ChainHash, ChannelKey, ChannelState, EnvelopeBody, Event, Position, StreamId,
-    SystemState, Uid, UserState,
+    decode_state, link, Aggregate, ChainHash, ChannelKey, ChannelState, EnvelopeBody, Event, Position, StreamId, SystemState, Uid, UserState,
 };
 use rookery_storage::{EventLog, Snapshot};
 
@@ -41,7 +40,11 @@ impl Progress {
 
     /// Percent done.
     pub fn percent(&self) -> f64 {
-        if self.total == 0 { 100.0 } else { self.done as f64 * 100.0 / self.total as f64 }
+        if self.total == 0 {
+            100.0
+        } else {
+            self.done as f64 * 100.0 / self.total as f64
+        }
     }
 }
 

@@ -16,7 +16,13 @@ const FILL_IN_FLIGHT: usize = 8;
 
 /// A benchmark's audit metadata at `recorded_at`.
 pub fn meta(recorded_at: Timestamp) -> Meta {
-    Meta { recorded_at, actor: Actor::Api { credential: "bench".into() }, request_id: RequestId([3; 16]), source: Some("127.0.0.1:40000".into()), user_agent: None }
+    Meta {
+        recorded_at,
+        actor: Actor::Api { credential: "bench".into() },
+        request_id: RequestId([3; 16]),
+        source: Some("127.0.0.1:40000".into()),
+        user_agent: None,
+    }
 }
 
 /// A red-dot message of `key` with a `payload_len`-byte payload, as the channel actor stores it.

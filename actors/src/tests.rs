@@ -112,7 +112,9 @@ async fn a_senders_ban_counts_from_its_acknowledgement_on() {
     let ban = ChannelInfo { ban: true, ..ChannelInfo::default() };
     let send_ban = ChannelInfo { send_ban: true, ..ChannelInfo::default() };
     core.send(&group(), message("a", "first"), origin()).await.expect("not banned");
-    for (n, (info, allowed)) in [(ban, false), (ChannelInfo::default(), true), (send_ban, false), (ChannelInfo::default(), true), (send_ban, false)].into_iter().enumerate() {
+    for (n, (info, allowed)) in
+        [(ban, false), (ChannelInfo::default(), true), (send_ban, false), (ChannelInfo::default(), true), (send_ban, false)].into_iter().enumerate()
+    {
         core.channel(&own, set(info), origin()).await.unwrap();
         let sent = core.send(&group(), message("a", &format!("m{n}")), origin()).await;
         assert_eq!(sent.is_ok(), allowed, "step {n}: {sent:?}");
@@ -125,7 +127,11 @@ async fn a_senders_ban_counts_from_its_acknowledgement_on() {
         assert!(std::time::Instant::now() < deadline, "channel actors were never passivated");
         actix::clock::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(core.send(&group(), message("a", "after"), origin()).await.unwrap_err(), CoreError::Rejected(Rejection::SendBanned), "still banned after passivation");
+    assert_eq!(
+        core.send(&group(), message("a", "after"), origin()).await.unwrap_err(),
+        CoreError::Rejected(Rejection::SendBanned),
+        "still banned after passivation"
+    );
     core.channel(&own, set(ChannelInfo::default()), origin()).await.unwrap();
     core.send(&group(), message("a", "lifted"), origin()).await.expect("lifted");
 }
@@ -409,7 +415,10 @@ async fn erasing_a_senders_payloads_keeps_the_chain_and_the_others_messages() {
     replay::verify(&*log, &mut |_| {}).expect("replay agrees after erasure");
     let recorded = log.read_range(done.events[0], 1).unwrap();
     let body = EnvelopeBody::decode(&recorded[0].body).unwrap();
-    assert!(matches!(&body.event, Event::Channel(ChannelEvent::PayloadsErased { from_uid, erased: 3, reason, .. }) if from_uid.0 == "a" && reason == "request 17"), "{body:?}");
+    assert!(
+        matches!(&body.event, Event::Channel(ChannelEvent::PayloadsErased { from_uid, erased: 3, reason, .. }) if from_uid.0 == "a" && reason == "request 17"),
+        "{body:?}"
+    );
 
     // Again: nothing left to erase, and the request is still recorded.
     let again = core.erase_payloads(&group(), &"a".into(), "request 18", origin()).await.unwrap();

@@ -49,7 +49,18 @@ impl UserActor {
             }
         };
         let snapshot_at = state.position;
-        UserActor { uid, core, pipe: Pipeline::new(state), horizon, seen_foreign: BTreeSet::new(), snapshot_at, unsnapshotted, last_active: Instant::now(), retired: false, broken }
+        UserActor {
+            uid,
+            core,
+            pipe: Pipeline::new(state),
+            horizon,
+            seen_foreign: BTreeSet::new(),
+            snapshot_at,
+            unsnapshotted,
+            last_active: Instant::now(),
+            retired: false,
+            broken,
+        }
     }
 
     fn unavailable(&self) -> Option<CoreError> {

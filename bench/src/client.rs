@@ -211,8 +211,11 @@ pub fn frame_sizes(channel_id: &str) -> (usize, usize) {
     };
     send.msg_key = cipher.send_msg_key(&send);
     let s = packet::encode_to_vec(&Packet::Send(send), VERSION).map(|v| v.len()).unwrap_or(0);
-    let a = packet::encode_to_vec(&Packet::Sendack(packet::SendackPacket { message_id: 1, client_seq: 1, message_seq: 1, reason_code: ReasonCode::SUCCESS, ..Default::default() }), VERSION)
-        .map(|v| v.len())
-        .unwrap_or(0);
+    let a = packet::encode_to_vec(
+        &Packet::Sendack(packet::SendackPacket { message_id: 1, client_seq: 1, message_seq: 1, reason_code: ReasonCode::SUCCESS, ..Default::default() }),
+        VERSION,
+    )
+    .map(|v| v.len())
+    .unwrap_or(0);
     (s, a)
 }

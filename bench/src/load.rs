@@ -109,7 +109,14 @@ pub async fn run(mut reader: Reader, mut writer: Writer, role: Role, progress: A
     (reader, writer, o)
 }
 
-async fn drive(reader: &mut Reader, writer: &mut Writer, role: &Role, progress: &Progress, stop: &mut watch::Receiver<bool>, o: &mut Outcome) -> anyhow::Result<()> {
+async fn drive(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    role: &Role,
+    progress: &Progress,
+    stop: &mut watch::Receiver<bool>,
+    o: &mut Outcome,
+) -> anyhow::Result<()> {
     let mut inflight: std::collections::VecDeque<(Instant, u32)> = std::collections::VecDeque::new();
     let period = role.rate.map(|r| Duration::from_secs_f64(1.0 / r.max(1e-6)));
     let mut next_send = Instant::now();
@@ -157,7 +164,15 @@ async fn drive(reader: &mut Reader, writer: &mut Writer, role: &Role, progress: 
     }
 }
 
-fn handle(reader: &Reader, writer: &mut Writer, p: Packet, inflight: &mut std::collections::VecDeque<(Instant, u32)>, progress: &Progress, o: &mut Outcome, _role: &Role) -> anyhow::Result<()> {
+fn handle(
+    reader: &Reader,
+    writer: &mut Writer,
+    p: Packet,
+    inflight: &mut std::collections::VecDeque<(Instant, u32)>,
+    progress: &Progress,
+    o: &mut Outcome,
+    _role: &Role,
+) -> anyhow::Result<()> {
     match p {
         Packet::Sendack(ack) => {
             // SENDACKs come in SEND order on one connection.

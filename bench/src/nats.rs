@@ -58,7 +58,6 @@ impl Nats {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
 }
 
 impl Nats {
@@ -96,7 +95,9 @@ async fn clients(url: &str, n: usize) -> anyhow::Result<Vec<async_nats::Client>>
 
 async fn fresh_stream(js: &jetstream::Context, name: &str, subjects: Vec<String>) -> anyhow::Result<stream::Stream> {
     let _ = js.delete_stream(name).await;
-    js.create_stream(stream::Config { name: name.into(), subjects, storage: stream::StorageType::File, ..Default::default() }).await.map_err(|e| anyhow::anyhow!("create stream: {e}"))
+    js.create_stream(stream::Config { name: name.into(), subjects, storage: stream::StorageType::File, ..Default::default() })
+        .await
+        .map_err(|e| anyhow::anyhow!("create stream: {e}"))
 }
 
 /// S1 on JetStream: `conns` publisher connections, each publishing to its own subject with `window`

@@ -147,7 +147,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 
 fn machine_line() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())).unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .unwrap_or_default();
     let mem_gib = mem.parse::<f64>().unwrap_or(0.0) / 1024.0 / 1024.0;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let os = std::fs::read_to_string("/etc/debian_version").map(|v| format!("Debian {}", v.trim())).unwrap_or_default();
@@ -175,7 +178,10 @@ fn sender_role(target: (String, u8), window: usize, rate: Option<f64>, secs: f64
 async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Server>, nats: Option<&nats::Nats>) -> anyhow::Result<()> {
     let c = plan.s1_conns;
     r.line(String::new());
-    r.line(format!("## S1 send rate: {c} groups, one member online each, closed loop (1 SEND in flight per connection), {}s per round, {} round(s)", plan.secs, plan.rounds));
+    r.line(format!(
+        "## S1 send rate: {c} groups, one member online each, closed loop (1 SEND in flight per connection), {}s per round, {} round(s)",
+        plan.secs, plan.rounds
+    ));
     let mut conns = Vec::new();
     for s in [sync, buffered] {
         let uids = users(s, "s1-", c).await?;
@@ -240,16 +246,41 @@ async fn s1(plan: &Plan, r: &mut Report, sync: &Arc<Server>, buffered: &Arc<Serv
         println!("  round {round} raw: group commit at batch {batch}: {:.0}/s; loopback {sr:.0} round trips/s", raw.last().unwrap_or(&0.0));
     }
     let (rk_m, rkb_m, js_m, raw_m, sock_m) = (median(&rk), median(&rkb), median(&js), median(&raw), median(&sock));
-    r.line(format!("record {} B, SEND frame {send_len} B, SENDACK frame {ack_len} B, payload {} B before encryption; mean commit group {:.1} (median of rounds)", limits::record_len(), client::PAYLOAD, median(&groups)));
+    r.line(format!(
+        "record {} B, SEND frame {send_len} B, SENDACK frame {ack_len} B, payload {} B before encryption; mean commit group {:.1} (median of rounds)",
+        limits::record_len(),
+        client::PAYLOAD,
+        median(&groups)
+    ));
     let per = |cpu: f64, n: u64| if n == 0 { "-".to_string() } else { format!("{:.1}", cpu * 1e6 / n as f64) };
     r.line("| side | durability | acked SENDs/s (median) | SEND->SENDACK p50 / p99 / max ms | acked total | server CPU µs per SEND | load generator CPU µs per SEND |".into());
     r.line("|---|---|---|---|---|---|---|".into());
-    r.line(format!("| rookery | fsync per commit group | {rk_m:.0} | {} | {} | {} | {} |", lat(&rk_ack), counts.0, per(cpu[0].0, counts.0), per(cpu[0].1, counts.0)));
-    r.line(format!("| rookery | buffered (no fsync) | {rkb_m:.0} | {} | {} | {} | {} |", lat(&rkb_ack), counts.1, per(cpu[1].0, counts.1), per(cpu[1].1, counts.1)));
+    r.line(format!(
+        "| rookery | fsync per commit group | {rk_m:.0} | {} | {} | {} | {} |",
+        lat(&rk_ack),
+        counts.0,
+        per(cpu[0].0, counts.0),
+        per(cpu[0].1, counts.0)
+    ));
+    r.line(format!(
+        "| rookery | buffered (no fsync) | {rkb_m:.0} | {} | {} | {} | {} |",
+        lat(&rkb_ack),
+        counts.1,
+        per(cpu[1].0, counts.1),
+        per(cpu[1].1, counts.1)
+    ));
     if nats.is_some() {
-        r.line(format!("| jetstream | file, periodic sync (2 min) | {js_m:.0} | {} | {} | {} | {} |", lat(&js_ack), counts.2, per(cpu[2].0, counts.2), per(cpu[2].1, counts.2)));
+        r.line(format!(
+            "| jetstream | file, periodic sync (2 min) | {js_m:.0} | {} | {} | {} | {} |",
+            lat(&js_ack),
+            counts.2,
+            per(cpu[2].0, counts.2),
+            per(cpu[2].1, counts.2)
+        ));
     }
-    r.line(format!("| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event (the log's synchronous write set) | fsync | {raw_m:.0} | - | - | - | - |"));
+    r.line(format!(
+        "| raw RocksDB WriteBatch + fsync, batch = mean group, 1 key/event (the log's synchronous write set) | fsync | {raw_m:.0} | - | - | - | - |"
+    ));
     r.line(format!("| raw loopback TCP request/response, {c} conns | - | {sock_m:.0} | {} | - | - | - |", lat(&sock_h)));
     r.line(format!(
         "ratios: rookery(sync)/raw 1-key {}, rookery(sync)/jetstream {}, rookery(buffered)/jetstream {}, rookery(sync)/raw loopback {}",
@@ -301,7 +332,10 @@ async fn s2(plan: &Plan, r: &mut Report, sync: &Arc<Server>, nats: Option<&nats:
         drop(back);
         let t: Totals = load::totals(&outs);
         let (expected, missing, dup) = load::conservation(&outs, |_| 0);
-        r.check(t.errors.is_empty() && t.bad_recv == 0 && t.refused == 0, format!("S2 rookery round {round}: errors {:?} bad {} refused {}", t.errors.first(), t.bad_recv, t.refused));
+        r.check(
+            t.errors.is_empty() && t.bad_recv == 0 && t.refused == 0,
+            format!("S2 rookery round {round}: errors {:?} bad {} refused {}", t.errors.first(), t.bad_recv, t.refused),
+        );
         r.check(missing == 0 && dup == 0 && expected > 0, format!("S2 rookery round {round}: expected {expected}, missing {missing}, duplicate {dup}"));
         let d = rate(t.received, t.first_send_us, t.last_recv_us);
         rk.push(d);
@@ -380,7 +414,10 @@ async fn s3(plan: &Plan, r: &mut Report, sync: &Arc<Server>) -> anyhow::Result<(
         let (back, outs) = load::run_all(std::mem::take(&mut cs), roles, None, Duration::from_secs(1)).await;
         cs = back;
         let t = load::totals(&outs);
-        r.check(t.errors.is_empty() && t.refused == 0 && t.bad_recv == 0, format!("S3 {phase}: errors {:?} refused {} bad {}", t.errors.first(), t.refused, t.bad_recv));
+        r.check(
+            t.errors.is_empty() && t.refused == 0 && t.bad_recv == 0,
+            format!("S3 {phase}: errors {:?} refused {} bad {}", t.errors.first(), t.refused, t.bad_recv),
+        );
         r.check(t.received == t.acked, format!("S3 {phase}: acked {} but received {}", t.acked, t.received));
         let achieved = rate(t.acked, t.first_send_us, t.last_ack_us);
         if per_conn.is_none() {

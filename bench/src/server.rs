@@ -84,7 +84,14 @@ impl Server {
         }
         let ready_after = started.elapsed();
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        Ok(Server { child: Some(child), api: api.unwrap_or(([0, 0, 0, 0], 0).into()), tcp: tcp.unwrap_or(([0, 0, 0, 0], 0).into()), monitor: monitor.unwrap_or(([0, 0, 0, 0], 0).into()), ready_after, http })
+        Ok(Server {
+            child: Some(child),
+            api: api.unwrap_or(([0, 0, 0, 0], 0).into()),
+            tcp: tcp.unwrap_or(([0, 0, 0, 0], 0).into()),
+            monitor: monitor.unwrap_or(([0, 0, 0, 0], 0).into()),
+            ready_after,
+            http,
+        })
     }
 
     /// The server's process id.

@@ -7,8 +7,8 @@ use bincode::{Decode, Encode};
 use crate::aggregate::{Aggregate, Rejection};
 use crate::chain::{sha256, ChainHash, Position};
 use crate::envelope::Event;
-use crate::user::ChannelMark;
 use crate::ids::{ChannelKey, ChannelType, ClientMsgNo, MessageId, MessageSeq, StreamNo, Timestamp, Uid};
+use crate::user::ChannelMark;
 
 /// Channel flags set by `/channel` and `/channel/info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode)]

@@ -2,8 +2,8 @@
 
 use bincode::{Decode, Encode};
 
-use crate::channel::ChannelEvent;
 use crate::chain::{sha256, ChainHash, Position};
+use crate::channel::ChannelEvent;
 use crate::ids::{ChannelKey, DeviceFlag, RequestId, Timestamp, Uid};
 use crate::system::SystemEvent;
 use crate::user::UserEvent;
@@ -186,11 +186,8 @@ impl EnvelopeBody {
             Event::Channel(ChannelEvent::MessageAppended(m)) if m.payload.is_inline() => {
                 let mut erased = m.clone();
                 erased.payload = erased.payload.erased();
-                digest_form = EnvelopeBody {
-                    stream: self.stream.clone(),
-                    meta: self.meta.clone(),
-                    event: Event::Channel(ChannelEvent::MessageAppended(erased)),
-                };
+                digest_form =
+                    EnvelopeBody { stream: self.stream.clone(), meta: self.meta.clone(), event: Event::Channel(ChannelEvent::MessageAppended(erased)) };
                 &digest_form
             }
             _ => self,
@@ -220,8 +217,7 @@ impl EnvelopeBody {
 
 /// Decodes a bincode value and insists that it used every byte.
 pub(crate) fn decode_exact<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, read) = bincode::decode_from_slice(bytes, config())
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (value, read) = bincode::decode_from_slice(bytes, config()).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if read != bytes.len() {
         return Err(DecodeError::Trailing(bytes.len() - read));
     }

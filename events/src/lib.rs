@@ -25,13 +25,12 @@ mod tests;
 pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MAX, STATE_FORMAT_V1};
 pub use chain::{link, sha256, ChainHash, Position};
 pub use channel::{
-    ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload,
-    PeerPolicy, SendMessage, SenderStanding,
+    ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload, PeerPolicy, SendMessage, SenderStanding,
 };
 pub use envelope::{Actor, DecodeError, Envelope, EnvelopeBody, Event, Meta, StreamId, FORMAT_V1};
 pub use ids::{
-    person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag,
-    DeviceLevel, MessageId, MessageSeq, RequestId, StreamNo, Timestamp, Uid, SYSTEM_UID,
+    person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, MessageId, MessageSeq, RequestId,
+    StreamNo, Timestamp, Uid, SYSTEM_UID,
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
 pub use user::{ChannelMark, ConversationMarks, DeviceToken, QueuedCommand, UserCommand, UserEvent, UserState};

@@ -76,11 +76,7 @@ impl Aggregate for SystemState {
             return Err(Rejection::Invalid("uids must not contain an empty uid".into()));
         }
         let mut seen = BTreeSet::new();
-        let changed: Vec<Uid> = uids
-            .iter()
-            .filter(|u| seen.insert((*u).clone()) && self.system_uids.contains(u) != adding)
-            .cloned()
-            .collect();
+        let changed: Vec<Uid> = uids.iter().filter(|u| seen.insert((*u).clone()) && self.system_uids.contains(u) != adding).cloned().collect();
         Ok(match (changed.is_empty(), adding) {
             (true, _) => Vec::new(),
             (false, true) => vec![SystemEvent::SystemUidsAdded { uids: changed }],

@@ -127,12 +127,7 @@ fn unknown_channel_type_is_rejected() {
 fn sends_get_dense_sequence_numbers() {
     let members = ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) };
     check::<ChannelState>(&group(), &[created(), members.clone()], send("a", b"hi"), Ok(vec![appended(1, "a", 1)]));
-    check::<ChannelState>(
-        &group(),
-        &[created(), members, appended(1, "a", 1)],
-        send("b", b"hi"),
-        Ok(vec![appended(2, "b", 2)]),
-    );
+    check::<ChannelState>(&group(), &[created(), members, appended(1, "a", 1)], send("b", b"hi"), Ok(vec![appended(2, "b", 2)]));
 }
 
 #[test]
@@ -265,7 +260,12 @@ fn sync_ack_only_records_pending_entries() {
 fn command_acks_by_message_id_record_only_queued_entries() {
     let queued = |seq, id| UserEvent::CommandQueued { channel: group(), message_seq: MessageSeq(seq), message_id: MessageId(id) };
     let history = [queued(1, 9), queued(2, 10)];
-    check::<UserState>(&"u1".into(), &history, UserCommand::AckCommandMessages(vec![MessageId(10), MessageId(77)]), Ok(vec![UserEvent::SyncAcked { entries: vec![Position(2)] }]));
+    check::<UserState>(
+        &"u1".into(),
+        &history,
+        UserCommand::AckCommandMessages(vec![MessageId(10), MessageId(77)]),
+        Ok(vec![UserEvent::SyncAcked { entries: vec![Position(2)] }]),
+    );
     check::<UserState>(&"u1".into(), &history, UserCommand::AckCommandMessages(vec![MessageId(77)]), Ok(vec![]));
 }
 
@@ -284,13 +284,7 @@ fn system_uids_add_only_new_ones() {
 fn digest_ignores_erasure_of_payloads() {
     let body = EnvelopeBody {
         stream: StreamId::Channel(group()),
-        meta: Meta {
-            recorded_at: Timestamp(1),
-            actor: Actor::System,
-            request_id: RequestId([7; 16]),
-            source: None,
-            user_agent: None,
-        },
+        meta: Meta { recorded_at: Timestamp(1), actor: Actor::System, request_id: RequestId([7; 16]), source: None, user_agent: None },
         event: Event::Channel(appended(1, "a", 1)),
     };
     let mut erased = body.clone();
@@ -326,12 +320,7 @@ fn decoding_rejects_unknown_formats_and_trailing_bytes() {
 #[test]
 fn stream_keys_are_distinct_per_kind() {
     let k = group();
-    let keys = [
-        StreamId::Channel(k.clone()).key(),
-        StreamId::ChannelCommands(k).key(),
-        StreamId::User("g1".into()).key(),
-        StreamId::System.key(),
-    ];
+    let keys = [StreamId::Channel(k.clone()).key(), StreamId::ChannelCommands(k).key(), StreamId::User("g1".into()).key(), StreamId::System.key()];
     for (i, a) in keys.iter().enumerate() {
         assert!(!a.contains(&0xFF));
         for b in &keys[i + 1..] {

@@ -192,10 +192,7 @@ impl ConversationMarks {
     /// The point up to which the user has seen the channel: the latest of joining, deleting the
     /// conversation and the user's own last message (`own_last_sent`).
     pub fn read_base(&self, own_last_sent: Option<ChannelMark>) -> ChannelMark {
-        [self.joined.unwrap_or_default(), self.deleted_at, own_last_sent.unwrap_or_default()]
-            .into_iter()
-            .max_by_key(|m| m.seq)
-            .unwrap_or_default()
+        [self.joined.unwrap_or_default(), self.deleted_at, own_last_sent.unwrap_or_default()].into_iter().max_by_key(|m| m.seq).unwrap_or_default()
     }
 
     /// Unread messages: red-dot messages of others after the read base, or after an explicit unread
@@ -260,15 +257,27 @@ impl Aggregate for UserState {
                     Some(f) => self.tokens.contains_key(f),
                     None => !self.tokens.is_empty(),
                 };
-                if any { vec![UserEvent::DeviceQuit { device_flag: *flag }] } else { Vec::new() }
+                if any {
+                    vec![UserEvent::DeviceQuit { device_flag: *flag }]
+                } else {
+                    Vec::new()
+                }
             }
             UserCommand::AckSync(entries) => {
                 let acked: Vec<Position> = entries.iter().copied().filter(|p| self.pending_commands.contains_key(p)).collect();
-                if acked.is_empty() { Vec::new() } else { vec![UserEvent::SyncAcked { entries: acked }] }
+                if acked.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::SyncAcked { entries: acked }]
+                }
             }
             UserCommand::AckCommandMessages(ids) => {
                 let acked: Vec<Position> = self.pending_commands.iter().filter(|(_, c)| ids.contains(&c.message_id)).map(|(p, _)| *p).collect();
-                if acked.is_empty() { Vec::new() } else { vec![UserEvent::SyncAcked { entries: acked }] }
+                if acked.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::SyncAcked { entries: acked }]
+                }
             }
             UserCommand::SetUnread { channel, unread, at } => {
                 if *unread > at.red_dots {
@@ -293,10 +302,7 @@ impl Aggregate for UserState {
             }
             UserEvent::DeviceQuit { device_flag: None } => self.tokens.clear(),
             UserEvent::CommandQueued { channel, message_seq, message_id } => {
-                self.pending_commands.insert(
-                    position,
-                    QueuedCommand { channel: channel.clone(), message_seq: *message_seq, message_id: *message_id },
-                );
+                self.pending_commands.insert(position, QueuedCommand { channel: channel.clone(), message_seq: *message_seq, message_id: *message_id });
             }
             UserEvent::SyncAcked { entries } => entries.iter().for_each(|p| {
                 self.pending_commands.remove(p);
@@ -337,7 +343,10 @@ impl Aggregate for UserState {
         // the queue is keyed by position, but only channels queue commands (with real positions).
         for (position, event) in settled {
             match event {
-                UserEvent::UnreadSet { channel, .. } | UserEvent::ConversationDeleted { channel, .. } | UserEvent::ConversationJoined { channel, .. } | UserEvent::ConversationLeft { channel } => {
+                UserEvent::UnreadSet { channel, .. }
+                | UserEvent::ConversationDeleted { channel, .. }
+                | UserEvent::ConversationJoined { channel, .. }
+                | UserEvent::ConversationLeft { channel } => {
                     if let Some(marks) = self.conversations.get_mut(channel) {
                         marks.changed_at = marks.changed_at.max(*position);
                     }

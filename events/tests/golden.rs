@@ -51,9 +51,7 @@ fn sample() -> Vec<EnvelopeBody> {
     };
     let channel_events = vec![
         ChannelEvent::Created { info: ChannelInfo { large: true, ..Default::default() } },
-        ChannelEvent::InfoUpdated {
-            info: ChannelInfo { ban: true, disband: false, send_ban: true, large: false, allow_stranger: true },
-        },
+        ChannelEvent::InfoUpdated { info: ChannelInfo { ban: true, disband: false, send_ban: true, large: false, allow_stranger: true } },
         ChannelEvent::SubscribersAdded { uids: vec![u("alice"), u("bob")] },
         ChannelEvent::SubscribersRemoved { uids: vec![u("bob")] },
         ChannelEvent::SubscribersReset { uids: vec![u("carol")] },

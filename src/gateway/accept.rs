@@ -39,7 +39,6 @@ impl Gateway {
     }
 }
 
-
 /// Accepts connections until `shutdown` turns true, runs `adapt` (for example the WebSocket upgrade)
 /// and then a session on each in its own task, and waits for every session to end.
 pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, gateway: Gateway, shutdown: watch::Receiver<bool>, adapt: F)
@@ -151,4 +150,3 @@ pub(super) fn shutting_down(gateway: &Gateway) -> End {
         End::Closed
     }
 }
-

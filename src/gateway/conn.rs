@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::tls::Socket;
 use bytes::BytesMut;
 use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::tls::Socket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -105,7 +105,16 @@ impl Connection {
     }
 
     fn new(transport: Transport, peer: String) -> Connection {
-        Connection { transport, input: BytesMut::with_capacity(READ_ROOM), output: Vec::new(), written: 0, frames: VecDeque::new(), rpc: None, version: packet::LATEST_VERSION, peer }
+        Connection {
+            transport,
+            input: BytesMut::with_capacity(READ_ROOM),
+            output: Vec::new(),
+            written: 0,
+            frames: VecDeque::new(),
+            rpc: None,
+            version: packet::LATEST_VERSION,
+            peer,
+        }
     }
 
     /// The peer's address.

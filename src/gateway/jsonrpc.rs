@@ -409,7 +409,9 @@ mod tests {
         let Incoming::Packet(Packet::Connect(c)) = next(&mut rpc) else { panic!("CONNECT") };
         assert_eq!((c.uid.as_str(), c.token.as_str(), c.device_flag, c.version, c.client_timestamp), ("u1", "t", 1, LATEST_VERSION, 5));
         // Two messages in one WebSocket message, and one split over two.
-        rpc.feed(br#"{"method":"send","id":"s1","params":{"channelId":"u2","channelType":1,"payload":"aGk=","header":{"redDot":true}}} {"method":"ping","id":7}"#);
+        rpc.feed(
+            br#"{"method":"send","id":"s1","params":{"channelId":"u2","channelType":1,"payload":"aGk=","header":{"redDot":true}}} {"method":"ping","id":7}"#,
+        );
         rpc.feed(br#"{"method":"send","id":"s2","params":{"channelId":"g","channelType":2,"#);
         let Incoming::Packet(Packet::Send(s)) = next(&mut rpc) else { panic!("SEND") };
         assert_eq!((s.channel_id.as_str(), s.payload.as_slice(), s.header.red_dot, s.client_seq), ("u2", &b"hi"[..], true, 1));
@@ -429,7 +431,18 @@ mod tests {
         let a2 = out(&mut rpc, Packet::Sendack(SendackPacket { reason_code: ReasonCode::SUBSCRIBER_NOT_EXIST, ..SendackPacket::default() }));
         assert_eq!((a2["id"].clone(), a2["result"]["reasonCode"].clone()), (json!("s2"), json!(3)));
 
-        let recv = out(&mut rpc, Packet::Recv(RecvPacket { message_id: 5, message_seq: 2, from_uid: "u2".into(), channel_id: "u2".into(), channel_type: 1, payload: b"yo".to_vec(), ..RecvPacket::default() }));
+        let recv = out(
+            &mut rpc,
+            Packet::Recv(RecvPacket {
+                message_id: 5,
+                message_seq: 2,
+                from_uid: "u2".into(),
+                channel_id: "u2".into(),
+                channel_type: 1,
+                payload: b"yo".to_vec(),
+                ..RecvPacket::default()
+            }),
+        );
         assert_eq!(recv["method"], json!("recv"));
         assert_eq!((recv["params"]["messageId"].clone(), recv["params"]["payload"].clone()), (json!("5"), json!("eW8=")));
         assert!(recv.get("id").is_none(), "a notification has no id");
@@ -469,10 +482,15 @@ mod tests {
         let mut rpc = JsonRpc::new();
         rpc.feed(br#"{"method":"connect","id":"c","params":{"uid":"u","token":"t"}}"#);
         next(&mut rpc);
-        let e: Value = serde_json::from_str(&rpc.outgoing(&Packet::Connack(ConnackPacket { reason_code: ReasonCode::AUTH_FAIL, ..ConnackPacket::default() })).unwrap()).unwrap();
+        let e: Value =
+            serde_json::from_str(&rpc.outgoing(&Packet::Connack(ConnackPacket { reason_code: ReasonCode::AUTH_FAIL, ..ConnackPacket::default() })).unwrap())
+                .unwrap();
         assert_eq!((e["id"].clone(), e["error"]["code"].clone()), (json!("c"), json!(2)));
         assert!(e.get("result").is_none());
-        let d: Value = serde_json::from_str(&rpc.outgoing(&Packet::Disconnect(super::super::packet::DisconnectPacket { reason_code: ReasonCode::CONNECT_KICK, reason: "x".into() })).unwrap()).unwrap();
+        let d: Value = serde_json::from_str(
+            &rpc.outgoing(&Packet::Disconnect(super::super::packet::DisconnectPacket { reason_code: ReasonCode::CONNECT_KICK, reason: "x".into() })).unwrap(),
+        )
+        .unwrap();
         assert_eq!(d, json!({"jsonrpc": "2.0", "method": "disconnect", "params": {"reasonCode": 12, "reason": "x"}}));
     }
 }

@@ -21,7 +21,9 @@ use super::accept::{shutting_down, stopped, End, Gateway};
 use super::conn::{ConnError, Connection};
 use super::crypto::SessionCipher;
 use super::login::login;
-use super::packet::{self, announces_server_version, negotiate_version, ConnackPacket, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket};
+use super::packet::{
+    self, announces_server_version, negotiate_version, ConnackPacket, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket,
+};
 use super::unacked::Unacked;
 use crate::presence::{Delivery, Kick, Outbound, Presence, SessionInfo};
 use crate::usecase::{self, Field, Outgoing, Target, UseCases};

@@ -3,8 +3,8 @@
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::conn::Connection;
 use super::accept::{accept_loop, Gateway};
+use super::conn::Connection;
 use super::session::CONNECT_TIMEOUT;
 
 /// Serves WKProto over TCP on `listener` until `shutdown` turns true, then waits for its sessions.

@@ -50,16 +50,7 @@ impl Unacked {
     /// most `capacity` RECVs (at least one) holding at most `max_bytes` of payload (but always the
     /// newest RECV).
     pub fn new(timeout: Duration, retries: u32, capacity: usize, max_bytes: usize) -> Unacked {
-        Unacked {
-            timeout,
-            retries,
-            capacity: capacity.max(1),
-            max_bytes,
-            bytes: 0,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            next_ticket: 0,
-        }
+        Unacked { timeout, retries, capacity: capacity.max(1), max_bytes, bytes: 0, entries: HashMap::new(), order: VecDeque::new(), next_ticket: 0 }
     }
 
     /// Payload bytes held for re-sending.

@@ -5,9 +5,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::accept::{accept_loop, Gateway};
 use super::conn::Connection;
 use super::packet::MAX_BODY_LEN;
-use super::accept::{accept_loop, Gateway};
 use super::session::CONNECT_TIMEOUT;
 
 /// Serves WKProto over WebSocket on `listener` until `shutdown` turns true, then waits for its

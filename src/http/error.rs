@@ -33,9 +33,9 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> ApiError {
         let status = match &e {
             CoreError::Rejected(Rejection::ChannelNotFound) => StatusCode::NOT_FOUND,
-            CoreError::Rejected(
-                Rejection::Banned | Rejection::SendBanned | Rejection::InBlacklist | Rejection::NotSubscriber | Rejection::NotInWhitelist,
-            ) => StatusCode::FORBIDDEN,
+            CoreError::Rejected(Rejection::Banned | Rejection::SendBanned | Rejection::InBlacklist | Rejection::NotSubscriber | Rejection::NotInWhitelist) => {
+                StatusCode::FORBIDDEN
+            }
             CoreError::Rejected(Rejection::Disbanded) => StatusCode::GONE,
             CoreError::Rejected(Rejection::Invalid(_)) => StatusCode::BAD_REQUEST,
             CoreError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -40,7 +40,13 @@ pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
 
 /// Serves the API `families` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
 /// open requests finish. Every answered request is counted in `metrics` by route class and status.
-pub async fn serve(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, families: super::Families, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    families: super::Families,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rookery_actors::Origin;
-use rookery_events::{ChannelCommand, ChannelKey, ChannelType, ClientMsgNo, MessageHeader, MessageId, MessageSeq, PeerPolicy, SendMessage, SenderStanding, StreamNo, Uid, SYSTEM_UID};
+use rookery_events::{
+    ChannelCommand, ChannelKey, ChannelType, ClientMsgNo, MessageHeader, MessageId, MessageSeq, PeerPolicy, SendMessage, SenderStanding, StreamNo, Uid,
+    SYSTEM_UID,
+};
 
 use super::{validate, Error, Field, UseCases};
 use crate::presence::Delivery;
@@ -99,7 +102,10 @@ impl UseCases {
             Target::Channel { id, ty } => validate::channel(&from, id, validate::channel_type(*ty)?)?,
             Target::Users(uids) => {
                 if !out.header.sync_once {
-                    return Err(Error::invalid(Field::Header, "a message to a list of subscribers must be a command: set header.sync_once to 1, or send to a channel"));
+                    return Err(Error::invalid(
+                        Field::Header,
+                        "a message to a list of subscribers must be a command: set header.sync_once to 1, or send to a channel",
+                    ));
                 }
                 self.users_channel(uids.clone(), &origin).await?
             }
@@ -149,7 +155,14 @@ impl UseCases {
     /// # Errors
     /// [`Error::Invalid`] / [`Error::TooLarge`] for malformed input. A recipient whose send is refused
     /// is listed in the answer instead.
-    pub async fn send_batch(&self, from: &str, recipients: Vec<String>, header: MessageHeader, payload: Vec<u8>, origin: Origin) -> Result<Vec<BatchFailure>, Error> {
+    pub async fn send_batch(
+        &self,
+        from: &str,
+        recipients: Vec<String>,
+        header: MessageHeader,
+        payload: Vec<u8>,
+        origin: Origin,
+    ) -> Result<Vec<BatchFailure>, Error> {
         validate::id(Field::Uid, "from_uid", from)?;
         validate::payload(&payload, self.config.max_payload_bytes)?;
         if recipients.len() > MAX_BATCH_RECIPIENTS {

@@ -170,9 +170,7 @@ impl Future for Commit {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.0 {
             CommitInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StorageError::Closed))),
-            CommitInner::Pending(rx) => {
-                Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(StorageError::Closed)))
-            }
+            CommitInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(StorageError::Closed))),
         }
     }
 }
@@ -228,11 +226,7 @@ pub trait EventLog: Send + Sync {
     ///
     /// # Errors
     /// [`StorageError::Corrupt`] for an undecodable record, [`StorageError::Backend`] on I/O failure.
-    fn scan(
-        &self,
-        from: Position,
-        f: &mut dyn FnMut(StoredRecord) -> ControlFlow<()>,
-    ) -> Result<()>;
+    fn scan(&self, from: Position, f: &mut dyn FnMut(StoredRecord) -> ControlFlow<()>) -> Result<()>;
 
     /// Up to `limit` records of `stream` with positions greater than `after`, oldest first.
     ///
@@ -277,14 +271,7 @@ pub trait EventLog: Send + Sync {
     ///
     /// # Errors
     /// As for [`EventLog::scan`].
-    fn read_seq_range(
-        &self,
-        stream: &[u8],
-        from: u64,
-        to: u64,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<(u64, StoredRecord)>>;
+    fn read_seq_range(&self, stream: &[u8], from: u64, to: u64, limit: usize, newest_first: bool) -> Result<Vec<(u64, StoredRecord)>>;
 
     /// Stores a snapshot of `stream`'s projection, replacing an older one. A snapshot at a lower position
     /// than the stored one is ignored, so racing writers cannot move a snapshot backwards.
@@ -303,10 +290,7 @@ pub trait EventLog: Send + Sync {
     ///
     /// # Errors
     /// As for [`EventLog::get_snapshot`].
-    fn scan_snapshots(
-        &self,
-        f: &mut dyn FnMut(&[u8], Snapshot) -> ControlFlow<()>,
-    ) -> Result<()>;
+    fn scan_snapshots(&self, f: &mut dyn FnMut(&[u8], Snapshot) -> ControlFlow<()>) -> Result<()>;
 
     /// Convenience: [`EventLog::submit`] and block until durable.
     ///

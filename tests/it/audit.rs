@@ -9,7 +9,8 @@ async fn changing_one_stored_byte_breaks_the_chain_at_exactly_that_position() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     for i in 0..5 {
-        let (status, v) = server.post("/message/send", &json!({"from_uid": "ann", "channel_id": "ben", "channel_type": 1, "payload": b64(&format!("m{i}"))})).await;
+        let (status, v) =
+            server.post("/message/send", &json!({"from_uid": "ann", "channel_id": "ben", "channel_type": 1, "payload": b64(&format!("m{i}"))})).await;
         assert_eq!(status, 200, "{v}");
     }
     let (status, head) = server.get("/audit/head").await;
@@ -102,7 +103,8 @@ async fn read_only_key_is_refused_on_every_mutation_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), CREDENTIALS);
     // Seed with the named admin key: a group with a red-dot message for u2.
-    let (status, _, v) = call(&server, "POST", "/channel", Some("admin-secret"), None, Some(&json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["u1", "u2"]}))).await;
+    let (status, _, v) =
+        call(&server, "POST", "/channel", Some("admin-secret"), None, Some(&json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["u1", "u2"]}))).await;
     assert_eq!(status, 200, "{v}");
     let send = json!({"header": {"red_dot": 1}, "from_uid": "u1", "channel_id": "g1", "channel_type": 2, "payload": b64("seed")});
     let (status, _, v) = call(&server, "POST", "/message/send", Some("admin-secret"), None, Some(&send)).await;
@@ -205,7 +207,8 @@ async fn duplicate_or_empty_credentials_stop_the_server_at_start() {
 
 /// `rookery audit --json` on a data directory; the parsed page, or the exit code and stderr.
 fn cli_audit(dir: &std::path::Path, args: &[&str]) -> Result<Value, (i32, String)> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).arg("audit").arg("--data-dir").arg(dir).args(args).env("RUST_LOG", "warn").output().unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).arg("audit").arg("--data-dir").arg(dir).args(args).env("RUST_LOG", "warn").output().unwrap();
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))))
     } else {
@@ -341,7 +344,11 @@ async fn audit_events_answer_every_filter_over_the_api_and_the_cli() {
     assert_eq!(status, 401, "the audit trail needs a credential too");
 
     // The text form: one line per event.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery")).args(["audit", "--kind", "channel.message_appended", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["audit", "--kind", "channel.message_appended", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.lines().count() == 1 && text.contains("api:manager") && text.contains(r2), "{text}");
 }

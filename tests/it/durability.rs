@@ -53,8 +53,11 @@ async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
     let mut server = Server::start(dir.path(), &[]);
     for (w, sent) in &acked {
         let (status, page) = server
-            .post("/channel/messagesync", &json!({"login_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,
-                "start_message_seq": 0, "end_message_seq": 0, "limit": 10000}))
+            .post(
+                "/channel/messagesync",
+                &json!({"login_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,
+                "start_message_seq": 0, "end_message_seq": 0, "limit": 10000}),
+            )
             .await;
         assert_eq!(status, 200, "{page}");
         let stored: Vec<(String, u64, i64)> = page["messages"]
@@ -80,8 +83,11 @@ async fn kill_9_under_concurrent_sends_loses_no_acknowledged_message() {
         // itself at start-up, its indexer not having written it before the kill).
         if let Some((n, seq, id)) = sent.last() {
             let (status, again) = server
-                .post("/message/send", &json!({"from_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,
-                    "client_msg_no": format!("w{w}-{n}"), "payload": b64("a retry")}))
+                .post(
+                    "/message/send",
+                    &json!({"from_uid": format!("w{w}"), "channel_id": "hub", "channel_type": 1,
+                    "client_msg_no": format!("w{w}-{n}"), "payload": b64("a retry")}),
+                )
                 .await;
             assert_eq!(status, 200, "{again}");
             assert_eq!((again["message_seq"].as_u64(), again["message_id"].as_i64()), (Some(*seq), Some(*id)), "writer {w}: retry of {n}");

@@ -60,7 +60,15 @@ impl Client {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(s.tcp).await.expect("tcp connect");
-        Client { socket: Socket::Tcp(stream), input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0, bytes_sent: 0, bytes_received: 0 }
+        Client {
+            socket: Socket::Tcp(stream),
+            input: Vec::new(),
+            version: packet::LATEST_VERSION,
+            cipher: None,
+            ws_messages: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
     }
 
     /// The local port of a TCP client.
@@ -502,7 +510,10 @@ async fn rest_sends_are_delivered_and_presence_is_reported() {
     assert_eq!((status, v), (200, json!([{"uid": "bob", "device_flag": 0, "online": 1}])));
 
     let (status, v) = s
-        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("from the api"), "header": {"red_dot": 1}}))
+        .post(
+            "/message/send",
+            &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("from the api"), "header": {"red_dot": 1}}),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     let (r, text) = recv(&mut bob).await;
@@ -733,7 +744,8 @@ async fn unacknowledged_recv_is_resent_with_dup() {
     // A late RECVACK is ignored, and an acknowledged retry stops the re-sending: a REST send, acked
     // by the silent client only after its first DUP copy.
     silent.write(&Packet::Recvack(RecvackPacket { header: first.header, message_id: first.message_id, message_seq: first.message_seq })).await;
-    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("rest")})).await;
+    let (status, v) =
+        s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("rest")})).await;
     assert_eq!(status, 200, "{v}");
     let (r, _) = recv_no_ack(&mut silent).await;
     assert!(!r.header.dup);
@@ -780,7 +792,8 @@ async fn slow_reader_is_disconnected_and_others_receive_everything() {
     let mut gone = false;
     for i in 0..2000 {
         let text = format!("{i} {filler}");
-        let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64(&text)})).await;
+        let (status, v) =
+            s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64(&text)})).await;
         assert_eq!(status, 200, "{v}");
         sent.push(text);
         if i % 10 == 9 && online(&s, "bob").await == vec![1] {
@@ -789,7 +802,8 @@ async fn slow_reader_is_disconnected_and_others_receive_everything() {
         }
     }
     assert!(gone, "the slow reader was still online after {} messages", sent.len());
-    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("end")})).await;
+    let (status, v) =
+        s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("end")})).await;
     assert_eq!(status, 200, "{v}");
     sent.push("end".into());
 
@@ -901,7 +915,10 @@ async fn json_rpc_over_websocket() {
     assert_eq!((r["id"].clone(), r["result"]["reasonCode"].clone(), r["result"]["messageSeq"].clone()), (json!("2"), json!(1), json!(1)), "{r}");
     let message_id: i64 = r["result"]["messageId"].as_str().expect("messageId is a string").parse().expect("decimal");
     let (recv_bob, text) = recv(&mut bob).await;
-    assert_eq!((text.as_str(), recv_bob.message_id, recv_bob.from_uid.as_str(), recv_bob.client_msg_no.as_str()), ("hi from json", message_id, "alice", "rpc-m1"));
+    assert_eq!(
+        (text.as_str(), recv_bob.message_id, recv_bob.from_uid.as_str(), recv_bob.client_msg_no.as_str()),
+        ("hi from json", message_id, "alice", "rpc-m1")
+    );
     assert!(recv_bob.header.red_dot);
 
     // bob -> alice arrives as a recv notification with the plaintext in base64.
@@ -912,7 +929,10 @@ async fn json_rpc_over_websocket() {
     assert!(n.get("id").is_none());
     let p = &n["params"];
     assert_eq!((p["fromUid"].clone(), p["channelId"].clone(), p["channelType"].clone()), (json!("bob"), json!("bob"), json!(1)));
-    assert_eq!((p["messageId"].clone(), p["messageSeq"].clone(), p["payload"].clone()), (json!(ack.message_id.to_string()), json!(2), json!(b64("hi from wkproto"))));
+    assert_eq!(
+        (p["messageId"].clone(), p["messageSeq"].clone(), p["payload"].clone()),
+        (json!(ack.message_id.to_string()), json!(2), json!(b64("hi from wkproto")))
+    );
     alice.send(json!({"jsonrpc": "2.0", "method": "recvack", "params": {"messageId": p["messageId"], "messageSeq": 2}})).await;
 
     // ping -> a response with the id; a bad request after connecting is refused and the session goes on.
@@ -1045,7 +1065,8 @@ async fn sigterm_disconnects_sessions_and_loses_no_acknowledged_send() {
 /// past the connections allowed per address (until one closes), HTTP 429 past a credential's budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
-    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_SEND_RATE_LIMIT", "5"), ("ROOKERY_SEND_RATE_BURST", "5"), ("ROOKERY_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let (_dir, s) =
+        server_with_tokens_env(&[("ROOKERY_SEND_RATE_LIMIT", "5"), ("ROOKERY_SEND_RATE_BURST", "5"), ("ROOKERY_MAX_CONNECTIONS_PER_IP", "2")]).await;
     let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 4).await;
     for i in 1..=20 {
         let p = alice.send_packet(i, "bob", 1, &format!("m{i}"));
@@ -1081,7 +1102,8 @@ async fn send_connection_and_rest_limits_refuse_with_clear_answers() {
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for i in 0..8 {
-        let body = json!({"from_uid": "ann", "channel_id": "ben", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(format!("r{i}"))});
+        let body =
+            json!({"from_uid": "ann", "channel_id": "ben", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(format!("r{i}"))});
         let resp = client.post(format!("http://{}/message/send", r.api)).json(&body).send().await.unwrap();
         let status = resp.status().as_u16();
         if status == 429 {

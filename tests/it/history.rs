@@ -26,7 +26,12 @@ async fn past_channel_and_user_states_by_position_and_by_time() {
     ok(&server, "/user/token", json!({"uid": "bob", "token": "t1", "device_flag": 1, "device_level": 1})).await;
     ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob"]})).await;
     for i in 0..3 {
-        ok(&server, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64(&format!("m{i}"))})).await;
+        ok(
+            &server,
+            "/message/send",
+            json!({"header": {"red_dot": 1}, "from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64(&format!("m{i}"))}),
+        )
+        .await;
     }
     let before = head(&server).await;
     let (_, live) = server.post("/conversation/sync", &json!({"uid": "bob"})).await;
@@ -42,7 +47,11 @@ async fn past_channel_and_user_states_by_position_and_by_time() {
     let then = state(&server, &format!("at={before}&channel_id=g&channel_type=2")).await;
     assert_eq!(then["at"]["position"], before);
     let c = &then["channel"];
-    assert_eq!((c["exists"].as_bool(), c["subscribers"].clone(), c["blacklist"].clone(), c["last_message_seq"].as_u64()), (Some(true), json!(["ann", "bob"]), json!([]), Some(3)), "{then}");
+    assert_eq!(
+        (c["exists"].as_bool(), c["subscribers"].clone(), c["blacklist"].clone(), c["last_message_seq"].as_u64()),
+        (Some(true), json!(["ann", "bob"]), json!([]), Some(3)),
+        "{then}"
+    );
 
     let by_time = state(&server, &format!("at={before_time}&channel_id=g&channel_type=2")).await;
     assert_eq!(by_time["channel"], then["channel"], "the instant of position {before} gives the same state");
@@ -122,8 +131,10 @@ async fn an_export_imported_into_an_empty_directory_gives_the_same_state_and_cha
         let from = ["ann", "bob", "cid"][i % 3];
         ok(&original, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": from, "channel_id": "g", "channel_type": 2, "client_msg_no": format!("c{i}"), "payload": b64(&format!("group {i}"))})).await;
     }
-    ok(&original, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": "ann", "channel_id": "bob", "channel_type": 1, "payload": b64("hi bob")})).await;
-    ok(&original, "/message/send", json!({"header": {"sync_once": 1}, "from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("command")})).await;
+    ok(&original, "/message/send", json!({"header": {"red_dot": 1}, "from_uid": "ann", "channel_id": "bob", "channel_type": 1, "payload": b64("hi bob")}))
+        .await;
+    ok(&original, "/message/send", json!({"header": {"sync_once": 1}, "from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("command")}))
+        .await;
     ok(&original, "/conversations/setUnread", json!({"uid": "cid", "channel_id": "g", "channel_type": 2, "unread": 2})).await;
     ok(&original, "/channel/subscriber_remove", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["cid"]})).await;
     let (_, head) = original.get("/audit/head").await;
@@ -162,7 +173,8 @@ async fn an_export_imported_into_an_empty_directory_gives_the_same_state_and_cha
 
     // The copy keeps going where the original was: the next group message gets seq 41 in both.
     for s in [&original, &copy] {
-        let (_, v) = s.post("/message/send", &json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "client_msg_no": "c0", "payload": b64("retry")})).await;
+        let (_, v) =
+            s.post("/message/send", &json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "client_msg_no": "c0", "payload": b64("retry")})).await;
         assert_eq!(v["message_seq"], 1, "the retried client_msg_no is found through the imported index: {v}");
         let (_, v) = s.post("/message/send", &json!({"from_uid": "ann", "channel_id": "g", "channel_type": 2, "payload": b64("next")})).await;
         assert_eq!(v["message_seq"], 41, "{v}");
@@ -235,7 +247,12 @@ async fn erasing_a_users_payloads_is_audited_and_the_chain_still_verifies() {
     assert_eq!(v["channels"].as_array().unwrap().len(), 2, "the group and the person channel: {v}");
 
     let (_, page) = server.post("/channel/messagesync", &json!({"login_uid": "bob", "channel_id": "g", "channel_type": 2, "limit": 10})).await;
-    let payloads: Vec<(String, String)> = page["messages"].as_array().unwrap().iter().map(|m| (m["from_uid"].as_str().unwrap().to_string(), m["payload"].as_str().unwrap().to_string())).collect();
+    let payloads: Vec<(String, String)> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["from_uid"].as_str().unwrap().to_string(), m["payload"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(payloads.len(), 6);
     for (from, payload) in &payloads {
         assert_eq!(payload.is_empty(), from == "ann", "{payloads:?}");

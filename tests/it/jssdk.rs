@@ -32,14 +32,9 @@ fn official_js_sdk_sends_receives_is_refused_kicked_and_recovers_offline_message
     let dir = js_dir();
     let setup = "run ./scripts/setup (it runs `npm ci --prefix tests/js`), or `npm ci --prefix tests/js` by hand";
     let node = Command::new("node").arg("--version").output();
+    assert!(matches!(&node, Ok(out) if out.status.success()), "`node` is not runnable ({:?}): install Node.js 20 and npm, then {setup}", node.as_ref().err());
     assert!(
-        matches!(&node, Ok(out) if out.status.success()),
-        "`node` is not runnable ({:?}): install Node.js 20 and npm, then {setup}",
-        node.as_ref().err()
-    );
-    assert!(
-        dir.join("node_modules").join("wukongimjssdk").join("package.json").is_file()
-            && dir.join("node_modules").join("ws").join("package.json").is_file(),
+        dir.join("node_modules").join("wukongimjssdk").join("package.json").is_file() && dir.join("node_modules").join("ws").join("package.json").is_file(),
         "{} has no wukongimjssdk/ws installed: {setup}",
         dir.join("node_modules").display()
     );

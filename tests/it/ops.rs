@@ -76,7 +76,8 @@ async fn metrics_connz_and_varz_follow_the_traffic() {
     assert_eq!(alice.send(3, "bob", 1, "wk2").await.reason_code, ReasonCode::SUCCESS);
     // Two sends over REST, each delivered to bob and to alice's own session, and one refused request.
     for i in 0..2 {
-        let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64(&format!("rest{i}"))})).await;
+        let (status, v) =
+            s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64(&format!("rest{i}"))})).await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(recv(&mut bob).await.1, format!("rest{i}"));
         assert_eq!(recv(&mut alice).await.1, format!("rest{i}"));

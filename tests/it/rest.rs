@@ -323,9 +323,11 @@ async fn bad_channel_requests_are_refused_and_change_nothing() {
     post_err(&s, "/channel/delete", json!({"channel_id": "p", "channel_type": 1}), 400, "person channels cannot be deleted").await;
     post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2, "subscribers": []}), 400, "subscribers must not be empty").await;
     post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2}), 400, "subscribers must not be empty").await;
-    post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2, "temp_subscriber": 1, "subscribers": ["t"]}), 400, "temp_subscriber").await;
+    post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2, "temp_subscriber": 1, "subscribers": ["t"]}), 400, "temp_subscriber")
+        .await;
     post_err(&s, "/channel/subscriber_add", json!({"channel_id": "p", "channel_type": 1, "subscribers": ["t"]}), 400, "cannot have subscribers").await;
-    post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["", "t"]}), 400, "subscribers must not be empty").await;
+    post_err(&s, "/channel/subscriber_add", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["", "t"]}), 400, "subscribers must not be empty")
+        .await;
     post_err(&s, "/channel/subscriber_remove", json!({"channel_id": "g", "channel_type": 2, "subscribers": []}), 400, "subscribers must not be empty").await;
     post_err(&s, "/channel/subscriber_remove", json!({"channel_id": "nope", "channel_type": 2, "subscribers": ["m1"]}), 404, "channel not found").await;
     for path in ["/channel/blacklist_add", "/channel/blacklist_remove", "/channel/whitelist_add", "/channel/whitelist_remove"] {
@@ -424,7 +426,8 @@ async fn messagesync_follows_the_seed_001_boundary_rules() {
         }
     }
     let range = |a: u64, b: u64| (a..=b).collect::<Vec<u64>>();
-    let page = |start: u64, end: u64, limit: i64, pull_mode: u8| json!({"start_message_seq": start, "end_message_seq": end, "limit": limit, "pull_mode": pull_mode});
+    let page =
+        |start: u64, end: u64, limit: i64, pull_mode: u8| json!({"start_message_seq": start, "end_message_seq": end, "limit": limit, "pull_mode": pull_mode});
 
     let v = history(&s, "u1", "g", 2, page(100, 200, 10, 1)).await;
     assert_eq!((seqs(&v), v["more"].as_u64()), (range(100, 109), Some(1)), "up 100/200/10");
@@ -451,7 +454,10 @@ async fn messagesync_follows_the_seed_001_boundary_rules() {
     // Messages are ascending and carry the message object fields.
     let v = history(&s, "u1", "g", 2, page(1, 2, 10, 1)).await;
     let m = &v["messages"][0];
-    assert_eq!((m["message_seq"].as_u64(), m["from_uid"].as_str(), m["channel_id"].as_str(), m["channel_type"].as_u64()), (Some(1), Some("u1"), Some("g"), Some(2)));
+    assert_eq!(
+        (m["message_seq"].as_u64(), m["from_uid"].as_str(), m["channel_id"].as_str(), m["channel_type"].as_u64()),
+        (Some(1), Some("u1"), Some("g"), Some(2))
+    );
     assert_eq!(m["message_idstr"].as_str().unwrap(), m["message_id"].as_i64().unwrap().to_string());
 
     // The seed-000 form: both bounds exclusive, reverse = take the lowest seqs.
@@ -501,7 +507,8 @@ async fn person_channels_share_one_history_seen_from_both_sides() {
     assert_eq!(payload_texts(alice["messages"].as_array().unwrap()), ["hi bob", "hi alice", "how are you"]);
     // The internal id (CRC-32 order: bob@alice) is accepted when it includes the caller.
     assert_eq!(seqs(&history(&s, "alice", "bob@alice", 1, all.clone()).await), vec![1, 2, 3]);
-    post_err(&s, "/channel/messagesync", json!({"login_uid": "carol", "channel_id": "bob@alice", "channel_type": 1}), 400, "does not include the calling uid").await;
+    post_err(&s, "/channel/messagesync", json!({"login_uid": "carol", "channel_id": "bob@alice", "channel_type": 1}), 400, "does not include the calling uid")
+        .await;
     assert_eq!(s.get("/channel/max_message_seq?channel_id=bob&channel_type=1&login_uid=alice").await.1, json!({"message_seq": 3}));
     assert_eq!(s.get("/channel/max_message_seq?channel_id=bob%40alice&channel_type=1").await.1, json!({"message_seq": 3}));
     // A third user has their own, empty, history with bob.
@@ -642,10 +649,15 @@ async fn sync_once_commands_come_back_from_message_sync_until_acknowledged() {
     }
 
     // Person commands: each side sees the other as channel_id; no_persist commands are not queued.
-    let (status, _) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("typing"), "header": {"sync_once": 1}})).await;
+    let (status, _) = s
+        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("typing"), "header": {"sync_once": 1}}))
+        .await;
     assert_eq!(status, 200);
     let (status, _) = s
-        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("online only"), "header": {"sync_once": 1, "no_persist": 1}}))
+        .post(
+            "/message/send",
+            &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("online only"), "header": {"sync_once": 1, "no_persist": 1}}),
+        )
         .await;
     assert_eq!(status, 200);
     let bob = command_sync(&s, "bob", None).await;
@@ -697,7 +709,17 @@ async fn manager_token_is_required_on_every_route_when_configured() {
 async fn observe(s: &Server) -> Value {
     let all = json!({"start_message_seq": 0, "end_message_seq": 0, "limit": 100});
     let mut probes = serde_json::Map::new();
-    for (from, channel, ty) in [("a", "g1", 2), ("b", "g1", 2), ("c", "g1", 2), ("d", "g1", 2), ("x", "g1", 2), ("bot", "g1", 2), ("eve", "bob", 1), ("alice", "bob", 1), ("m", "g2", 2)] {
+    for (from, channel, ty) in [
+        ("a", "g1", 2),
+        ("b", "g1", 2),
+        ("c", "g1", 2),
+        ("d", "g1", 2),
+        ("x", "g1", 2),
+        ("bot", "g1", 2),
+        ("eve", "bob", 1),
+        ("alice", "bob", 1),
+        ("m", "g2", 2),
+    ] {
         probes.insert(format!("{from}->{channel}"), json!(probe(s, from, channel, ty).await));
     }
     json!({
@@ -736,18 +758,24 @@ async fn sigkill_and_restart_keep_every_piece_of_state() {
     send_ok(&s, "bob", "alice", 1, "hello yourself").await;
     // Write-spread queues: three commands; "a" acknowledges the first, "b" none.
     for text in ["cmd1", "cmd2"] {
-        let (status, _) = s.post("/message/send", &json!({"from_uid": "a", "channel_id": "g1", "channel_type": 2, "payload": b64(text), "header": {"sync_once": 1}})).await;
+        let (status, _) =
+            s.post("/message/send", &json!({"from_uid": "a", "channel_id": "g1", "channel_type": 2, "payload": b64(text), "header": {"sync_once": 1}})).await;
         assert_eq!(status, 200);
     }
     assert_eq!(command_sync(&s, "a", Some(1)).await.len(), 1);
     post_ok(&s, "/message/syncack", json!({"uid": "a", "last_message_seq": 1})).await;
-    let (status, _) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("cmd3"), "header": {"sync_once": 1}})).await;
+    let (status, _) = s
+        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("cmd3"), "header": {"sync_once": 1}}))
+        .await;
     assert_eq!(status, 200);
 
     let before = observe(&s).await;
     assert_eq!(payload_texts(before["queue_a"].as_array().unwrap()), ["cmd2"]);
     assert_eq!(payload_texts(before["queue_b"].as_array().unwrap()), ["cmd1", "cmd2"]);
-    assert_eq!(before["probes"], json!({"a->g1": 200, "b->g1": 200, "c->g1": 403, "d->g1": 403, "x->g1": 403, "bot->g1": 200, "eve->bob": 403, "alice->bob": 200, "m->g2": 403}));
+    assert_eq!(
+        before["probes"],
+        json!({"a->g1": 200, "b->g1": 200, "c->g1": 403, "d->g1": 403, "x->g1": 403, "bot->g1": 200, "eve->bob": 403, "alice->bob": 200, "m->g2": 403})
+    );
     assert_eq!(before["g1_max"], json!({"message_seq": 5}));
 
     s.kill9();
@@ -769,7 +797,8 @@ async fn varz_counts_commit_groups_and_fsyncs() {
         post_ok(&s, "/user/token", json!({"uid": format!("u{i}"), "token": "t", "device_flag": 0, "device_level": 1})).await;
     }
     let v: Value = s.client().get(format!("http://{}/varz", s.monitor)).send().await.expect("varz").json().await.expect("varz json");
-    let (groups, records, syncs) = (v["log_groups"].as_u64().expect("groups"), v["log_records"].as_u64().expect("records"), v["log_syncs"].as_u64().expect("syncs"));
+    let (groups, records, syncs) =
+        (v["log_groups"].as_u64().expect("groups"), v["log_records"].as_u64().expect("records"), v["log_syncs"].as_u64().expect("syncs"));
     // Three durable mutations since start: at least one record each, grouped, every group synced.
     assert!(records >= 3 && groups >= 1 && groups <= records, "{v}");
     assert_eq!(syncs, groups, "the default durability syncs every group: {v}");

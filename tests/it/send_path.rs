@@ -116,7 +116,8 @@ async fn subscribers_without_a_channel_get_a_command_message() {
     assert_eq!(queued("carol").await, vec![id]);
     assert!(queued("alice").await.is_empty());
     // The same set again reuses its channel: the second command follows the first.
-    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "subscribers": ["carol", "bob"], "payload": b64("again"), "header": {"sync_once": 1}})).await;
+    let (status, v) =
+        s.post("/message/send", &json!({"from_uid": "alice", "subscribers": ["carol", "bob"], "payload": b64("again"), "header": {"sync_once": 1}})).await;
     assert_eq!(status, 200, "{v}");
     let (r2, _) = recv(&mut bob).await;
     assert_eq!((r2.channel_id.as_str(), r2.message_seq), (r.channel_id.as_str(), r.message_seq + 1));
@@ -137,7 +138,10 @@ async fn subscribers_without_a_channel_get_a_command_message() {
 async fn the_wukongim_family_ignores_fields_it_does_not_know_but_not_a_missing_required_one() {
     let (_dir, s) = server().await;
     let (status, v) = s
-        .post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("hi"), "tag_key": "t-1", "future_field": {"x": 1}}))
+        .post(
+            "/message/send",
+            &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("hi"), "tag_key": "t-1", "future_field": {"x": 1}}),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     let (status, v) = s.post("/user/token", &json!({"uid": "dave", "token": "td", "device_flag": 0, "device_level": 1, "expire": 3600})).await;

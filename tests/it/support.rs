@@ -150,7 +150,9 @@ pub fn refused_start(env: Env) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rookery"));
     cmd.args(["serve", "--data-dir"]).arg(dir.path());
-    for (k, v) in [("ROOKERY_API_ADDR", "127.0.0.1:0"), ("ROOKERY_MONITOR_ADDR", "127.0.0.1:0"), ("ROOKERY_TCP_ADDR", "127.0.0.1:0"), ("ROOKERY_WS_ADDR", "127.0.0.1:0")] {
+    for (k, v) in
+        [("ROOKERY_API_ADDR", "127.0.0.1:0"), ("ROOKERY_MONITOR_ADDR", "127.0.0.1:0"), ("ROOKERY_TCP_ADDR", "127.0.0.1:0"), ("ROOKERY_WS_ADDR", "127.0.0.1:0")]
+    {
         cmd.env(k, v);
     }
     for (k, v) in env {

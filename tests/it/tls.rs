@@ -47,7 +47,10 @@ async fn tls(connector: &tokio_rustls::TlsConnector, addr: std::net::SocketAddr)
 
 /// One HTTP/1.1 request over `stream`; returns the whole response text.
 async fn http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S, method: &str, path: &str, body: &str) -> String {
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut out)).await;
@@ -83,7 +86,13 @@ async fn api_tcp_and_websocket_listeners_speak_tls() {
     let (cert_s, key_s) = (cert.to_str().unwrap().to_string(), key.to_str().unwrap().to_string());
     let server = Server::start(
         &dir.path().join("data"),
-        &[("ROOKERY_TLS_CERT_FILE", &cert_s), ("ROOKERY_TLS_KEY_FILE", &key_s), ("ROOKERY_TLS_API", "true"), ("ROOKERY_TLS_TCP", "true"), ("ROOKERY_TLS_WS", "true")],
+        &[
+            ("ROOKERY_TLS_CERT_FILE", &cert_s),
+            ("ROOKERY_TLS_KEY_FILE", &key_s),
+            ("ROOKERY_TLS_API", "true"),
+            ("ROOKERY_TLS_TCP", "true"),
+            ("ROOKERY_TLS_WS", "true"),
+        ],
     );
     let connector = connector(&cert);
 

@@ -72,7 +72,10 @@ impl Receiver {
 
     /// Message ids of accepted `msg.notify` deliveries, in delivery order.
     fn notified(&self) -> Vec<i64> {
-        self.accepted("msg.notify").iter().flat_map(|h| h.body.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>()).collect()
+        self.accepted("msg.notify")
+            .iter()
+            .flat_map(|h| h.body.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>())
+            .collect()
     }
 
     async fn wait_for(&self, what: &str, done: impl Fn(&Receiver) -> bool) {
@@ -95,7 +98,12 @@ fn check_signature(header: &str, body: &[u8]) {
 }
 
 fn env(r: &Receiver) -> Vec<(&'static str, String)> {
-    vec![("ROOKERY_WEBHOOK_URL", r.url.clone()), ("ROOKERY_WEBHOOK_SECRET", SECRET.into()), ("ROOKERY_WEBHOOK_INTERVAL_MS", "20".into()), ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300".into())]
+    vec![
+        ("ROOKERY_WEBHOOK_URL", r.url.clone()),
+        ("ROOKERY_WEBHOOK_SECRET", SECRET.into()),
+        ("ROOKERY_WEBHOOK_INTERVAL_MS", "20".into()),
+        ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300".into()),
+    ]
 }
 
 fn start(dir: &std::path::Path, r: &Receiver) -> Server {
@@ -142,11 +150,19 @@ async fn messages_and_status_changes_reach_the_receiver_signed_once_and_in_order
 
     drop(bob);
     receiver.wait_for("bob offline", |r| r.accepted("user.onlinestatus").iter().any(|h| h.body.to_string().contains("\"bob-1-0-"))).await;
-    let status: Vec<String> = receiver.accepted("user.onlinestatus").iter().flat_map(|h| h.body.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>()).collect();
+    let status: Vec<String> = receiver
+        .accepted("user.onlinestatus")
+        .iter()
+        .flat_map(|h| h.body.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>())
+        .collect();
     // uid-flag-online-conn_id-device_count-total_count, read from the right (uids may contain '-').
     let fields = |s: &str| -> Vec<String> { s.rsplitn(6, '-').map(str::to_string).collect() };
     let (on, off) = (fields(&status[0]), fields(status.last().unwrap()));
-    assert_eq!((on[0].as_str(), on[1].as_str(), on[3].as_str(), on[4].as_str(), on[5].as_str()), ("1", "1", "1", "1", "bob"), "online, 1 session of flag 1, 1 in all: {status:?}");
+    assert_eq!(
+        (on[0].as_str(), on[1].as_str(), on[3].as_str(), on[4].as_str(), on[5].as_str()),
+        ("1", "1", "1", "1", "bob"),
+        "online, 1 session of flag 1, 1 in all: {status:?}"
+    );
     assert_eq!((off[0].as_str(), off[1].as_str(), off[3].as_str()), ("0", "0", "0"), "offline, none left: {status:?}");
     assert_eq!(on[2], off[2], "the same connection id: {status:?}");
 }
@@ -226,7 +242,8 @@ impl TlsReceiver {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (hits, failed_handshakes): (Arc<Mutex<Vec<(String, Value)>>>, Arc<AtomicI64>) = Default::default();
+        let hits: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let failed_handshakes: Arc<AtomicI64> = Arc::default();
         let (h, f) = (hits.clone(), failed_handshakes.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -246,7 +263,10 @@ impl TlsReceiver {
 
     fn notified(&self) -> Vec<i64> {
         let hits = self.hits.lock().unwrap();
-        hits.iter().filter(|(e, _)| e == "msg.notify").flat_map(|(_, b)| b.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>()).collect()
+        hits.iter()
+            .filter(|(e, _)| e == "msg.notify")
+            .flat_map(|(_, b)| b.as_array().unwrap().iter().map(|m| m["message_id"].as_i64().unwrap()).collect::<Vec<_>>())
+            .collect()
     }
 }
 
@@ -281,7 +301,12 @@ async fn an_https_receiver_is_reached_when_its_certificate_is_trusted_and_only_t
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = crate::tls::certificate(certs.path());
     let receiver = TlsReceiver::start(&cert, &key).await;
-    let hook = [("ROOKERY_WEBHOOK_URL", receiver.url.as_str()), ("ROOKERY_WEBHOOK_SECRET", SECRET), ("ROOKERY_WEBHOOK_INTERVAL_MS", "20"), ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300")];
+    let hook = [
+        ("ROOKERY_WEBHOOK_URL", receiver.url.as_str()),
+        ("ROOKERY_WEBHOOK_SECRET", SECRET),
+        ("ROOKERY_WEBHOOK_INTERVAL_MS", "20"),
+        ("ROOKERY_WEBHOOK_MAX_BACKOFF_MS", "300"),
+    ];
 
     // Not trusted (a self-signed certificate is in no system store): every attempt fails in the
     // handshake, nothing is delivered, and the message stays pending.

@@ -130,7 +130,12 @@ async fn past_state(state: ApiState, q: StateQuery) -> Result<warp::reply::Respo
         let position = history::resolve(log, at).map_err(ApiError::from)?;
         let recorded_at = match position {
             Position::ZERO => None,
-            p => log.read_range(p, 1).ok().and_then(|r| r.into_iter().next()).and_then(|r| rookery_events::EnvelopeBody::decode(&r.body).ok()).map(|b| b.meta.recorded_at),
+            p => log
+                .read_range(p, 1)
+                .ok()
+                .and_then(|r| r.into_iter().next())
+                .and_then(|r| rookery_events::EnvelopeBody::decode(&r.body).ok())
+                .map(|b| b.meta.recorded_at),
         };
         let at_json = json!({"position": position.0, "recorded_at": recorded_at.map(format_time)});
         Ok(match subject {
@@ -188,11 +193,8 @@ fn channel_json(key: &ChannelKey, s: &ChannelState) -> Value {
 
 fn user_json(uid: &Uid, past: &PastUser) -> Value {
     let s = &past.user.state;
-    let devices: Vec<Value> = s
-        .tokens
-        .iter()
-        .map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0, "token_sha256": t.token_hash.to_hex()}))
-        .collect();
+    let devices: Vec<Value> =
+        s.tokens.iter().map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0, "token_sha256": t.token_hash.to_hex()})).collect();
     let conversations: Vec<Value> = past
         .conversations
         .iter()

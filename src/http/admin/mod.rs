@@ -26,7 +26,8 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         warp::reply::json(&serde_json::json!({"position": position.0, "hash": hash.to_hex()})).into_response()
     });
     let backup = warp::path!("backup").and(warp::post()).and(origin(state.clone())).and(with_state(state.clone())).and(json_body()).and_then(backup);
-    let audit_events = warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
+    let audit_events =
+        warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
     let api = health.or(chain_head).unify().or(audit_events).unify().or(backup).unify().or(history::routes(state.clone())).unify();
     authorized(state).and(valid_request_id()).and(api).recover(super::error::recover).unify().boxed()
 }
@@ -83,4 +84,3 @@ async fn backup(origin: Origin, state: ApiState, request: BackupRequest) -> Resu
     }))
     .into_response())
 }
-

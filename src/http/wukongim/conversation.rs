@@ -119,7 +119,8 @@ async fn sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Re
             "recents": c.recent.iter().take(msg_count).map(|m| message_json(m, Some(&viewer))).collect::<Vec<_>>(),
         })
     };
-    let list: Vec<Value> = if page >= 1 { found.into_iter().skip((page - 1) * page_size).take(page_size).map(shown).collect() } else { found.into_iter().map(shown).collect() };
+    let list: Vec<Value> =
+        if page >= 1 { found.into_iter().skip((page - 1) * page_size).take(page_size).map(shown).collect() } else { found.into_iter().map(shown).collect() };
     Ok(warp::reply::json(&list).into_response())
 }
 

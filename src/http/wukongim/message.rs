@@ -2,7 +2,6 @@
 //! (both forms), `/channel/max_message_seq`, and the write-spread command queue: `/message/sync` +
 //! `/message/syncack`.
 
-
 use base64::Engine;
 use rookery_actors::Origin;
 use rookery_events::{person_channel_parties, ChannelId, ChannelKey, ChannelType, MessageHeader, Uid};
@@ -25,29 +24,14 @@ const DEFAULT_COMMAND_LIMIT: i64 = 200;
 /// The message routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let send = warp::path!("message" / "send").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(send);
-    let batch = warp::path!("message" / "sendbatch")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(origin(state.clone()))
-        .and(json_body())
-        .and_then(send_batch);
+    let batch =
+        warp::path!("message" / "sendbatch").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(send_batch);
     let sync = warp::path!("channel" / "messagesync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(message_sync);
-    let max_seq = warp::path!("channel" / "max_message_seq")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(warp::query::<MaxSeqQuery>())
-        .and_then(max_message_seq);
-    let command_sync = warp::path!("message" / "sync")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(json_body())
-        .and_then(command_sync);
-    let command_ack = warp::path!("message" / "syncack")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(origin(state))
-        .and(json_body())
-        .and_then(command_ack);
+    let max_seq =
+        warp::path!("channel" / "max_message_seq").and(warp::get()).and(with_state(state.clone())).and(warp::query::<MaxSeqQuery>()).and_then(max_message_seq);
+    let command_sync = warp::path!("message" / "sync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(command_sync);
+    let command_ack =
+        warp::path!("message" / "syncack").and(warp::post()).and(with_state(state.clone())).and(origin(state)).and(json_body()).and_then(command_ack);
     send.or(batch).unify().or(sync).unify().or(max_seq).unify().or(command_sync).unify().or(command_ack).unify()
 }
 
@@ -269,7 +253,8 @@ async fn message_sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Resp
     let legacy = dto.min_message_seq.is_some() || dto.max_message_seq.is_some() || dto.reverse.is_some();
     let (window, mut page) = if legacy {
         let (min, max) = (non_negative("min_message_seq", dto.min_message_seq)?, non_negative("max_message_seq", dto.max_message_seq)?);
-        let page = SyncPage { start_message_seq: None, end_message_seq: None, min_message_seq: Some(min), max_message_seq: Some(max), more: 0, messages: vec![] };
+        let page =
+            SyncPage { start_message_seq: None, end_message_seq: None, min_message_seq: Some(min), max_message_seq: Some(max), more: 0, messages: vec![] };
         (window_legacy(min, max, dto.reverse.unwrap_or_default().0), page)
     } else {
         let (start, end) = (non_negative("start_message_seq", dto.start_message_seq)?, non_negative("end_message_seq", dto.end_message_seq)?);
@@ -278,7 +263,8 @@ async fn message_sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Resp
             1 => true,
             other => return Err(ApiError::bad_request(format!("pull_mode must be 0 or 1, got {other}")).into()),
         };
-        let page = SyncPage { start_message_seq: Some(start), end_message_seq: Some(end), min_message_seq: None, max_message_seq: None, more: 0, messages: vec![] };
+        let page =
+            SyncPage { start_message_seq: Some(start), end_message_seq: Some(end), min_message_seq: None, max_message_seq: None, more: 0, messages: vec![] };
         (window_new(start, end, pull_up), page)
     };
     if let Some(w) = window {

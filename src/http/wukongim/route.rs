@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use warp::{Filter, Rejection, Reply};
 
 use super::message::check_id;
-use crate::http::{json_body, with_state, ApiError, ApiState};
 use crate::config::Config;
+use crate::http::{json_body, with_state, ApiError, ApiState};
 
 /// Most uids one `/route/batch` call may ask about.
 const MAX_BATCH_UIDS: usize = 10_000;

@@ -17,12 +17,8 @@ const REASON_BAN: u16 = 19;
 /// The user and system-uid routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let token = warp::path!("user" / "token").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(token);
-    let quit = warp::path!("user" / "device_quit")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(origin(state.clone()))
-        .and(json_body())
-        .and_then(device_quit);
+    let quit =
+        warp::path!("user" / "device_quit").and(warp::post()).and(with_state(state.clone())).and(origin(state.clone())).and(json_body()).and_then(device_quit);
     let online = warp::path!("user" / "onlinestatus").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(online_status);
     let add_path = warp::path!("user" / "systemuids_add").or(warp::path!("systemuids_add")).unify();
     let add = add_path

@@ -10,8 +10,7 @@ pub const GROUP_RECORDS_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512
 
 /// Upper bounds (inclusive) of the group write latency buckets, in microseconds: the `WriteBatch`
 /// write plus, under `SyncEveryGroup`, the WAL fsync.
-pub const WRITE_MICROS_BOUNDS: &[u64] =
-    &[50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000];
+pub const WRITE_MICROS_BOUNDS: &[u64] = &[50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000];
 
 /// A histogram as read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -291,7 +291,12 @@ impl RocksLog {
                 };
                 if let Some((prev_stream, prev_max)) = &last {
                     if *prev_stream == stream {
-                        assert!(entries[0] > *prev_max, "{family}: a block of {:?} starting at {} overlaps the one before (up to {prev_max})", String::from_utf8_lossy(&stream), entries[0]);
+                        assert!(
+                            entries[0] > *prev_max,
+                            "{family}: a block of {:?} starting at {} overlaps the one before (up to {prev_max})",
+                            String::from_utf8_lossy(&stream),
+                            entries[0]
+                        );
                     }
                 }
                 last = Some((stream, *entries.iter().max().unwrap()));
@@ -355,10 +360,7 @@ impl RocksLog {
 
     /// The stored value of the record at `position`.
     fn get_raw(&self, position: Position) -> Result<Vec<u8>> {
-        self.db
-            .get_cf(self.cf(LOG)?, position.0.to_be_bytes())
-            .map_err(backend)?
-            .ok_or_else(|| corrupt("record", position, "missing below the head"))
+        self.db.get_cf(self.cf(LOG)?, position.0.to_be_bytes()).map_err(backend)?.ok_or_else(|| corrupt("record", position, "missing below the head"))
     }
 
     /// The records at `positions`, in that order; an absent one means a dangling index entry.
@@ -380,14 +382,7 @@ impl RocksLog {
     /// first one after it, going forward), handing `visit` each block's key suffix and value until it
     /// breaks or the stream's blocks end. Blocks do not overlap, so that block is the only earlier one
     /// that can hold entries at or after `start`.
-    fn walk_blocks(
-        &self,
-        cf: &str,
-        stream: &[u8],
-        start: &[u8],
-        forward: bool,
-        mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>,
-    ) -> Result<()> {
+    fn walk_blocks(&self, cf: &str, stream: &[u8], start: &[u8], forward: bool, mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>>) -> Result<()> {
         let prefix = stream_prefix(stream);
         let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
         let start = stream_key(stream, start);
@@ -809,7 +804,13 @@ fn recover_tail(db: &DB, head: Position, writable: bool) -> Result<Tail> {
         it.next();
     }
     it.status().map_err(backend)?;
-    tracing::info!(from = indexed_to + 1, to = head.0, records = recovered.records(), millis = started.elapsed().as_millis() as u64, "re-read the index tail from the log");
+    tracing::info!(
+        from = indexed_to + 1,
+        to = head.0,
+        records = recovered.records(),
+        millis = started.elapsed().as_millis() as u64,
+        "re-read the index tail from the log"
+    );
     Ok(recovered)
 }
 

@@ -116,12 +116,8 @@ impl Tail {
 
     /// (seq, position) pairs of `stream` in the tail with seq in `from..=to`, ascending by seq.
     pub(super) fn seqs(&self, stream: &[u8], from: u64, to: u64) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = self
-            .generations()
-            .filter_map(|g| g.streams.get(stream))
-            .flat_map(|e| e.seqs.iter().copied())
-            .filter(|(s, _)| (from..=to).contains(s))
-            .collect();
+        let mut out: Vec<(u64, u64)> =
+            self.generations().filter_map(|g| g.streams.get(stream)).flat_map(|e| e.seqs.iter().copied()).filter(|(s, _)| (from..=to).contains(s)).collect();
         out.sort_unstable();
         out
     }

@@ -111,8 +111,23 @@ pub(super) struct Writer {
 }
 
 /// Starts the committer and the syncer; their handles, in the order to join them.
-pub(super) fn start(db: Arc<DB>, shared: Arc<Shared>, tail: Arc<SharedTail>, options: RocksOptions, head: (Position, ChainHash), tx: &Sender<Work>, rx: Receiver<Work>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let writer = Arc::new(Writer { db, shared, tail, options, order: Mutex::new(Order { published: 0, failed: None }), busy: std::sync::atomic::AtomicBool::new(false) });
+pub(super) fn start(
+    db: Arc<DB>,
+    shared: Arc<Shared>,
+    tail: Arc<SharedTail>,
+    options: RocksOptions,
+    head: (Position, ChainHash),
+    tx: &Sender<Work>,
+    rx: Receiver<Work>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let writer = Arc::new(Writer {
+        db,
+        shared,
+        tail,
+        options,
+        order: Mutex::new(Order { published: 0, failed: None }),
+        busy: std::sync::atomic::AtomicBool::new(false),
+    });
     let intake = Intake { rx, carry: None, head, ticket: 0, closed: false, failed: false, scratch: Vec::new() };
     let (to_syncer, written) = std::sync::mpsc::channel::<Taken>();
     let committer = {
@@ -230,11 +245,7 @@ impl Writer {
     /// `block`. `None` when none is queued (not blocking) or the queue is closed (then `intake.closed`).
     fn next_request(&self, intake: &mut Intake, block: bool) -> Option<Request> {
         loop {
-            let work = if block {
-                intake.rx.recv().map_err(|_| TryRecvError::Disconnected)
-            } else {
-                intake.rx.try_recv()
-            };
+            let work = if block { intake.rx.recv().map_err(|_| TryRecvError::Disconnected) } else { intake.rx.try_recv() };
             match work {
                 Ok(Work::Append(request)) => return Some(request),
                 Ok(Work::Synced(groups)) => {
@@ -261,10 +272,7 @@ impl Writer {
         // Block for the group's first request; a group is never empty.
         let first = match intake.carry.take() {
             Some(request) => request,
-            None => match self.next_request(intake, true) {
-                Some(request) => request,
-                None => return None,
-            },
+            None => self.next_request(intake, true)?,
         };
         let (mut records, mut bytes) = weight(&first);
         let mut group = vec![first];
@@ -418,11 +426,7 @@ impl Writer {
 
 /// Records and approximate batch bytes of one request, for the group limits.
 fn weight(request: &Request) -> (usize, usize) {
-    let bytes: usize = request
-        .records
-        .iter()
-        .map(|r| RECORD_HEADER + 18 + r.stream.len() + r.body.len())
-        .sum();
+    let bytes: usize = request.records.iter().map(|r| RECORD_HEADER + 18 + r.stream.len() + r.body.len()).sum();
     let rewritten: usize = request.rewrites.iter().map(|(_, v)| v.len() + 8).sum();
     (request.records.len(), bytes + rewritten)
 }
