@@ -1,10 +1,11 @@
 //! The use cases every transport calls: sending a message (WKProto SEND, every REST family's send),
-//! tokens and logins, the command queue, conversation lists, and the checks of ids and lengths they share. A rule lives here once; the
+//! tokens and logins, channels and their lists, the command queue, conversation lists, and the checks of ids and lengths they share. A rule lives here once; the
 //! transports only parse their own wire format into these calls and render the answer back.
 //!
 //! Dependencies point down: transports (`gateway`, `http`) -> use cases -> the actor core and
 //! [`Presence`]. Nothing here names a transport, builds a frame or knows JSON.
 
+mod channels;
 mod commands;
 mod conversations;
 mod error;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use rookery_actors::Core;
 
+pub use channels::ChannelChange;
 pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};

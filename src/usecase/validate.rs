@@ -73,6 +73,18 @@ pub fn channel_type(raw: Option<u8>) -> Result<ChannelType, Error> {
     }
 }
 
+/// Checks that channels of type `ty` have subscribers (person and agent channels do not).
+///
+/// # Errors
+/// [`Error::Invalid`] on [`Field::ChannelType`].
+pub fn may_have_subscribers(ty: ChannelType) -> Result<(), Error> {
+    if ty.has_subscribers() {
+        Ok(())
+    } else {
+        Err(Error::invalid(Field::ChannelType, format!("channel_type {} cannot have subscribers", ty.0)))
+    }
+}
+
 /// The stored channel `caller` means by `channel_id`: a person channel is named by the peer's uid
 /// (or by its internal `big@small` id, which must include the caller); other channels by their id.
 ///

@@ -6,14 +6,15 @@
 //! `channel_id` is that user's uid, so `blacklist_add {channel_id: "b", channel_type: 1, uids: ["a"]}`
 //! means "b blocks a".
 
-use rookery_actors::{CoreError, Origin};
-use rookery_events::{ChannelCommand, ChannelInfo, ChannelKey, ChannelType, ListKind, ListOp, Rejection as DomainRejection};
+use rookery_actors::Origin;
+use rookery_events::{ChannelInfo, ChannelKey, ChannelType, ListKind, ListOp};
 use serde::Deserialize;
 use warp::{Filter, Rejection, Reply};
 
-use super::message::{channel_type, check_id, Flag};
+use super::message::Flag;
 use super::user::uid_list;
 use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::usecase::{validate, ChannelChange, UseCases};
 
 /// The channel routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -106,12 +107,7 @@ struct ListQuery {
 /// user).
 fn channel_key(id: Option<String>, ty: Option<i64>) -> Result<ChannelKey, ApiError> {
     let id = id.ok_or_else(|| ApiError::bad_request("channel_id is required"))?;
-    check_id("channel_id", &id)?;
-    let ty = match ty {
-        None => None,
-        Some(n) => Some(u8::try_from(n).map_err(|_| ApiError::bad_request(format!("unknown channel_type {n}")))?),
-    };
-    Ok(ChannelKey::new(id, channel_type(ty)?))
+    Ok(UseCases::channel_key(&id, ty)?)
 }
 
 impl ChannelDto {
@@ -124,11 +120,7 @@ async fn upsert(state: ApiState, origin: Origin, dto: ChannelDto) -> Result<warp
     let info = dto.info();
     let key = channel_key(dto.channel_id, dto.channel_type)?;
     let subscribers = uid_list("subscribers", dto.subscribers, true)?;
-    if !key.ty.has_subscribers() && !subscribers.is_empty() {
-        return Err(ApiError::bad_request(format!("channel_type {} cannot have subscribers", key.ty.0)).into());
-    }
-    let cmd = ChannelCommand::Upsert { info, subscribers, reset: dto.reset.0 };
-    state.core.channel(&key, cmd, origin).await.map_err(ApiError::from)?;
+    state.usecases.change_channel(&key, ChannelChange::Upsert { info, subscribers, reset: dto.reset.0 }, origin).await?;
     Ok(ok())
 }
 
@@ -138,20 +130,14 @@ async fn set_info(state: ApiState, origin: Origin, dto: ChannelDto) -> Result<wa
     }
     let info = dto.info();
     let key = channel_key(dto.channel_id, dto.channel_type)?;
-    state.core.channel(&key, ChannelCommand::SetInfo(info), origin).await.map_err(ApiError::from)?;
+    state.usecases.change_channel(&key, ChannelChange::SetInfo(info), origin).await?;
     Ok(ok())
 }
 
 async fn delete(state: ApiState, origin: Origin, dto: KeyDto) -> Result<warp::reply::Response, Rejection> {
     let key = channel_key(dto.channel_id, dto.channel_type)?;
-    if key.ty == ChannelType::PERSON {
-        return Err(ApiError::bad_request("person channels cannot be deleted").into());
-    }
-    match state.core.channel(&key, ChannelCommand::Delete, origin).await {
-        // Deleting a channel that does not exist (any more) succeeds, as in v2: the caller's goal holds.
-        Ok(_) | Err(CoreError::Rejected(DomainRejection::ChannelNotFound | DomainRejection::Disbanded)) => Ok(ok()),
-        Err(e) => Err(ApiError::from(e).into()),
-    }
+    state.usecases.change_channel(&key, ChannelChange::Delete, origin).await?;
+    Ok(ok())
 }
 
 async fn subscriber_add(state: ApiState, origin: Origin, dto: SubscribersDto) -> Result<warp::reply::Response, Rejection> {
@@ -161,11 +147,9 @@ async fn subscriber_add(state: ApiState, origin: Origin, dto: SubscribersDto) ->
     if dto.temp_subscriber.0 {
         return Err(ApiError::bad_request("temp_subscriber is no longer supported").into());
     }
-    if !key.ty.has_subscribers() {
-        return Err(ApiError::bad_request(format!("channel_type {} cannot have subscribers", key.ty.0)).into());
-    }
+    validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
-    state.core.channel(&key, ChannelCommand::AddSubscribers { uids, reset: dto.reset.0 }, origin).await.map_err(ApiError::from)?;
+    state.usecases.change_channel(&key, ChannelChange::AddSubscribers { uids, reset: dto.reset.0 }, origin).await?;
     Ok(ok())
 }
 
@@ -174,11 +158,9 @@ async fn subscriber_remove(state: ApiState, origin: Origin, dto: SubscribersDto)
     if dto.reset.0 {
         return Err(ApiError::bad_request("reset is not accepted by /channel/subscriber_remove").into());
     }
-    if !key.ty.has_subscribers() {
-        return Err(ApiError::bad_request(format!("channel_type {} cannot have subscribers", key.ty.0)).into());
-    }
+    validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
-    state.core.channel(&key, ChannelCommand::RemoveSubscribers(uids), origin).await.map_err(ApiError::from)?;
+    state.usecases.change_channel(&key, ChannelChange::RemoveSubscribers(uids), origin).await?;
     Ok(ok())
 }
 
@@ -199,14 +181,14 @@ async fn list_change(state: ApiState, origin: Origin, dto: ListDto, kind: ListKi
         ListOpKind::Remove => ListOp::Remove(uids),
         ListOpKind::Set => ListOp::Set(uids),
     };
-    state.core.channel(&key, ChannelCommand::List(kind, op), origin).await.map_err(ApiError::from)?;
+    state.usecases.change_channel(&key, ChannelChange::List(kind, op), origin).await?;
     Ok(ok())
 }
 
 /// The allowlist as a plain array of uids, sorted (a channel that does not exist has none).
 async fn whitelist(state: ApiState, q: ListQuery) -> Result<warp::reply::Response, Rejection> {
     let key = channel_key(q.channel_id, q.channel_type)?;
-    let channel = state.core.channel_state(&key).await.map_err(ApiError::from)?;
-    let uids: Vec<&str> = channel.whitelist.iter().map(|u| u.as_str()).collect();
+    let found = state.usecases.whitelist(&key).await?;
+    let uids: Vec<&str> = found.iter().map(|u| u.as_str()).collect();
     Ok(warp::reply::json(&uids).into_response())
 }
