@@ -1,43 +1,19 @@
-//! Accepting WKProto connections and ending them: the accept loop shared by the TCP and WebSocket
-//! listeners (a `JoinSet` of session tasks, stopped by the same `watch` signal as the API), and the
-//! closing steps of a session (DISCONNECT when the server tells the client why, then close).
+//! A WKProto connection from accept to close: the accept loop shared by the TCP and WebSocket listeners
+//! (a `JoinSet` of connection tasks, stopped by the same `watch` signal as the API), the CONNECT and
+//! login, the session, and the closing steps (DISCONNECT when the server tells the client why, then
+//! close).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::conn::{ConnError, Connection};
-use super::packet::{DisconnectPacket, Packet, ReasonCode};
-use super::session::KICK_LINGER;
-use crate::limits::Limits;
-use crate::presence::{Kick, Presence};
-use crate::usecase::UseCases;
-use crate::Config;
-
-/// What every session shares.
-#[derive(Clone)]
-pub struct Gateway {
-    /// The use cases (sending, logins).
-    pub usecases: UseCases,
-    /// Server settings.
-    pub config: Arc<Config>,
-    /// Online sessions.
-    pub presence: Arc<Presence>,
-    /// SEND rate and connections-per-address limits (and the REST API's per-credential rate).
-    pub limits: Arc<Limits>,
-    /// The TLS acceptor, when a listener has TLS on.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-impl Gateway {
-    /// A gateway with nobody online.
-    pub fn new(usecases: UseCases, limits: Arc<Limits>, tls: Option<tokio_rustls::TlsAcceptor>) -> Gateway {
-        Gateway { config: usecases.config().clone(), presence: usecases.presence().clone(), usecases, limits, tls }
-    }
-}
+use super::login::login;
+use super::packet::{self, announces_server_version, negotiate_version, ConnackPacket, DisconnectPacket, Packet, ReasonCode};
+use super::server::{stopped, End, Gateway, CONNECT_TIMEOUT, KICK_LINGER, NODE_ID};
+use crate::presence::Outbound;
 
 /// Accepts connections until `shutdown` turns true, runs `adapt` (for example the WebSocket upgrade)
 /// and then a session on each in its own task, and waits for every session to end.
@@ -80,40 +56,13 @@ where
     while sessions.join_next().await.is_some() {}
 }
 
-/// Completes once the stop signal is true (or its sender is gone).
-pub(super) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here rather than in a `select!` arm.
-    let _ = rx.wait_for(|s| *s).await.map(|_| ());
-}
-
-/// How a session ended, when not by an error.
-pub(super) enum End {
-    /// The peer closed, the session idled out or the server stops.
-    Closed,
-    /// The server ends it and tells the client why: DISCONNECT, then close.
-    Disconnect(ReasonCode, String),
-    /// The server ends it without telling the client (a replacing login from the same device, a
-    /// full outbound queue), so that the client reconnects.
-    Dropped(&'static str),
-}
-
-impl From<Kick> for End {
-    fn from(kick: Kick) -> End {
-        match kick {
-            // WuKongIM's kick: the SDKs stop reconnecting on a DISCONNECT.
-            Kick::LoggedOut(reason) => End::Disconnect(ReasonCode::CONNECT_KICK, reason),
-            Kick::Close(why) => End::Dropped(why),
-        }
-    }
-}
-
 /// Runs one connection to its end and closes it. Without a `permit` (its address has the most
 /// connections allowed) the CONNECT is answered with CONNACK `RateLimit`.
 ///
 /// The futures of the closing steps are boxed: they live only while the session closes, and inline
 /// they would widen every session's future (tokio keeps a task's whole future for its whole life).
 pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::Receiver<bool>, permit: Option<crate::limits::ConnectionPermit>) {
-    match super::session::run(&mut conn, &gateway, &mut shutdown, permit.is_some()).await {
+    match run(&mut conn, &gateway, &mut shutdown, permit.is_some()).await {
         Ok(End::Closed) => {}
         Ok(End::Disconnect(reason_code, reason)) => {
             tracing::debug!(peer = conn.peer(), %reason_code, %reason, "kicked; disconnecting");
@@ -142,11 +91,38 @@ pub async fn serve(mut conn: Connection, gateway: Gateway, mut shutdown: watch::
     Box::pin(conn.close()).await;
 }
 
-/// How a session ends when the server stops: with a DISCONNECT unless configured otherwise.
-pub(super) fn shutting_down(gateway: &Gateway) -> End {
-    if gateway.config.disconnect_on_shutdown {
-        End::Disconnect(ReasonCode::SYSTEM_ERROR, "server shutting down".into())
-    } else {
-        End::Closed
+/// Runs one connection from its CONNECT to its end. Without `admitted` (its address has the most
+/// connections allowed) the CONNECT is answered with CONNACK `RateLimit`.
+async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>, admitted: bool) -> Result<End, ConnError> {
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, conn.read_frame()).await {
+        Err(_) | Ok(Ok(None)) => return Ok(End::Closed),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Some(frame))) => frame,
+    };
+    let (connect, _) = packet::decode_connect(&first)?;
+    // Spec §1.7 (v3): nothing may follow CONNECT before CONNACK.
+    if conn.buffered_frame()?.is_some() {
+        return Err(ConnError::Protocol("packet sent before CONNACK".into()));
     }
+    conn.set_version(negotiate_version(connect.version));
+    if !admitted {
+        tracing::info!(peer = conn.peer(), limit = gateway.config.max_connections_per_ip, "too many connections from this address; refused");
+        conn.queue(&Packet::Connack(ConnackPacket {
+            server_version: announces_server_version(connect.version).then(|| negotiate_version(connect.version)),
+            time_diff: 0,
+            reason_code: ReasonCode::RATE_LIMIT,
+            server_key: String::new(),
+            salt: String::new(),
+            node_id: NODE_ID,
+        }))?;
+        conn.flush().await?;
+        return Ok(End::Closed);
+    }
+    let (outbound_tx, outbound) = mpsc::channel::<Outbound>(gateway.config.outbound_queue);
+    let Some((session, _registration, kicked)) = login(conn, gateway, &connect, outbound_tx).await? else {
+        return Ok(End::Closed);
+    };
+    // The successful CONNACK, only now that the session can be reached.
+    conn.flush().await?;
+    session.serve(conn, gateway, shutdown, outbound, kicked).await
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use rookery_events::{DeviceFlag, DeviceLevel, Uid};
 use tokio::sync::{mpsc, oneshot};
 
-use super::accept::Gateway;
 use super::conn::{ConnError, Connection};
 use super::crypto::server_handshake;
 use super::packet::{announces_server_version, negotiate_version, ConnackPacket, ConnectPacket, Packet, ReasonCode};
-use super::session::{Session, NODE_ID};
+use super::server::{Gateway, NODE_ID};
+use super::session::Session;
 use super::unacked::Unacked;
 use crate::presence::{Kick, Login, Outbound, Registration, SessionInfo, Stale};
 use crate::usecase::{LoginRefused, UseCases};

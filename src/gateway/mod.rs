@@ -5,7 +5,8 @@
 //! are tested without sockets; `docs/PROTOCOL.md` describes the wire format they implement.
 //!
 //! `conn` turns a TCP stream or a WebSocket into a buffered stream of packets; `tcp` and `ws` only
-//! accept and adapt sockets, through the shared accept loop and closing steps of `accept`; `login`
+//! accept and adapt sockets, through `accept`, which takes a connection from accept to close (`server`
+//! holds what every connection shares); `login`
 //! answers CONNECT (credentials through the login use case, key agreement, the entry in presence);
 //! `session` is the per-connection loop (PING, SEND through the send use case, RECVs of what is
 //! delivered to it, kicks); `unacked` tracks the RECVs a session waits to see acknowledged;
@@ -21,6 +22,7 @@ pub mod crypto;
 pub mod jsonrpc;
 mod login;
 pub mod packet;
+pub mod server;
 pub mod session;
 pub mod tcp;
 pub mod unacked;

@@ -10,124 +10,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rookery_actors::{CoreError, Origin};
 use rookery_events::{Actor, DeviceFlag, DeviceLevel, MessageHeader, MessageId, Rejection, RequestId, Uid, UserCommand};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::accept::{shutting_down, stopped, End, Gateway};
 use super::conn::{ConnError, Connection};
 use super::crypto::SessionCipher;
-use super::login::login;
-use super::packet::{
-    self, announces_server_version, negotiate_version, ConnackPacket, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket,
-};
+use super::packet::{self, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket};
+use super::server::{shutting_down, stopped, End, Gateway, IDLE_TIMEOUT, WRITE_BATCH, WRITE_BUDGET};
 use super::unacked::Unacked;
 use crate::presence::{Delivery, Kick, Outbound, Presence, SessionInfo};
 use crate::usecase::{self, Field, Outgoing, Target, UseCases};
-
-/// An authenticated session that sends nothing for this long is closed. The SDKs ping every 60 s,
-/// so three missed heartbeats (WuKongIM's 3 min).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Time a new connection has to complete the WebSocket upgrade and send CONNECT.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most packets taken off the outbound queue, or answered from one read, for one write; bounds the
-/// output buffer.
-pub const WRITE_BATCH: usize = 64;
-
-/// No more packets are taken off the outbound queue for one write once this many bytes are queued.
-pub const WRITE_BUDGET: usize = 1 << 20;
-
-/// After a kick's DISCONNECT, how long the peer has to close its side before the server closes the
-/// socket (WuKongIM v2 closes kicked connections 2 s after the DISCONNECT).
-pub const KICK_LINGER: Duration = Duration::from_secs(2);
-
-pub use crate::config::NODE_ID;
-
-/// Runs one connection from its CONNECT to its end. Without `admitted` (its address has the most
-/// connections allowed) the CONNECT is answered with CONNACK `RateLimit`.
-pub(super) async fn run(conn: &mut Connection, gateway: &Gateway, shutdown: &mut watch::Receiver<bool>, admitted: bool) -> Result<End, ConnError> {
-    let first = match tokio::time::timeout(CONNECT_TIMEOUT, conn.read_frame()).await {
-        Err(_) | Ok(Ok(None)) => return Ok(End::Closed),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Some(frame))) => frame,
-    };
-    let (connect, _) = packet::decode_connect(&first)?;
-    // Spec §1.7 (v3): nothing may follow CONNECT before CONNACK.
-    if conn.buffered_frame()?.is_some() {
-        return Err(ConnError::Protocol("packet sent before CONNACK".into()));
-    }
-    conn.set_version(negotiate_version(connect.version));
-    if !admitted {
-        tracing::info!(peer = conn.peer(), limit = gateway.config.max_connections_per_ip, "too many connections from this address; refused");
-        conn.queue(&Packet::Connack(ConnackPacket {
-            server_version: announces_server_version(connect.version).then(|| negotiate_version(connect.version)),
-            time_diff: 0,
-            reason_code: ReasonCode::RATE_LIMIT,
-            server_key: String::new(),
-            salt: String::new(),
-            node_id: NODE_ID,
-        }))?;
-        conn.flush().await?;
-        return Ok(End::Closed);
-    }
-    let (outbound_tx, mut outbound) = mpsc::channel::<Outbound>(gateway.config.outbound_queue);
-    let Some((mut session, _registration, mut kicked)) = login(conn, gateway, &connect, outbound_tx).await? else {
-        return Ok(End::Closed);
-    };
-    // The successful CONNACK, only now that the session can be reached.
-    conn.flush().await?;
-    let mut deadline = Instant::now() + IDLE_TIMEOUT;
-    loop {
-        let retry_at = session.unacked.next_deadline();
-        tokio::select! {
-            frame = conn.read_frame() => {
-                let Some(frame) = frame? else { return Ok(End::Closed) };
-                deadline = Instant::now() + IDLE_TIMEOUT;
-                session.handle(conn, &frame).await?;
-                // Answer what arrived together before writing once, up to a batch: a client that sends
-                // many packets at once must not starve its own deliveries (its queue would fill and it
-                // would look like a slow reader); the rest are taken in the next turns of the loop.
-                for _ in 1..WRITE_BATCH {
-                    let Some(frame) = conn.buffered_frame()? else { break };
-                    session.handle(conn, &frame).await?;
-                }
-            }
-            Some(item) = outbound.recv() => {
-                // Several packets per write, but a bounded number: the rest stay on the queue.
-                session.deliver(conn, item)?;
-                for _ in 1..WRITE_BATCH {
-                    if conn.pending_output_bytes() >= WRITE_BUDGET {
-                        break;
-                    }
-                    let Ok(item) = outbound.try_recv() else { break };
-                    session.deliver(conn, item)?;
-                }
-            }
-            // RECVs whose RECVACK is late: again with DUP, or given up.
-            () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
-            kick = &mut kicked => return Ok(End::from(kick.unwrap_or(Kick::Close("no longer listed")))),
-            () = stopped(shutdown) => return Ok(shutting_down(gateway)),
-            () = tokio::time::sleep_until(deadline) => {
-                tracing::debug!(peer = conn.peer(), "idle timeout");
-                return Ok(End::Closed);
-            }
-        }
-        // A kick must reach a session even while it waits for a peer that does not read: that is how
-        // a full outbound queue ends a slow reader. A peer that takes no bytes for as long as the idle
-        // limit is gone.
-        tokio::select! {
-            written = conn.flush() => written?,
-            kick = &mut kicked => return Ok(End::from(kick.unwrap_or(Kick::Close("no longer listed")))),
-            () = stopped(shutdown) => return Ok(shutting_down(gateway)),
-            () = tokio::time::sleep(IDLE_TIMEOUT) => return Err(ConnError::Transport("the peer took no bytes for the idle limit".into())),
-        }
-    }
-}
 
 /// An authenticated session.
 pub(super) struct Session {
@@ -151,6 +46,65 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// Serves the authenticated connection until it ends: packets in, queued messages out, RECVACK
+    /// deadlines, kicks, the stop signal and the idle limit.
+    pub(super) async fn serve(
+        mut self,
+        conn: &mut Connection,
+        gateway: &Gateway,
+        shutdown: &mut watch::Receiver<bool>,
+        mut outbound: mpsc::Receiver<Outbound>,
+        mut kicked: oneshot::Receiver<Kick>,
+    ) -> Result<End, ConnError> {
+        let session = &mut self;
+        let mut deadline = Instant::now() + IDLE_TIMEOUT;
+        loop {
+            let retry_at = session.unacked.next_deadline();
+            tokio::select! {
+                frame = conn.read_frame() => {
+                    let Some(frame) = frame? else { return Ok(End::Closed) };
+                    deadline = Instant::now() + IDLE_TIMEOUT;
+                    session.handle(conn, &frame).await?;
+                    // Answer what arrived together before writing once, up to a batch: a client that sends
+                    // many packets at once must not starve its own deliveries (its queue would fill and it
+                    // would look like a slow reader); the rest are taken in the next turns of the loop.
+                    for _ in 1..WRITE_BATCH {
+                        let Some(frame) = conn.buffered_frame()? else { break };
+                        session.handle(conn, &frame).await?;
+                    }
+                }
+                Some(item) = outbound.recv() => {
+                    // Several packets per write, but a bounded number: the rest stay on the queue.
+                    session.deliver(conn, item)?;
+                    for _ in 1..WRITE_BATCH {
+                        if conn.pending_output_bytes() >= WRITE_BUDGET {
+                            break;
+                        }
+                        let Ok(item) = outbound.try_recv() else { break };
+                        session.deliver(conn, item)?;
+                    }
+                }
+                // RECVs whose RECVACK is late: again with DUP, or given up.
+                () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
+                kick = &mut kicked => return Ok(End::from(kick.unwrap_or(Kick::Close("no longer listed")))),
+                () = stopped(shutdown) => return Ok(shutting_down(gateway)),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(peer = conn.peer(), "idle timeout");
+                    return Ok(End::Closed);
+                }
+            }
+            // A kick must reach a session even while it waits for a peer that does not read: that is how
+            // a full outbound queue ends a slow reader. A peer that takes no bytes for as long as the idle
+            // limit is gone.
+            tokio::select! {
+                written = conn.flush() => written?,
+                kick = &mut kicked => return Ok(End::from(kick.unwrap_or(Kick::Close("no longer listed")))),
+                () = stopped(shutdown) => return Ok(shutting_down(gateway)),
+                () = tokio::time::sleep(IDLE_TIMEOUT) => return Err(ConnError::Transport("the peer took no bytes for the idle limit".into())),
+            }
+        }
+    }
+
     /// Answers one packet (queued, not yet flushed).
     async fn handle(&mut self, conn: &mut Connection, frame: &[u8]) -> Result<(), ConnError> {
         let (packet, _) = packet::decode(frame, conn.version())?;

@@ -3,9 +3,9 @@
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::accept::{accept_loop, Gateway};
+use super::accept::accept_loop;
 use super::conn::Connection;
-use super::session::CONNECT_TIMEOUT;
+use super::server::{Gateway, CONNECT_TIMEOUT};
 
 /// Serves WKProto over TCP on `listener` until `shutdown` turns true, then waits for its sessions.
 pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: watch::Receiver<bool>) {

@@ -5,10 +5,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::accept::{accept_loop, Gateway};
+use super::accept::accept_loop;
 use super::conn::Connection;
 use super::packet::MAX_BODY_LEN;
-use super::session::CONNECT_TIMEOUT;
+use super::server::{Gateway, CONNECT_TIMEOUT};
 
 /// Serves WKProto over WebSocket on `listener` until `shutdown` turns true, then waits for its
 /// sessions.
