@@ -3,38 +3,9 @@
 //! here is naming the channel and the answers every family gives alike.
 
 use rookery_actors::{CoreError, Origin};
-use rookery_events::{ChannelCommand, ChannelInfo, ChannelKey, ChannelType, ListKind, ListOp, Rejection, Uid};
+use rookery_events::{ChannelCommand, ChannelKey, ChannelType, Rejection, Uid};
 
 use super::{validate, Error, Field, UseCases};
-
-/// A change to one channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelChange {
-    /// Create it or update its flags, adding subscribers (replacing them with `reset`).
-    Upsert {
-        /// Its flags.
-        info: ChannelInfo,
-        /// Subscribers to add.
-        subscribers: Vec<Uid>,
-        /// Replace the subscriber set instead of adding.
-        reset: bool,
-    },
-    /// Create it or update its flags only.
-    SetInfo(ChannelInfo),
-    /// Delete it. Deleting a channel that does not exist (any more) succeeds: the caller's goal holds.
-    Delete,
-    /// Add subscribers (replace them with `reset`), creating the channel if needed.
-    AddSubscribers {
-        /// At least one.
-        uids: Vec<Uid>,
-        /// Replace instead of add.
-        reset: bool,
-    },
-    /// Remove subscribers.
-    RemoveSubscribers(Vec<Uid>),
-    /// Change its deny or allow list.
-    List(ListKind, ListOp),
-}
 
 impl UseCases {
     /// The channel named by its own `id` and type code (never a person conversation's `a@b` id: a
@@ -51,36 +22,29 @@ impl UseCases {
         Ok(ChannelKey::new(id, validate::channel_type(ty)?))
     }
 
-    /// Applies `change` to channel `key` and waits until it is durable.
+    /// Applies `cmd` to channel `key` and waits until it is durable. Deleting a channel that does not
+    /// exist (any more) succeeds: the caller's goal holds. Sends and erasures have their own use cases.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a change the channel type cannot take (subscribers of a person channel,
-    /// deleting a person channel), [`Error::Core`] when the channel refuses or the log fails.
-    pub async fn change_channel(&self, key: &ChannelKey, change: ChannelChange, origin: Origin) -> Result<(), Error> {
-        let touches_subscribers = match &change {
-            ChannelChange::Upsert { subscribers, .. } => !subscribers.is_empty(),
-            ChannelChange::AddSubscribers { .. } | ChannelChange::RemoveSubscribers(_) => true,
-            _ => false,
-        };
-        if touches_subscribers {
-            validate::may_have_subscribers(key.ty)?;
-        }
-        let cmd = match change {
-            ChannelChange::Upsert { info, subscribers, reset } => ChannelCommand::Upsert { info, subscribers, reset },
-            ChannelChange::SetInfo(info) => ChannelCommand::SetInfo(info),
-            ChannelChange::Delete if key.ty == ChannelType::PERSON => return Err(Error::invalid(Field::ChannelType, "person channels cannot be deleted")),
-            ChannelChange::Delete => {
-                return match self.core.channel(key, ChannelCommand::Delete, origin).await {
-                    Ok(_) | Err(CoreError::Rejected(Rejection::ChannelNotFound | Rejection::Disbanded)) => Ok(()),
-                    Err(e) => Err(e.into()),
-                };
+    /// deleting a person channel) and for a send or an erasure, [`Error::Core`] when the channel
+    /// refuses or the log fails.
+    pub async fn change_channel(&self, key: &ChannelKey, cmd: ChannelCommand, origin: Origin) -> Result<(), Error> {
+        match &cmd {
+            ChannelCommand::Upsert { subscribers, .. } if !subscribers.is_empty() => validate::may_have_subscribers(key.ty)?,
+            ChannelCommand::AddSubscribers { .. } | ChannelCommand::RemoveSubscribers(_) => validate::may_have_subscribers(key.ty)?,
+            ChannelCommand::Delete if key.ty == ChannelType::PERSON => return Err(Error::invalid(Field::ChannelType, "person channels cannot be deleted")),
+            ChannelCommand::Send(_) | ChannelCommand::ErasePayloads { .. } => {
+                return Err(Error::invalid(Field::Header, "sends and erasures are not channel changes"));
             }
-            ChannelChange::AddSubscribers { uids, reset } => ChannelCommand::AddSubscribers { uids, reset },
-            ChannelChange::RemoveSubscribers(uids) => ChannelCommand::RemoveSubscribers(uids),
-            ChannelChange::List(kind, op) => ChannelCommand::List(kind, op),
-        };
-        self.core.channel(key, cmd, origin).await?;
-        Ok(())
+            _ => {}
+        }
+        let delete = matches!(cmd, ChannelCommand::Delete);
+        match self.core.channel(key, cmd, origin).await {
+            Ok(_) => Ok(()),
+            Err(CoreError::Rejected(Rejection::ChannelNotFound | Rejection::Disbanded)) if delete => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The allow list of channel `key`, sorted (a channel that does not exist has none).

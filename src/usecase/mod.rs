@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use rookery_actors::Core;
 
-pub use channels::ChannelChange;
 pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};

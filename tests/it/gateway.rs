@@ -203,7 +203,7 @@ impl Client {
     }
 }
 
-async fn server_with_tokens() -> (tempfile::TempDir, Server) {
+pub(crate) async fn server_with_tokens() -> (tempfile::TempDir, Server) {
     server_with_tokens_env(&[]).await
 }
 
@@ -218,7 +218,7 @@ async fn server_with_tokens_env(env: crate::support::Env<'_>) -> (tempfile::Temp
 }
 
 /// Plaintexts of a person channel's history as `login` sees it.
-async fn history(s: &Server, login: &str, peer: &str) -> Vec<(u64, String)> {
+pub(crate) async fn history(s: &Server, login: &str, peer: &str) -> Vec<(u64, String)> {
     let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": login, "channel_id": peer, "channel_type": 1, "limit": 100})).await;
     assert_eq!(status, 200, "{v}");
     v["messages"]

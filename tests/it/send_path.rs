@@ -7,32 +7,12 @@ use std::time::Duration;
 use rookery::gateway::packet::Packet;
 use serde_json::json;
 
-use crate::gateway::{recv, Client, Kind};
+use crate::gateway::{history, recv, server_with_tokens as server, Client, Kind};
 use crate::support::{b64, Server};
-
-async fn server() -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(dir.path(), &[]);
-    for (uid, token, flag) in [("alice", "ta", 1), ("bob", "tb", 0), ("carol", "tc", 1)] {
-        let (status, v) = s.post("/user/token", &json!({"uid": uid, "token": token, "device_flag": flag, "device_level": 1})).await;
-        assert_eq!(status, 200, "{v}");
-    }
-    (dir, s)
-}
 
 /// Stored person messages between `login` and `peer`, as texts.
 async fn stored(s: &Server, login: &str, peer: &str) -> Vec<String> {
-    let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": login, "channel_id": peer, "channel_type": 1, "limit": 100})).await;
-    assert_eq!(status, 200, "{v}");
-    v["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| {
-            let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, m["payload"].as_str().expect("payload")).expect("base64");
-            String::from_utf8(raw).expect("utf8")
-        })
-        .collect()
+    history(s, login, peer).await.into_iter().map(|(_, text)| text).collect()
 }
 
 /// Nothing more arrives on `c` for a moment.

@@ -7,14 +7,14 @@
 //! means "b blocks a".
 
 use rookery_actors::Origin;
-use rookery_events::{ChannelInfo, ChannelKey, ChannelType, ListKind, ListOp};
+use rookery_events::{ChannelCommand, ChannelInfo, ChannelKey, ChannelType, ListKind, ListOp};
 use serde::Deserialize;
 use warp::{Filter, Rejection, Reply};
 
 use super::message::Flag;
 use super::user::uid_list;
 use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
-use crate::usecase::{validate, ChannelChange, UseCases};
+use crate::usecase::{validate, UseCases};
 
 /// The channel routes, each answering a JSON response or a rejection for the family's error rendering.
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -120,7 +120,7 @@ async fn upsert(state: ApiState, origin: Origin, dto: ChannelDto) -> Result<warp
     let info = dto.info();
     let key = channel_key(dto.channel_id, dto.channel_type)?;
     let subscribers = uid_list("subscribers", dto.subscribers, true)?;
-    state.usecases.change_channel(&key, ChannelChange::Upsert { info, subscribers, reset: dto.reset.0 }, origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::Upsert { info, subscribers, reset: dto.reset.0 }, origin).await?;
     Ok(ok())
 }
 
@@ -130,13 +130,13 @@ async fn set_info(state: ApiState, origin: Origin, dto: ChannelDto) -> Result<wa
     }
     let info = dto.info();
     let key = channel_key(dto.channel_id, dto.channel_type)?;
-    state.usecases.change_channel(&key, ChannelChange::SetInfo(info), origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::SetInfo(info), origin).await?;
     Ok(ok())
 }
 
 async fn delete(state: ApiState, origin: Origin, dto: KeyDto) -> Result<warp::reply::Response, Rejection> {
     let key = channel_key(dto.channel_id, dto.channel_type)?;
-    state.usecases.change_channel(&key, ChannelChange::Delete, origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::Delete, origin).await?;
     Ok(ok())
 }
 
@@ -149,7 +149,7 @@ async fn subscriber_add(state: ApiState, origin: Origin, dto: SubscribersDto) ->
     }
     validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
-    state.usecases.change_channel(&key, ChannelChange::AddSubscribers { uids, reset: dto.reset.0 }, origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::AddSubscribers { uids, reset: dto.reset.0 }, origin).await?;
     Ok(ok())
 }
 
@@ -160,7 +160,7 @@ async fn subscriber_remove(state: ApiState, origin: Origin, dto: SubscribersDto)
     }
     validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
-    state.usecases.change_channel(&key, ChannelChange::RemoveSubscribers(uids), origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::RemoveSubscribers(uids), origin).await?;
     Ok(ok())
 }
 
@@ -181,7 +181,7 @@ async fn list_change(state: ApiState, origin: Origin, dto: ListDto, kind: ListKi
         ListOpKind::Remove => ListOp::Remove(uids),
         ListOpKind::Set => ListOp::Set(uids),
     };
-    state.usecases.change_channel(&key, ChannelChange::List(kind, op), origin).await?;
+    state.usecases.change_channel(&key, ChannelCommand::List(kind, op), origin).await?;
     Ok(ok())
 }
 
