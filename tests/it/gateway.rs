@@ -217,6 +217,13 @@ async fn server_with_tokens_env(env: crate::support::Env<'_>) -> (tempfile::Temp
     (dir, s)
 }
 
+/// The ids of the commands waiting in `uid`'s queue (`/message/sync`).
+pub(crate) async fn queued(s: &Server, uid: &str) -> Vec<i64> {
+    let (status, v) = s.post("/message/sync", &json!({"uid": uid, "limit": 100})).await;
+    assert_eq!(status, 200, "{v}");
+    v.as_array().expect("array").iter().map(|m| m["message_id"].as_i64().expect("id")).collect()
+}
+
 /// Plaintexts of a person channel's history as `login` sees it.
 pub(crate) async fn history(s: &Server, login: &str, peer: &str) -> Vec<(u64, String)> {
     let (status, v) = s.post("/channel/messagesync", &json!({"login_uid": login, "channel_id": peer, "channel_type": 1, "limit": 100})).await;
@@ -1132,14 +1139,7 @@ async fn a_master_devices_recvack_of_a_command_takes_it_off_the_queue() {
     assert_eq!(status, 200, "{v}");
     let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
     let mut carol = Client::logged_in(&s, Kind::Ws, "carol", "tc", 1, 5).await;
-    let queued = |uid: &'static str| {
-        let s = &s;
-        async move {
-            let (status, v) = s.post("/message/sync", &json!({"uid": uid, "limit": 100})).await;
-            assert_eq!(status, 200, "{v}");
-            v.as_array().expect("array").iter().map(|m| m["message_id"].as_i64().expect("id")).collect::<Vec<_>>()
-        }
-    };
+    let queued = |uid: &'static str| queued(&s, uid);
 
     let body = json!({"header": {"sync_once": 1}, "from_uid": "alice", "channel_id": "g", "channel_type": 2, "payload": base64::engine::general_purpose::STANDARD.encode("cmd")});
     let (status, v) = s.post("/message/send", &body).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rookery::gateway::packet::Packet;
 use serde_json::json;
 
-use crate::gateway::{history, recv, server_with_tokens as server, Client, Kind};
+use crate::gateway::{history, queued, recv, server_with_tokens as server, Client, Kind};
 use crate::support::{b64, Server};
 
 /// Stored person messages between `login` and `peer`, as texts.
@@ -85,14 +85,7 @@ async fn subscribers_without_a_channel_get_a_command_message() {
     assert_eq!((text.as_str(), r.message_id, r.channel_type), ("refresh", id, 8));
     assert!(r.header.sync_once, "{r:?}");
     // carol is offline: the command waits in her queue; alice, not listed, gets nothing.
-    let queued = |uid: &'static str| {
-        let s = &s;
-        async move {
-            let (status, v) = s.post("/message/sync", &json!({"uid": uid, "limit": 100})).await;
-            assert_eq!(status, 200, "{v}");
-            v.as_array().expect("array").iter().map(|m| m["message_id"].as_i64().expect("id")).collect::<Vec<_>>()
-        }
-    };
+    let queued = |uid: &'static str| queued(&s, uid);
     assert_eq!(queued("carol").await, vec![id]);
     assert!(queued("alice").await.is_empty());
     // The same set again reuses its channel: the second command follows the first.
