@@ -62,6 +62,26 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// A JMessage app (seed 002): its users, groups and rooms form one tenant of the server. Clients of the
+/// JMessage family authenticate with HTTP Basic `base64(appkey:master_secret)`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JmApp {
+    /// The tenant's permanent tag: 1 to 8 of `a-z 0-9`, the prefix of its internal ids. Never change it
+    /// once the app has data.
+    pub tag: String,
+    /// The app's key, 1 to 64 letters and digits, compared without regard to case (JMessage's are 24).
+    pub appkey: String,
+    /// The app's master secret (never shown, never stored in the log).
+    pub master_secret: String,
+}
+
+impl std::fmt::Debug for JmApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JmApp").field("tag", &self.tag).field("appkey", &self.appkey).field("master_secret", &"<redacted>").finish()
+    }
+}
+
 /// The credential name recorded when no credential is configured (loopback-only API).
 pub const LOCAL_CREDENTIAL: &str = "local";
 /// The name of the credential `manager_token` defines.
@@ -91,6 +111,9 @@ pub struct Config {
     /// Named API credentials. Once any credential (this or `manager_token`) is configured, every API
     /// request must carry one of their secrets in the `token` header.
     pub api_keys: Vec<ApiKey>,
+    /// The JMessage apps the JMessage family serves (`/v1/`, `/v2/`, `/groups/`, `/cross/`). None by
+    /// default: the family then refuses every request and says how to configure one.
+    pub jmessage_apps: Vec<JmApp>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
     /// Most committed records whose index entries wait in memory for the event log's indexer; past it,
@@ -188,6 +211,7 @@ impl Default for Config {
             monitor_addr: ([127, 0, 0, 1], 5300).into(),
             manager_token: None,
             api_keys: Vec::new(),
+            jmessage_apps: Vec::new(),
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
@@ -293,6 +317,9 @@ impl Config {
         for key in &mut c.api_keys {
             key.secret = HIDDEN.into();
         }
+        for app in &mut c.jmessage_apps {
+            app.master_secret = HIDDEN.into();
+        }
         c
     }
 
@@ -324,6 +351,7 @@ impl Config {
     /// A sentence saying what is wrong and how to fix it.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
+        self.validate_jmessage_apps()?;
         self.validate_webhook()?;
         if (self.tls_api || self.tls_tcp || self.tls_ws) && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
             return Err("tls_api, tls_tcp or tls_ws is on but tls_cert_file and tls_key_file are not both set".into());
@@ -384,6 +412,29 @@ impl Config {
         }
         if self.webhook_batch == 0 || self.webhook_timeout_ms == 0 {
             return Err("webhook_batch and webhook_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn validate_jmessage_apps(&self) -> Result<(), String> {
+        let mut tags = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for (i, app) in self.jmessage_apps.iter().enumerate() {
+            if app.tag.is_empty() || app.tag.len() > 8 || !app.tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+                return Err(format!("jmessage_apps[{i}]: tag {:?} must be 1 to 8 of a-z 0-9", app.tag));
+            }
+            if app.appkey.is_empty() || app.appkey.len() > 64 || !app.appkey.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("jmessage_apps[{i}] ({}): appkey must be 1 to 64 letters and digits", app.tag));
+            }
+            if app.master_secret.is_empty() {
+                return Err(format!("jmessage_apps[{i}] ({}): the master_secret must not be empty", app.tag));
+            }
+            if !tags.insert(&app.tag) {
+                return Err(format!("jmessage_apps[{i}]: the tag {:?} is used twice", app.tag));
+            }
+            if !keys.insert(app.appkey.to_ascii_lowercase()) {
+                return Err(format!("jmessage_apps[{i}] ({}): the appkey is used twice (appkeys are compared without regard to case)", app.tag));
+            }
         }
         Ok(())
     }

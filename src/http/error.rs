@@ -79,7 +79,13 @@ impl Reply for ApiError {
 
 /// Turns every rejection warp or a handler produced into a JSON error response.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
-    let err = if let Some(e) = rejection.find::<ApiError>() {
+    Ok(error_of(&rejection).into_response())
+}
+
+/// The status and message of any rejection warp or a handler produced (a family renders it in its
+/// own envelope).
+pub fn error_of(rejection: &warp::Rejection) -> ApiError {
+    if let Some(e) = rejection.find::<ApiError>() {
         e.clone()
     } else if rejection.is_not_found() {
         ApiError::not_found("no such route")
@@ -102,6 +108,5 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, std::conver
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
         ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, msg: "internal error".into() }
-    };
-    Ok(err.into_response())
+    }
 }

@@ -3,6 +3,8 @@
 //!
 //! * `admin` — the server's own routes: `/healthz`, `/audit/...` (events, chain head, state as of any
 //!   instant, erasure) and `/backup`;
+//! * `jmessage` — the JMessage server API (seed 002) under `/v1/`, `/v2/`, `/groups/`, `/cross/`, with
+//!   its own Basic credentials and `{"error":{"code","message"}}` envelope;
 //! * `wukongim` — the WuKongIM/LiMaoIM server API, and the family for every path no other family owns.
 //!
 //! Families parse their wire format into the use cases (`crate::usecase`) and render the answers; the
@@ -11,6 +13,7 @@
 
 mod admin;
 mod error;
+pub mod jmessage;
 pub mod serve;
 mod wukongim;
 
@@ -56,19 +59,22 @@ pub struct ApiState {
 #[derive(Clone)]
 pub struct Families {
     admin: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    jmessage: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
 }
 
 impl Families {
     /// Every family over `state`.
     pub fn new(state: ApiState) -> Families {
-        Families { admin: admin::routes(state.clone()), wukongim: wukongim::routes(state) }
+        Families { admin: admin::routes(state.clone()), jmessage: jmessage::routes(state.clone()), wukongim: wukongim::routes(state) }
     }
 
     /// The family that answers requests for `path`.
     pub fn for_path(&self, path: &str) -> &warp::filters::BoxedFilter<(warp::reply::Response,)> {
         if admin::owns(path) {
             &self.admin
+        } else if jmessage::owns(path) {
+            &self.jmessage
         } else {
             &self.wukongim
         }

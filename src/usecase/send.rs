@@ -98,6 +98,7 @@ impl UseCases {
             }
         };
         validate::payload(&out.payload, self.config.max_payload_bytes)?;
+        let client_msg_no = validate::client_msg_no(out.client_msg_no)?;
         let key = match &out.target {
             Target::Channel { id, ty } => validate::channel(&from, id, validate::channel_type(*ty)?)?,
             Target::Users(uids) => {
@@ -110,7 +111,6 @@ impl UseCases {
                 self.users_channel(uids.clone(), &origin).await?
             }
         };
-        let client_msg_no = validate::client_msg_no(out.client_msg_no)?;
         let msg = SendMessage {
             message_id: MessageId(0),
             client_msg_no: ClientMsgNo(client_msg_no.clone()),

@@ -8,6 +8,7 @@ mod durability;
 mod families;
 pub(crate) mod gateway;
 mod history;
+mod jmessage;
 mod jssdk;
 mod ops;
 mod rest;

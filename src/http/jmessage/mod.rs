@@ -1,0 +1,170 @@
+//! The JMessage server API (seed 002) under `/v1/`, `/v2/`, `/groups/` and `/cross/`.
+//!
+//! Credentials: HTTP Basic `base64(appkey:master_secret)` of one of the configured `jmessage_apps`
+//! (the appkey without regard to case, the secret compared as SHA-256 digests in constant time); the
+//! app names the tenant a request acts in. With no app configured every request is refused, with the
+//! way to configure one. Errors: `{"error":{"code":<JMessage code>,"message":"..."}}` with a 4xx or
+//! 5xx status, for every failure: 401 + 899008 for any credential problem, 400 + 899003 for a request
+//! the document's rules refuse, 404 + 899003 for a path this family does not serve.
+
+use subtle::ConstantTimeEq;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{valid_request_id, ApiError, ApiState};
+use crate::config::JmApp;
+
+/// `899008`: Basic authentication failed.
+pub const AUTH_FAILED: u32 = 899_008;
+/// `899003`: the request does not meet the document's requirements.
+pub const BAD_REQUEST: u32 = 899_003;
+/// `899000`: the server failed.
+pub const SERVER_ERROR: u32 = 899_000;
+
+/// Whether `path` is one of this family's.
+pub(super) fn owns(path: &str) -> bool {
+    ["/v1", "/v2", "/groups", "/cross"].iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// A failure in this family's envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JmError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JMessage error code.
+    pub code: u32,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+impl warp::reject::Reject for JmError {}
+
+impl Reply for JmError {
+    fn into_response(self) -> warp::reply::Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+impl From<ApiError> for JmError {
+    fn from(e: ApiError) -> JmError {
+        let code = match e.status {
+            StatusCode::UNAUTHORIZED => AUTH_FAILED,
+            s if s.is_server_error() => SERVER_ERROR,
+            _ => BAD_REQUEST,
+        };
+        JmError { status: e.status, code, message: e.msg }
+    }
+}
+
+/// The app a request authenticated as.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The tenant's tag.
+    pub tag: String,
+}
+
+/// The app whose `appkey:master_secret` the `Authorization: Basic` header `given` carries.
+///
+/// # Errors
+/// 401 + 899008 when no app is configured, or the header is missing, not Basic, not base64, has no
+/// colon, names no configured appkey or carries a wrong secret.
+pub fn authenticate(apps: &[JmApp], given: Option<&str>) -> Result<App, JmError> {
+    let refused = |message: &str| JmError { status: StatusCode::UNAUTHORIZED, code: AUTH_FAILED, message: message.to_owned() };
+    if apps.is_empty() {
+        return Err(refused(
+            "Basic authentication failed: this server has no JMessage app; add one to its configuration ([[jmessage_apps]] with tag, appkey and master_secret)",
+        ));
+    }
+    let encoded = given.and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))).map(str::trim);
+    let decoded = encoded.and_then(|e| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e).ok()).and_then(|d| String::from_utf8(d).ok());
+    let Some((appkey, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        return Err(refused("Basic authentication failed"));
+    };
+    let Some(app) = apps.iter().find(|a| a.appkey.eq_ignore_ascii_case(appkey)) else {
+        return Err(refused("Basic authentication failed"));
+    };
+    let matches = rookery_events::sha256(app.master_secret.as_bytes()).0.ct_eq(&rookery_events::sha256(secret.as_bytes()).0);
+    if !bool::from(matches) {
+        return Err(refused("Basic authentication failed"));
+    }
+    Ok(App { tag: app.tag.clone() })
+}
+
+/// The request's app, from its `Authorization` header.
+fn app(state: ApiState) -> impl Filter<Extract = (App,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |given: Option<String>| {
+        let found = authenticate(&state.config.jmessage_apps, given.as_deref()).map_err(warp::reject::custom);
+        async move { found }
+    })
+}
+
+/// This family's routes, behind its credential check, with its own errors.
+pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
+    // No endpoint is served yet: an authenticated request finds no route, in this family's envelope.
+    let api = warp::any().and_then(|| async { Err::<warp::reply::Response, Rejection>(warp::reject::not_found()) });
+    app(state).and(valid_request_id()).and(api).map(|_app: App, response| response).recover(recover).unify().boxed()
+}
+
+/// Every rejection of this family as a JMessage error.
+async fn recover(rejection: Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
+    let error = if let Some(e) = rejection.find::<JmError>() {
+        e.clone()
+    } else if rejection.is_not_found() {
+        JmError { status: StatusCode::NOT_FOUND, code: BAD_REQUEST, message: "no such route".into() }
+    } else {
+        // Everything else warp or a shared filter produced (malformed bodies, request ids), in this
+        // family's envelope.
+        JmError::from(super::error::error_of(&rejection))
+    };
+    Ok(error.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> Vec<JmApp> {
+        vec![JmApp { tag: "a1".into(), appkey: "4f7aef34fb361292c566a1cd".into(), master_secret: "054d6103823a726fc12d0466".into() }]
+    }
+
+    fn basic(s: &str) -> String {
+        format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s))
+    }
+
+    #[test]
+    fn the_app_is_found_by_appkey_without_regard_to_case_and_its_secret_must_match() {
+        assert_eq!(authenticate(&apps(), Some(&basic("4f7aef34fb361292c566a1cd:054d6103823a726fc12d0466"))).unwrap().tag, "a1");
+        assert_eq!(authenticate(&apps(), Some(&basic("4F7AEF34FB361292C566A1CD:054d6103823a726fc12d0466"))).unwrap().tag, "a1");
+        for given in [
+            None,
+            Some("Bearer x".to_owned()),
+            Some("Basic %%%".to_owned()),
+            Some(basic("no-colon")),
+            Some(basic("ffffffffffffffffffffffff:054d6103823a726fc12d0466")),
+            Some(basic("4f7aef34fb361292c566a1cd:054D6103823A726FC12D0466")),
+            Some(basic("4f7aef34fb361292c566a1cd:")),
+        ] {
+            let e = authenticate(&apps(), given.as_deref()).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, AUTH_FAILED), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn without_an_app_every_request_is_refused_with_the_way_to_configure_one() {
+        let e = authenticate(&[], Some(&basic("4f7aef34fb361292c566a1cd:054d6103823a726fc12d0466"))).unwrap_err();
+        assert_eq!(e.code, AUTH_FAILED);
+        assert!(e.message.contains("jmessage_apps"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_family_owns_its_prefixes_only() {
+        for path in ["/v1/users/", "/v2/messages", "/groups/1/members", "/cross/users/x", "/v1"] {
+            assert!(owns(path), "{path}");
+        }
+        for path in ["/v10/x", "/message/send", "/groupsx", "/api/user", "/"] {
+            assert!(!owns(path), "{path}");
+        }
+    }
+}
