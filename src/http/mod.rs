@@ -121,11 +121,13 @@ pub(crate) fn credential_of(state: ApiState) -> impl Filter<Extract = (Credentia
     })
 }
 
-/// Rejects requests without a configured credential (when any is configured), and requests past
-/// the credential's rate limit (429 with `Retry-After`).
+/// Rejects requests without a configured credential (when any is configured), requests to an open API
+/// under a host name that is not loopback, and requests past the credential's rate limit (429 with
+/// `Retry-After`).
 pub(crate) fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     let limits = state.limits.clone();
-    credential_of(state)
+    open_api_host(state.clone())
+        .and(credential_of(state))
         .and_then(move |credential: Credential| {
             let checked = limits.check_api(&credential.name).map_err(|wait| {
                 warp::reject::custom(ApiError {
@@ -160,11 +162,66 @@ fn truncated(text: &str, max: usize) -> &str {
     }
 }
 
-/// Parses a JSON body of any content type, with our own error text.
+/// Parses a JSON body, with our own error text. Any content type is taken (business servers send
+/// JSON with all sorts of them, or none) except the three a web page may send to another origin without
+/// the browser asking first (`text/plain`, forms): refusing them keeps a page open in a browser on the
+/// server's machine from changing state through the API.
 pub(crate) fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()).and_then(|bytes: bytes::Bytes| async move {
-        serde_json::from_slice::<T>(&bytes).map_err(|e| warp::reject::custom(ApiError::bad_request(format!("malformed json body: {e}"))))
-    })
+    warp::header::optional::<String>("content-type")
+        .and_then(|given: Option<String>| async move {
+            match given {
+                Some(t) if is_cross_origin_simple(&t) => Err(warp::reject::custom(ApiError {
+                    status: warp::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    msg: format!("content-type {:?} is refused: send the json body as application/json", truncated(&t, 64)),
+                })),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and_then(|bytes: bytes::Bytes| async move {
+            serde_json::from_slice::<T>(&bytes).map_err(|e| warp::reject::custom(ApiError::bad_request(format!("malformed json body: {e}"))))
+        })
+}
+
+/// Whether `content_type` is one a browser sends across origins without a preflight request.
+fn is_cross_origin_simple(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"].iter().any(|m| media.eq_ignore_ascii_case(m))
+}
+
+/// With no credential configured (an open API, which only listens on loopback), refuses requests whose
+/// `Host` is not a loopback address or `localhost`: a web page whose name was rebound to 127.0.0.1
+/// (DNS rebinding) would otherwise reach the open API from the browser of anyone on this machine.
+fn open_api_host(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("host")
+        .and_then(move |host: Option<String>| {
+            let open = state.config.credentials().is_empty();
+            async move {
+                match host {
+                    Some(h) if open && !is_loopback_host(&h) => Err(warp::reject::custom(ApiError {
+                        status: warp::http::StatusCode::FORBIDDEN,
+                        msg: format!(
+                            "host {:?} is not a loopback address; the API has no credential configured and answers only to localhost (configure manager_token or api_keys to serve other names)",
+                            truncated(&h, 64)
+                        ),
+                    })),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// Whether a `Host` header names this machine's loopback interface (`localhost`, `127.x.y.z`, `[::1]`,
+/// with or without a port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Who is asking: the credential used, the request id (kept from `X-Request-Id` when it is a UUID),
@@ -209,4 +266,29 @@ pub(crate) fn with_state(state: ApiState) -> impl Filter<Extract = (ApiState,), 
 /// `{"status":200}`, the answer of every successful mutation.
 pub(crate) fn ok() -> warp::reply::Response {
     warp::reply::json(&serde_json::json!({"status": 200})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised_with_or_without_a_port() {
+        for h in ["localhost", "LOCALHOST:5001", "127.0.0.1", "127.0.0.1:5001", "127.8.9.10:80", "[::1]", "[::1]:5001"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["evil.example", "evil.example:5001", "localhost.evil.example", "10.0.0.1:5001", "[2001:db8::1]:5001", ""] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn the_content_types_a_page_may_send_across_origins_are_recognised() {
+        for t in ["text/plain", "text/plain;charset=UTF-8", "Application/X-WWW-Form-Urlencoded", "multipart/form-data; boundary=x"] {
+            assert!(is_cross_origin_simple(t), "{t}");
+        }
+        for t in ["application/json", "application/json; charset=utf-8", "text/json", "application/octet-stream"] {
+            assert!(!is_cross_origin_simple(t), "{t}");
+        }
+    }
 }

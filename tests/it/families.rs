@@ -25,3 +25,57 @@ async fn each_family_answers_its_own_paths_with_its_own_conventions() {
     let (status, v) = s.get("/healthz").await;
     assert_eq!((status, v), (200, json!({"status": "ok"})));
 }
+
+/// A web page in a browser on the server's machine can send a POST without asking first only as
+/// `text/plain` or a form, and can reach an open loopback API under its own host name after rebinding
+/// that name to 127.0.0.1: both are refused, and change nothing.
+#[tokio::test]
+async fn what_a_browser_page_could_send_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[]);
+    let url = format!("http://{}/user/token", s.api);
+    let body = r#"{"uid":"victim","token":"t","device_flag":0,"device_level":1}"#;
+    for content_type in ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let resp = s.client().post(&url).header("Content-Type", content_type).body(body).send().await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 415, "{content_type}");
+        let v: serde_json::Value = resp.json().await.expect("json");
+        assert!(v["msg"].as_str().unwrap_or_default().contains("application/json"), "{v}");
+    }
+    let resp = s.client().post(&url).header("Host", "evil.example:5001").header("Content-Type", "application/json").body(body).send().await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 403);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert!(v["msg"].as_str().unwrap_or_default().contains("loopback"), "{v}");
+    let (_, head) = s.get("/audit/head").await;
+    assert_eq!(head["position"], 0, "nothing was written: {head}");
+
+    // JSON, and no content type at all, under a loopback name: accepted.
+    let resp = s
+        .client()
+        .post(&url)
+        .header("Host", format!("localhost:{}", s.api.port()))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, v) = s.post_raw("/user/token", r#"{"uid":"other","token":"t"}"#).await;
+    assert_eq!(status, 200, "{v}");
+}
+
+/// With a credential configured the API answers under any host name (a page cannot know the secret).
+#[tokio::test]
+async fn with_a_credential_any_host_name_is_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[("ROOKERY_MANAGER_TOKEN", "m-secret")]);
+    let resp = s
+        .client()
+        .post(format!("http://{}/user/token", s.api))
+        .header("Host", "im.example.com")
+        .header("token", "m-secret")
+        .json(&json!({"uid": "u1", "token": "t"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+}
