@@ -79,7 +79,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let tls = tls::acceptor(&config)?;
     let presence = Arc::new(presence::Presence::default());
-    let usecases = usecase::UseCases::new(core.clone(), config.clone(), presence.clone());
+    // A message no session could receive in one packet is refused to its sender instead.
+    let usecases = usecase::UseCases::new(core.clone(), config.clone(), presence.clone(), gateway::max_deliverable_payload());
     let limits = Arc::new(limits::Limits::new(&config));
     let gateway = gateway::server::Gateway::new(usecases.clone(), limits.clone(), tls.clone());
     let tcp = tokio::spawn(gateway::tcp::serve(tcp_listener, gateway.clone(), stop_rx.clone()));

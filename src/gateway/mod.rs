@@ -16,6 +16,22 @@
 
 #![warn(missing_docs)]
 
+/// Room in a RECV body for everything but the payload: the header fields at the lengths the use cases
+/// allow (ids up to 257 bytes for person channels, client_msg_no and topic up to 128 and 255, the
+/// 32-byte msg_key, stream fields, numbers and string lengths), with margin.
+const RECV_OVERHEAD: usize = 4096;
+
+/// The largest plaintext payload every session can receive: sealed (AES-128-CBC, padded to whole
+/// blocks, then base64) inside a RECV, or base64 in a JSON-RPC message, it still fits one packet of
+/// [`packet::MAX_BODY_LEN`]. A larger message would end the session of every recipient it was pushed
+/// to, so the send use case refuses it to its sender (the server wires this in as the payload limit).
+pub fn max_deliverable_payload() -> usize {
+    let budget = packet::MAX_BODY_LEN - RECV_OVERHEAD;
+    // base64 turns 3 bytes into 4; PKCS#7 always adds 1 to 16 bytes of padding.
+    let padded = (budget / 4) * 3 / 16 * 16;
+    padded - 1
+}
+
 pub mod accept;
 pub mod conn;
 pub mod crypto;

@@ -20,6 +20,8 @@ pub enum Field {
     Recipients,
     /// A token.
     Token,
+    /// A message's topic.
+    Topic,
     /// Header flags that do not go together.
     Header,
 }

@@ -33,16 +33,21 @@ pub struct UseCases {
     core: Core,
     config: Arc<Config>,
     presence: Arc<Presence>,
+    /// The largest payload a send may carry: `max_payload_bytes`, or less when the transports could
+    /// not deliver that much in one packet.
+    max_payload: usize,
     fanout: fanout::Fanout,
     commands: commands::Remembered,
 }
 
 impl UseCases {
-    /// The use cases over `core`, delivering to the sessions in `presence`. Starts the fan-out
-    /// workers, so it must run inside a tokio runtime.
-    pub fn new(core: Core, config: Arc<Config>, presence: Arc<Presence>) -> UseCases {
+    /// The use cases over `core`, delivering to the sessions in `presence`, refusing payloads over
+    /// `max_payload` bytes (at most `config.max_payload_bytes`). Starts the fan-out workers, so it must
+    /// run inside a tokio runtime.
+    pub fn new(core: Core, config: Arc<Config>, presence: Arc<Presence>, max_payload: usize) -> UseCases {
         let fanout = fanout::Fanout::start(presence.clone());
-        UseCases { core, config, presence, fanout, commands: commands::Remembered::default() }
+        let max_payload = max_payload.min(config.max_payload_bytes);
+        UseCases { core, config, presence, max_payload, fanout, commands: commands::Remembered::default() }
     }
 
     /// The actor core, for what has no use case of its own yet (reads of state).

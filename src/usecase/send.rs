@@ -97,8 +97,9 @@ impl UseCases {
                 Uid::from(uid)
             }
         };
-        validate::payload(&out.payload, self.config.max_payload_bytes)?;
+        validate::payload(&out.payload, self.max_payload)?;
         let client_msg_no = validate::client_msg_no(out.client_msg_no)?;
+        let topic = validate::topic(out.topic)?;
         let key = match &out.target {
             Target::Channel { id, ty } => validate::channel(&from, id, validate::channel_type(*ty)?)?,
             Target::Users(uids) => {
@@ -119,7 +120,7 @@ impl UseCases {
             setting: out.setting,
             stream_no: out.stream_no.filter(|s| !s.is_empty()).map(StreamNo),
             expire: out.expire,
-            topic: out.topic.filter(|t| !t.is_empty()),
+            topic,
             payload: out.payload,
             sender: SenderStanding::default(),
             peer: PeerPolicy::default(),
@@ -164,7 +165,7 @@ impl UseCases {
         origin: Origin,
     ) -> Result<Vec<BatchFailure>, Error> {
         validate::id(Field::Uid, "from_uid", from)?;
-        validate::payload(&payload, self.config.max_payload_bytes)?;
+        validate::payload(&payload, self.max_payload)?;
         if recipients.len() > MAX_BATCH_RECIPIENTS {
             return Err(Error::invalid(Field::Recipients, format!("subscribers may name at most {MAX_BATCH_RECIPIENTS} uids")));
         }

@@ -8,6 +8,8 @@ use super::{Error, Field};
 pub const MAX_ID: usize = 128;
 /// Longest `client_msg_no`, in bytes.
 pub const MAX_CLIENT_MSG_NO: usize = 128;
+/// Longest topic, in bytes.
+pub const MAX_TOPIC: usize = 255;
 /// Longest token, in bytes.
 pub const MAX_TOKEN: usize = 1024;
 /// Most uids one request may name.
@@ -115,6 +117,17 @@ pub fn client_msg_no(raw: Option<String>) -> Result<String, Error> {
         None => Ok(format!("{}0", uuid::Uuid::new_v4().simple())),
         Some(c) if c.len() > MAX_CLIENT_MSG_NO => Err(Error::invalid(Field::ClientMsgNo, format!("client_msg_no is longer than {MAX_CLIENT_MSG_NO} bytes"))),
         Some(c) => Ok(c),
+    }
+}
+
+/// A message's topic, `None` when absent or empty.
+///
+/// # Errors
+/// [`Error::Invalid`] on [`Field::Topic`] when longer than [`MAX_TOPIC`].
+pub fn topic(raw: Option<String>) -> Result<Option<String>, Error> {
+    match raw.filter(|t| !t.is_empty()) {
+        Some(t) if t.len() > MAX_TOPIC => Err(Error::invalid(Field::Topic, format!("topic is longer than {MAX_TOPIC} bytes"))),
+        t => Ok(t),
     }
 }
 

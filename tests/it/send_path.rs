@@ -125,3 +125,27 @@ async fn the_wukongim_family_ignores_fields_it_does_not_know_but_not_a_missing_r
     assert!(v["msg"].as_str().unwrap_or_default().contains("payload"), "{v}");
     assert_eq!(stored(&s, "alice", "bob").await, vec!["hi"]);
 }
+
+/// A message too large for any session to receive in one packet is refused to its sender, instead of
+/// ending the session of every recipient it is pushed to; the largest one that fits arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_no_session_could_receive_is_refused_to_its_sender() {
+    let (_dir, s) = server().await;
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    let max = rookery::gateway::max_deliverable_payload();
+    let too_large = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'x'; max + 1]);
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": too_large})).await;
+    assert_eq!(status, 413, "{v}");
+    let (status, v) =
+        s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": b64("hi"), "topic": "t".repeat(256)})).await;
+    assert_eq!(status, 400, "{v}");
+    nothing_more(&mut bob, "bob").await;
+    assert!(stored(&s, "alice", "bob").await.is_empty());
+
+    let largest = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'y'; max]);
+    let (status, v) =
+        s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": largest, "topic": "t".repeat(255)})).await;
+    assert_eq!(status, 200, "{v}");
+    let (_, text) = recv(&mut bob).await;
+    assert_eq!(text.len(), max);
+}

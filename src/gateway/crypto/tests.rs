@@ -234,3 +234,27 @@ proptest! {
         let _ = fixed().decrypt_payload(&wire);
     }
 }
+
+/// The payload limit the gateway gives the send use case: a RECV of that plaintext, sealed, with every
+/// other field at the longest the use cases allow, still encodes within one packet; a few bytes more
+/// would not fit with the margin gone.
+#[test]
+fn the_largest_deliverable_payload_fits_one_recv_with_the_longest_fields() {
+    use crate::gateway::packet::{RecvPacket, MAX_BODY_LEN};
+    let max = crate::gateway::max_deliverable_payload();
+    assert!(max > 700_000 && max < MAX_BODY_LEN, "{max}");
+    let mut recv = RecvPacket {
+        from_uid: "u".repeat(257),
+        channel_id: "c".repeat(257),
+        channel_type: 2,
+        client_msg_no: "n".repeat(128),
+        stream_no: "s".repeat(128),
+        topic: "t".repeat(255),
+        message_id: i64::MAX,
+        message_seq: u64::MAX,
+        ..RecvPacket::default()
+    };
+    fixed().seal_recv(&mut recv, &vec![7u8; max]);
+    let encoded = encode_to_vec(&Packet::Recv(recv), 6).expect("the largest deliverable RECV encodes");
+    assert!(encoded.len() <= MAX_BODY_LEN + 5, "{} bytes", encoded.len());
+}
