@@ -306,6 +306,25 @@ impl Core {
         ask(|| self.user_addr(uid), || GetUser, |a| self.0.users.remove_if(uid, a)).await
     }
 
+    /// The committed state of a user, without starting its actor: asked of the live actor when there is
+    /// one, otherwise read from the user's snapshot and log tail and not kept. For checks that must not
+    /// leave per-user state behind for whoever asks, such as a login's token check.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the user cannot be read.
+    pub async fn peek_user_state(&self, uid: &Uid) -> Result<UserState, CoreError> {
+        if let Some(addr) = self.0.users.get(uid).filter(|a| a.connected()) {
+            match addr.send(GetUser).await {
+                Ok(Err(CoreError::Unavailable)) | Err(_) => {}
+                Ok(answer) => return answer,
+            }
+        }
+        let (log, stream) = (self.0.log.clone(), StreamId::User(uid.clone()));
+        tokio::task::spawn_blocking(move || crate::recovery::recover::<UserState>(&*log, &[stream]).map(|(state, _, _)| state))
+            .await
+            .map_err(|e| CoreError::Storage(format!("reading a user: {e}")))?
+    }
+
     /// Runs a server-wide command and waits until it is durable.
     ///
     /// # Errors

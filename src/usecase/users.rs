@@ -67,13 +67,15 @@ impl UseCases {
     }
 
     /// Checks a login: `uid` must be a valid id, `token` the one registered for (uid, device_flag),
-    /// and the user not banned. Returns the device level registered with the token.
+    /// and the user not banned. Returns the device level registered with the token. Nothing about the
+    /// user is loaded into memory before the token matches.
     ///
     /// # Errors
     /// Why the login is refused.
     pub async fn check_login(&self, uid: &str, device_flag: DeviceFlag, token: &str) -> Result<DeviceLevel, LoginRefused> {
         let uid = validate::client_uid("uid", uid).map_err(|_| LoginRefused::BadCredentials)?;
-        let state = self.core.user_state(&uid).await.map_err(|e| {
+        // Read without starting the user's actor: a refused login leaves nothing behind.
+        let state = self.core.peek_user_state(&uid).await.map_err(|e| {
             tracing::warn!(uid = %uid, error = %e, "reading the user for a login");
             LoginRefused::Unavailable
         })?;

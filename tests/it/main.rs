@@ -1,6 +1,7 @@
 //! Black-box tests: the real `rookery` binary on ephemeral ports with a temporary data directory,
 //! driven over real sockets.
 
+mod abuse;
 mod audit;
 mod backup;
 mod conversation;
