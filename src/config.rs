@@ -13,6 +13,29 @@ use serde::{Deserialize, Serialize};
 /// a single node.
 pub const NODE_ID: u64 = 1;
 
+/// Every setting's key (the field names of [`Config`]), read off a configuration with every optional
+/// setting present.
+fn setting_keys() -> Vec<String> {
+    let some = || Some(String::new());
+    let path = || Some(PathBuf::new());
+    let full = Config {
+        manager_token: some(),
+        external_tcp_addr: some(),
+        external_ws_addr: some(),
+        external_wss_addr: some(),
+        webhook_url: some(),
+        webhook_secret: some(),
+        webhook_ca_file: path(),
+        tls_cert_file: path(),
+        tls_key_file: path(),
+        ..Config::default()
+    };
+    match toml::Value::try_from(full) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// How appends are made durable (see `rookery_storage::Durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -304,7 +327,21 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         let wk = wukongim_env().map_err(|e| Box::new(figment::Error::from(e)))?;
-        fig.merge(Serialized::defaults(wk)).merge(Env::prefixed("ROOKERY_")).extract().map_err(Box::new)
+        let known = setting_keys();
+        // Other `ROOKERY_*` variables are not settings (Kubernetes sets ROOKERY_PORT and the like for a
+        // Service named rookery): they are left out here and reported by `ignored_env`.
+        let env = Env::prefixed("ROOKERY_").filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        fig.merge(Serialized::defaults(wk)).merge(env).extract().map_err(Box::new)
+    }
+
+    /// The `ROOKERY_*` environment variables that name no setting, which [`Config::load`] ignores; the
+    /// server logs a warning for each (a misspelt setting then shows up in the log).
+    pub fn ignored_env() -> Vec<String> {
+        let known = setting_keys();
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.strip_prefix("ROOKERY_").is_some_and(|rest| !known.iter().any(|s| rest.eq_ignore_ascii_case(s))))
+            .collect()
     }
 
     /// A copy with every secret (`manager_token`, each `api_keys` secret) replaced by [`HIDDEN`],
@@ -496,6 +533,37 @@ mod tests {
             assert!(zero.validate().unwrap_err().contains("log_max_unindexed_records"));
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn rookery_variables_that_name_no_setting_are_ignored_and_reported() {
+        figment::Jail::expect_with(|jail| {
+            // What Kubernetes sets for a Service named rookery, beside a real setting and an optional one.
+            jail.set_env("ROOKERY_PORT", "tcp://10.0.0.7:5001");
+            jail.set_env("ROOKERY_SERVICE_HOST", "10.0.0.7");
+            jail.set_env("ROOKERY_SNAPSHOT_EVERY", "9");
+            jail.set_env("ROOKERY_WEBHOOK_URL", "http://127.0.0.1:9/hook");
+            let c = Config::load(None).expect("loads");
+            assert_eq!((c.snapshot_every, c.webhook_url.as_deref()), (9, Some("http://127.0.0.1:9/hook")));
+            let mut ignored = Config::ignored_env();
+            ignored.sort();
+            assert_eq!(ignored, ["ROOKERY_PORT", "ROOKERY_SERVICE_HOST"]);
+            // A misspelt setting in a file is still refused: the file is the operator's own.
+            jail.create_file("r.toml", "snapshot_evry = 7\n")?;
+            assert!(Config::load(Some(std::path::Path::new("r.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_setting_has_a_key() {
+        let keys = setting_keys();
+        for k in
+            ["api_addr", "manager_token", "api_keys", "jmessage_apps", "webhook_url", "webhook_ca_file", "tls_cert_file", "tls_key_file", "external_wss_addr"]
+        {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
     }
 
     #[test]

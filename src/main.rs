@@ -163,6 +163,9 @@ fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Co
         c.data_dir = d;
     }
     init_logs(c.log_format);
+    for name in Config::ignored_env() {
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
+    }
     Ok(c)
 }
 
