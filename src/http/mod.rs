@@ -140,13 +140,14 @@ pub(crate) fn authorized(state: ApiState) -> impl Filter<Extract = (), Error = R
         .untuple_one()
 }
 
-/// Refuses an `X-Request-Id` that is not a UUID (instead of silently recording another id).
+/// Refuses an `X-Request-Id` that cannot be kept (not a UUID, nor 1 to 128 visible ASCII characters) instead of silently recording another id.
 pub(crate) fn valid_request_id() -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>(REQUEST_ID_HEADER)
         .and_then(|given: Option<String>| async move {
             match given {
-                Some(id) if uuid::Uuid::parse_str(id.trim()).is_err() => Err(warp::reject::custom(ApiError::bad_request(format!(
-                    "x-request-id must be a uuid (for example 67e55044-10b1-426f-9247-bb680e5fe0c8), got {:?}",
+                Some(id) if serve::recorded_request_id(&id).is_none() => Err(warp::reject::custom(ApiError::bad_request(format!(
+                    "x-request-id must be a uuid or 1 to {} visible ascii characters, got {:?}",
+                    serve::MAX_REQUEST_ID,
                     truncated(&id, 64)
                 )))),
                 _ => Ok(()),
@@ -247,7 +248,7 @@ pub(crate) fn origin(state: ApiState) -> impl Filter<Extract = (Origin,), Error 
             // without it, such as warp's test harness.
             let (id, peer) = match context {
                 Some(c) => (c.request_id, c.peer),
-                None => (rid.and_then(|r| uuid::Uuid::parse_str(r.trim()).ok()).unwrap_or_else(uuid::Uuid::new_v4), addr),
+                None => (rid.and_then(|r| serve::recorded_request_id(&r)).unwrap_or_else(uuid::Uuid::new_v4), addr),
             };
             Ok(Origin {
                 actor: Actor::Api { credential: credential.name },

@@ -27,15 +27,44 @@ pub struct RequestContext {
     pub peer: Option<SocketAddr>,
 }
 
-/// The request id of a request: the `X-Request-Id` header when it parses as a UUID (any form
-/// `uuid::Uuid::parse_str` accepts), else a new random one. A malformed header is refused later, by
-/// the routes, with 400.
-pub fn request_id_of<B>(req: &Request<B>) -> uuid::Uuid {
-    req.headers()
-        .get(super::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
+/// Longest `X-Request-Id` kept, in bytes.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// The id recorded for a caller's `X-Request-Id`: a UUID (any form `uuid::Uuid::parse_str` accepts)
+/// as it is; any other id of 1 to [`MAX_REQUEST_ID`] visible ASCII characters (what proxies and
+/// tracers send) as the first 16 bytes of its SHA-256, so the same id always maps to the same UUID.
+/// `None` for anything else, which the routes refuse with 400.
+pub fn recorded_request_id(given: &str) -> Option<uuid::Uuid> {
+    let given = given.trim();
+    if let Ok(id) = uuid::Uuid::parse_str(given) {
+        return Some(id);
+    }
+    let bounded = !given.is_empty() && given.len() <= MAX_REQUEST_ID && given.bytes().all(|b| b.is_ascii_graphic());
+    bounded.then(|| {
+        let digest = rookery_events::sha256(given.as_bytes()).0;
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Uuid::from_bytes(bytes)
+    })
+}
+
+/// The request id of a request and what its responses echo: the caller's kept `X-Request-Id` (see
+/// [`recorded_request_id`]), else a new random one.
+pub fn request_id_of<B>(req: &Request<B>) -> (uuid::Uuid, HeaderValue) {
+    let given = req.headers().get(super::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::trim);
+    match given.and_then(|g| recorded_request_id(g).map(|id| (id, g))) {
+        // A UUID is echoed in its canonical form, any other id as the caller sent it.
+        Some((id, g)) if uuid::Uuid::parse_str(g).is_err() => (id, HeaderValue::from_str(g).expect("visible ASCII is a valid header value")),
+        Some((id, _)) => (id, canonical(id)),
+        None => {
+            let id = uuid::Uuid::new_v4();
+            (id, canonical(id))
+        }
+    }
+}
+
+fn canonical(id: uuid::Uuid) -> HeaderValue {
+    HeaderValue::from_str(&id.hyphenated().to_string()).expect("a UUID is a valid header value")
 }
 
 /// Serves the API `families` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
@@ -70,13 +99,13 @@ pub async fn serve(
             let mut routes = warp::service(families.for_path(req.uri().path()).clone());
             let metrics = metrics.clone();
             let path = req.uri().path().to_owned();
-            let context = RequestContext { request_id: request_id_of(&req), peer: Some(peer) };
+            let (request_id, echo) = request_id_of(&req);
+            let context = RequestContext { request_id, peer: Some(peer) };
             req.extensions_mut().insert(context);
             async move {
                 let mut response = tower_service::Service::call(&mut routes, req).await?;
                 metrics.observe_http(&path, response.status().as_u16());
-                let id = HeaderValue::from_str(&context.request_id.hyphenated().to_string()).expect("a UUID is a valid header value");
-                response.headers_mut().insert(super::REQUEST_ID_HEADER, id);
+                response.headers_mut().insert(super::REQUEST_ID_HEADER, echo);
                 Ok::<_, Infallible>(response)
             }
         });

@@ -166,12 +166,21 @@ async fn wrong_or_missing_key_is_401_and_every_response_echoes_the_request_id() 
     let (_, second, _) = call(&server, "GET", "/healthz", Some("ro-secret"), None, None).await;
     let (first, second) = (first.unwrap(), second.unwrap());
     assert!(uuid::Uuid::parse_str(&first).is_ok() && first != second, "{first} {second}");
-    // A malformed one is refused with 400 before anything happens, and the answer still has an id.
+    // Ids of other formats (what proxies and tracers send) are kept: echoed as sent, and recorded as a
+    // UUID derived from them, the same one every time.
+    for other in ["not-a-uuid", "6F9619FF-8B86-D011-B42D", "12345", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"] {
+        let (status, echoed, v) = call(&server, "POST", "/user/systemuids_add", Some("mgr-secret"), Some(other), Some(&json!({"uids": ["other"]}))).await;
+        assert_eq!((status, echoed.as_deref()), (200, Some(other)), "{other}: {v}");
+    }
+    let recorded = |id: &str| rookery::http::serve::recorded_request_id(id).expect("kept").hyphenated().to_string();
+    assert_eq!(recorded("12345"), recorded("12345"));
+    assert_ne!(recorded("12345"), recorded("12346"));
+    // An id that cannot be kept is refused with 400 before anything happens, and the answer still has an id.
     let (_, _, head_before) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
-    for bad in ["not-a-uuid", "6F9619FF-8B86-D011-B42D", "12345"] {
-        let (status, echoed, v) = call(&server, "POST", "/user/systemuids_add", Some("mgr-secret"), Some(bad), Some(&json!({"uids": ["other"]}))).await;
+    for bad in ["has a space".to_owned(), "x".repeat(129)] {
+        let (status, echoed, v) = call(&server, "POST", "/user/systemuids_add", Some("mgr-secret"), Some(&bad), Some(&json!({"uids": ["more"]}))).await;
         assert_eq!(status, 400, "{bad}: {v}");
-        assert!(v["msg"].as_str().unwrap().contains("x-request-id must be a uuid"), "{v}");
+        assert!(v["msg"].as_str().unwrap().contains("x-request-id must be a uuid or"), "{v}");
         assert!(uuid::Uuid::parse_str(&echoed.unwrap()).is_ok());
     }
     let (_, _, head_after) = call(&server, "GET", "/audit/head", Some("mgr-secret"), None, None).await;
@@ -179,7 +188,7 @@ async fn wrong_or_missing_key_is_401_and_every_response_echoes_the_request_id() 
     let (_, _, uids) = call(&server, "GET", "/user/systemuids", Some("deploy-secret-is-wrong"), None, None).await;
     assert_eq!(uids["status"], 401);
     let (_, _, uids) = call(&server, "GET", "/user/systemuids", Some("admin-secret"), None, None).await;
-    assert_eq!(uids, json!(["bot"]));
+    assert_eq!(uids, json!(["bot", "other"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,7 @@ async fn every_credential_problem_is_401_899008_and_changes_nothing() {
     assert_eq!((status, v), (404, json!({"error": {"code": 899003, "message": "no such route"}})));
     // Rookery's own request-id rule, in this family's envelope.
     let resp =
-        s.client().get(format!("http://{}/v1/no_such_route", s.api)).header("Authorization", &good).header("X-Request-Id", "nope").send().await.expect("sent");
+        s.client().get(format!("http://{}/v1/no_such_route", s.api)).header("Authorization", &good).header("X-Request-Id", "no pe").send().await.expect("sent");
     assert_eq!(resp.status().as_u16(), 400);
     let v: Value = resp.json().await.expect("json");
     assert_eq!(v["error"]["code"], 899003, "{v}");
