@@ -46,11 +46,12 @@ impl Remembered {
 
 impl UseCases {
     /// Up to `limit` of the commands waiting for `uid`, oldest first, remembered for
-    /// [`UseCases::ack_commands`].
+    /// [`UseCases::ack_commands`] when `remember` (a caller who may acknowledge; a read-only caller's
+    /// read changes nothing).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a malformed uid, [`Error::Core`] when the queue cannot be read.
-    pub async fn pending_commands(&self, uid: &str, limit: usize) -> Result<Vec<Message>, Error> {
+    pub async fn pending_commands(&self, uid: &str, limit: usize, remember: bool) -> Result<Vec<Message>, Error> {
         validate::id(Field::Uid, "uid", uid)?;
         let uid = Uid::from(uid);
         let user = self.core.user_state(&uid).await?;
@@ -70,7 +71,9 @@ impl UseCases {
         .map_err(|e| rookery_actors::CoreError::Storage(format!("reading the command queue: {e}")))??;
         // An entry whose message cannot be read any more is still remembered, so the acknowledgement
         // clears it instead of leaving it in the queue for ever.
-        self.commands.remember(uid, found.iter().map(|(p, _)| *p).collect());
+        if remember {
+            self.commands.remember(uid, found.iter().map(|(p, _)| *p).collect());
+        }
         Ok(found.into_iter().filter_map(|(_, m)| m).collect())
     }
 

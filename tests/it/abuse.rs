@@ -31,3 +31,43 @@ async fn refused_logins_leave_no_actors_behind() {
     let after = actors(&s).await;
     assert!(after.0 <= before.0 + 1 && after.1 <= before.1, "actors before {before:?}, after 201 refused logins {after:?}");
 }
+
+/// A read-only key reads the command queue without changing what the next acknowledgement takes, and
+/// never sees a token's hash (a stand-in for the token) in the audit trail or a past state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_key_changes_no_sync_state_and_sees_no_token_hashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(
+        dir.path(),
+        &[("ROOKERY_API_KEYS", r#"[{name="ro",secret="ro-secret",scope="read_only"},{name="adm",secret="adm-secret",scope="admin"}]"#)],
+    );
+    let post = |path: &'static str, token: &'static str, body: Value| {
+        let s = &s;
+        async move {
+            let resp = s.client().post(format!("http://{}{}", s.api, path)).header("token", token).json(&body).send().await.expect("sent");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(post("/user/token", "adm-secret", serde_json::json!({"uid": "bob", "token": "weak", "device_level": 1})).await.0, 200);
+    let cmd = serde_json::json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": crate::support::b64("c"), "header": {"sync_once": 1}});
+    assert_eq!(post("/message/send", "adm-secret", cmd).await.0, 200);
+    // The read-only read, then an admin acknowledgement: it acknowledges nothing the read-only key read.
+    let (status, v) = post("/message/sync", "ro-secret", serde_json::json!({"uid": "bob"})).await;
+    assert_eq!((status, v.as_array().map(Vec::len)), (200, Some(1)), "{v}");
+    assert_eq!(post("/message/syncack", "adm-secret", serde_json::json!({"uid": "bob", "last_message_seq": 1})).await.0, 200);
+    let (_, v) = post("/message/sync", "adm-secret", serde_json::json!({"uid": "bob"})).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "the command is still queued: {v}");
+    // No token hash anywhere a key can read.
+    for path in ["/audit/events?uid=bob", "/audit/state?uid=bob"] {
+        let resp = s.client().get(format!("http://{}{}", s.api, path)).header("token", "ro-secret").send().await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let text = resp.text().await.expect("body");
+        let weak_hash = hex_sha256(b"weak");
+        assert!(!text.contains("token_sha256") && !text.contains(&weak_hash), "{path}: {text}");
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    rookery_events::sha256(bytes).to_hex()
+}

@@ -193,8 +193,7 @@ fn channel_json(key: &ChannelKey, s: &ChannelState) -> Value {
 
 fn user_json(uid: &Uid, past: &PastUser) -> Value {
     let s = &past.user.state;
-    let devices: Vec<Value> =
-        s.tokens.iter().map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0, "token_sha256": t.token_hash.to_hex()})).collect();
+    let devices: Vec<Value> = s.tokens.iter().map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0})).collect();
     let conversations: Vec<Value> = past
         .conversations
         .iter()

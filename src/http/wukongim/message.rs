@@ -12,7 +12,8 @@ use warp::{Filter, Rejection, Reply};
 use crate::render::message_json;
 use crate::usecase::{validate, Field, Outgoing, Target};
 
-use crate::http::{json_body, ok, origin, with_state, ApiError, ApiState};
+use crate::config::Scope;
+use crate::http::{credential_of, json_body, ok, origin, with_state, ApiError, ApiState, Credential};
 
 /// Largest page of `/channel/messagesync`.
 const MAX_SYNC_LIMIT: i64 = 10_000;
@@ -29,7 +30,12 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let sync = warp::path!("channel" / "messagesync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(message_sync);
     let max_seq =
         warp::path!("channel" / "max_message_seq").and(warp::get()).and(with_state(state.clone())).and(warp::query::<MaxSeqQuery>()).and_then(max_message_seq);
-    let command_sync = warp::path!("message" / "sync").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(command_sync);
+    let command_sync = warp::path!("message" / "sync")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(credential_of(state.clone()))
+        .and(json_body())
+        .and_then(command_sync);
     let command_ack =
         warp::path!("message" / "syncack").and(warp::post()).and(with_state(state.clone())).and(origin(state)).and(json_body()).and_then(command_ack);
     send.or(batch).unify().or(sync).unify().or(max_seq).unify().or(command_sync).unify().or(command_ack).unify()
@@ -356,7 +362,7 @@ struct CommandAckDto {
     last_message_seq: Option<i64>,
 }
 
-async fn command_sync(state: ApiState, dto: CommandSyncDto) -> Result<warp::reply::Response, Rejection> {
+async fn command_sync(state: ApiState, credential: Credential, dto: CommandSyncDto) -> Result<warp::reply::Response, Rejection> {
     let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
     non_negative("message_seq", dto.message_seq)?;
     let limit = match dto.limit {
@@ -365,7 +371,8 @@ async fn command_sync(state: ApiState, dto: CommandSyncDto) -> Result<warp::repl
         Some(n) if n > MAX_SYNC_LIMIT => return Err(ApiError::bad_request(format!("limit must be at most {MAX_SYNC_LIMIT}")).into()),
         Some(n) => n,
     } as usize;
-    let found = state.usecases.pending_commands(&uid, limit).await?;
+    // What was read is remembered for the acknowledgement only for a credential that may acknowledge.
+    let found = state.usecases.pending_commands(&uid, limit, credential.scope == Scope::Admin).await?;
     let viewer = Uid(uid);
     let messages: Vec<Value> = found.iter().map(|m| message_json(m, Some(&viewer))).collect();
     Ok(warp::reply::json(&messages).into_response())
