@@ -134,6 +134,12 @@ pub struct Config {
     /// Named API credentials. Once any credential (this or `manager_token`) is configured, every API
     /// request must carry one of their secrets in the `token` header.
     pub api_keys: Vec<ApiKey>,
+    /// A client of the REST API that has not sent a whole request head this many milliseconds after
+    /// connecting (or after its last request) is disconnected, so slow clients cannot hold sockets.
+    pub api_header_timeout_ms: u64,
+    /// Most REST API connections open at once; past it, new connections wait in the listen queue until
+    /// one closes.
+    pub api_max_connections: usize,
     /// The JMessage apps the JMessage family serves (`/v1/`, `/v2/`, `/groups/`, `/cross/`). None by
     /// default: the family then refuses every request and says how to configure one.
     pub jmessage_apps: Vec<JmApp>,
@@ -234,6 +240,8 @@ impl Default for Config {
             monitor_addr: ([127, 0, 0, 1], 5300).into(),
             manager_token: None,
             api_keys: Vec::new(),
+            api_header_timeout_ms: 10_000,
+            api_max_connections: 4096,
             jmessage_apps: Vec::new(),
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
@@ -389,6 +397,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
         self.validate_jmessage_apps()?;
+        if self.api_header_timeout_ms == 0 || self.api_max_connections == 0 {
+            return Err("api_header_timeout_ms and api_max_connections must be at least 1".into());
+        }
         self.validate_webhook()?;
         if (self.tls_api || self.tls_tcp || self.tls_ws) && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
             return Err("tls_api, tls_tcp or tls_ws is on but tls_cert_file and tls_key_file are not both set".into());

@@ -97,8 +97,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         limits: gateway.limits.clone(),
         rocks: Some(rocks.clone()),
     });
-    let api =
-        tokio::spawn(http::serve::serve(api_listener, if config.tls_api { tls.clone() } else { None }, routes, metrics.clone(), stopped(stop_rx.clone())));
+    let api_limits = http::serve::ListenerLimits {
+        header_timeout: std::time::Duration::from_millis(config.api_header_timeout_ms),
+        max_connections: config.api_max_connections,
+    };
+    let api_tls = if config.tls_api { tls.clone() } else { None };
+    let api = tokio::spawn(http::serve::serve(api_listener, api_tls, routes, metrics.clone(), api_limits, stopped(stop_rx.clone())));
     monitor_state.ready(core.clone(), gateway.presence.clone());
     // Printed once ready: a supervisor that has seen all four lines finds `/readyz` answering 200.
     println!("rookery: api listening on {}", bound.0);

@@ -67,6 +67,15 @@ fn canonical(id: uuid::Uuid) -> HeaderValue {
     HeaderValue::from_str(&id.hyphenated().to_string()).expect("a UUID is a valid header value")
 }
 
+/// What the listener allows each client.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Time to send a whole request head, from the connection (or the last request) on.
+    pub header_timeout: Duration,
+    /// Connections open at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
 /// Serves the API `families` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
 /// open requests finish. Every answered request is counted in `metrics` by route class and status.
 pub async fn serve(
@@ -74,11 +83,18 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     families: super::Families,
     metrics: Arc<Metrics>,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's listen queue.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -112,6 +128,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             // The TLS handshake runs here, off the accept loop, so a slow client delays only itself.
             let socket = match crate::tls::accept(tls.as_ref(), stream, Duration::from_secs(10)).await {
                 Ok(s) => s,
@@ -120,9 +137,9 @@ pub async fn serve(
                     return;
                 }
             };
-            let connection = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
-                .into_owned();
+            let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(socket), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "API connection ended with an error");
             }

@@ -71,3 +71,37 @@ async fn a_read_only_key_changes_no_sync_state_and_sees_no_token_hashes() {
 fn hex_sha256(bytes: &[u8]) -> String {
     rookery_events::sha256(bytes).to_hex()
 }
+
+/// Clients that open REST connections and never finish a request are disconnected after the header
+/// timeout, and however many there are, they only ever hold `api_max_connections` sockets: the others
+/// wait in the listen queue and are served once those go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_rest_clients_are_disconnected_and_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[("ROOKERY_API_HEADER_TIMEOUT_MS", "500"), ("ROOKERY_API_MAX_CONNECTIONS", "2")]);
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(s.api).await.expect("connect");
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.expect("partial head");
+        slow.push(c);
+    }
+    // Both slots are taken: this request waits for one of them to be freed by the header timeout.
+    let url = format!("http://{}/healthz", s.api);
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    for mut c in slow {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a client that never finished its request head was not disconnected");
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.expect("served once a slot is free").expect("task").expect("request");
+    assert_eq!(status, 200);
+}
