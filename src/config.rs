@@ -436,6 +436,22 @@ impl Config {
 }
 
 impl Config {
+    /// The configured API credential whose secret `given` is; `None` when it is none of them. Secrets
+    /// are compared as SHA-256 digests in constant time, against every credential, so neither timing nor
+    /// length tells how close a guess was.
+    pub fn credential_for(&self, given: &str) -> Option<ApiKey> {
+        use subtle::ConstantTimeEq;
+        let given = rookery_events::sha256(given.as_bytes());
+        let mut found = None;
+        for key in self.credentials() {
+            let matches = bool::from(rookery_events::sha256(key.secret.as_bytes()).0.ct_eq(&given.0));
+            if matches && found.is_none() {
+                found = Some(key);
+            }
+        }
+        found
+    }
+
     /// Every configured API credential: `manager_token` as the admin key `manager`, then `api_keys`.
     /// Empty when the API is open (loopback only).
     pub fn credentials(&self) -> Vec<ApiKey> {

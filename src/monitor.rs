@@ -285,10 +285,21 @@ pub(crate) fn routes(monitor: Arc<Monitor>) -> impl Filter<Extract = (warp::repl
         Some(live) => json(StatusCode::OK, m.varz(live)),
         None => starting(),
     });
-    let connz_route = warp::path!("connz").and(with()).and(warp::query::raw().or(warp::any().map(String::new)).unify()).map(|m: Arc<Monitor>, raw: String| {
-        let query = parse_connz_query(&raw);
-        connz(&m, query)
-    });
+    // Every session's uid, address and device id: with API credentials configured, only for a request
+    // that carries one (any scope) in the `token` header.
+    let connz_route =
+        warp::path!("connz").and(with()).and(warp::header::optional::<String>("token")).and(warp::query::raw().or(warp::any().map(String::new)).unify()).map(
+            |m: Arc<Monitor>, token: Option<String>, raw: String| {
+                if !m.config.credentials().is_empty() && token.as_deref().and_then(|t| m.config.credential_for(t)).is_none() {
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"status": 401, "msg": "/connz lists every session: send an API credential in the token header"}),
+                    );
+                }
+                let query = parse_connz_query(&raw);
+                connz(&m, query)
+            },
+        );
     let not_found = warp::any().map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"status": 404, "msg": "no such route"})));
     warp::get().and(health.or(ready).unify().or(metrics).unify().or(varz).unify().or(connz_route).unify()).or(not_found).unify()
 }

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use rookery_actors::{Core, Origin};
 use rookery_events::{Actor, RequestId};
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 use warp::{Filter, Rejection, Reply};
 
 pub use error::ApiError;
@@ -98,19 +97,13 @@ pub struct Credential {
 /// # Errors
 /// 401 when credentials are configured and `given` is none of their secrets.
 pub fn credential(config: &Config, given: Option<&str>) -> Result<Credential, ApiError> {
-    let credentials = config.credentials();
-    if credentials.is_empty() {
+    if config.credentials().is_empty() {
         return Ok(Credential { name: LOCAL_CREDENTIAL.into(), scope: Scope::Admin });
     }
-    let given = rookery_events::sha256(given.unwrap_or_default().as_bytes());
-    let mut found = None;
-    for key in credentials {
-        let matches = bool::from(rookery_events::sha256(key.secret.as_bytes()).0.ct_eq(&given.0));
-        if matches && found.is_none() {
-            found = Some(Credential { name: key.name, scope: key.scope });
-        }
-    }
-    found.ok_or_else(|| ApiError { status: warp::http::StatusCode::UNAUTHORIZED, msg: "missing or wrong token header".into() })
+    config
+        .credential_for(given.unwrap_or_default())
+        .map(|key| Credential { name: key.name, scope: key.scope })
+        .ok_or_else(|| ApiError { status: warp::http::StatusCode::UNAUTHORIZED, msg: "missing or wrong token header".into() })
 }
 
 /// The request's credential, from its `token` header.

@@ -105,3 +105,25 @@ async fn slow_rest_clients_are_disconnected_and_capped() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.expect("served once a slot is free").expect("task").expect("request");
     assert_eq!(status, 200);
 }
+
+/// The monitor's session list names every online user with their address and device: with API
+/// credentials configured it needs one of them; health, readiness and metrics stay open to probes.
+#[tokio::test]
+async fn the_session_list_needs_a_credential_when_the_api_has_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[("ROOKERY_API_KEYS", r#"[{name="ro",secret="ro-secret",scope="read_only"}]"#)]);
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = client.get(format!("http://{}{}", s.monitor, path));
+        if let Some(t) = token {
+            req = req.header("token", t);
+        }
+        async move { req.send().await.expect("monitor request").status().as_u16() }
+    };
+    assert_eq!(get("/connz", None).await, 401);
+    assert_eq!(get("/connz", Some("wrong")).await, 401);
+    assert_eq!(get("/connz", Some("ro-secret")).await, 200);
+    for path in ["/healthz", "/readyz", "/metrics", "/varz"] {
+        assert_eq!(get(path, None).await, 200, "{path}");
+    }
+}
