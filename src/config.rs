@@ -140,6 +140,9 @@ pub struct Config {
     /// Most REST API connections open at once; past it, new connections wait in the listen queue until
     /// one closes.
     pub api_max_connections: usize,
+    /// Most payload bytes one page of history holds (`/channel/messagesync`); a page stops early, with
+    /// `more`, once its messages pass it (a page holds at least one message).
+    pub max_page_bytes: usize,
     /// The JMessage apps the JMessage family serves (`/v1/`, `/v2/`, `/groups/`, `/cross/`). None by
     /// default: the family then refuses every request and says how to configure one.
     pub jmessage_apps: Vec<JmApp>,
@@ -242,6 +245,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             api_header_timeout_ms: 10_000,
             api_max_connections: 4096,
+            max_page_bytes: 16 << 20,
             jmessage_apps: Vec::new(),
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
@@ -397,8 +401,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
         self.validate_jmessage_apps()?;
-        if self.api_header_timeout_ms == 0 || self.api_max_connections == 0 {
-            return Err("api_header_timeout_ms and api_max_connections must be at least 1".into());
+        if self.api_header_timeout_ms == 0 || self.api_max_connections == 0 || self.max_page_bytes == 0 {
+            return Err("api_header_timeout_ms, api_max_connections and max_page_bytes must be at least 1".into());
         }
         self.validate_webhook()?;
         if (self.tls_api || self.tls_tcp || self.tls_ws) && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {

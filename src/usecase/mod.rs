@@ -10,6 +10,7 @@ mod commands;
 mod conversations;
 mod error;
 mod fanout;
+mod history;
 mod send;
 mod users;
 pub mod validate;
@@ -20,6 +21,7 @@ use rookery_actors::Core;
 
 pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
+pub use history::Page;
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
 pub use users::{LoginRefused, TokenSet};
 

@@ -127,3 +127,38 @@ async fn the_session_list_needs_a_credential_when_the_api_has_one() {
         assert_eq!(get(path, None).await, 200, "{path}");
     }
 }
+
+/// A page of history is bounded by bytes as well as by count: large messages end a page early (with
+/// `more`), and paging on from it reaches every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_are_bounded_by_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[("ROOKERY_MAX_PAGE_BYTES", "1000000")]);
+    for i in 1..=5u8 {
+        let payload = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'0' + i; 400_000]);
+        let (status, v) = s.post("/message/send", &serde_json::json!({"from_uid": "a", "channel_id": "b", "channel_type": 1, "payload": payload})).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let seqs = |v: &Value| v["messages"].as_array().expect("messages").iter().map(|m| m["message_seq"].as_u64().expect("seq")).collect::<Vec<_>>();
+    let (status, v) = s.post("/channel/messagesync", &serde_json::json!({"login_uid": "a", "channel_id": "b", "channel_type": 1, "limit": 100})).await;
+    assert_eq!(status, 200);
+    assert_eq!((seqs(&v), v["more"].as_u64()), (vec![4, 5], Some(1)));
+    let mut got: Vec<u64> = Vec::new();
+    let mut start = 1;
+    loop {
+        let (_, v) = s
+            .post(
+                "/channel/messagesync",
+                &serde_json::json!({"login_uid": "a", "channel_id": "b", "channel_type": 1, "limit": 100, "start_message_seq": start, "pull_mode": 1}),
+            )
+            .await;
+        let page = seqs(&v);
+        assert!(!page.is_empty() && page.len() <= 2, "{page:?}");
+        got.extend(&page);
+        start = page[page.len() - 1] + 1;
+        if v["more"] == 0 {
+            break;
+        }
+    }
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+}

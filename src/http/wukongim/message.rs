@@ -274,20 +274,9 @@ async fn message_sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Resp
         (window_new(start, end, pull_up), page)
     };
     if let Some(w) = window {
-        // One extra message tells whether more exist inside the requested bounds.
-        let core = state.core.clone();
-        let mut found = tokio::task::spawn_blocking(move || core.messages(&key, w.from, w.to, limit + 1, w.newest_first, false))
-            .await
-            .map_err(|e| ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })?
-            .map_err(ApiError::from)?;
-        if found.len() > limit {
-            page.more = 1;
-            found.truncate(limit);
-        }
-        if w.newest_first {
-            found.reverse();
-        }
-        page.messages = found.iter().map(|m| message_json(m, Some(&login))).collect();
+        let found = state.usecases.channel_page(&key, w.from, w.to, limit, w.newest_first).await?;
+        page.more = u8::from(found.more);
+        page.messages = found.messages.iter().map(|m| message_json(m, Some(&login))).collect();
     }
     Ok(warp::reply::json(&page).into_response())
 }
