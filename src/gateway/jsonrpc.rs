@@ -29,6 +29,10 @@ use super::packet::{ConnectPacket, Header, Packet, ReasonCode, RecvackPacket, Se
 /// Most bytes of JSON buffered without a complete message.
 const MAX_PENDING_INPUT: usize = 2 << 20;
 
+/// Most bytes buffered before the session's `connect`: a connect request is small, and a client with
+/// no credential yet should hold no more of the server's memory than that.
+const MAX_PENDING_BEFORE_CONNECT: usize = 64 << 10;
+
 /// What the next input message turned into.
 #[derive(Debug, PartialEq)]
 pub enum Incoming {
@@ -55,6 +59,89 @@ pub struct JsonRpc {
     next_client_seq: u32,
     /// Whether a `connect` request was seen.
     connected: bool,
+    /// How far the input has been scanned for the end of its first value, so each byte is looked at
+    /// once however the value arrives (a value is parsed only when it is complete).
+    scan: Scan,
+    /// Values handed to the JSON parser (each complete), for tests.
+    parses: usize,
+    /// Input length at the last check of an unfinished value for early errors; checked again only
+    /// once the input has doubled, so the checks cost linear work in all.
+    probed_at: usize,
+    /// Those checks, for tests.
+    probes: usize,
+}
+
+/// Where the scan for the end of the input's first JSON value stands.
+#[derive(Default, Clone, Copy)]
+struct Scan {
+    /// Bytes of the input scanned so far.
+    at: usize,
+    /// Where the value starts (after leading whitespace), once found.
+    start: Option<usize>,
+    /// Open `{`/`[` not yet closed.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Scan {
+    /// Scans `input` from where the last call stopped; the end (exclusive) of the first value once it
+    /// is complete. A value that is not an object, array or string (a bare number or literal) ends at
+    /// the next delimiter, or at the end of the input (a WebSocket message holds whole values).
+    fn end_of_value(&mut self, input: &[u8]) -> Option<usize> {
+        while self.at < input.len() {
+            let b = input[self.at];
+            self.at += 1;
+            let Some(start) = self.start else {
+                if !b.is_ascii_whitespace() {
+                    self.start = Some(self.at - 1);
+                    match b {
+                        b'{' | b'[' => self.depth = 1,
+                        b'"' => self.in_string = true,
+                        _ => {}
+                    }
+                }
+                continue;
+            };
+            let scalar = self.depth == 0 && !self.in_string && !matches!(input[start], b'"' | b'{' | b'[');
+            if scalar {
+                if b.is_ascii_whitespace() || matches!(b, b'{' | b'[' | b'"' | b',' | b']' | b'}') {
+                    return Some(self.at - 1);
+                }
+                continue;
+            }
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => {
+                        self.in_string = false;
+                        if self.depth == 0 {
+                            return Some(self.at);
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(self.at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A bare scalar ends with the message that carried it.
+        match self.start {
+            Some(start) if self.depth == 0 && !self.in_string && !matches!(input[start], b'"' | b'{' | b'[') => Some(input.len()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -179,34 +266,47 @@ impl JsonRpc {
         Ok(Some(self.message(value)))
     }
 
-    /// Moves the next complete JSON value of the input to `ready` (its elements, for a batch).
+    /// Moves the next complete JSON value of the input to `ready` (its elements, for a batch). The
+    /// input is scanned once, byte by byte, for the end of its first value, and only a complete value
+    /// is parsed: an unfinished one that grows message by message costs linear work, not a re-parse of
+    /// everything buffered at each message.
     fn split(&mut self) -> Result<(), Fatal> {
-        let start = self.input.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(self.input.len());
-        if start == self.input.len() {
-            self.input.clear();
+        let Some(end) = self.scan.end_of_value(&self.input) else {
+            if self.scan.start.is_none() {
+                // Only whitespace so far.
+                self.input.clear();
+                self.scan = Scan::default();
+                self.probed_at = 0;
+            }
+            let cap = if self.connected { MAX_PENDING_INPUT } else { MAX_PENDING_BEFORE_CONNECT };
+            if self.input.len() > cap {
+                return Err(Fatal("JSON message too large".into()));
+            }
+            // Garbage is refused without waiting for the end of a value that may never come.
+            if let Some(start) = self.scan.start.filter(|_| self.input.len() >= 2 * self.probed_at) {
+                self.probes += 1;
+                self.probed_at = self.input.len();
+                if let Some(Err(e)) = serde_json::Deserializer::from_slice(&self.input[start..]).into_iter::<serde::de::IgnoredAny>().next() {
+                    if !e.is_eof() {
+                        return Err(Fatal(format!("invalid JSON: {e}")));
+                    }
+                }
+            }
             return Ok(());
+        };
+        let start = self.scan.start.unwrap_or(0);
+        self.parses += 1;
+        let parsed = serde_json::from_slice::<Value>(&self.input[start..end]);
+        self.input.drain(..end);
+        self.scan = Scan::default();
+        self.probed_at = 0;
+        match parsed {
+            Ok(Value::Array(items)) if items.is_empty() => self.ready.push_back(Value::Null),
+            Ok(Value::Array(items)) => self.ready.extend(items),
+            Ok(other) => self.ready.push_back(other),
+            Err(e) => return Err(Fatal(format!("invalid JSON: {e}"))),
         }
-        let mut stream = serde_json::Deserializer::from_slice(&self.input[start..]).into_iter::<Value>();
-        match stream.next() {
-            Some(Ok(value)) => {
-                let used = start + stream.byte_offset();
-                self.input.drain(..used);
-                match value {
-                    Value::Array(items) if items.is_empty() => self.ready.push_back(Value::Null),
-                    Value::Array(items) => self.ready.extend(items),
-                    other => self.ready.push_back(other),
-                }
-                Ok(())
-            }
-            Some(Err(e)) if e.is_eof() => {
-                if self.input.len() > MAX_PENDING_INPUT {
-                    return Err(Fatal("JSON message too large".into()));
-                }
-                Ok(())
-            }
-            Some(Err(e)) => Err(Fatal(format!("invalid JSON: {e}"))),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// One JSON-RPC message as a packet, or the error to answer.
@@ -392,6 +492,42 @@ mod tests {
             Incoming::Refused(text) => serde_json::from_str(&text).expect("json"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unfinished_value_is_scanned_once_and_parsed_only_when_complete() {
+        let mut rpc = JsonRpc::new();
+        rpc.feed(br#"{"method":"connect","id":1,"params":{"uid":"u","token":"t"}}"#);
+        assert!(matches!(rpc.next_message(), Ok(Some(Incoming::Packet(Packet::Connect(_))))));
+        rpc.connected = true;
+        let parses = rpc.parses;
+        // An array that never closes, then thousands of small messages: nothing is parsed until it ends.
+        rpc.feed(b"[");
+        for _ in 0..3000 {
+            rpc.feed(br#"{"#);
+            rpc.feed(br#"}"#);
+            rpc.feed(b",");
+            assert!(matches!(rpc.next_message(), Ok(None)));
+        }
+        assert_eq!(rpc.parses, parses, "an unfinished value was parsed");
+        assert!(rpc.probes <= 16, "checked for errors {} times over 9,000 messages", rpc.probes);
+        rpc.feed(br#"{"x":"]}\"]}"}]"#);
+        let first = rpc.next_message().expect("not fatal").expect("the batch's first element");
+        assert!(matches!(first, Incoming::Refused(_)), "{first:?}");
+        assert_eq!(rpc.parses, parses + 1, "the whole batch was parsed once");
+    }
+
+    #[test]
+    fn before_connect_little_may_be_buffered() {
+        let mut rpc = JsonRpc::new();
+        rpc.feed(br#"{"method":"connect","params":{"uid":""#);
+        rpc.feed(&vec![b'a'; MAX_PENDING_BEFORE_CONNECT]);
+        assert!(rpc.next_message().is_err(), "64 KiB of an unfinished connect is refused");
+        let mut rpc = JsonRpc::new();
+        rpc.feed(b"   ");
+        assert!(matches!(rpc.next_message(), Ok(None)));
+        rpc.feed(b"7");
+        assert!(matches!(rpc.next_message(), Ok(Some(Incoming::Refused(_)))), "a bare scalar is a whole (wrong) message");
     }
 
     #[test]
