@@ -32,6 +32,14 @@ use crate::presence::{Presence, StatusChange};
 const CURSOR_KEY: &[u8] = b"!webhook";
 /// Records read from the log per step.
 const READ_BATCH: usize = 1024;
+
+/// Records read from the log at a time while a batch fills (each may hold a payload of up to the
+/// payload limit, so this bounds what one read holds in memory).
+const READ_CHUNK: usize = 64;
+
+/// Most payload bytes in one `msg.notify` batch; a batch ends early once its messages pass it (a
+/// batch holds at least one message).
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 /// First retry delay; doubled per failure up to the configured maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Most status strings per `user.onlinestatus` request.
@@ -243,19 +251,31 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
 async fn next_messages(log: &Arc<dyn EventLog>, cursor: Position, batch: usize) -> anyhow::Result<Option<(Vec<(Position, Message)>, Position)>> {
     let log = log.clone();
     tokio::task::spawn_blocking(move || {
-        let records = log.read_range(cursor.next(), READ_BATCH)?;
-        let Some(last) = records.last().map(|r| r.position) else { return Ok(None) };
-        let mut out = Vec::new();
-        for r in records {
-            let body = EnvelopeBody::decode(&r.body).map_err(|e| anyhow::anyhow!("record {}: {e}", r.position))?;
-            if let Event::Channel(ChannelEvent::MessageAppended(m)) = body.event {
-                out.push((r.position, *m));
-                if out.len() == batch {
-                    return Ok(Some((out, r.position)));
+        // `at` is the last record handled: the cursor moves there once the batch is delivered.
+        let (mut out, mut bytes, mut at, mut scanned) = (Vec::new(), 0usize, cursor, 0usize);
+        while scanned < READ_BATCH {
+            let records = log.read_range(at.next(), READ_CHUNK.min(READ_BATCH - scanned))?;
+            if records.is_empty() {
+                break;
+            }
+            scanned += records.len();
+            for r in records {
+                let body = EnvelopeBody::decode(&r.body).map_err(|e| anyhow::anyhow!("record {}: {e}", r.position))?;
+                if let Event::Channel(ChannelEvent::MessageAppended(m)) = body.event {
+                    let size = m.payload.bytes().len();
+                    if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
+                        return Ok(Some((out, at)));
+                    }
+                    bytes += size;
+                    out.push((r.position, *m));
+                    if out.len() == batch {
+                        return Ok(Some((out, r.position)));
+                    }
                 }
+                at = r.position;
             }
         }
-        Ok(Some((out, last)))
+        Ok((at > cursor).then_some((out, at)))
     })
     .await?
 }

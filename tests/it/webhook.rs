@@ -353,3 +353,32 @@ async fn metrics(s: &Server) -> HashMap<String, f64> {
     let text = reqwest::get(format!("http://{}/metrics", s.monitor)).await.unwrap().text().await.unwrap();
     text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?))).collect()
 }
+
+/// A batch of `msg.notify` is bounded by payload bytes as well as by count, so large messages never
+/// make one huge request (or hold their weight in the server's memory); all of them still arrive, in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_batches_are_bounded_by_bytes() {
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &r);
+    let mut ids = Vec::new();
+    for i in 0..20u8 {
+        let payload = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![b'a' + i; 600_000]);
+        let v = ok(&s, "/message/send", json!({"from_uid": "u1", "channel_id": "u2", "channel_type": 1, "payload": payload})).await;
+        ids.push(v["message_id"].as_i64().unwrap());
+    }
+    r.wait_for("20 notified messages", |r| r.notified().len() >= 20).await;
+    assert_eq!(r.notified(), ids);
+    for hit in r.accepted("msg.notify") {
+        let bytes: usize = hit
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, m["payload"].as_str().unwrap()).unwrap().len())
+            .sum();
+        assert!(bytes <= rookery::webhook::MAX_BATCH_BYTES, "a batch carried {bytes} payload bytes");
+    }
+    assert!(r.accepted("msg.notify").len() >= 2);
+}
