@@ -26,20 +26,22 @@ async fn each_family_answers_its_own_paths_with_its_own_conventions() {
     assert_eq!((status, v), (200, json!({"status": "ok"})));
 }
 
-/// A web page in a browser on the server's machine can send a POST without asking first only as
-/// `text/plain` or a form, and can reach an open loopback API under its own host name after rebinding
-/// that name to 127.0.0.1: both are refused, and change nothing.
+/// A web page in a browser on the server's machine may POST to another origin without asking first (as
+/// a form or `text/plain`), and may reach an open loopback API under its own host name after rebinding
+/// that name to 127.0.0.1: the browser's `Origin` (or `Sec-Fetch-Site`) and the host name give both
+/// away, and both are refused without changing anything. Servers, which send neither, are served
+/// whatever content type they give their JSON (curl's and PHP's default is a form's).
 #[tokio::test]
 async fn what_a_browser_page_could_send_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(dir.path(), &[]);
     let url = format!("http://{}/user/token", s.api);
     let body = r#"{"uid":"victim","token":"t","device_flag":0,"device_level":1}"#;
-    for content_type in ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-        let resp = s.client().post(&url).header("Content-Type", content_type).body(body).send().await.expect("sent");
-        assert_eq!(resp.status().as_u16(), 415, "{content_type}");
+    for (name, value) in [("Origin", "http://evil.example"), ("Origin", "null"), ("Sec-Fetch-Site", "cross-site"), ("Origin", "http://localhost:8080")] {
+        let resp = s.client().post(&url).header(name, value).header("Content-Type", "text/plain;charset=UTF-8").body(body).send().await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 403, "{name}: {value}");
         let v: serde_json::Value = resp.json().await.expect("json");
-        assert!(v["msg"].as_str().unwrap_or_default().contains("application/json"), "{v}");
+        assert!(v["msg"].as_str().unwrap_or_default().contains("another origin"), "{v}");
     }
     let resp = s.client().post(&url).header("Host", "evil.example:5001").header("Content-Type", "application/json").body(body).send().await.expect("sent");
     assert_eq!(resp.status().as_u16(), 403);
@@ -48,7 +50,15 @@ async fn what_a_browser_page_could_send_is_refused_and_changes_nothing() {
     let (_, head) = s.get("/audit/head").await;
     assert_eq!(head["position"], 0, "nothing was written: {head}");
 
-    // JSON, and no content type at all, under a loopback name: accepted.
+    // A server's JSON under a form's content type, or none, under a loopback name: accepted; so is a page
+    // of the API's own origin.
+    for content_type in ["application/x-www-form-urlencoded", "text/plain", "application/json"] {
+        let resp = s.client().post(&url).header("Content-Type", content_type).body(body).send().await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 200, "{content_type}");
+    }
+    let own = format!("http://{}", s.api);
+    let resp = s.client().post(&url).header("Origin", own).header("Content-Type", "application/json").body(body).send().await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
     let resp = s
         .client()
         .post(&url)

@@ -12,7 +12,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{valid_request_id, ApiError, ApiState};
+use super::{same_origin, valid_request_id, ApiError, ApiState};
 use crate::config::JmApp;
 
 /// `899008`: Basic authentication failed.
@@ -104,7 +104,7 @@ fn app(state: ApiState) -> impl Filter<Extract = (App,), Error = Rejection> + Cl
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
     // No endpoint is served yet: an authenticated request finds no route, in this family's envelope.
     let api = warp::any().and_then(|| async { Err::<warp::reply::Response, Rejection>(warp::reject::not_found()) });
-    app(state).and(valid_request_id()).and(api).map(|_app: App, response| response).recover(recover).unify().boxed()
+    same_origin().and(app(state)).and(valid_request_id()).and(api).map(|_app: App, response| response).recover(recover).unify().boxed()
 }
 
 /// Every rejection of this family as a JMessage error.
