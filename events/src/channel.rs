@@ -230,6 +230,9 @@ pub struct SenderStanding {
     pub is_system: bool,
     /// The sender's own person channel has `send_ban`.
     pub send_banned: bool,
+    /// The send comes from a client's connection, not from the app server's API: it may not bring a
+    /// channel into being, not even one of the types anyone may post to.
+    pub via_client: bool,
 }
 
 /// For person channels: what the receiver's own settings say about this sender.
@@ -420,7 +423,14 @@ impl ChannelState {
         if !self.exists {
             // Even system accounts cannot post into a group that was never created.
             if open {
-                return if self.deleted { Err(Rejection::Disbanded) } else { Ok(()) };
+                // A client cannot create channels by posting into them: only the app server's API can.
+                return if self.deleted {
+                    Err(Rejection::Disbanded)
+                } else if m.sender.via_client && !m.sender.is_system {
+                    Err(Rejection::ChannelNotFound)
+                } else {
+                    Ok(())
+                };
             }
             return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
         }

@@ -353,3 +353,25 @@ fn unread_cannot_be_set_above_the_channel_count() {
         Err(Rejection::Invalid("unread 5 is more than the channel's 3 messages that count".into())),
     );
 }
+
+#[test]
+fn a_client_cannot_bring_an_open_channel_into_being_by_posting_to_it() {
+    let from_client = |cmd: ChannelCommand| match cmd {
+        ChannelCommand::Send(mut m) => {
+            m.sender.via_client = true;
+            ChannelCommand::Send(m)
+        }
+        other => other,
+    };
+    for ty in [ChannelType::TEMP, ChannelType::INFO, ChannelType::CUSTOMER_SERVICE] {
+        let key = ChannelKey::new("nowhere", ty);
+        check::<ChannelState>(&key, &[], from_client(send("u1", b"hi")), Err(Rejection::ChannelNotFound));
+        // The app server's API may, as before; so may a client once the channel exists.
+        let decided = ChannelState::default().decide(&key, &send("u1", b"hi"), Timestamp(1_700_000_000_000));
+        assert!(matches!(decided.as_deref(), Ok([ChannelEvent::MessageAppended(_)])), "{ty:?}: {decided:?}");
+        let mut existing = ChannelState::default();
+        existing.apply(Position(1), &created());
+        let decided = existing.decide(&key, &from_client(send("u1", b"hi")), Timestamp(1_700_000_000_000));
+        assert!(matches!(decided.as_deref(), Ok([ChannelEvent::MessageAppended(_)])), "{ty:?}: {decided:?}");
+    }
+}

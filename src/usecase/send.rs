@@ -122,7 +122,7 @@ impl UseCases {
             expire: out.expire,
             topic,
             payload: out.payload,
-            sender: SenderStanding::default(),
+            sender: SenderStanding { via_client: from_session.is_some(), ..SenderStanding::default() },
             peer: PeerPolicy::default(),
         };
         // What live delivery needs once the message is in: the send itself moves into the actor.

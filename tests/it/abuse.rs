@@ -162,3 +162,23 @@ async fn history_pages_are_bounded_by_bytes() {
     }
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
 }
+
+/// A client cannot make the server store messages in channels nobody created by posting into one of
+/// the types anyone may post to (temp, info, customer service).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_post_into_a_channel_nobody_created() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 5).await;
+    for ty in [8u8, 6, 3] {
+        let ack = alice.send(1, "made-up", ty, "spam").await;
+        assert_eq!(ack.reason_code, ReasonCode::CHANNEL_NOT_EXIST, "type {ty}");
+    }
+    let (_, head) = s.get("/audit/head").await;
+    let before = head["position"].as_u64();
+    // Once the app server made one, clients post into it as before.
+    let (status, v) = s.post("/channel", &serde_json::json!({"channel_id": "made-up", "channel_type": 6})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(alice.send(2, "made-up", 6, "hello").await.reason_code, ReasonCode::SUCCESS);
+    let (_, head) = s.get("/audit/head").await;
+    assert!(head["position"].as_u64() > before);
+}
