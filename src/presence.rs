@@ -318,11 +318,6 @@ impl Presence {
         }
     }
 
-    /// The queues of `uid`'s online sessions, with their ids.
-    fn sessions(&self, uid: &Uid) -> Vec<(u64, mpsc::Sender<Outbound>)> {
-        self.lock().sessions.get(uid).map(|v| v.iter().map(|o| (o.id, o.tx.clone())).collect()).unwrap_or_default()
-    }
-
     /// Number of online sessions of `uid`.
     pub fn count(&self, uid: &Uid) -> usize {
         self.lock().sessions.get(uid).map_or(0, Vec::len)
@@ -445,25 +440,30 @@ impl Presence {
     /// Never waits: a session whose queue is full (a reader that cannot keep up) is disconnected,
     /// and its client finds the message when it syncs after reconnecting.
     pub fn deliver(&self, message: &Arc<Delivery>, recipients: &[Uid], except: Option<u64>) {
-        for uid in recipients {
-            for (id, tx) in self.sessions(uid) {
-                if Some(id) == except {
-                    continue;
+        // One look at the directory per message, not one per recipient; the queues are written after
+        // the lock is released, so logins and kicks never wait for a big group's fan-out.
+        let online: Vec<(&Uid, u64, mpsc::Sender<Outbound>)> = {
+            let dir = self.lock();
+            recipients
+                .iter()
+                .filter_map(|uid| dir.sessions.get(uid).map(|v| (uid, v)))
+                .flat_map(|(uid, v)| v.iter().filter(|o| Some(o.id) != except).map(move |o| (uid, o.id, o.tx.clone())))
+                .collect()
+        };
+        for (uid, id, tx) in online {
+            match tx.try_send(Outbound::Message(message.clone())) {
+                Ok(()) => {}
+                // The session ends on its own; it is no longer listed a moment later.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                match tx.try_send(Outbound::Message(message.clone())) {
-                    Ok(()) => {}
-                    // The session ends on its own; it is no longer listed a moment later.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // A reader that cannot keep up: a silently skipped message would be a hole in what
-                    // the client believes it has, so the session ends instead, without telling it,
-                    // and the client reconnects and syncs. Nobody else waits for it.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(uid = %uid, message_id = message.message_id.0, "outbound queue full; disconnecting the slow reader");
-                        self.kick_session(uid, id, Kick::Close("outbound queue full"));
-                    }
+                // A reader that cannot keep up: a silently skipped message would be a hole in what
+                // the client believes it has, so the session ends instead, without telling it,
+                // and the client reconnects and syncs. Nobody else waits for it.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(uid = %uid, message_id = message.message_id.0, "outbound queue full; disconnecting the slow reader");
+                    self.kick_session(uid, id, Kick::Close("outbound queue full"));
                 }
             }
         }
