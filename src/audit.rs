@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 
 use base64::Engine as _;
 use rookery_events::{
-    sha256, Actor, ChannelEvent, ChannelKey, ChannelType, Envelope, EnvelopeBody, Event, Position, StreamId, SystemEvent, Timestamp, Uid, UserEvent,
+    sha256, Actor, ChannelEvent, ChannelKey, ChannelType, Envelope, EnvelopeBody, Event, Position, Profile, StreamId, SystemEvent, TenantEvent, Timestamp, Uid,
+    UserEvent,
 };
 use rookery_storage::{EventLog, StoredRecord};
 use serde::Deserialize;
@@ -63,6 +64,10 @@ pub const KINDS: &[&str] = &[
     "user.conversation_left",
     "system.uids_added",
     "system.uids_removed",
+    "tenant.users_registered",
+    "tenant.profile_updated",
+    "tenant.password_changed",
+    "tenant.users_unregistered",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -370,7 +375,11 @@ impl Query {
         if let Some(uid) = &self.uid {
             let own_stream = matches!(&body.stream, StreamId::User(u) if u == uid);
             let as_client = matches!(&body.meta.actor, Actor::Client { uid: u, .. } if u == uid);
-            if !own_stream && !as_client {
+            let account = match (&body.event, rookery_events::tenant_uid_parts(uid)) {
+                (Event::Tenant(e), Some((tag, n))) => matches!(&body.stream, StreamId::Tenant(t) if t == tag) && tenant_event_concerns(e, n),
+                _ => false,
+            };
+            if !own_stream && !as_client && !account {
                 return false;
             }
         }
@@ -408,6 +417,10 @@ pub fn run(log: &dyn EventLog, query: &Query) -> Result<Page, QueryError> {
         vec![own, Source::new(Some(&StreamId::ChannelCommands(k.clone())), lo, hi, query.order)]
     } else if let Some(uid) = &query.uid {
         let mut sources = vec![Source::new(Some(&StreamId::User(uid.clone())), lo, hi, query.order)];
+        // A tenant's user: the account's own changes are in the tenant's stream.
+        if let Some((tag, _)) = rookery_events::tenant_uid_parts(uid) {
+            sources.push(Source::new(Some(&StreamId::Tenant(tag.to_owned())), lo, hi, query.order));
+        }
         // The user's own sends as a client are in channel streams, and only possible once it had a token.
         if let Some(token) = first_token(log, uid)? {
             sources.push(Source::new(None, lo.max(token.next()), hi, query.order));
@@ -463,6 +476,7 @@ fn stream_json(s: &StreamId) -> Value {
         StreamId::ChannelCommands(k) => json!({"type": "channel_commands", "channel_id": k.id.as_str(), "channel_type": k.ty.0}),
         StreamId::User(uid) => json!({"type": "user", "uid": uid.as_str()}),
         StreamId::System => json!({"type": "system"}),
+        StreamId::Tenant(tag) => json!({"type": "tenant", "tag": tag}),
     }
 }
 
@@ -536,6 +550,48 @@ pub fn event_json(e: &Event) -> Value {
         Event::System(s) => match s {
             SystemEvent::SystemUidsAdded { uids } | SystemEvent::SystemUidsRemoved { uids } => uids_json(uids),
         },
+        // Password hashes are never shown, only that one was set.
+        Event::Tenant(t) => match t {
+            TenantEvent::UsersRegistered { users, at } => json!({
+                "users": users.iter().map(|r| json!({"n": r.n, "username": r.username, "profile": profile_json(&r.profile)})).collect::<Vec<_>>(),
+                "at": at.0,
+            }),
+            TenantEvent::ProfileUpdated { n, patch, at } => json!({"n": n, "patch": profile_json(patch), "at": at.0}),
+            TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
+            TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
+        },
+    }
+}
+
+/// The fields a profile (or a patch) sets, by name.
+pub fn profile_json(p: &Profile) -> Value {
+    let mut out = serde_json::Map::new();
+    let mut text = |name: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            out.insert(name.into(), Value::from(v.as_str()));
+        }
+    };
+    text("nickname", &p.nickname);
+    text("avatar", &p.avatar);
+    text("birthday", &p.birthday);
+    text("signature", &p.signature);
+    text("region", &p.region);
+    text("address", &p.address);
+    text("mobile", &p.mobile);
+    text("email", &p.email);
+    text("extras", &p.extras);
+    if let Some(g) = p.gender {
+        out.insert("gender".into(), Value::from(g));
+    }
+    Value::Object(out)
+}
+
+/// Whether a tenant event is about user number `n` of that tenant.
+fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
+    match e {
+        TenantEvent::UsersRegistered { users, .. } => users.iter().any(|r| r.n == who),
+        TenantEvent::ProfileUpdated { n, .. } | TenantEvent::PasswordChanged { n, .. } => *n == who,
+        TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
     }
 }
 

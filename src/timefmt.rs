@@ -32,6 +32,27 @@ pub fn format_time(t: Timestamp) -> String {
     }
 }
 
+/// `t` as `yyyy-MM-dd HH:mm:ss` in UTC, whole seconds: the JMessage API's times.
+pub fn format_civil(t: Timestamp) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000) {
+        Ok(dt) => format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", dt.year(), u8::from(dt.month()), dt.day(), dt.hour(), dt.minute(), dt.second()),
+        Err(_) => t.0.to_string(),
+    }
+}
+
+/// `value` as a calendar date `yyyy-MM-dd` when it is one (a real day of a four-digit year).
+pub fn parse_date(value: &str) -> Option<String> {
+    let b = value.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+        return None;
+    }
+    let year: i32 = value[0..4].parse().ok()?;
+    let month = time::Month::try_from(value[5..7].parse::<u8>().ok()?).ok()?;
+    let day: u8 = value[8..10].parse().ok()?;
+    time::Date::from_calendar_date(year, month, day).ok().map(|_| value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +65,14 @@ mod tests {
         assert_eq!(parse_time("at", "1700000000123").unwrap(), Timestamp(1_700_000_000_123));
         assert!(parse_time("at", "1969-12-31T23:59:59Z").unwrap_err().contains("at must not be before 1970"));
         assert!(parse_time("at", "yesterday").unwrap_err().contains("at must be an RFC 3339 time"));
+    }
+
+    #[test]
+    fn civil_times_and_dates() {
+        assert_eq!(format_civil(Timestamp(1_700_000_000_123)), "2023-11-14 22:13:20");
+        assert_eq!(parse_date("1990-01-24").as_deref(), Some("1990-01-24"));
+        for bad in ["1990-02-30", "1990-1-24", "90-01-24", "1990/01/24", "1990-13-01", ""] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 }

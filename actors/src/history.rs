@@ -11,7 +11,7 @@
 //! two events decided in the same millisecond by different actors may commit in either order; the
 //! answer is exact to the millisecond, not within it.
 
-use rookery_events::{Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, Timestamp, Uid, UserState};
+use rookery_events::{Aggregate, ChannelKey, ChannelMark, ChannelState, EnvelopeBody, Position, StreamId, SystemState, TenantState, Timestamp, Uid, UserState};
 use rookery_storage::EventLog;
 
 use crate::error::CoreError;
@@ -113,6 +113,15 @@ fn rebuild<A: Aggregate>(log: &dyn EventLog, streams: &[StreamId], at: Position)
 pub fn channel_at(log: &dyn EventLog, key: &ChannelKey, at: At) -> Result<Past<ChannelState>, CoreError> {
     let at = resolve(log, at)?;
     rebuild(log, &[StreamId::Channel(key.clone()), StreamId::ChannelCommands(key.clone())], at)
+}
+
+/// A tenant (its accounts and profiles) as of `at`.
+///
+/// # Errors
+/// [`CoreError::Storage`] when the log cannot be read.
+pub fn tenant_at(log: &dyn EventLog, tag: &str, at: At) -> Result<Past<TenantState>, CoreError> {
+    let at = resolve(log, at)?;
+    rebuild(log, &[StreamId::Tenant(tag.to_owned())], at)
 }
 
 /// A user as of `at`: tokens, system-uid flag, and the conversations the user was a member of with

@@ -19,6 +19,7 @@ mod registry;
 pub mod replay;
 pub mod sample;
 mod system;
+pub mod tenant;
 pub mod user;
 
 #[cfg(test)]

@@ -149,6 +149,24 @@ pub struct ExecuteSystem {
     pub origin: Origin,
 }
 
+/// Execute a command on a tenant.
+#[derive(Message)]
+#[rtype(result = "Result<crate::tenant::TenantReply, CoreError>")]
+pub struct ExecuteTenant {
+    /// The command.
+    pub cmd: rookery_events::TenantCommand,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+/// Run a read on a tenant's committed state inside its actor (the state is not copied out).
+#[derive(Message)]
+#[rtype(result = "Result<(), CoreError>")]
+pub struct QueryTenant {
+    /// The read; it sends its own answer.
+    pub read: Box<dyn FnOnce(&rookery_events::TenantState) + Send>,
+}
+
 /// Read the server-wide state.
 #[derive(Message)]
 #[rtype(result = "Result<SystemState, CoreError>")]

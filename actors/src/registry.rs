@@ -21,6 +21,7 @@ use crate::clock::{Clock, MessageIdGen};
 use crate::error::CoreError;
 use crate::messages::*;
 use crate::system::SystemActor;
+use crate::tenant::{TenantActor, TenantReply};
 use crate::user::UserActor;
 
 /// Tunables of the actor layer.
@@ -103,6 +104,7 @@ pub(crate) struct Inner {
     arbiters: Vec<ArbiterHandle>,
     pub(crate) channels: Directory<ChannelKey, ChannelActor>,
     pub(crate) users: Directory<Uid, UserActor>,
+    pub(crate) tenants: Directory<String, TenantActor>,
     system: Mutex<Option<Addr<SystemActor>>>,
     pub(crate) system_view: RwLock<Arc<SystemState>>,
     /// Whether a user may not send (send ban or ban on their own person channel), as published by
@@ -152,6 +154,7 @@ impl Core {
             arbiters,
             channels: Directory::new(),
             users: Directory::new(),
+            tenants: Directory::new(),
             system: Mutex::new(None),
             system_view: RwLock::new(Arc::new(system_state.clone())),
             send_bans: RwLock::new(HashMap::new()),
@@ -200,6 +203,53 @@ impl Core {
             let (core, u) = (self.clone(), uid.clone());
             UserActor::start_in_arbiter(self.arbiter_for(uid), move |_| UserActor::recover(core, u))
         })
+    }
+
+    fn tenant_addr(&self, tag: &String) -> Addr<TenantActor> {
+        self.0.tenants.get_or_insert_with(tag, || {
+            let (core, t) = (self.clone(), tag.clone());
+            TenantActor::start_in_arbiter(self.arbiter_for(tag), move |_| TenantActor::recover(core, t))
+        })
+    }
+
+    /// Runs a command on the tenant `tag` and waits until its effect is durable; answers the events
+    /// decided (empty when nothing changed) and the position of the last one.
+    ///
+    /// # Errors
+    /// As for [`Core::channel`].
+    pub async fn tenant(&self, tag: &str, cmd: rookery_events::TenantCommand, origin: Origin) -> Result<TenantReply, CoreError> {
+        let tag = tag.to_owned();
+        let msg = || ExecuteTenant { cmd: cmd.clone(), origin: origin.clone() };
+        ask(|| self.tenant_addr(&tag), msg, |a| self.0.tenants.remove_if(&tag, a)).await
+    }
+
+    /// Runs `read` on the committed state of the tenant `tag`, inside its actor, and answers what it
+    /// returns: a tenant's state grows with its users and is never copied out whole.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the tenant cannot be loaded, [`CoreError::Unavailable`] when its
+    /// actor stopped.
+    pub async fn tenant_read<R: Send + 'static>(
+        &self,
+        tag: &str,
+        read: impl FnOnce(&rookery_events::TenantState) -> R + Send + 'static,
+    ) -> Result<R, CoreError> {
+        let tag = tag.to_owned();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let addr = self.tenant_addr(&tag);
+        let query = QueryTenant {
+            read: Box::new(move |state| {
+                let _ = tx.send(read(state));
+            }),
+        };
+        match addr.send(query).await {
+            Ok(Ok(())) => rx.await.map_err(|_| CoreError::Unavailable),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.0.tenants.remove_if(&tag, &addr);
+                Err(CoreError::Unavailable)
+            }
+        }
     }
 
     fn system_addr(&self) -> Result<Addr<SystemActor>, CoreError> {

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use rookery_events::{
-    decode_state, link, Aggregate, ChainHash, ChannelKey, ChannelState, EnvelopeBody, Event, Position, StreamId, SystemState, Uid, UserState,
+    decode_state, link, Aggregate, ChainHash, ChannelKey, ChannelState, EnvelopeBody, Event, Position, StreamId, SystemState, TenantState, Uid, UserState,
 };
 use rookery_storage::{EventLog, Snapshot};
 
@@ -54,6 +54,7 @@ struct States {
     channels: HashMap<ChannelKey, (ChannelState, Position)>,
     users: HashMap<Uid, (UserState, Position)>,
     system: Option<(SystemState, Position)>,
+    tenants: HashMap<String, (TenantState, Position)>,
 }
 
 /// Gets (or, seeded from its snapshot, creates) the state of one aggregate, with the position its
@@ -96,6 +97,7 @@ impl States {
                 fold(slot(&mut self.channels, k, || StreamId::Channel(k.clone()), seed)?, position, &body.event)
             }
             StreamId::User(u) => fold(slot(&mut self.users, u, || StreamId::User(u.clone()), seed)?, position, &body.event),
+            StreamId::Tenant(t) => fold(slot(&mut self.tenants, t, || StreamId::Tenant(t.clone()), seed)?, position, &body.event),
             StreamId::System => {
                 if self.system.is_none() {
                     self.system = Some(match seed {
@@ -122,6 +124,10 @@ impl States {
         }
         if let Some((s, _)) = self.system.take() {
             recovery::save(log, &StreamId::System, &s, at)?;
+            n += 1;
+        }
+        for (t, (s, _)) in self.tenants.drain() {
+            recovery::save(log, &StreamId::Tenant(t), &s, at)?;
             n += 1;
         }
         Ok(n)
@@ -232,6 +238,12 @@ pub fn verify(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Result<
     }
     if let Some((replayed, _)) = states.system {
         compare("system", &replayed, log, &[StreamId::System])?;
+        aggregates += 1;
+    }
+    let mut tenants: Vec<_> = states.tenants.into_iter().collect();
+    tenants.sort_by(|a, b| a.0.cmp(&b.0));
+    for (tag, (replayed, _)) in tenants {
+        compare(&format!("tenant {tag}"), &replayed, log, &[StreamId::Tenant(tag.clone())])?;
         aggregates += 1;
     }
     Ok(VerifyReport { events, aggregates, head })

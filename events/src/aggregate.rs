@@ -33,6 +33,12 @@ pub enum Rejection {
     /// The allowlist is not empty and the sender is not on it.
     #[error("sender is not on the whitelist")]
     NotInWhitelist,
+    /// What the command names does not exist (the text says what).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// What the command would create exists already (the text says what).
+    #[error("{0} exists already")]
+    Exists(String),
 }
 
 /// An event-sourced aggregate. State is `Default` before its first event.

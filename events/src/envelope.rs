@@ -6,6 +6,7 @@ use crate::chain::{sha256, ChainHash, Position};
 use crate::channel::ChannelEvent;
 use crate::ids::{ChannelKey, DeviceFlag, RequestId, Timestamp, Uid};
 use crate::system::SystemEvent;
+use crate::tenant::TenantEvent;
 use crate::user::UserEvent;
 
 /// The aggregate an envelope belongs to. Every stream has exactly one writer actor.
@@ -19,6 +20,8 @@ pub enum StreamId {
     User(Uid),
     /// Server-wide settings (system uids).
     System,
+    /// A tenant of the business APIs (by tag): its accounts and app-wide settings.
+    Tenant(String),
 }
 
 impl StreamId {
@@ -30,6 +33,7 @@ impl StreamId {
             StreamId::ChannelCommands(k) => prefixed(b'k', Some(k.ty.0), k.id.as_str()),
             StreamId::User(uid) => prefixed(b'u', None, uid.as_str()),
             StreamId::System => vec![b's'],
+            StreamId::Tenant(tag) => prefixed(b't', None, tag),
         }
     }
 }
@@ -49,6 +53,7 @@ impl std::fmt::Display for StreamId {
             StreamId::ChannelCommands(k) => write!(f, "commands {k}"),
             StreamId::User(uid) => write!(f, "user {uid}"),
             StreamId::System => f.write_str("system"),
+            StreamId::Tenant(tag) => write!(f, "tenant {tag}"),
         }
     }
 }
@@ -96,6 +101,8 @@ pub enum Event {
     User(UserEvent),
     /// A server-wide event.
     System(SystemEvent),
+    /// An event of a tenant.
+    Tenant(TenantEvent),
 }
 
 impl Event {
@@ -105,6 +112,7 @@ impl Event {
             Event::Channel(e) => e.kind(),
             Event::User(e) => e.kind(),
             Event::System(e) => e.kind(),
+            Event::Tenant(e) => e.kind(),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! **Invariant:** this crate does no I/O, reads no clock and makes no random ids: time, ids and the
 //! acting party arrive as arguments, so deciding and replaying are deterministic.
 //!
-//! Each aggregate ([`ChannelState`], [`UserState`], [`SystemState`]) has a pure
+//! Each aggregate ([`ChannelState`], [`UserState`], [`SystemState`], [`TenantState`]) has a pure
 //! [`Aggregate::decide`] (command → events or a [`Rejection`]) and an infallible [`Aggregate::apply`].
 //! Envelopes are stored as a format byte plus bincode ([`EnvelopeBody::encode`]); a persisted variant
 //! is never edited, only new ones appended, and `tests/golden.rs` holds a checked-in log every later
@@ -17,6 +17,7 @@ mod channel;
 mod envelope;
 mod ids;
 mod system;
+mod tenant;
 mod user;
 
 #[cfg(test)]
@@ -33,4 +34,5 @@ pub use ids::{
     StreamNo, Timestamp, Uid, SYSTEM_UID,
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
+pub use tenant::{tenant_uid, tenant_uid_parts, Account, NewAccount, PasswordHash, Profile, Registration, TenantCommand, TenantEvent, TenantState};
 pub use user::{ChannelMark, ConversationMarks, DeviceToken, QueuedCommand, UserCommand, UserEvent, UserState};

@@ -320,7 +320,13 @@ fn decoding_rejects_unknown_formats_and_trailing_bytes() {
 #[test]
 fn stream_keys_are_distinct_per_kind() {
     let k = group();
-    let keys = [StreamId::Channel(k.clone()).key(), StreamId::ChannelCommands(k).key(), StreamId::User("g1".into()).key(), StreamId::System.key()];
+    let keys = [
+        StreamId::Channel(k.clone()).key(),
+        StreamId::ChannelCommands(k).key(),
+        StreamId::User("g1".into()).key(),
+        StreamId::System.key(),
+        StreamId::Tenant("g1".into()).key(),
+    ];
     for (i, a) in keys.iter().enumerate() {
         assert!(!a.contains(&0xFF));
         for b in &keys[i + 1..] {
@@ -373,5 +379,104 @@ fn a_client_cannot_bring_an_open_channel_into_being_by_posting_to_it() {
         existing.apply(Position(1), &created());
         let decided = existing.decide(&key, &from_client(send("u1", b"hi")), Timestamp(1_700_000_000_000));
         assert!(matches!(decided.as_deref(), Ok([ChannelEvent::MessageAppended(_)])), "{ty:?}: {decided:?}");
+    }
+}
+
+fn pw(b: u8) -> PasswordHash {
+    PasswordHash { scheme: 1, iterations: 10, salt: vec![b; 16], hash: vec![b; 32] }
+}
+
+fn new_account(name: &str) -> NewAccount {
+    NewAccount { username: name.into(), profile: Profile { nickname: Some(format!("nick {name}")), ..Default::default() }, password: pw(1) }
+}
+
+fn registered(first_n: u64, names: &[&str]) -> TenantEvent {
+    let users = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Registration {
+            n: first_n + i as u64,
+            username: (*name).into(),
+            profile: Profile { nickname: Some(format!("nick {name}")), ..Default::default() },
+            password: pw(1),
+        })
+        .collect();
+    TenantEvent::UsersRegistered { users, at: Timestamp(1_700_000_000_000) }
+}
+
+#[test]
+fn registering_numbers_new_accounts_and_skips_taken_or_repeated_names() {
+    let tag = "a1".to_owned();
+    check::<TenantState>(
+        &tag,
+        &[registered(1, &["ann"])],
+        TenantCommand::Register(vec![new_account("ann"), new_account("bob"), new_account("bob"), new_account("cy")]),
+        Ok(vec![registered(2, &["bob", "cy"])]),
+    );
+    check::<TenantState>(&tag, &[registered(1, &["ann"])], TenantCommand::Register(vec![new_account("ann")]), Ok(vec![]));
+}
+
+#[test]
+fn a_deleted_name_registers_again_under_a_new_number() {
+    let tag = "a1".to_owned();
+    check::<TenantState>(
+        &tag,
+        &[registered(1, &["ann", "bob"]), TenantEvent::UsersUnregistered { ns: vec![1] }],
+        TenantCommand::Register(vec![new_account("ann")]),
+        Ok(vec![registered(3, &["ann"])]),
+    );
+}
+
+#[test]
+fn a_profile_update_records_only_what_changes() {
+    let tag = "a1".to_owned();
+    let patch = Profile { nickname: Some("nick ann".into()), gender: Some(2), ..Default::default() };
+    check::<TenantState>(
+        &tag,
+        &[registered(1, &["ann"])],
+        TenantCommand::UpdateProfile { username: "ann".into(), patch },
+        Ok(vec![TenantEvent::ProfileUpdated { n: 1, patch: Profile { gender: Some(2), ..Default::default() }, at: Timestamp(1_700_000_000_000) }]),
+    );
+    let same = Profile { nickname: Some("nick ann".into()), ..Default::default() };
+    check::<TenantState>(&tag, &[registered(1, &["ann"])], TenantCommand::UpdateProfile { username: "ann".into(), patch: same }, Ok(vec![]));
+}
+
+#[test]
+fn unknown_accounts_are_refused_and_a_batch_delete_is_all_or_nothing() {
+    let tag = "a1".to_owned();
+    let given = [registered(1, &["ann"])];
+    check::<TenantState>(
+        &tag,
+        &given,
+        TenantCommand::UpdateProfile { username: "zed".into(), patch: Profile::default() },
+        Err(Rejection::NotFound("user \"zed\"".into())),
+    );
+    check::<TenantState>(
+        &tag,
+        &given,
+        TenantCommand::ChangePassword { username: "zed".into(), password: pw(2) },
+        Err(Rejection::NotFound("user \"zed\"".into())),
+    );
+    check::<TenantState>(&tag, &given, TenantCommand::Unregister(vec!["ann".into(), "zed".into()]), Err(Rejection::NotFound("user \"zed\"".into())));
+    check::<TenantState>(&tag, &given, TenantCommand::Unregister(vec!["ann".into(), "ann".into()]), Ok(vec![TenantEvent::UsersUnregistered { ns: vec![1] }]));
+}
+
+#[test]
+fn applying_keeps_names_and_numbers_in_step() {
+    let mut s = TenantState::default();
+    s.apply(Position(1), &registered(1, &["ann", "bob"]));
+    s.apply(Position(2), &TenantEvent::PasswordChanged { n: 2, password: pw(9), at: Timestamp(5) });
+    s.apply(Position(3), &TenantEvent::UsersUnregistered { ns: vec![1] });
+    assert_eq!(s.account("ann"), None);
+    let (n, bob) = s.account("bob").unwrap();
+    assert_eq!((n, bob.password.hash[0], bob.mtime, s.last_n), (2, 9, Timestamp(5), 2));
+}
+
+#[test]
+fn tenant_uids_round_trip_and_nothing_else_parses_as_one() {
+    assert_eq!(tenant_uid("a1", 42).0, "a1#42");
+    assert_eq!(tenant_uid_parts(&tenant_uid("a1", 42)), Some(("a1", 42)));
+    for other in ["a1", "a1#", "#4", "a1#04", "a1#0", "A1#4", "toolongtag#4", "a1#4#5", "a1#x"] {
+        assert_eq!(tenant_uid_parts(&Uid::from(other)), None, "{other}");
     }
 }

@@ -151,7 +151,43 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
             reason: "request 2026-114".into(),
         }),
     };
-    vec![("golden-v1-erasure.log", vec![erasure])]
+    let tenant = |i: u8, event: TenantEvent| EnvelopeBody {
+        stream: StreamId::Tenant("a1".into()),
+        meta: meta(i, Actor::Api { credential: "jm:a1".into() }),
+        event: Event::Tenant(event),
+    };
+    let password = |b: u8| PasswordHash { scheme: 1, iterations: 10_000, salt: vec![b; 16], hash: vec![b; 32] };
+    let profile = Profile {
+        nickname: Some("Fang".into()),
+        avatar: Some("a1/image/00ff".into()),
+        birthday: Some("1990-01-24".into()),
+        gender: Some(2),
+        signature: Some("orz".into()),
+        region: Some("shenzhen".into()),
+        address: None,
+        mobile: Some("+86 10 1234".into()),
+        email: Some("f@example.com".into()),
+        extras: Some(r#"{"k":"v"}"#.into()),
+    };
+    let accounts = vec![
+        tenant(
+            41,
+            TenantEvent::UsersRegistered {
+                users: vec![
+                    Registration { n: 1, username: "dev_fang".into(), profile: profile.clone(), password: password(1) },
+                    Registration { n: 2, username: "dev.li@x".into(), profile: Profile::default(), password: password(2) },
+                ],
+                at: Timestamp(1_700_000_000_041),
+            },
+        ),
+        tenant(
+            42,
+            TenantEvent::ProfileUpdated { n: 1, patch: Profile { nickname: Some("Fang F".into()), ..Default::default() }, at: Timestamp(1_700_000_000_042) },
+        ),
+        tenant(43, TenantEvent::PasswordChanged { n: 2, password: password(3), at: Timestamp(1_700_000_000_043) }),
+        tenant(44, TenantEvent::UsersUnregistered { ns: vec![1, 2] }),
+    ];
+    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts)]
 }
 
 #[test]
@@ -176,5 +212,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4, "a new event kind needs a new golden fixture: {kinds:?}");
 }

@@ -281,7 +281,8 @@ pub fn reason_for(error: &usecase::Error) -> ReasonCode {
             Rejection::Disbanded => ReasonCode::DISBAND,
             Rejection::SendBanned => ReasonCode::SEND_BAN,
             // A malformed command (for example a channel type that cannot carry messages).
-            Rejection::Invalid(_) => ReasonCode::NOT_ALLOW_SEND,
+            Rejection::Invalid(_) | Rejection::Exists(_) => ReasonCode::NOT_ALLOW_SEND,
+            Rejection::NotFound(_) => ReasonCode::CHANNEL_NOT_EXIST,
         },
         CoreError::Storage(_) | CoreError::Unavailable => ReasonCode::SYSTEM_ERROR,
     }

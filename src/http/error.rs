@@ -32,7 +32,8 @@ impl warp::reject::Reject for ApiError {}
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> ApiError {
         let status = match &e {
-            CoreError::Rejected(Rejection::ChannelNotFound) => StatusCode::NOT_FOUND,
+            CoreError::Rejected(Rejection::ChannelNotFound | Rejection::NotFound(_)) => StatusCode::NOT_FOUND,
+            CoreError::Rejected(Rejection::Exists(_)) => StatusCode::CONFLICT,
             CoreError::Rejected(Rejection::Banned | Rejection::SendBanned | Rejection::InBlacklist | Rejection::NotSubscriber | Rejection::NotInWhitelist) => {
                 StatusCode::FORBIDDEN
             }

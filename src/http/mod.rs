@@ -235,29 +235,34 @@ fn is_loopback_host(host: &str) -> bool {
 /// or anything is decided.
 pub(crate) fn origin(state: ApiState) -> impl Filter<Extract = (Origin,), Error = Rejection> + Clone {
     credential_of(state)
-        .and(warp::ext::optional::<RequestContext>())
-        .and(warp::addr::remote())
-        .and(warp::header::optional::<String>("user-agent"))
-        .and(warp::header::optional::<String>(REQUEST_ID_HEADER))
-        .and_then(|credential: Credential, context: Option<RequestContext>, addr: Option<SocketAddr>, agent: Option<String>, rid: Option<String>| async move {
+        .and_then(|credential: Credential| async move {
             if credential.scope != Scope::Admin {
                 return Err(warp::reject::custom(ApiError {
                     status: warp::http::StatusCode::FORBIDDEN,
                     msg: format!("the credential {:?} is read-only and this route changes state", credential.name),
                 }));
             }
+            Ok(Actor::Api { credential: credential.name })
+        })
+        .and(request_origin())
+        .map(|actor: Actor, origin: Origin| Origin { actor, ..origin })
+}
+
+/// The request's id, peer address and user agent as an [`Origin`] (its actor still the server's,
+/// for the family to set).
+pub(crate) fn request_origin() -> impl Filter<Extract = (Origin,), Error = Rejection> + Clone {
+    warp::ext::optional::<RequestContext>()
+        .and(warp::addr::remote())
+        .and(warp::header::optional::<String>("user-agent"))
+        .and(warp::header::optional::<String>(REQUEST_ID_HEADER))
+        .map(|context: Option<RequestContext>, addr: Option<SocketAddr>, agent: Option<String>, rid: Option<String>| {
             // The server loop (serve.rs) always sets the context; the fallback serves filters run
             // without it, such as warp's test harness.
             let (id, peer) = match context {
                 Some(c) => (c.request_id, c.peer),
                 None => (rid.and_then(|r| serve::recorded_request_id(&r)).unwrap_or_else(uuid::Uuid::new_v4), addr),
             };
-            Ok(Origin {
-                actor: Actor::Api { credential: credential.name },
-                request_id: RequestId(*id.as_bytes()),
-                source: peer.map(|a| a.to_string()),
-                user_agent: agent,
-            })
+            Origin { actor: Actor::System, request_id: RequestId(*id.as_bytes()), source: peer.map(|a| a.to_string()), user_agent: agent }
         })
 }
 

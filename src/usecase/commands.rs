@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use rookery_actors::Origin;
 use rookery_events::{Message, Position, Uid, UserCommand};
 
-use super::{validate, Error, Field, UseCases};
+use super::{validate, Error, UseCases};
 
 /// Uids whose last read of the queue is remembered; past this, an arbitrary entry is forgotten (its
 /// commands are simply offered again by the next read).
@@ -52,7 +52,7 @@ impl UseCases {
     /// # Errors
     /// [`Error::Invalid`] for a malformed uid, [`Error::Core`] when the queue cannot be read.
     pub async fn pending_commands(&self, uid: &str, limit: usize, remember: bool) -> Result<Vec<Message>, Error> {
-        validate::id(Field::Uid, "uid", uid)?;
+        validate::uid("uid", uid)?;
         let uid = Uid::from(uid);
         let user = self.core.user_state(&uid).await?;
         let pending: Vec<_> = user.pending_commands.into_iter().take(limit).collect();
@@ -84,7 +84,7 @@ impl UseCases {
     /// [`Error::Invalid`] for a malformed uid, [`Error::Core`] when the log fails (the commands are
     /// kept, so the acknowledgement can be retried).
     pub async fn ack_commands(&self, uid: &str, origin: Origin) -> Result<(), Error> {
-        validate::id(Field::Uid, "uid", uid)?;
+        validate::uid("uid", uid)?;
         let uid = Uid::from(uid);
         let positions = self.commands.take(&uid);
         if positions.is_empty() {

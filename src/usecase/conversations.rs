@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rookery_actors::Origin;
 use rookery_events::{person_channel_parties, ChannelKey, ChannelState, ChannelType, Message, Uid, UserCommand, SYSTEM_UID};
 
-use super::{validate, Error, Field, UseCases};
+use super::{validate, Error, UseCases};
 
 /// Most conversations one query returns (the most recently changed).
 pub const MAX_CONVERSATIONS: usize = 1000;
@@ -78,7 +78,7 @@ impl UseCases {
     /// # Errors
     /// [`Error::Invalid`] for a malformed uid, [`Error::Core`] when state cannot be read.
     pub async fn conversations(&self, q: &ConversationQuery) -> Result<Vec<Conversation>, Error> {
-        validate::id(Field::Uid, "uid", &q.uid)?;
+        validate::uid("uid", &q.uid)?;
         let uid = Uid::from(q.uid.as_str());
         let user = self.core.user_state(&uid).await?;
         let system = self.core.system_view();
@@ -139,7 +139,7 @@ impl UseCases {
     /// [`Error::Invalid`] for malformed ids, [`Error::NotFound`] for a channel that neither exists nor
     /// has messages, [`Error::Core`] when the log fails.
     pub async fn mark_conversation(&self, uid: &str, channel_id: &str, ty: Option<u8>, mark: ConversationMark, origin: Origin) -> Result<(), Error> {
-        validate::id(Field::Uid, "uid", uid)?;
+        validate::uid("uid", uid)?;
         let uid = Uid::from(uid);
         let ty = validate::channel_type(ty)?;
         let key = validate::channel(&uid, channel_id, ty)?;

@@ -5,6 +5,7 @@
 //! Dependencies point down: transports (`gateway`, `http`) -> use cases -> the actor core and
 //! [`Presence`]. Nothing here names a transport, builds a frame or knows JSON.
 
+mod accounts;
 mod channels;
 mod commands;
 mod conversations;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use rookery_actors::Core;
 
+pub use accounts::{hash_password, password_matches, AccountView, Signup, PASSWORD_ITERATIONS};
 pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
 pub use history::Page;

@@ -93,7 +93,7 @@ impl UseCases {
         let from = match out.from.as_deref() {
             None | Some("") => Uid::from(SYSTEM_UID),
             Some(uid) => {
-                validate::id(Field::Uid, "from_uid", uid)?;
+                validate::uid("from_uid", uid)?;
                 Uid::from(uid)
             }
         };
@@ -164,7 +164,7 @@ impl UseCases {
         payload: Vec<u8>,
         origin: Origin,
     ) -> Result<Vec<BatchFailure>, Error> {
-        validate::id(Field::Uid, "from_uid", from)?;
+        validate::uid("from_uid", from)?;
         validate::payload(&payload, self.max_payload)?;
         if recipients.len() > MAX_BATCH_RECIPIENTS {
             return Err(Error::invalid(Field::Recipients, format!("subscribers may name at most {MAX_BATCH_RECIPIENTS} uids")));

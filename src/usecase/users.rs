@@ -42,6 +42,9 @@ impl UseCases {
         if token.len() > validate::MAX_TOKEN {
             return Err(Error::invalid(Field::Token, format!("token is longer than {} bytes", validate::MAX_TOKEN)));
         }
+        if !self.account_is_live(&uid).await? {
+            return Err(Error::NotFound(format!("user {uid}")));
+        }
         if self.banned(&uid).await? {
             return Ok(TokenSet::Banned);
         }
@@ -83,6 +86,15 @@ impl UseCases {
             Some(t) if t.matches(token) => t.level,
             _ => return Err(LoginRefused::BadCredentials),
         };
+        // A deleted tenant account logs its devices out; this also covers a crash in between.
+        match self.account_is_live(&uid).await {
+            Ok(true) => {}
+            Ok(false) => return Err(LoginRefused::BadCredentials),
+            Err(e) => {
+                tracing::warn!(uid = %uid, error = %e, "reading the user's account for a login");
+                return Err(LoginRefused::Unavailable);
+            }
+        }
         match self.banned(&uid).await {
             Ok(false) => Ok(level),
             Ok(true) => Err(LoginRefused::Banned),

@@ -33,12 +33,25 @@ pub fn id(field: Field, what: &str, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A uid a client may own: a valid id that is not the built-in system account.
+/// A user id: a valid [`id`], or the uid of a tenant's user (`<tag>#<n>`, see
+/// `rookery_events::tenant_uid`), the only ids with a `#`.
+///
+/// # Errors
+/// [`Error::Invalid`] on [`Field::Uid`].
+pub fn uid(what: &str, raw: &str) -> Result<Uid, Error> {
+    let uid = Uid::from(raw);
+    if rookery_events::tenant_uid_parts(&uid).is_none() {
+        id(Field::Uid, what, raw)?;
+    }
+    Ok(uid)
+}
+
+/// A uid a client may own: a valid [`uid`] that is not the built-in system account.
 ///
 /// # Errors
 /// [`Error::Invalid`] on [`Field::Uid`].
 pub fn client_uid(what: &str, raw: &str) -> Result<Uid, Error> {
-    id(Field::Uid, what, raw)?;
+    uid(what, raw)?;
     if raw == SYSTEM_UID {
         return Err(Error::invalid(Field::Uid, format!("{what} must not be the system uid")));
     }
@@ -57,8 +70,8 @@ pub fn uids(what: &str, raw: Vec<String>, allow_empty: bool) -> Result<Vec<Uid>,
     if raw.len() > MAX_UIDS {
         return Err(Error::invalid(Field::Recipients, format!("{what} may name at most {MAX_UIDS} uids")));
     }
-    for uid in &raw {
-        id(Field::Uid, what, uid)?;
+    for u in &raw {
+        uid(what, u)?;
     }
     Ok(raw.into_iter().map(Uid).collect())
 }
@@ -100,7 +113,7 @@ pub fn channel(caller: &Uid, channel_id: &str, ty: ChannelType) -> Result<Channe
             }
             return Err(Error::invalid(Field::ChannelId, "person channel id does not include the calling uid"));
         }
-        id(Field::ChannelId, "channel_id", channel_id)?;
+        uid("channel_id", channel_id).map_err(|e| Error::invalid(Field::ChannelId, e.to_string()))?;
         return Ok(ChannelKey::new(person_channel_id(caller, &Uid::from(channel_id)), ty));
     }
     id(Field::ChannelId, "channel_id", channel_id)?;

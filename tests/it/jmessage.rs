@@ -1,9 +1,13 @@
-//! The JMessage family's door: HTTP Basic credentials of a configured app, its error envelope, and its
-//! paths kept apart from the WuKongIM family's.
+//! The JMessage family (seed 002) against the real server: its door (HTTP Basic credentials of a
+//! configured app, its error envelope, its paths kept apart from the WuKongIM family's), and its
+//! users: register, read, update, list, online state, password, delete, disable, blacklist, each
+//! bad input refused with the document's error and nothing changed.
 
 use base64::Engine;
+use rookery::gateway::packet::{Packet, ReasonCode};
 use serde_json::{json, Value};
 
+use crate::gateway::{Client, Kind};
 use crate::support::Server;
 
 const APPS: &str = r#"[{tag="a1", appkey="4f7aef34fb361292c566a1cd", master_secret="054d6103823a726fc12d0466"}]"#;
@@ -17,6 +21,8 @@ async fn jm(s: &Server, method: &str, path: &str, authorization: Option<&str>, b
     let mut req = match method {
         "GET" => s.client().get(url),
         "PUT" => s.client().put(url).json(body),
+        "DELETE" if body.is_null() => s.client().delete(url),
+        "DELETE" => s.client().delete(url).json(body),
         _ => s.client().post(url).json(body),
     };
     if let Some(a) = authorization {
@@ -81,4 +87,314 @@ async fn every_credential_problem_is_401_899008_and_changes_nothing() {
     // The WuKongIM family is unaffected: its paths and its envelope.
     let (status, v) = s.post("/user/token", &json!({"uid": "u1", "token": "t"})).await;
     assert_eq!((status, v), (200, json!({"status": 200})));
+}
+
+/// The app's credentials, as a client of the family sends them.
+fn app() -> String {
+    basic("4f7aef34fb361292c566a1cd:054d6103823a726fc12d0466")
+}
+
+/// A request with the app's credentials.
+async fn call(s: &Server, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    jm(s, method, path, Some(&app()), body).await
+}
+
+/// A request with a raw body (malformed JSON and the like).
+async fn call_raw(s: &Server, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let url = format!("http://{}{}", s.api, path);
+    let req = if method == "PUT" { s.client().put(url) } else { s.client().post(url) };
+    let resp = req.header("Authorization", app()).body(body.to_owned()).send().await.expect("sent");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn error_code(v: &Value) -> i64 {
+    v["error"]["code"].as_i64().unwrap_or_else(|| panic!("an error envelope: {v}"))
+}
+
+async fn head(s: &Server) -> Value {
+    s.get("/audit/head").await.1
+}
+
+async fn jm_server(dir: &std::path::Path) -> Server {
+    Server::start(dir, &[("ROOKERY_JMESSAGE_APPS", APPS)])
+}
+
+#[tokio::test]
+async fn users_are_registered_read_updated_listed_and_deleted_as_the_document_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    let full = json!({
+        "username": "dev_fang", "password": "password", "nickname": "Fang", "avatar": "/avatar", "birthday": "1990-01-24",
+        "signature": "orz 🎉", "gender": 2, "region": "shenzhen", "address": "nanshan", "extras": {"key": "value"},
+    });
+    let (status, v) = call(
+        &s,
+        "POST",
+        "/v1/users/",
+        &json!([full, {"username": "dev.li@x", "password": "1234"}, {"username": "dev_fang", "password": "other"}, {"username": "ab", "password": "password"}, {"username": "dev_wu", "password": 1234}]),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v[0], json!({"username": "dev_fang"}));
+    assert_eq!(v[1], json!({"username": "dev.li@x"}));
+    assert_eq!(v[2]["error"]["code"], 899001, "a taken name: {v}");
+    assert_eq!(v[3]["error"]["code"], 899003, "a short name: {v}");
+    assert_eq!(v[4]["error"]["code"], 899003, "a password that is not a string: {v}");
+
+    let (status, fang) = call(&s, "GET", "/v1/users/dev_fang", &Value::Null).await;
+    assert_eq!(status, 200, "{fang}");
+    for (k, want) in [
+        ("username", json!("dev_fang")),
+        ("nickname", json!("Fang")),
+        ("avatar", json!("/avatar")),
+        ("birthday", json!("1990-01-24 00:00:00")),
+        ("gender", json!(2)),
+        ("signature", json!("orz 🎉")),
+        ("region", json!("shenzhen")),
+        ("address", json!("nanshan")),
+        ("extras", json!({"key": "value"})),
+        ("uid", json!("a1#1")),
+    ] {
+        assert_eq!(fang[k], want, "{k}: {fang}");
+    }
+    assert_eq!(fang["ctime"].as_str().map(str::len), Some(19), "yyyy-MM-dd HH:mm:ss: {fang}");
+    // Only username, ctime and mtime when nothing else was set.
+    let (_, li) = call(&s, "GET", "/v1/users/dev.li@x", &Value::Null).await;
+    let mut keys: Vec<&String> = li.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["ctime", "mtime", "uid", "username"], "{li}");
+
+    let (status, v) = call(&s, "PUT", "/v1/users/dev.li@x", &json!({"nickname": "李", "gender": 1})).await;
+    assert_eq!((status, v), (204, Value::Null));
+    let (_, li) = call(&s, "GET", "/v1/users/dev.li@x", &Value::Null).await;
+    assert_eq!((&li["nickname"], &li["gender"]), (&json!("李"), &json!(1)), "{li}");
+
+    let (status, page) = call(&s, "GET", "/v1/users/?start=0&count=10", &Value::Null).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!((page["total"].as_u64(), page["start"].as_u64(), page["count"].as_u64()), (Some(2), Some(0), Some(2)), "{page}");
+    assert_eq!(page["users"][0]["username"], "dev_fang");
+    assert_eq!(page["users"][1]["nickname"], "李");
+    let (_, page) = call(&s, "GET", "/v1/users/?start=1&count=1", &Value::Null).await;
+    assert_eq!((page["count"].as_u64(), &page["users"][0]["username"]), (Some(1), &json!("dev.li@x")), "{page}");
+
+    let (status, _) = call(&s, "PUT", "/v1/users/dev_fang/password", &json!({"new_password": "654321"})).await;
+    assert_eq!(status, 204);
+
+    // Deleting frees the name; registering it again makes a new user.
+    let (status, _) = call(&s, "DELETE", "/v1/users/dev.li@x", &Value::Null).await;
+    assert_eq!(status, 204);
+    let (status, v) = call(&s, "GET", "/v1/users/dev.li@x", &Value::Null).await;
+    assert_eq!((status, error_code(&v)), (404, 899002), "{v}");
+    let (status, v) = call(&s, "POST", "/v1/users/", &json!([{"username": "dev.li@x", "password": "1234"}])).await;
+    assert_eq!((status, &v[0]), (201, &json!({"username": "dev.li@x"})));
+    let (_, li) = call(&s, "GET", "/v1/users/dev.li@x", &Value::Null).await;
+    assert_eq!((&li["uid"], li.get("nickname")), (&json!("a1#3"), None), "a new account, not the old one: {li}");
+
+    // A batch delete with an unknown name deletes nothing; without one it deletes all.
+    let (status, v) = call(&s, "DELETE", "/v1/users/", &json!(["dev_fang", "nobody1"])).await;
+    assert_eq!((status, error_code(&v)), (404, 899002), "{v}");
+    assert_eq!(call(&s, "GET", "/v1/users/dev_fang", &Value::Null).await.0, 200, "still there");
+    let (status, _) = call(&s, "DELETE", "/v1/users/", &json!(["dev_fang", "dev.li@x"])).await;
+    assert_eq!(status, 200);
+    let (_, page) = call(&s, "GET", "/v1/users/?start=0&count=10", &Value::Null).await;
+    assert_eq!(page["total"], 0, "{page}");
+}
+
+#[tokio::test]
+async fn every_bad_user_request_gets_the_documents_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    let (status, _) = call(&s, "POST", "/v1/users/", &json!([{"username": "dev_fang", "password": "password", "nickname": "Fang"}])).await;
+    assert_eq!(status, 201);
+    let (_, before) = call(&s, "GET", "/v1/users/dev_fang", &Value::Null).await;
+    let head_before = head(&s).await;
+
+    let many: Vec<Value> = (0..501).map(|i| json!({"username": format!("user{i:04}"), "password": "password"})).collect();
+    let fits = format!("{}a", "名".repeat(21));
+    let cases: Vec<(&str, &str, Value, u16, i64)> = vec![
+        ("POST", "/v1/users/", json!({"username": "x"}), 400, 899003),
+        ("POST", "/v1/users/", json!([]), 400, 899003),
+        ("POST", "/v1/users/", Value::Array(many), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"gender": 3}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"gender": "1"}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"nickname": "a\nb"}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"nickname": "名".repeat(22)}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"nickname": fits.clone(), "gender": 9}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"signature": "s".repeat(251)}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"birthday": "1990-02-30"}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"extras": "text"}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!({"extras": {"k": "v".repeat(510)}}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang", json!([1]), 400, 899003),
+        ("PUT", "/v1/users/nobody1", json!({"nickname": "x"}), 404, 899002),
+        ("GET", "/v1/users/a_b%20c", Value::Null, 400, 899003),
+        ("GET", "/v1/users/abc", Value::Null, 400, 899003),
+        ("GET", "/v1/users/nobody1", Value::Null, 404, 899002),
+        ("PUT", "/v1/users/dev_fang/password", json!({"new_password": "abc"}), 400, 899003),
+        ("PUT", "/v1/users/dev_fang/password", json!({}), 400, 899003),
+        ("PUT", "/v1/users/nobody1/password", json!({"new_password": "abcd"}), 404, 899002),
+        ("DELETE", "/v1/users/nobody1", Value::Null, 404, 899002),
+        ("DELETE", "/v1/users/", json!([]), 400, 899003),
+        ("DELETE", "/v1/users/", json!(["dev_fang", 7]), 400, 899003),
+        ("GET", "/v1/users/?start=0&count=0", Value::Null, 400, 899003),
+        ("GET", "/v1/users/?start=0&count=501", Value::Null, 400, 899003),
+        ("GET", "/v1/users/?start=-1&count=5", Value::Null, 400, 899003),
+        ("GET", "/v1/users/?count=5", Value::Null, 400, 899003),
+        ("PUT", "/v1/users/dev_fang/forbidden?disable=maybe", Value::Null, 400, 899003),
+        ("PUT", "/v1/users/nobody1/forbidden?disable=true", Value::Null, 404, 899002),
+        ("PUT", "/v1/users/dev_fang/blacklist", json!(["nobody1"]), 404, 899002),
+        ("PUT", "/v1/users/dev_fang/blacklist", json!("dev_fang"), 400, 899003),
+        ("GET", "/v1/users/nobody1/userstat", Value::Null, 404, 899002),
+        ("POST", "/v1/users/userstat", json!(["dev_fang", "nobody1"]), 404, 899002),
+        ("PATCH", "/v1/users/dev_fang", json!({}), 405, 899003),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, v) = if method == "PATCH" {
+            let resp = s.client().patch(format!("http://{}{}", s.api, path)).header("Authorization", app()).json(&body).send().await.expect("sent");
+            (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+        } else {
+            call(&s, method, path, &body).await
+        };
+        assert_eq!((got, error_code(&v)), (status, code), "{method} {path} {body}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap_or_default().is_empty(), "{v}");
+    }
+    for (method, path) in [("POST", "/v1/users/"), ("PUT", "/v1/users/dev_fang")] {
+        let (status, v) = call_raw(&s, method, path, "{not json").await;
+        assert_eq!((status, error_code(&v)), (400, 899003), "{method} {path}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+    let (_, after) = call(&s, "GET", "/v1/users/dev_fang", &Value::Null).await;
+    assert_eq!(before, after);
+
+    // The v2 state query answers unknown users in place instead of failing.
+    let (status, v) = call(&s, "POST", "/v2/users/statuser", &json!(["dev_fang", "nobody1"])).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[0], json!({"username": "dev_fang", "devices": [], "statuscode": 0}));
+    assert_eq!(v[1], json!({"username": "nobody1", "devices": [], "statuscode": 1, "statusmsg": "no_exist"}));
+}
+
+#[tokio::test]
+async fn a_jmessage_user_logs_in_over_wkproto_until_disabled_or_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    let (status, _) =
+        call(&s, "POST", "/v1/users/", &json!([{"username": "alice", "password": "password"}, {"username": "bobby", "password": "password"}])).await;
+    assert_eq!(status, 201);
+    let (_, alice) = call(&s, "GET", "/v1/users/alice", &Value::Null).await;
+    let uid = alice["uid"].as_str().expect("uid").to_owned();
+    assert_eq!(uid, "a1#1");
+    // Tokens through the WuKongIM API, for registered tenant users only.
+    assert_eq!(s.post("/user/token", &json!({"uid": uid, "token": "ta", "device_flag": 1})).await.0, 200);
+    assert_eq!(s.post("/user/token", &json!({"uid": "a1#2", "token": "tb", "device_flag": 1})).await.0, 200);
+    let (status, v) = s.post("/user/token", &json!({"uid": "a1#99", "token": "tx"})).await;
+    assert_eq!(status, 404, "no such account: {v}");
+
+    let mut c = Client::logged_in(&s, Kind::Tcp, &uid, "ta", 1, 5).await;
+    let (_, stat) = call(&s, "GET", "/v1/users/alice/userstat", &Value::Null).await;
+    assert_eq!(stat, json!({"login": true, "online": true}));
+    let (_, stat) = call(&s, "POST", "/v1/users/userstat", &json!(["alice", "bobby"])).await;
+    assert_eq!(stat[0], json!({"username": "alice", "devices": [{"login": true, "online": true, "platform": "j"}]}), "{stat}");
+    assert_eq!(stat[1], json!({"username": "bobby", "devices": [{"login": true, "online": false, "platform": "j"}]}), "{stat}");
+
+    // A message to the JMessage user, from the other one, reaches it.
+    let (status, v) = s.post("/message/send", &json!({"from_uid": "a1#2", "channel_id": uid, "channel_type": 1, "payload": crate::support::b64("hi")})).await;
+    assert_eq!(status, 200, "{v}");
+    match c.read().await {
+        Some(Packet::Recv(r)) => assert_eq!(r.from_uid, "a1#2"),
+        other => panic!("expected RECV, got {other:?}"),
+    }
+
+    // Disabled: its session ends and it cannot log in or send; enabled again: it can.
+    let (status, _) = call(&s, "PUT", "/v1/users/alice/forbidden?disable=true", &Value::Null).await;
+    assert_eq!(status, 204);
+    match c.read().await {
+        Some(Packet::Disconnect(_)) | None => {}
+        other => panic!("expected the session to end, got {other:?}"),
+    }
+    let mut again = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(again.connect(&uid, "ta", 1, 5).await.reason_code, ReasonCode::BAN);
+    let (status, _) = s.post("/message/send", &json!({"from_uid": uid, "channel_id": "a1#2", "channel_type": 1, "payload": crate::support::b64("x")})).await;
+    assert_eq!(status, 403, "a disabled user cannot send");
+    let (status, _) = call(&s, "PUT", "/v1/users/alice/forbidden?disable=false", &Value::Null).await;
+    assert_eq!(status, 204);
+    let _back = Client::logged_in(&s, Kind::Tcp, &uid, "ta", 1, 5).await;
+
+    // Deleted: logged out everywhere, and its token no longer works even if set again.
+    let (status, _) = call(&s, "DELETE", "/v1/users/alice", &Value::Null).await;
+    assert_eq!(status, 204);
+    let mut after = Client::open(&s, Kind::Tcp).await;
+    assert_eq!(after.connect(&uid, "ta", 1, 5).await.reason_code, ReasonCode::AUTH_FAIL);
+    assert_eq!(s.post("/user/token", &json!({"uid": uid, "token": "ta", "device_flag": 1})).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_users_blacklist_refuses_single_messages_from_the_listed_users_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    let users: Vec<Value> = ["annie", "benny", "cindy"].iter().map(|u| json!({"username": u, "password": "password", "nickname": u.to_uppercase()})).collect();
+    assert_eq!(call(&s, "POST", "/v1/users/", &Value::Array(users)).await.0, 201);
+    let (status, _) = call(&s, "PUT", "/v1/users/annie/blacklist", &json!(["benny"])).await;
+    assert_eq!(status, 204);
+    let (status, list) = call(&s, "GET", "/v1/users/annie/blacklist", &Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!((&list[0]["username"], &list[0]["nickname"]), (&json!("benny"), &json!("BENNY")), "{list}");
+
+    let send = |from: &str, to: &str| json!({"from_uid": from, "channel_id": to, "channel_type": 1, "payload": crate::support::b64("hi")});
+    assert_eq!(s.post("/message/send", &send("a1#2", "a1#1")).await.0, 403, "benny is on annie's blacklist");
+    assert_eq!(s.post("/message/send", &send("a1#3", "a1#1")).await.0, 200, "cindy is not");
+    assert_eq!(s.post("/message/send", &send("a1#1", "a1#2")).await.0, 200, "annie may still write to benny");
+
+    let (status, _) = call(&s, "DELETE", "/v1/users/annie/blacklist", &json!(["benny"])).await;
+    assert_eq!(status, 204);
+    assert_eq!(call(&s, "GET", "/v1/users/annie/blacklist", &Value::Null).await.1, json!([]));
+    assert_eq!(s.post("/message/send", &send("a1#2", "a1#1")).await.0, 200);
+}
+
+#[tokio::test]
+async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = jm_server(dir.path()).await;
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/users/",
+        &json!([{"username": "annie", "password": "password", "nickname": "Ann"}, {"username": "benny", "password": "password"}]),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let before_update = head(&s).await["position"].as_u64().expect("position");
+    assert_eq!(call(&s, "PUT", "/v1/users/annie", &json!({"nickname": "Annie", "region": "north"})).await.0, 204);
+    assert_eq!(call(&s, "PUT", "/v1/users/annie/blacklist", &json!(["benny"])).await.0, 204);
+    assert_eq!(call(&s, "PUT", "/v1/users/benny/password", &json!({"new_password": "secret-2"})).await.0, 204);
+    let (_, annie) = call(&s, "GET", "/v1/users/annie", &Value::Null).await;
+
+    s.kill9();
+    let s = jm_server(dir.path()).await;
+    assert_eq!(call(&s, "GET", "/v1/users/annie", &Value::Null).await.1, annie, "the same user after a kill");
+    assert_eq!(call(&s, "GET", "/v1/users/annie/blacklist", &Value::Null).await.1[0]["username"], "benny");
+    assert_eq!(call(&s, "GET", "/v1/users/?start=0&count=5", &Value::Null).await.1["total"], 2);
+
+    // Who changed what: the account's own events, acting as the app, with no password hash shown.
+    let (status, trail) = s.get("/audit/events?uid=a1%231&order=asc").await;
+    assert_eq!(status, 200, "{trail}");
+    let kinds: Vec<&str> = trail["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.starts_with(&["tenant.users_registered", "tenant.profile_updated"]), "{kinds:?}");
+    let update = &trail["events"][1];
+    assert_eq!(update["actor"], json!({"type": "api", "credential": "jmessage:a1"}), "{update}");
+    assert_eq!(update["event"]["patch"], json!({"nickname": "Annie", "region": "north"}), "{update}");
+    let (_, all) = s.get("/audit/events?kind=tenant.password_changed").await;
+    assert_eq!(all["events"].as_array().map(Vec::len), Some(1), "{all}");
+    assert!(!all.to_string().contains("hash") && !all.to_string().contains("salt"), "no password material: {all}");
+
+    // Time travel: the account as it was before the update.
+    let (status, past) = s.get(&format!("/audit/state?uid=a1%231&at={before_update}")).await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(past["user"]["account"]["profile"], json!({"nickname": "Ann"}), "{past}");
+    assert_eq!(past["user"]["account"]["username"], "annie");
+    let (_, now) = s.get("/audit/state?uid=a1%231").await;
+    assert_eq!(now["user"]["account"]["profile"]["nickname"], "Annie", "{now}");
+    drop(s);
+    let (ok, out) = crate::support::verify(dir.path());
+    assert!(ok, "{out}");
 }

@@ -15,7 +15,7 @@ use rookery_actors::Origin;
 use crate::timefmt::{format_time, parse_time};
 
 use crate::http::{json_body, origin, with_state, ApiError, ApiState};
-use crate::usecase::{validate, Field};
+use crate::usecase::validate;
 
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let past = warp::path!("audit" / "state").and(warp::get()).and(with_state(state.clone())).and(warp::query::<StateQuery>()).and_then(past_state);
@@ -38,8 +38,7 @@ const MAX_REASON: usize = 1024;
 
 async fn erase(state: ApiState, origin: Origin, dto: EraseDto) -> Result<warp::reply::Response, Rejection> {
     let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
-    validate::id(Field::Uid, "uid", &uid).map_err(ApiError::from)?;
-    let uid = Uid(uid);
+    let uid = validate::uid("uid", &uid).map_err(ApiError::from)?;
     let reason = dto.reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| ApiError::bad_request("reason is required (who asked, a ticket number)"))?;
     if reason.len() > MAX_REASON {
         return Err(ApiError::bad_request(format!("reason is longer than {MAX_REASON} bytes")).into());
@@ -111,10 +110,7 @@ fn subject(q: &StateQuery) -> Result<Subject, ApiError> {
             }
             Ok(Subject::Channel(ChannelKey { id: ChannelId(id.clone()), ty: validate::channel_type(ty)? }))
         }
-        (None, None, Some(uid)) => {
-            validate::id(Field::Uid, "uid", uid).map_err(ApiError::from)?;
-            Ok(Subject::User(Uid(uid.clone())))
-        }
+        (None, None, Some(uid)) => Ok(Subject::User(validate::uid("uid", uid).map_err(ApiError::from)?)),
         (None, None, None) => Err(ApiError::bad_request("give channel_id and channel_type, or uid")),
         _ => Err(ApiError::bad_request("give either channel_id and channel_type, or uid, not both")),
     }
@@ -150,9 +146,20 @@ async fn past_state(state: ApiState, q: StateQuery) -> Result<warp::reply::Respo
             }
             Subject::User(uid) => {
                 let past = history::user_at(log, &uid, At::Position(position)).map_err(ApiError::from)?;
+                let mut user = user_json(&uid, &past);
+                // A tenant's user: the account as it was then (absent before it was registered and after it was deleted).
+                if let Some((tag, n)) = rookery_events::tenant_uid_parts(&uid) {
+                    let tenant = history::tenant_at(log, tag, At::Position(position)).map_err(ApiError::from)?;
+                    user["account"] = tenant.state.users.get(&n).map_or(Value::Null, |a| {
+                        json!({
+                            "tenant": tag, "n": n, "username": a.username, "profile": crate::audit::profile_json(&a.profile),
+                            "ctime": format_time(a.ctime), "mtime": format_time(a.mtime),
+                        })
+                    });
+                }
                 json!({
                     "at": at_json,
-                    "user": user_json(&uid, &past),
+                    "user": user,
                     "events_replayed": past.user.events_replayed,
                     "from_snapshot": past.user.from_snapshot,
                 })

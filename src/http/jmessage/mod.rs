@@ -7,20 +7,34 @@
 //! 5xx status, for every failure: 401 + 899008 for any credential problem, 400 + 899003 for a request
 //! the document's rules refuse, 404 + 899003 for a path this family does not serve.
 
+mod fields;
+mod users;
+
+use rookery_actors::{CoreError, Origin};
+use rookery_events::{Actor, Rejection as Refusal};
 use subtle::ConstantTimeEq;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{same_origin, valid_request_id, ApiError, ApiState};
+use super::{request_origin, same_origin, valid_request_id, with_state, ApiError, ApiState};
 use crate::config::JmApp;
 
-/// `899008`: Basic authentication failed.
-pub const AUTH_FAILED: u32 = 899_008;
-/// `899003`: the request does not meet the document's requirements.
-pub const BAD_REQUEST: u32 = 899_003;
 /// `899000`: the server failed.
 pub const SERVER_ERROR: u32 = 899_000;
+/// `899001`: the user exists already.
+pub const USER_EXISTS: u32 = 899_001;
+/// `899002`: the user does not exist.
+pub const USER_NOT_FOUND: u32 = 899_002;
+/// `899003`: the request does not meet the document's requirements.
+pub const BAD_REQUEST: u32 = 899_003;
+/// `899008`: Basic authentication failed.
+pub const AUTH_FAILED: u32 = 899_008;
+/// `899016`: the user may not do this (not a member, silenced, forbidden, blacklisted).
+pub const NOT_ALLOWED: u32 = 899_016;
+
+/// Largest request body, in bytes (a registration of 500 users with full profiles fits).
+const MAX_BODY_BYTES: u64 = 2 << 20;
 
 /// Whether `path` is one of this family's.
 pub(super) fn owns(path: &str) -> bool {
@@ -39,6 +53,62 @@ pub struct JmError {
 }
 
 impl warp::reject::Reject for JmError {}
+
+impl JmError {
+    /// An error with this status and code.
+    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> JmError {
+        JmError { status, code, message: message.into() }
+    }
+
+    /// 400 + 899003.
+    pub fn bad_request(message: impl Into<String>) -> JmError {
+        JmError::new(StatusCode::BAD_REQUEST, BAD_REQUEST, message)
+    }
+
+    /// A use case's refusal: bad input 400 + 899003, an unknown user 404 + 899002, a rule of the
+    /// domain 403 + 899016, a failing log 500 + 899000.
+    pub fn from_usecase(e: crate::usecase::Error) -> JmError {
+        use crate::usecase::Error;
+        match e {
+            Error::Invalid(_, m) | Error::TooLarge(_, m) => JmError::bad_request(m),
+            Error::NotFound(m) => JmError::new(StatusCode::NOT_FOUND, USER_NOT_FOUND, format!("{m} does not exist")),
+            Error::Core(CoreError::Rejected(Refusal::NotFound(m))) => JmError::new(StatusCode::NOT_FOUND, USER_NOT_FOUND, format!("{m} does not exist")),
+            Error::Core(CoreError::Rejected(Refusal::Invalid(m))) => JmError::bad_request(m),
+            Error::Core(CoreError::Rejected(r)) => JmError::new(StatusCode::FORBIDDEN, NOT_ALLOWED, r.to_string()),
+            Error::Core(e) => JmError::new(StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// What every handler of this family gets: the state, the app the request authenticated as, and
+/// the request's origin (acting as that app) for the events it causes.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    state: ApiState,
+    app: App,
+    origin: Origin,
+}
+
+/// The request's [`Ctx`]. The family checked the credential before routing; this finds the app again.
+fn ctx(state: ApiState) -> impl Filter<Extract = (Ctx,), Error = Rejection> + Clone {
+    with_state(state.clone()).and(app(state)).and(request_origin()).map(|state: ApiState, app: App, origin: Origin| {
+        let actor = Actor::Api { credential: format!("jmessage:{}", app.tag) };
+        Ctx { state, app, origin: Origin { actor, ..origin } }
+    })
+}
+
+/// A JSON body, as a value: each handler checks its fields, so that every wrong type is 899003 with
+/// the field named.
+fn jm_json() -> impl Filter<Extract = (serde_json::Value,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()).and_then(|bytes: bytes::Bytes| async move {
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| warp::reject::custom(JmError::bad_request(format!("malformed json body: {e}"))))
+    })
+}
+
+/// `204 No Content`.
+fn no_content() -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response()
+}
 
 impl Reply for JmError {
     fn into_response(self) -> warp::reply::Response {
@@ -100,11 +170,27 @@ fn app(state: ApiState) -> impl Filter<Extract = (App,), Error = Rejection> + Cl
     })
 }
 
+/// The app, counted against its request rate: every app has its own bucket of the API rate limit.
+fn admitted(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let limits = state.limits.clone();
+    app(state)
+        .and_then(move |app: App| {
+            let checked = limits.check_api(&format!("jmessage:{}", app.tag)).map_err(|wait| {
+                warp::reject::custom(JmError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    SERVER_ERROR,
+                    format!("request rate of this app reached; retry in {} ms", wait.as_millis().max(1)),
+                ))
+            });
+            async move { checked }
+        })
+        .untuple_one()
+}
+
 /// This family's routes, behind its credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
-    // No endpoint is served yet: an authenticated request finds no route, in this family's envelope.
-    let api = warp::any().and_then(|| async { Err::<warp::reply::Response, Rejection>(warp::reject::not_found()) });
-    same_origin().and(app(state)).and(valid_request_id()).and(api).map(|_app: App, response| response).recover(recover).unify().boxed()
+    let api = users::routes(state.clone());
+    same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
 
 /// Every rejection of this family as a JMessage error.
@@ -113,6 +199,10 @@ async fn recover(rejection: Rejection) -> Result<warp::reply::Response, std::con
         e.clone()
     } else if rejection.is_not_found() {
         JmError { status: StatusCode::NOT_FOUND, code: BAD_REQUEST, message: "no such route".into() }
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        JmError { status: StatusCode::METHOD_NOT_ALLOWED, code: BAD_REQUEST, message: "this route does not take that method".into() }
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        JmError::bad_request(format!("malformed query string: {e}"))
     } else {
         // Everything else warp or a shared filter produced (malformed bodies, request ids), in this
         // family's envelope.

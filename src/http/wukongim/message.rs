@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
 use crate::render::message_json;
-use crate::usecase::{validate, Field, Outgoing, Target};
+use crate::usecase::{validate, Outgoing, Target};
 
 use crate::config::Scope;
 use crate::http::{credential_of, json_body, ok, origin, with_state, ApiError, ApiState, Credential};
@@ -101,7 +101,8 @@ struct SendDto {
 
 /// Checks an id the API accepts (the use cases' rule: non-empty, at most 128 bytes, none of `@ # &`).
 pub(crate) fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    Ok(validate::id(Field::Uid, what, id)?)
+    validate::uid(what, id)?;
+    Ok(())
 }
 
 /// Parses a channel type code.

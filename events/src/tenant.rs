@@ -1,0 +1,350 @@
+//! The tenant aggregate: one app of the business APIs (a JMessage appkey, later the PopIM and OpenIM
+//! apps) and the accounts it owns: usernames, profiles and password hashes.
+//!
+//! A tenant has a short `tag` chosen in the configuration. Its users are numbered `1, 2, ...` in
+//! registration order and never renumbered: the uid a user has everywhere else in the server (person
+//! channels, groups, WKProto logins) is `<tag>#<n>` ([`tenant_uid`]). A username deleted and
+//! registered again gets a new number, so nothing that named the old account (a conversation, a
+//! group membership, a token) ever speaks for the new one.
+
+use std::collections::BTreeMap;
+
+use bincode::{Decode, Encode};
+
+use crate::aggregate::{Aggregate, Rejection};
+use crate::chain::Position;
+use crate::envelope::Event;
+use crate::ids::{Timestamp, Uid};
+
+/// The uid of user number `n` of tenant `tag`. `#` never occurs in ids made through the WuKongIM
+/// API, so tenant uids cannot clash with those.
+pub fn tenant_uid(tag: &str, n: u64) -> Uid {
+    Uid(format!("{tag}#{n}"))
+}
+
+/// The tenant tag and user number of a tenant uid, or `None` for any other uid.
+pub fn tenant_uid_parts(uid: &Uid) -> Option<(&str, u64)> {
+    let (tag, n) = uid.0.split_once('#')?;
+    let valid_tag = !tag.is_empty() && tag.len() <= 8 && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    (valid_tag && n.to_string() == uid.0[tag.len() + 1..]).then_some((tag, n))
+}
+
+/// What a user tells about themselves. Every field is optional, and unset is not the same as empty:
+/// a family shows only the fields that were set. Text is stored as the family accepted it; each
+/// family checks its own limits before anything reaches the domain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct Profile {
+    /// Shown name.
+    pub nickname: Option<String>,
+    /// Avatar: a media id or a URL.
+    pub avatar: Option<String>,
+    /// Date of birth, `yyyy-MM-dd`.
+    pub birthday: Option<String>,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: Option<u8>,
+    /// Signature line.
+    pub signature: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Address.
+    pub address: Option<String>,
+    /// Mobile number.
+    pub mobile: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// The app's own fields: a JSON object as compact text.
+    pub extras: Option<String>,
+}
+
+impl Profile {
+    /// This profile with every field that `patch` sets replaced.
+    pub fn patched(&self, patch: &Profile) -> Profile {
+        fn pick<T: Clone>(new: &Option<T>, old: &Option<T>) -> Option<T> {
+            new.clone().or_else(|| old.clone())
+        }
+        Profile {
+            nickname: pick(&patch.nickname, &self.nickname),
+            avatar: pick(&patch.avatar, &self.avatar),
+            birthday: pick(&patch.birthday, &self.birthday),
+            gender: pick(&patch.gender, &self.gender),
+            signature: pick(&patch.signature, &self.signature),
+            region: pick(&patch.region, &self.region),
+            address: pick(&patch.address, &self.address),
+            mobile: pick(&patch.mobile, &self.mobile),
+            email: pick(&patch.email, &self.email),
+            extras: pick(&patch.extras, &self.extras),
+        }
+    }
+}
+
+/// A salted, stretched password hash. The clear password never reaches the domain: the hash is made
+/// outside (salt from the operating system's generator) and passed in.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PasswordHash {
+    /// The scheme: 1 = PBKDF2-HMAC-SHA256.
+    pub scheme: u8,
+    /// Iterations of the scheme.
+    pub iterations: u32,
+    /// The salt.
+    pub salt: Vec<u8>,
+    /// The derived key.
+    pub hash: Vec<u8>,
+}
+
+/// One account of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Account {
+    /// The login name, unique among the tenant's live accounts (case-sensitive).
+    pub username: String,
+    /// The profile.
+    pub profile: Profile,
+    /// The password hash.
+    pub password: PasswordHash,
+    /// When it was registered.
+    pub ctime: Timestamp,
+    /// When its profile or password last changed.
+    pub mtime: Timestamp,
+}
+
+/// One account in a [`TenantEvent::UsersRegistered`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Registration {
+    /// The number the account got.
+    pub n: u64,
+    /// Its login name.
+    pub username: String,
+    /// Its profile.
+    pub profile: Profile,
+    /// Its password hash.
+    pub password: PasswordHash,
+}
+
+/// Something that happened to a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum TenantEvent {
+    /// Accounts were registered, numbered in order.
+    UsersRegistered {
+        /// The new accounts.
+        users: Vec<Registration>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account's profile changed: the fields `patch` sets replace the old ones.
+    ProfileUpdated {
+        /// Whose.
+        n: u64,
+        /// The changed fields only.
+        patch: Profile,
+        /// When.
+        at: Timestamp,
+    },
+    /// An account's password was replaced.
+    PasswordChanged {
+        /// Whose.
+        n: u64,
+        /// The new hash.
+        password: PasswordHash,
+        /// When.
+        at: Timestamp,
+    },
+    /// Accounts were deleted; their usernames are free again, their numbers are never reused.
+    UsersUnregistered {
+        /// The deleted accounts.
+        ns: Vec<u64>,
+    },
+}
+
+impl TenantEvent {
+    /// Stable kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TenantEvent::UsersRegistered { .. } => "tenant.users_registered",
+            TenantEvent::ProfileUpdated { .. } => "tenant.profile_updated",
+            TenantEvent::PasswordChanged { .. } => "tenant.password_changed",
+            TenantEvent::UsersUnregistered { .. } => "tenant.users_unregistered",
+        }
+    }
+}
+
+/// An account to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    /// Login name.
+    pub username: String,
+    /// Profile.
+    pub profile: Profile,
+    /// Password hash.
+    pub password: PasswordHash,
+}
+
+/// An instruction to a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCommand {
+    /// Register accounts. A username already taken, or named twice in the batch, is skipped (the
+    /// caller tells which were by comparing with the event); the others are registered in order.
+    Register(Vec<NewAccount>),
+    /// Change the profile fields `patch` sets.
+    UpdateProfile {
+        /// Whose.
+        username: String,
+        /// The fields to set.
+        patch: Profile,
+    },
+    /// Replace the password.
+    ChangePassword {
+        /// Whose.
+        username: String,
+        /// The new hash.
+        password: PasswordHash,
+    },
+    /// Delete accounts: every one must exist, or nothing is deleted.
+    Unregister(Vec<String>),
+}
+
+/// The state of one tenant, rebuilt from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct TenantState {
+    /// Live accounts by number.
+    pub users: BTreeMap<u64, Account>,
+    /// Live accounts' numbers by username.
+    pub by_name: BTreeMap<String, u64>,
+    /// The highest number ever given.
+    pub last_n: u64,
+    /// Log position of the last event applied.
+    pub position: Position,
+}
+
+impl TenantState {
+    /// The live account named `username`, with its number.
+    pub fn account(&self, username: &str) -> Option<(u64, &Account)> {
+        let n = *self.by_name.get(username)?;
+        self.users.get(&n).map(|a| (n, a))
+    }
+
+    fn number(&self, username: &str) -> Result<u64, Rejection> {
+        self.by_name.get(username).copied().ok_or_else(|| Rejection::NotFound(format!("user {username:?}")))
+    }
+}
+
+impl Aggregate for TenantState {
+    type Key = String;
+    type Command = TenantCommand;
+    type Event = TenantEvent;
+
+    fn decide(&self, tag: &String, cmd: &TenantCommand, now: Timestamp) -> Result<Vec<TenantEvent>, Rejection> {
+        if tag.is_empty() {
+            return Err(Rejection::Invalid("tenant tag must not be empty".into()));
+        }
+        Ok(match cmd {
+            TenantCommand::Register(accounts) => {
+                if accounts.iter().any(|a| a.username.is_empty()) {
+                    return Err(Rejection::Invalid("username must not be empty".into()));
+                }
+                let mut taken: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+                let mut users = Vec::new();
+                for a in accounts {
+                    if self.by_name.contains_key(&a.username) || !taken.insert(&a.username) {
+                        continue;
+                    }
+                    let n = self.last_n + users.len() as u64 + 1;
+                    users.push(Registration { n, username: a.username.clone(), profile: a.profile.clone(), password: a.password.clone() });
+                }
+                if users.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::UsersRegistered { users, at: now }]
+                }
+            }
+            TenantCommand::UpdateProfile { username, patch } => {
+                let n = self.number(username)?;
+                let current = &self.users[&n].profile;
+                // Only the fields that change are recorded; a patch that changes nothing writes nothing.
+                let changed = Profile {
+                    nickname: patch.nickname.clone().filter(|v| current.nickname.as_ref() != Some(v)),
+                    avatar: patch.avatar.clone().filter(|v| current.avatar.as_ref() != Some(v)),
+                    birthday: patch.birthday.clone().filter(|v| current.birthday.as_ref() != Some(v)),
+                    gender: patch.gender.filter(|v| current.gender != Some(*v)),
+                    signature: patch.signature.clone().filter(|v| current.signature.as_ref() != Some(v)),
+                    region: patch.region.clone().filter(|v| current.region.as_ref() != Some(v)),
+                    address: patch.address.clone().filter(|v| current.address.as_ref() != Some(v)),
+                    mobile: patch.mobile.clone().filter(|v| current.mobile.as_ref() != Some(v)),
+                    email: patch.email.clone().filter(|v| current.email.as_ref() != Some(v)),
+                    extras: patch.extras.clone().filter(|v| current.extras.as_ref() != Some(v)),
+                };
+                if changed == Profile::default() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::ProfileUpdated { n, patch: changed, at: now }]
+                }
+            }
+            TenantCommand::ChangePassword { username, password } => {
+                let n = self.number(username)?;
+                vec![TenantEvent::PasswordChanged { n, password: password.clone(), at: now }]
+            }
+            TenantCommand::Unregister(usernames) => {
+                if usernames.is_empty() {
+                    return Err(Rejection::Invalid("usernames must not be empty".into()));
+                }
+                let mut ns = Vec::new();
+                for name in usernames {
+                    let n = self.number(name)?;
+                    if !ns.contains(&n) {
+                        ns.push(n);
+                    }
+                }
+                vec![TenantEvent::UsersUnregistered { ns }]
+            }
+        })
+    }
+
+    fn apply(&mut self, position: Position, event: &TenantEvent) {
+        self.position = self.position.max(position);
+        match event {
+            TenantEvent::UsersRegistered { users, at } => {
+                for r in users {
+                    self.last_n = self.last_n.max(r.n);
+                    self.by_name.insert(r.username.clone(), r.n);
+                    let account = Account { username: r.username.clone(), profile: r.profile.clone(), password: r.password.clone(), ctime: *at, mtime: *at };
+                    self.users.insert(r.n, account);
+                }
+            }
+            TenantEvent::ProfileUpdated { n, patch, at } => {
+                if let Some(a) = self.users.get_mut(n) {
+                    a.profile = a.profile.patched(patch);
+                    a.mtime = *at;
+                }
+            }
+            TenantEvent::PasswordChanged { n, password, at } => {
+                if let Some(a) = self.users.get_mut(n) {
+                    a.password = password.clone();
+                    a.mtime = *at;
+                }
+            }
+            TenantEvent::UsersUnregistered { ns } => {
+                for n in ns {
+                    if let Some(a) = self.users.remove(n) {
+                        self.by_name.remove(&a.username);
+                    }
+                }
+            }
+        }
+    }
+
+    fn realign(&mut self, committed: &Self, _settled: &[(Position, TenantEvent)]) {
+        // Positions only raise `position`; nothing else depends on them.
+        self.position = committed.position;
+        debug_assert_eq!(self, committed, "a tenant state differs from the committed one by more than its position");
+    }
+
+    fn wrap(event: TenantEvent) -> Event {
+        Event::Tenant(event)
+    }
+
+    fn unwrap(event: &Event) -> Option<&TenantEvent> {
+        match event {
+            Event::Tenant(e) => Some(e),
+            _ => None,
+        }
+    }
+}
