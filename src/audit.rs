@@ -68,6 +68,12 @@ pub const KINDS: &[&str] = &[
     "tenant.profile_updated",
     "tenant.password_changed",
     "tenant.users_unregistered",
+    "channel.group_created",
+    "channel.group_profile_updated",
+    "channel.owner_transferred",
+    "channel.members_muted",
+    "tenant.group_opened",
+    "tenant.group_closed",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -530,6 +536,17 @@ pub fn event_json(e: &Event) -> Value {
                 "from_uid": from_uid.as_str(), "commands": commands, "first_seq": first_seq.0, "last_seq": last_seq.0,
                 "erased": erased, "reason": reason,
             }),
+            ChannelEvent::GroupCreated { profile } => group_json(profile),
+            ChannelEvent::GroupProfileUpdated { patch, at } => json!({"patch": {"name": patch.name, "desc": patch.desc, "avatar": patch.avatar}, "at": at.0}),
+            ChannelEvent::OwnerTransferred { from, to, at } => json!({"from": from.as_str(), "to": to.as_str(), "at": at.0}),
+            ChannelEvent::MembersMuted { uids, until, at } => {
+                let until = match until.0 {
+                    0 => Value::Null,
+                    u64::MAX => json!("until lifted"),
+                    t => json!(t),
+                };
+                json!({"uids": uids.iter().map(Uid::as_str).collect::<Vec<_>>(), "until": until, "lifted": until.is_null(), "at": at.0})
+            }
         },
         Event::User(u) => match u {
             // The token's hash is a stand-in for the token (a weak one falls to a dictionary): never shown.
@@ -559,6 +576,7 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::ProfileUpdated { n, patch, at } => json!({"n": n, "patch": profile_json(patch), "at": at.0}),
             TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
             TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
+            TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } => json!({"n": n}),
         },
     }
 }
@@ -592,7 +610,23 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::UsersRegistered { users, .. } => users.iter().any(|r| r.n == who),
         TenantEvent::ProfileUpdated { n, .. } | TenantEvent::PasswordChanged { n, .. } => *n == who,
         TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
+        TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } => false,
     }
+}
+
+/// A group's profile as the audit trail and time travel show it.
+pub fn group_json(g: &rookery_events::GroupProfile) -> Value {
+    let muted: serde_json::Map<String, Value> = g
+        .muted
+        .iter()
+        .map(|(u, until)| (u.0.clone(), if *until == rookery_events::MUTED_UNTIL_LIFTED { json!("until lifted") } else { json!(until.0) }))
+        .collect();
+    json!({
+        "tenant": g.tenant, "n": g.n, "name": g.name, "desc": g.desc, "avatar": g.avatar, "public": g.public,
+        "owner": g.owner.as_str(), "max_members": g.max_members, "muted": muted,
+        "managers": g.managers.iter().map(Uid::as_str).collect::<Vec<_>>(), "mute_all": g.mute_all,
+        "ctime": g.ctime.0, "mtime": g.mtime.0,
+    })
 }
 
 /// One envelope as the audit API and CLI show it.

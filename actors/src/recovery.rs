@@ -32,10 +32,12 @@ pub(crate) fn fold_streams<A: Aggregate>(
     snapshot: Option<Snapshot>,
     until: Position,
 ) -> Result<(A, Position, u64), CoreError> {
-    let (mut state, base) = match snapshot {
-        Some(s) => (decode_state::<A>(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {}: {e}", streams[0])))?, s.position),
-        None => (A::default(), Position::ZERO),
+    let decoded = match snapshot {
+        Some(s) => decode_state::<A>(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {}: {e}", streams[0])))?.map(|state| (state, s.position)),
+        None => None,
     };
+    // No snapshot, or one an older build wrote: the whole streams.
+    let (mut state, base) = decoded.unwrap_or((A::default(), Position::ZERO));
     let mut tail = Vec::new();
     for stream in streams {
         read_tail(log, stream, base, until, &mut tail)?;

@@ -77,7 +77,9 @@ fn slot<'a, K: std::hash::Hash + Eq + Clone, A: Aggregate>(
 
 fn load_snapshot<A: Aggregate>(log: &dyn EventLog, stream: &StreamId) -> Result<(A, Position), CoreError> {
     match log.get_snapshot(&stream.key()).map_err(storage)? {
-        Some(s) => Ok((decode_state(&s.state).map_err(|e| CoreError::Storage(format!("snapshot of {stream}: {e}")))?, s.position)),
+        Some(s) => Ok(decode_state(&s.state)
+            .map_err(|e| CoreError::Storage(format!("snapshot of {stream}: {e}")))?
+            .map_or((A::default(), Position::ZERO), |state| (state, s.position))),
         None => Ok((A::default(), Position::ZERO)),
     }
 }
@@ -141,7 +143,10 @@ impl States {
 /// [`CoreError::Storage`] when the log cannot be read or written.
 pub fn catch_up(log: &dyn EventLog, progress: &mut dyn FnMut(Progress)) -> Result<Progress, CoreError> {
     let head = log.head().0;
-    let checkpoint = log.get_snapshot(CHECKPOINT_KEY).map_err(storage)?.map(|s| s.position).unwrap_or(Position::ZERO);
+    // A checkpoint an older build wrote (its snapshots may be of an older format, which are ignored)
+    // counts as none: the whole log is folded once into snapshots of this build's format.
+    let checkpoint =
+        log.get_snapshot(CHECKPOINT_KEY).map_err(storage)?.filter(|s| s.state == [rookery_events::STATE_FORMAT]).map(|s| s.position).unwrap_or(Position::ZERO);
     let total = head.0.saturating_sub(checkpoint.0);
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -200,7 +205,7 @@ pub fn rebuild_all(log: &dyn EventLog) -> Result<Progress, CoreError> {
 }
 
 fn set_checkpoint(log: &dyn EventLog, at: Position) -> Result<(), CoreError> {
-    log.put_snapshot(CHECKPOINT_KEY, &Snapshot { position: at, state: Vec::new() }).map_err(storage)
+    log.put_snapshot(CHECKPOINT_KEY, &Snapshot { position: at, state: vec![rookery_events::STATE_FORMAT] }).map_err(storage)
 }
 
 /// What a successful verification covered.

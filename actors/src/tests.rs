@@ -473,3 +473,32 @@ async fn a_tenant_snapshots_recovers_and_agrees_with_a_full_replay() {
     let past = history::tenant_at(&*log, "a1", history::At::Position(Position(3))).unwrap();
     assert_eq!(past.state.users.len(), 3, "three registrations by position 3");
 }
+
+/// Snapshots and a checkpoint an older build wrote are not decoded but ignored: the aggregates come
+/// back from the log, and the catch-up folds the whole log once into snapshots of this format.
+#[actix::test]
+async fn snapshots_of_an_older_format_are_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(&dir);
+    let core = start(log.clone(), Duration::from_secs(60));
+    members(&core, &["a", "b"]).await;
+    for i in 0..20 {
+        core.send(&group(), message("a", &format!("m{i}")), origin()).await.unwrap();
+    }
+    let live = core.channel_state(&group()).await.unwrap();
+    drop(core);
+    // What an older build left: a snapshot in format 1 (whatever its bytes) and a checkpoint without a format.
+    let key = StreamId::Channel(group()).key();
+    let at = log.get_snapshot(&key).unwrap().expect("snapshotted").position;
+    log.put_snapshot(&key, &rookery_storage::Snapshot { position: at, state: vec![1, 0xde, 0xad] }).unwrap();
+    log.put_snapshot(b"!checkpoint", &rookery_storage::Snapshot { position: log.head().0, state: Vec::new() }).unwrap();
+
+    let caught = replay::catch_up(&*log, &mut |_| {}).unwrap();
+    assert_eq!(caught.done, log.head().0 .0, "the whole log, once");
+    let snapshot = log.get_snapshot(&key).unwrap().expect("rewritten");
+    assert_eq!(snapshot.state[0], STATE_FORMAT);
+    let again = start(log.clone(), Duration::from_secs(60));
+    assert_eq!(again.channel_state(&group()).await.unwrap(), live);
+    replay::verify(&*log, &mut |_| {}).expect("agrees with a full replay");
+    assert_eq!(replay::catch_up(&*log, &mut |_| {}).unwrap().done, 0, "the new checkpoint is kept");
+}

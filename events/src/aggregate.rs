@@ -39,6 +39,12 @@ pub enum Rejection {
     /// What the command would create exists already (the text says what).
     #[error("{0} exists already")]
     Exists(String),
+    /// The sender is a muted member of the group (or the whole group is muted).
+    #[error("sender is muted in this group")]
+    Muted,
+    /// The group has no room for more members.
+    #[error("the group is full")]
+    GroupFull,
 }
 
 /// An event-sourced aggregate. State is `Default` before its first event.
@@ -87,24 +93,28 @@ pub trait Aggregate: Default + Clone + PartialEq + std::fmt::Debug + Encode + De
 /// Most settled events kept for one [`Aggregate::realign`].
 pub const SETTLED_MAX: usize = 1024;
 
-/// Byte that starts an encoded snapshot state (format 1 = bincode standard).
-pub const STATE_FORMAT_V1: u8 = 1;
+/// Byte that starts an encoded snapshot state: bincode standard of the states as this build defines
+/// them. Raised whenever a state's fields change (2: channels have a group profile, tenants their
+/// groups). A snapshot of an older format is not decoded but ignored ([`decode_state`] answers
+/// `None`): the state is rebuilt from the log, which always holds every event.
+pub const STATE_FORMAT: u8 = 2;
 
 /// Encodes an aggregate state for a snapshot.
 pub fn encode_state<A: Aggregate>(state: &A) -> Vec<u8> {
-    let mut out = vec![STATE_FORMAT_V1];
+    let mut out = vec![STATE_FORMAT];
     out.extend(encode_plain(state));
     out
 }
 
-/// Decodes a snapshot state.
+/// Decodes a snapshot state; `None` for a snapshot an older build wrote (rebuild it from the log).
 ///
 /// # Errors
-/// [`DecodeError`] for unknown formats or malformed bytes.
-pub fn decode_state<A: Aggregate>(bytes: &[u8]) -> Result<A, DecodeError> {
+/// [`DecodeError`] for formats newer than this build's and malformed bytes.
+pub fn decode_state<A: Aggregate>(bytes: &[u8]) -> Result<Option<A>, DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     match version {
-        STATE_FORMAT_V1 => decode_exact(rest),
-        other => Err(DecodeError::UnknownFormat(other)),
+        STATE_FORMAT => decode_exact(rest).map(Some),
+        older if older < STATE_FORMAT => Ok(None),
+        newer => Err(DecodeError::UnknownFormat(newer)),
     }
 }

@@ -7,6 +7,7 @@ use bincode::{Decode, Encode};
 use crate::aggregate::{Aggregate, Rejection};
 use crate::chain::{sha256, ChainHash, Position};
 use crate::envelope::Event;
+use crate::group::{GroupCommand, GroupPatch, GroupProfile};
 use crate::ids::{ChannelKey, ChannelType, ClientMsgNo, MessageId, MessageSeq, StreamNo, Timestamp, Uid};
 use crate::user::ChannelMark;
 
@@ -179,6 +180,38 @@ pub enum ChannelEvent {
         /// Why, as given by the operator (e.g. a ticket number).
         reason: String,
     },
+    /// The channel became a business group with this profile (in the same append as its `Created`
+    /// and its first `SubscribersAdded`).
+    GroupCreated {
+        /// The profile, owner included.
+        profile: Box<GroupProfile>,
+    },
+    /// Fields of the group's profile changed.
+    GroupProfileUpdated {
+        /// The changed fields only.
+        patch: GroupPatch,
+        /// When.
+        at: Timestamp,
+    },
+    /// The group has a new owner; the old one stays an ordinary member.
+    OwnerTransferred {
+        /// The old owner.
+        from: Uid,
+        /// The new owner.
+        to: Uid,
+        /// When.
+        at: Timestamp,
+    },
+    /// Members were muted until `until` (`MUTED_UNTIL_LIFTED`: until lifted), or with `until` 0
+    /// unmuted.
+    MembersMuted {
+        /// Whom.
+        uids: Vec<Uid>,
+        /// Until when (0: the mute is lifted).
+        until: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -199,6 +232,10 @@ impl ChannelEvent {
             ChannelEvent::WhitelistSet { .. } => "channel.whitelist_set",
             ChannelEvent::MessageAppended(_) => "channel.message_appended",
             ChannelEvent::PayloadsErased { .. } => "channel.payloads_erased",
+            ChannelEvent::GroupCreated { .. } => "channel.group_created",
+            ChannelEvent::GroupProfileUpdated { .. } => "channel.group_profile_updated",
+            ChannelEvent::OwnerTransferred { .. } => "channel.owner_transferred",
+            ChannelEvent::MembersMuted { .. } => "channel.members_muted",
         }
     }
 }
@@ -316,6 +353,8 @@ pub enum ChannelCommand {
         /// Why.
         reason: String,
     },
+    /// A business group's command (profile, strict membership, owner, mutes).
+    Group(GroupCommand),
 }
 
 /// The state of one channel, rebuilt from its events.
@@ -343,6 +382,8 @@ pub struct ChannelState {
     pub last_message_at: Timestamp,
     /// Each sender's last ordinary message (sending reads everything before it).
     pub last_sent: BTreeMap<Uid, ChannelMark>,
+    /// A business group's profile, owner and mutes (`None` for other channels).
+    pub group: Option<GroupProfile>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -351,6 +392,15 @@ impl ChannelState {
     /// Where the channel's ordinary message sequence is now.
     pub fn mark(&self) -> ChannelMark {
         ChannelMark { seq: self.last_message_seq, red_dots: self.red_dot_count }
+    }
+
+    /// A member who leaves a group loses its mute and its manager role.
+    fn forget_roles_of_non_members(&mut self) {
+        if let Some(g) = &mut self.group {
+            let members = &self.subscribers;
+            g.muted.retain(|u, _| members.contains(u));
+            g.managers.retain(|u| members.contains(u));
+        }
     }
 
     /// Whether users get conversation rows for this channel type (not for data, temp and live channels).
@@ -379,7 +429,7 @@ impl ChannelState {
         if m.payload.is_empty() {
             return Err(Rejection::Invalid("payload must not be empty".into()));
         }
-        self.check_send_permission(key, m)?;
+        self.check_send_permission(key, m, now)?;
         if m.header.no_persist {
             return Ok(Vec::new());
         }
@@ -403,7 +453,7 @@ impl ChannelState {
     }
 
     /// Send permission rules, first failure wins (protocol spec §8.6).
-    fn check_send_permission(&self, key: &ChannelKey, m: &SendMessage) -> Result<(), Rejection> {
+    fn check_send_permission(&self, key: &ChannelKey, m: &SendMessage, now: Timestamp) -> Result<(), Rejection> {
         if m.sender.send_banned && !m.sender.is_system {
             return Err(Rejection::SendBanned);
         }
@@ -452,6 +502,9 @@ impl ChannelState {
         if !self.subscribers.contains(&m.from_uid) {
             return Err(Rejection::NotSubscriber);
         }
+        if self.group.as_ref().is_some_and(|g| g.is_muted(&m.from_uid, now)) {
+            return Err(Rejection::Muted);
+        }
         if self.info.send_ban {
             return Err(Rejection::SendBanned);
         }
@@ -475,6 +528,9 @@ impl ChannelState {
             }
         } else {
             let added: Vec<Uid> = uids.into_iter().filter(|u| !self.subscribers.contains(u)).collect();
+            if self.group.as_ref().is_some_and(|g| self.subscribers.len() + added.len() > g.max_members as usize) {
+                return Err(Rejection::GroupFull);
+            }
             if !added.is_empty() {
                 events.push(ChannelEvent::SubscribersAdded { uids: added });
             }
@@ -610,6 +666,11 @@ impl Aggregate for ChannelState {
                     return Err(if self.deleted { Rejection::Disbanded } else { Rejection::ChannelNotFound });
                 }
                 let removed: Vec<Uid> = dedup(uids).into_iter().filter(|u| self.subscribers.contains(u)).collect();
+                if let Some(g) = &self.group {
+                    if removed.contains(&g.owner) && removed.len() < self.subscribers.len() {
+                        return Err(Rejection::Invalid("the owner cannot be removed while others stay: transfer the group first".into()));
+                    }
+                }
                 Ok(if removed.is_empty() { Vec::new() } else { vec![ChannelEvent::SubscribersRemoved { uids: removed }] })
             }
             ChannelCommand::List(kind, op) => self.decide_list(key, *kind, op),
@@ -638,6 +699,7 @@ impl Aggregate for ChannelState {
                     reason: reason.clone(),
                 }])
             }
+            ChannelCommand::Group(cmd) => self.decide_group(key, cmd, now),
         }
     }
 
@@ -667,12 +729,19 @@ impl Aggregate for ChannelState {
                 self.subscribers.clear();
                 self.blacklist.clear();
                 self.whitelist.clear();
+                self.group = None;
             }
             ChannelEvent::SubscribersAdded { uids } => self.subscribers.extend(uids.iter().cloned()),
-            ChannelEvent::SubscribersRemoved { uids } => uids.iter().for_each(|u| {
-                self.subscribers.remove(u);
-            }),
-            ChannelEvent::SubscribersReset { uids } => self.subscribers = uids.iter().cloned().collect(),
+            ChannelEvent::SubscribersRemoved { uids } => {
+                for u in uids {
+                    self.subscribers.remove(u);
+                }
+                self.forget_roles_of_non_members();
+            }
+            ChannelEvent::SubscribersReset { uids } => {
+                self.subscribers = uids.iter().cloned().collect();
+                self.forget_roles_of_non_members();
+            }
             ChannelEvent::BlacklistAdded { uids } => self.blacklist.extend(uids.iter().cloned()),
             ChannelEvent::BlacklistRemoved { uids } => uids.iter().for_each(|u| {
                 self.blacklist.remove(u);
@@ -704,6 +773,10 @@ impl Aggregate for ChannelState {
             }
             // Payloads are not part of the state; the rewritten records carry the erasure.
             ChannelEvent::PayloadsErased { .. } => {}
+            ChannelEvent::GroupCreated { .. }
+            | ChannelEvent::GroupProfileUpdated { .. }
+            | ChannelEvent::OwnerTransferred { .. }
+            | ChannelEvent::MembersMuted { .. } => self.apply_group(event),
         }
     }
 

@@ -15,6 +15,7 @@ mod aggregate;
 mod chain;
 mod channel;
 mod envelope;
+mod group;
 mod ids;
 mod system;
 mod tenant;
@@ -23,16 +24,20 @@ mod user;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MAX, STATE_FORMAT_V1};
+pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MAX, STATE_FORMAT};
 pub use chain::{link, sha256, ChainHash, Position};
 pub use channel::{
     ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload, PeerPolicy, SendMessage, SenderStanding,
 };
 pub use envelope::{Actor, DecodeError, Envelope, EnvelopeBody, Event, Meta, StreamId, FORMAT_V1};
+pub use group::{GroupCommand, GroupPatch, GroupProfile, NewGroup, MUTED_UNTIL_LIFTED};
 pub use ids::{
     person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, MessageId, MessageSeq, RequestId,
     StreamNo, Timestamp, Uid, SYSTEM_UID,
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
-pub use tenant::{tenant_uid, tenant_uid_parts, Account, NewAccount, PasswordHash, Profile, Registration, TenantCommand, TenantEvent, TenantState};
+pub use tenant::{
+    tenant_group, tenant_group_parts, tenant_uid, tenant_uid_parts, Account, NewAccount, PasswordHash, Profile, Registration, TenantCommand, TenantEvent,
+    TenantState,
+};
 pub use user::{ChannelMark, ConversationMarks, DeviceToken, QueuedCommand, UserCommand, UserEvent, UserState};

@@ -14,7 +14,7 @@ use bincode::{Decode, Encode};
 use crate::aggregate::{Aggregate, Rejection};
 use crate::chain::Position;
 use crate::envelope::Event;
-use crate::ids::{Timestamp, Uid};
+use crate::ids::{ChannelId, ChannelKey, ChannelType, Timestamp, Uid};
 
 /// The uid of user number `n` of tenant `tag`. `#` never occurs in ids made through the WuKongIM
 /// API, so tenant uids cannot clash with those.
@@ -24,10 +24,29 @@ pub fn tenant_uid(tag: &str, n: u64) -> Uid {
 
 /// The tenant tag and user number of a tenant uid, or `None` for any other uid.
 pub fn tenant_uid_parts(uid: &Uid) -> Option<(&str, u64)> {
-    let (tag, n) = uid.0.split_once('#')?;
+    tenant_id_parts(&uid.0, "")
+}
+
+/// The group channel of group number `n` of tenant `tag`: `<tag>#g<n>`, type 2.
+pub fn tenant_group(tag: &str, n: u64) -> ChannelKey {
+    ChannelKey::new(format!("{tag}#g{n}"), ChannelType::GROUP)
+}
+
+/// The tenant tag and group number of a tenant group's channel id, or `None` for any other id.
+pub fn tenant_group_parts(id: &ChannelId) -> Option<(&str, u64)> {
+    tenant_id_parts(&id.0, "g")
+}
+
+/// `<tag>#<kind><n>`: a tag of 1 to 8 of `a-z 0-9`, then a number without leading zeros.
+fn tenant_id_parts<'a>(id: &'a str, kind: &str) -> Option<(&'a str, u64)> {
+    let (tag, rest) = id.split_once('#')?;
+    let digits = rest.strip_prefix(kind)?;
     let valid_tag = !tag.is_empty() && tag.len() <= 8 && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
-    (valid_tag && n.to_string() == uid.0[tag.len() + 1..]).then_some((tag, n))
+    let valid_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    if !valid_tag || !valid_digits {
+        return None;
+    }
+    digits.parse().ok().map(|n| (tag, n))
 }
 
 /// What a user tells about themselves. Every field is optional, and unset is not the same as empty:
@@ -153,6 +172,16 @@ pub enum TenantEvent {
         /// The deleted accounts.
         ns: Vec<u64>,
     },
+    /// A group number was taken and the group listed (its channel is created next).
+    GroupOpened {
+        /// The group's number.
+        n: u64,
+    },
+    /// A group left the list (its channel was deleted, or never came to be).
+    GroupClosed {
+        /// The group's number.
+        n: u64,
+    },
 }
 
 impl TenantEvent {
@@ -163,6 +192,8 @@ impl TenantEvent {
             TenantEvent::ProfileUpdated { .. } => "tenant.profile_updated",
             TenantEvent::PasswordChanged { .. } => "tenant.password_changed",
             TenantEvent::UsersUnregistered { .. } => "tenant.users_unregistered",
+            TenantEvent::GroupOpened { .. } => "tenant.group_opened",
+            TenantEvent::GroupClosed { .. } => "tenant.group_closed",
         }
     }
 }
@@ -200,6 +231,10 @@ pub enum TenantCommand {
     },
     /// Delete accounts: every one must exist, or nothing is deleted.
     Unregister(Vec<String>),
+    /// Take the next group number and list the group.
+    OpenGroup,
+    /// Take a group off the list (nothing happens for one not on it).
+    CloseGroup(u64),
 }
 
 /// The state of one tenant, rebuilt from its events.
@@ -211,6 +246,10 @@ pub struct TenantState {
     pub by_name: BTreeMap<String, u64>,
     /// The highest number ever given.
     pub last_n: u64,
+    /// Listed groups, by number.
+    pub groups: std::collections::BTreeSet<u64>,
+    /// The highest group number ever given.
+    pub last_group: u64,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -295,6 +334,14 @@ impl Aggregate for TenantState {
                 }
                 vec![TenantEvent::UsersUnregistered { ns }]
             }
+            TenantCommand::OpenGroup => vec![TenantEvent::GroupOpened { n: self.last_group + 1 }],
+            TenantCommand::CloseGroup(n) => {
+                if self.groups.contains(n) {
+                    vec![TenantEvent::GroupClosed { n: *n }]
+                } else {
+                    Vec::new()
+                }
+            }
         })
     }
 
@@ -327,6 +374,13 @@ impl Aggregate for TenantState {
                         self.by_name.remove(&a.username);
                     }
                 }
+            }
+            TenantEvent::GroupOpened { n } => {
+                self.last_group = self.last_group.max(*n);
+                self.groups.insert(*n);
+            }
+            TenantEvent::GroupClosed { n } => {
+                self.groups.remove(n);
             }
         }
     }

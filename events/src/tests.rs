@@ -480,3 +480,124 @@ fn tenant_uids_round_trip_and_nothing_else_parses_as_one() {
         assert_eq!(tenant_uid_parts(&Uid::from(other)), None, "{other}");
     }
 }
+
+fn jm_group() -> ChannelKey {
+    tenant_group("a1", 1)
+}
+
+fn profile_of(owner: &str) -> GroupProfile {
+    GroupProfile {
+        tenant: "a1".into(),
+        n: 1,
+        name: "g".into(),
+        desc: String::new(),
+        avatar: String::new(),
+        public: false,
+        owner: owner.into(),
+        max_members: 3,
+        muted: Default::default(),
+        managers: Default::default(),
+        mute_all: false,
+        ctime: Timestamp(1_700_000_000_000),
+        mtime: Timestamp(1_700_000_000_000),
+    }
+}
+
+fn group_created(owner: &str, members: &[&str]) -> Vec<ChannelEvent> {
+    vec![created(), ChannelEvent::GroupCreated { profile: Box::new(profile_of(owner)) }, ChannelEvent::SubscribersAdded { uids: uids(members) }]
+}
+
+fn members_change(add: &[&str], remove: &[&str]) -> ChannelCommand {
+    ChannelCommand::Group(GroupCommand::Members { add: uids(add), remove: uids(remove) })
+}
+
+#[test]
+fn a_group_is_created_once_with_its_owner_as_a_member_and_within_its_size() {
+    let new = |members: &[&str]| ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(members) })));
+    check::<ChannelState>(&jm_group(), &[], new(&["a", "o", "a"]), Ok(group_created("o", &["o", "a"])));
+    check::<ChannelState>(&jm_group(), &[], new(&["a", "b", "c"]), Err(Rejection::GroupFull));
+    check::<ChannelState>(&jm_group(), &group_created("o", &["o"]), new(&[]), Err(Rejection::Exists(format!("group {}", jm_group().id))));
+}
+
+#[test]
+fn member_changes_are_strict_and_keep_the_owner() {
+    let given = group_created("o", &["o", "a"]);
+    check::<ChannelState>(&jm_group(), &given, members_change(&["a"], &[]), Err(Rejection::Exists("member a".into())));
+    check::<ChannelState>(&jm_group(), &given, members_change(&[], &["z"]), Err(Rejection::NotFound("member z".into())));
+    check::<ChannelState>(&jm_group(), &given, members_change(&["b", "c"], &[]), Err(Rejection::GroupFull));
+    check::<ChannelState>(
+        &jm_group(),
+        &given,
+        members_change(&["b", "c"], &["a"]),
+        Ok(vec![ChannelEvent::SubscribersRemoved { uids: uids(&["a"]) }, ChannelEvent::SubscribersAdded { uids: uids(&["b", "c"]) }]),
+    );
+    assert!(matches!(ChannelState::default().decide(&jm_group(), &members_change(&[], &["o"]), Timestamp(0)), Err(Rejection::ChannelNotFound)));
+    let mut state = ChannelState::default();
+    for (i, e) in given.iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    assert!(matches!(state.decide(&jm_group(), &members_change(&[], &["o"]), Timestamp(0)), Err(Rejection::Invalid(_))), "the owner stays while others do");
+    check::<ChannelState>(
+        &jm_group(),
+        &given,
+        members_change(&[], &["o", "a"]),
+        Ok(vec![ChannelEvent::SubscribersRemoved { uids: uids(&["o", "a"]) }, ChannelEvent::Deleted]),
+    );
+}
+
+#[test]
+fn muted_members_cannot_send_until_their_mute_ends_or_is_lifted() {
+    let now = Timestamp(1_700_000_000_000);
+    let mut given = group_created("o", &["o", "a"]);
+    given.push(ChannelEvent::MembersMuted { uids: uids(&["a"]), until: Timestamp(now.0 + 1), at: now });
+    check::<ChannelState>(&jm_group(), &given, send("a", b"x"), Err(Rejection::Muted));
+    given.push(ChannelEvent::MembersMuted { uids: uids(&["a"]), until: Timestamp(now.0 - 1), at: now });
+    let mut state = ChannelState::default();
+    for (i, e) in given.iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    assert!(state.decide(&jm_group(), &send("a", b"x"), now).is_ok(), "a mute that ended");
+    check::<ChannelState>(
+        &jm_group(),
+        &given,
+        ChannelCommand::Group(GroupCommand::Mute { uids: uids(&["a"]), until: None }),
+        Ok(vec![ChannelEvent::MembersMuted { uids: uids(&["a"]), until: Timestamp(0), at: now }]),
+    );
+    check::<ChannelState>(
+        &jm_group(),
+        &given,
+        ChannelCommand::Group(GroupCommand::Mute { uids: uids(&["z"]), until: None }),
+        Err(Rejection::NotFound("member z".into())),
+    );
+}
+
+#[test]
+fn an_owner_transfer_keeps_the_old_owner_as_a_member_and_leaving_drops_a_mute() {
+    let now = Timestamp(1_700_000_000_000);
+    let given = group_created("o", &["o", "a"]);
+    check::<ChannelState>(
+        &jm_group(),
+        &given,
+        ChannelCommand::Group(GroupCommand::TransferOwner("a".into())),
+        Ok(vec![ChannelEvent::OwnerTransferred { from: "o".into(), to: "a".into(), at: now }]),
+    );
+    check::<ChannelState>(&jm_group(), &given, ChannelCommand::Group(GroupCommand::TransferOwner("z".into())), Err(Rejection::NotFound("member z".into())));
+    let mut state = ChannelState::default();
+    for (i, e) in given.iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    state.apply(Position(9), &ChannelEvent::MembersMuted { uids: uids(&["a"]), until: MUTED_UNTIL_LIFTED, at: now });
+    state.apply(Position(10), &ChannelEvent::SubscribersRemoved { uids: uids(&["a"]) });
+    assert!(state.group.as_ref().unwrap().muted.is_empty());
+    state.apply(Position(11), &ChannelEvent::Deleted);
+    assert_eq!(state.group, None);
+}
+
+#[test]
+fn tenant_group_ids_round_trip() {
+    let k = tenant_group("a1", 12);
+    assert_eq!((k.id.0.as_str(), k.ty), ("a1#g12", ChannelType::GROUP));
+    assert_eq!(tenant_group_parts(&k.id), Some(("a1", 12)));
+    assert_eq!(tenant_group_parts(&"a1#12".into()), None);
+    assert_eq!(tenant_uid_parts(&"a1#g12".into()), None);
+}

@@ -187,7 +187,42 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
         tenant(43, TenantEvent::PasswordChanged { n: 2, password: password(3), at: Timestamp(1_700_000_000_043) }),
         tenant(44, TenantEvent::UsersUnregistered { ns: vec![1, 2] }),
     ];
-    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts)]
+    let gk = tenant_group("a1", 7);
+    let group = |i: u8, event: ChannelEvent| EnvelopeBody {
+        stream: StreamId::Channel(gk.clone()),
+        meta: meta(i, Actor::Api { credential: "jmessage:a1".into() }),
+        event: Event::Channel(event),
+    };
+    let profile = GroupProfile {
+        tenant: "a1".into(),
+        n: 7,
+        name: "群聊天室".into(),
+        desc: "运动".into(),
+        avatar: "a1/image/00ff".into(),
+        public: false,
+        owner: tenant_uid("a1", 1),
+        max_members: 500,
+        muted: [(tenant_uid("a1", 3), Timestamp(1_700_000_600_000))].into_iter().collect(),
+        managers: [tenant_uid("a1", 2)].into_iter().collect(),
+        mute_all: true,
+        ctime: Timestamp(1_700_000_000_050),
+        mtime: Timestamp(1_700_000_000_051),
+    };
+    let groups = vec![
+        tenant(50, TenantEvent::GroupOpened { n: 7 }),
+        group(51, ChannelEvent::GroupCreated { profile: Box::new(profile) }),
+        group(
+            52,
+            ChannelEvent::GroupProfileUpdated {
+                patch: GroupPatch { name: Some("n2".into()), desc: None, avatar: Some(String::new()) },
+                at: Timestamp(1_700_000_000_052),
+            },
+        ),
+        group(53, ChannelEvent::OwnerTransferred { from: tenant_uid("a1", 1), to: tenant_uid("a1", 2), at: Timestamp(1_700_000_000_053) }),
+        group(54, ChannelEvent::MembersMuted { uids: vec![tenant_uid("a1", 3)], until: MUTED_UNTIL_LIFTED, at: Timestamp(1_700_000_000_054) }),
+        tenant(55, TenantEvent::GroupClosed { n: 7 }),
+    ];
+    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts), ("golden-v1-groups.log", groups)]
 }
 
 #[test]
@@ -212,5 +247,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6, "a new event kind needs a new golden fixture: {kinds:?}");
 }

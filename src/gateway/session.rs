@@ -283,6 +283,9 @@ pub fn reason_for(error: &usecase::Error) -> ReasonCode {
             // A malformed command (for example a channel type that cannot carry messages).
             Rejection::Invalid(_) | Rejection::Exists(_) => ReasonCode::NOT_ALLOW_SEND,
             Rejection::NotFound(_) => ReasonCode::CHANNEL_NOT_EXIST,
+            // WKProto has no code of its own for a muted group member: it may not send.
+            Rejection::Muted => ReasonCode::SEND_BAN,
+            Rejection::GroupFull => ReasonCode::NOT_ALLOW_SEND,
         },
         CoreError::Storage(_) | CoreError::Unavailable => ReasonCode::SYSTEM_ERROR,
     }

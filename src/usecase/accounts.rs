@@ -194,8 +194,8 @@ impl UseCases {
         Ok(())
     }
 
-    /// Deletes accounts (all or none: an unknown name refuses the batch), then logs each deleted user's
-    /// devices out and ends their sessions.
+    /// Deletes accounts (all or none: an unknown name refuses the batch), then takes each deleted user
+    /// out of its groups (an owner hands a group on first), logs its devices out and ends its sessions.
     ///
     /// # Errors
     /// [`Error::NotFound`] naming an unknown user, [`Error::Core`] when the log fails.
@@ -205,6 +205,7 @@ impl UseCases {
             if let TenantEvent::UsersUnregistered { ns } = e {
                 for n in ns {
                     let uid = tenant_uid(tag, *n);
+                    self.leave_all_groups(&uid, origin.clone()).await?;
                     self.core.user(&uid, UserCommand::QuitDevice(None), origin.clone()).await?;
                     self.presence.kick_device(&uid, None, &Kick::LoggedOut("account deleted".into()));
                 }

@@ -46,6 +46,18 @@ pub fn uid(what: &str, raw: &str) -> Result<Uid, Error> {
     Ok(uid)
 }
 
+/// A channel id: a valid [`id`], or a tenant group's channel id (`<tag>#g<n>`, see
+/// `rookery_events::tenant_group`).
+///
+/// # Errors
+/// [`Error::Invalid`] on [`Field::ChannelId`].
+pub fn channel_id(raw: &str) -> Result<(), Error> {
+    if rookery_events::tenant_group_parts(&ChannelId(raw.to_owned())).is_none() {
+        id(Field::ChannelId, "channel_id", raw)?;
+    }
+    Ok(())
+}
+
 /// A uid a client may own: a valid [`uid`] that is not the built-in system account.
 ///
 /// # Errors
@@ -116,7 +128,7 @@ pub fn channel(caller: &Uid, channel_id: &str, ty: ChannelType) -> Result<Channe
         uid("channel_id", channel_id).map_err(|e| Error::invalid(Field::ChannelId, e.to_string()))?;
         return Ok(ChannelKey::new(person_channel_id(caller, &Uid::from(channel_id)), ty));
     }
-    id(Field::ChannelId, "channel_id", channel_id)?;
+    self::channel_id(channel_id)?;
     Ok(ChannelKey::new(channel_id, ty))
 }
 

@@ -367,13 +367,21 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     assert_eq!(call(&s, "PUT", "/v1/users/annie", &json!({"nickname": "Annie", "region": "north"})).await.0, 204);
     assert_eq!(call(&s, "PUT", "/v1/users/annie/blacklist", &json!(["benny"])).await.0, 204);
     assert_eq!(call(&s, "PUT", "/v1/users/benny/password", &json!({"new_password": "secret-2"})).await.0, 204);
+    let (status, _) = call(&s, "POST", "/v1/groups/", &json!({"owner_username": "annie", "name": "g", "members_username": ["benny"]})).await;
+    assert_eq!(status, 201);
+    assert_eq!(call(&s, "PUT", "/groups/messages/1/silence?status=true", &json!(["benny"])).await.0, 204);
     let (_, annie) = call(&s, "GET", "/v1/users/annie", &Value::Null).await;
+    let (_, group) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
 
     s.kill9();
     let s = jm_server(dir.path()).await;
     assert_eq!(call(&s, "GET", "/v1/users/annie", &Value::Null).await.1, annie, "the same user after a kill");
     assert_eq!(call(&s, "GET", "/v1/users/annie/blacklist", &Value::Null).await.1[0]["username"], "benny");
     assert_eq!(call(&s, "GET", "/v1/users/?start=0&count=5", &Value::Null).await.1["total"], 2);
+    assert_eq!(call(&s, "GET", "/v1/groups/1", &Value::Null).await.1, group, "the same group after a kill");
+    assert_eq!(members(&s, 1).await, named(&[("annie", 1), ("benny", 0)]));
+    let silenced = s.post("/message/send", &json!({"from_uid": "a1#2", "channel_id": "a1#g1", "channel_type": 2, "payload": crate::support::b64("x")})).await;
+    assert_eq!(silenced.0, 403, "still silenced after a kill: {silenced:?}");
 
     // Who changed what: the account's own events, acting as the app, with no password hash shown.
     let (status, trail) = s.get("/audit/events?uid=a1%231&order=asc").await;
@@ -397,4 +405,147 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     drop(s);
     let (ok, out) = crate::support::verify(dir.path());
     assert!(ok, "{out}");
+}
+
+async fn register(s: &Server, names: &[&str]) {
+    let users: Vec<Value> = names.iter().map(|u| json!({"username": u, "password": "password", "nickname": u.to_uppercase()})).collect();
+    let (status, v) = call(s, "POST", "/v1/users/", &Value::Array(users)).await;
+    assert_eq!(status, 201, "{v}");
+    assert!(v.as_array().expect("array").iter().all(|u| u.get("error").is_none()), "{v}");
+}
+
+/// (username, flag) of a group's members, in the order the API lists them.
+async fn members(s: &Server, gid: u64) -> Vec<(String, i64)> {
+    let (status, v) = call(s, "GET", &format!("/v1/groups/{gid}/members/"), &Value::Null).await;
+    assert_eq!(status, 200, "{v}");
+    v.as_array().expect("array").iter().map(|m| (m["username"].as_str().expect("username").to_owned(), m["flag"].as_i64().expect("flag"))).collect()
+}
+
+fn named(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+    list.iter().map(|(n, f)| ((*n).to_owned(), *f)).collect()
+}
+
+#[tokio::test]
+async fn groups_are_created_read_changed_and_deleted_with_their_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["tommy", "eddie", "annie", "zoeyy"]).await;
+    let (status, g) = call(
+        &s,
+        "POST",
+        "/v1/groups/",
+        &json!({"owner_username": "tommy", "name": "群聊天室", "members_username": ["eddie", "annie"], "flag": 1, "desc": "运动"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{g}");
+    assert_eq!(g["gid"], 1);
+    assert_eq!((&g["owner_username"], &g["name"], &g["desc"], &g["MaxMemberCount"]), (&json!("tommy"), &json!("群聊天室"), &json!("运动"), &json!(500)));
+    assert_eq!(g["members_username"], json!(["eddie", "annie"]));
+
+    let (status, got) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!((&got["gid"], &got["appkey"], &got["flag"], &got["MaxMemberCount"]), (&json!(1), &json!("4f7aef34fb361292c566a1cd"), &json!(1), &json!(500)));
+    assert_eq!(got["ctime"].as_str().map(str::len), Some(19), "{got}");
+    assert_eq!(members(&s, 1).await, named(&[("tommy", 1), ("eddie", 0), ("annie", 0)]));
+    let (_, of_eddie) = call(&s, "GET", "/v1/users/eddie/groups/", &Value::Null).await;
+    assert_eq!(of_eddie.as_array().map(|a| a.iter().map(|g| g["gid"].clone()).collect::<Vec<_>>()), Some(vec![json!(1)]), "{of_eddie}");
+
+    assert_eq!(call(&s, "POST", "/v1/groups/1/members", &json!({"add": ["zoeyy"], "remove": ["annie"]})).await.0, 204);
+    assert_eq!(members(&s, 1).await, named(&[("tommy", 1), ("eddie", 0), ("zoeyy", 0)]));
+    assert_eq!(call(&s, "POST", "/v2/groups/1/addMembers", &json!(["annie"])).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v2/groups/1/delMembers", &json!(["zoeyy"])).await.0, 204);
+    assert_eq!(members(&s, 1).await, named(&[("tommy", 1), ("eddie", 0), ("annie", 0)]));
+    assert_eq!(call(&s, "GET", "/v1/users/zoeyy/groups/", &Value::Null).await.1, json!([]), "zoeyy left");
+
+    // Bad requests: the document's codes, and nothing changes.
+    let head_before = head(&s).await;
+    for (method, path, body, status, code) in [
+        ("POST", "/v1/groups/1/members", json!({"add": ["eddie"]}), 409, 899011),
+        ("POST", "/v1/groups/1/members", json!({"remove": ["zoeyy"]}), 400, 899014),
+        ("POST", "/v1/groups/1/members", json!({"add": ["zoeyy"], "remove": ["nobody1"]}), 404, 899002),
+        ("POST", "/v1/groups/1/members", json!({}), 400, 899003),
+        ("POST", "/v1/groups/1/members", json!({"add": "zoeyy"}), 400, 899003),
+        ("POST", "/v2/groups/1/addMembers", json!([]), 400, 899003),
+        ("POST", "/v2/groups/9/addMembers", json!(["zoeyy"]), 404, 899006),
+        ("GET", "/v1/groups/9", Value::Null, 404, 899006),
+        ("GET", "/v1/groups/abc", Value::Null, 400, 899003),
+        ("GET", "/v1/groups/01", Value::Null, 400, 899003),
+        ("PUT", "/v1/groups/1", json!({}), 400, 899003),
+        ("PUT", "/v1/groups/1", json!({"name": "a\nb"}), 400, 899003),
+        ("PUT", "/v1/groups/1", json!({"name": "名".repeat(22)}), 400, 899003),
+        ("PUT", "/v1/groups/9", json!({"name": "x"}), 404, 899006),
+        ("DELETE", "/v1/groups/9", Value::Null, 404, 899006),
+        ("POST", "/v1/groups/", json!({"owner_username": "nobody1", "name": "x"}), 404, 899002),
+        ("POST", "/v1/groups/", json!({"owner_username": "tommy", "name": "x", "members_username": ["nobody1"]}), 404, 899002),
+        ("POST", "/v1/groups/", json!({"owner_username": "tommy"}), 400, 899003),
+        ("POST", "/v1/groups/", json!({"owner_username": "tommy", "name": "x", "flag": 3}), 400, 899003),
+        ("POST", "/v1/groups/", json!({"owner_username": "tommy", "name": "x", "members_username": vec!["eddie"; 501]}), 400, 899003),
+        ("PUT", "/groups/owner/1", json!({"username": "zoeyy"}), 400, 899014),
+        ("PUT", "/groups/owner/1", json!({"username": "eddie", "appkey": "ffffffffffffffffffffffff"}), 400, 899003),
+        ("PUT", "/groups/owner/9", json!({"username": "eddie"}), 404, 899006),
+        ("PUT", "/groups/messages/1/silence?status=maybe", json!(["eddie"]), 400, 899003),
+        ("PUT", "/groups/messages/1/silence?status=true", json!(["zoeyy"]), 400, 899014),
+    ] {
+        let (got, v) = call(&s, method, path, &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{method} {path} {body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+
+    assert_eq!(call(&s, "PUT", "/v1/groups/1", &json!({"name": "renamed", "avatar": "/a.png"})).await.0, 204);
+    let (_, got) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
+    assert_eq!((&got["name"], &got["desc"], &got["avatar"]), (&json!("renamed"), &json!("运动"), &json!("/a.png")), "{got}");
+    let (_, page) = call(&s, "GET", "/v1/groups/?start=0&count=10", &Value::Null).await;
+    assert_eq!((page["total"].as_u64(), page["count"].as_u64(), &page["groups"][0]["name"]), (Some(1), Some(1), &json!("renamed")), "{page}");
+
+    // The owner hands the group on and stays a member.
+    assert_eq!(call(&s, "PUT", "/groups/owner/1", &json!({"username": "eddie", "appkey": "4F7AEF34FB361292C566A1CD"})).await.0, 204);
+    assert_eq!(members(&s, 1).await, named(&[("eddie", 1), ("tommy", 0), ("annie", 0)]));
+
+    assert_eq!(call(&s, "DELETE", "/v1/groups/1", &Value::Null).await.0, 204);
+    let (status, v) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
+    assert_eq!((status, error_code(&v)), (404, 899006));
+    assert_eq!(call(&s, "GET", "/v1/groups/?start=0&count=10", &Value::Null).await.1["total"], 0);
+    assert_eq!(call(&s, "GET", "/v1/users/eddie/groups/", &Value::Null).await.1, json!([]));
+    // A new group gets a new number.
+    let (_, g2) = call(&s, "POST", "/v1/groups/", &json!({"owner_username": "tommy", "name": "again", "flag": 2})).await;
+    assert_eq!((&g2["gid"], &g2["flag"]), (&json!(2), &json!(2)), "{g2}");
+}
+
+#[tokio::test]
+async fn silenced_or_removed_members_cannot_send_to_the_group_and_deleted_users_leave_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["tommy", "eddie", "annie"]).await;
+    let (status, _) = call(&s, "POST", "/v1/groups/", &json!({"owner_username": "tommy", "name": "team", "members_username": ["eddie", "annie"]})).await;
+    assert_eq!(status, 201);
+    for (uid, token) in [("a1#1", "t1"), ("a1#2", "t2")] {
+        assert_eq!(s.post("/user/token", &json!({"uid": uid, "token": token, "device_flag": 1})).await.0, 200);
+    }
+    let mut tommy = Client::logged_in(&s, Kind::Tcp, "a1#1", "t1", 1, 5).await;
+    let mut eddie = Client::logged_in(&s, Kind::Ws, "a1#2", "t2", 1, 5).await;
+    let ack = eddie.send(1, "a1#g1", 2, "hello team").await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{ack:?}");
+    let (recv, text) = crate::gateway::recv(&mut tommy).await;
+    assert_eq!((recv.channel_id.as_str(), recv.from_uid.as_str(), text.as_str()), ("a1#g1", "a1#2", "hello team"));
+
+    assert_eq!(call(&s, "PUT", "/groups/messages/1/silence?status=true", &json!(["eddie"])).await.0, 204);
+    assert_eq!(eddie.send(2, "a1#g1", 2, "can you hear me").await.reason_code, ReasonCode::SEND_BAN);
+    let rest = |from: &str| json!({"from_uid": from, "channel_id": "a1#g1", "channel_type": 2, "payload": crate::support::b64("x")});
+    assert_eq!(s.post("/message/send", &rest("a1#2")).await.0, 403, "silenced through the API too");
+    assert_eq!(s.post("/message/send", &rest("a1#3")).await.0, 200, "others still speak");
+    assert_eq!(crate::gateway::recv(&mut eddie).await.0.from_uid, "a1#3", "and the silenced member still hears them");
+    assert_eq!(call(&s, "PUT", "/groups/messages/1/silence?status=false", &json!(["eddie"])).await.0, 204);
+    assert_eq!(eddie.send(3, "a1#g1", 2, "back").await.reason_code, ReasonCode::SUCCESS);
+
+    // Removed: no longer a member, so refused.
+    assert_eq!(call(&s, "POST", "/v2/groups/1/delMembers", &json!(["eddie"])).await.0, 204);
+    assert_eq!(eddie.send(4, "a1#g1", 2, "still here?").await.reason_code, ReasonCode::SUBSCRIBER_NOT_EXIST);
+
+    // The owner's account is deleted: the group passes to the member with the lowest number.
+    assert_eq!(call(&s, "DELETE", "/v1/users/tommy", &Value::Null).await.0, 204);
+    assert_eq!(members(&s, 1).await, named(&[("annie", 1)]));
+    // Its last member's account is deleted: the group is gone.
+    assert_eq!(call(&s, "DELETE", "/v1/users/annie", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/groups/1", &Value::Null).await.1["error"]["code"], 899006);
+    assert_eq!(call(&s, "GET", "/v1/groups/?start=0&count=5", &Value::Null).await.1["total"], 0);
 }

@@ -148,6 +148,14 @@ pub fn usernames(body: &Value, max: usize) -> Result<Vec<String>, JmError> {
     items.iter().map(username_value).collect()
 }
 
+/// `body` as a JSON object; `what` names it in the error.
+///
+/// # Errors
+/// 899003 when it is anything else.
+pub fn object<'a>(body: &'a Value, what: &str) -> Result<&'a Map<String, Value>, JmError> {
+    body.as_object().ok_or_else(|| JmError::bad_request(format!("{what} must be a json object, got {}", kind(body))))
+}
+
 /// The JSON type of a value, for messages.
 pub fn kind(v: &Value) -> &'static str {
     match v {

@@ -8,6 +8,7 @@
 //! the document's rules refuse, 404 + 899003 for a path this family does not serve.
 
 mod fields;
+mod groups;
 mod users;
 
 use rookery_actors::{CoreError, Origin};
@@ -28,8 +29,16 @@ pub const USER_EXISTS: u32 = 899_001;
 pub const USER_NOT_FOUND: u32 = 899_002;
 /// `899003`: the request does not meet the document's requirements.
 pub const BAD_REQUEST: u32 = 899_003;
+/// `899006`: the group (or chatroom) does not exist.
+pub const GROUP_NOT_FOUND: u32 = 899_006;
 /// `899008`: Basic authentication failed.
 pub const AUTH_FAILED: u32 = 899_008;
+/// `899011`: the user is a member of the group already.
+pub const ALREADY_MEMBER: u32 = 899_011;
+/// `899012`: the group has no room for more members.
+pub const GROUP_FULL: u32 = 899_012;
+/// `899014`: the user is not a member of the group.
+pub const NOT_MEMBER: u32 = 899_014;
 /// `899016`: the user may not do this (not a member, silenced, forbidden, blacklisted).
 pub const NOT_ALLOWED: u32 = 899_016;
 
@@ -117,6 +126,26 @@ impl Reply for JmError {
     }
 }
 
+impl JmError {
+    /// A group use case's refusal: an unknown group 404 + 899006, a member already there 409 +
+    /// 899011, one that is not 400 + 899014, a full group 400 + 899012; the rest as
+    /// [`JmError::from_usecase`].
+    pub fn from_group(e: crate::usecase::Error) -> JmError {
+        use crate::usecase::Error;
+        match e {
+            Error::NotFound(m) if m.starts_with("group") => JmError::new(StatusCode::NOT_FOUND, GROUP_NOT_FOUND, format!("{m} does not exist")),
+            Error::Core(CoreError::Rejected(Refusal::NotFound(m))) if m.starts_with("member") => {
+                JmError::new(StatusCode::BAD_REQUEST, NOT_MEMBER, format!("{m} is not in the group"))
+            }
+            Error::Core(CoreError::Rejected(Refusal::Exists(m))) if m.starts_with("member") => {
+                JmError::new(StatusCode::CONFLICT, ALREADY_MEMBER, format!("{m} is in the group already"))
+            }
+            Error::Core(CoreError::Rejected(Refusal::GroupFull)) => JmError::new(StatusCode::BAD_REQUEST, GROUP_FULL, "the group has no room for more members"),
+            e => JmError::from_usecase(e),
+        }
+    }
+}
+
 impl From<ApiError> for JmError {
     fn from(e: ApiError) -> JmError {
         let code = match e.status {
@@ -133,6 +162,8 @@ impl From<ApiError> for JmError {
 pub struct App {
     /// The tenant's tag.
     pub tag: String,
+    /// Its appkey, as configured.
+    pub appkey: String,
 }
 
 /// The app whose `appkey:master_secret` the `Authorization: Basic` header `given` carries.
@@ -159,7 +190,7 @@ pub fn authenticate(apps: &[JmApp], given: Option<&str>) -> Result<App, JmError>
     if !bool::from(matches) {
         return Err(refused("Basic authentication failed"));
     }
-    Ok(App { tag: app.tag.clone() })
+    Ok(App { tag: app.tag.clone(), appkey: app.appkey.clone() })
 }
 
 /// The request's app, from its `Authorization` header.
@@ -189,7 +220,7 @@ fn admitted(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + C
 
 /// This family's routes, behind its credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
-    let api = users::routes(state.clone());
+    let api = users::routes(state.clone()).or(groups::routes(state.clone())).unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
 

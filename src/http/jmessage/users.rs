@@ -95,10 +95,6 @@ pub(super) fn user_json(a: &AccountView) -> Value {
     Value::Object(out)
 }
 
-fn object<'a>(body: &'a Value, what: &str) -> Result<&'a Map<String, Value>, JmError> {
-    body.as_object().ok_or_else(|| JmError::bad_request(format!("{what} must be a json object, got {}", kind(body))))
-}
-
 /// `POST /v1/users/`: each item is registered or answers its own error; 201.
 async fn register(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
     let Value::Array(items) = body else {
@@ -132,7 +128,7 @@ async fn register(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejectio
 fn signup(item: &Value) -> Result<Signup, (Option<String>, JmError)> {
     let name = item.get("username").and_then(Value::as_str).map(str::to_owned);
     let fail = |e: JmError| (name.clone(), e);
-    let obj = object(item, "each user").map_err(fail)?;
+    let obj = fields::object(item, "each user").map_err(fail)?;
     let username = match obj.get("username") {
         None | Some(Value::Null) => return Err(fail(JmError::bad_request("username is required"))),
         Some(v) => fields::username_value(v).map_err(fail)?,
@@ -167,15 +163,16 @@ pub(super) async fn find_all(c: &Ctx, usernames: Vec<String>) -> Result<Vec<Acco
 /// `PUT /v1/users/{username}`: the fields given replace the stored ones; 204.
 async fn update(username: String, c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
     let username = fields::username(&username)?;
-    let patch = fields::profile(object(&body, "the body")?)?;
+    let patch = fields::profile(fields::object(&body, "the body")?)?;
     c.state.usecases.update_profile(&c.app.tag, &username, patch, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())
 }
 
+/// `?start=&count=` of a list, as text so that each malformed value gets 899003.
 #[derive(Debug, Deserialize)]
-struct PageQuery {
-    start: Option<String>,
-    count: Option<String>,
+pub(super) struct PageQuery {
+    pub(super) start: Option<String>,
+    pub(super) count: Option<String>,
 }
 
 /// A `start`/`count` page: `start` from 0, `count` from 1 to `max`.
@@ -262,7 +259,7 @@ async fn users_stat(c: Ctx, body: Value, v2: bool) -> Result<warp::reply::Respon
 /// `PUT /v1/users/{username}/password` with `new_password`; 204.
 async fn password(username: String, c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
     let username = fields::username(&username)?;
-    let new = fields::password("new_password", object(&body, "the body")?.get("new_password"))?;
+    let new = fields::password("new_password", fields::object(&body, "the body")?.get("new_password"))?;
     c.state.usecases.change_password(&c.app.tag, &username, new, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())
 }
