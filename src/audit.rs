@@ -74,6 +74,7 @@ pub const KINDS: &[&str] = &[
     "channel.members_muted",
     "tenant.group_opened",
     "tenant.group_closed",
+    "channel.message_revoked",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -539,6 +540,7 @@ pub fn event_json(e: &Event) -> Value {
             ChannelEvent::GroupCreated { profile } => group_json(profile),
             ChannelEvent::GroupProfileUpdated { patch, at } => json!({"patch": {"name": patch.name, "desc": patch.desc, "avatar": patch.avatar}, "at": at.0}),
             ChannelEvent::OwnerTransferred { from, to, at } => json!({"from": from.as_str(), "to": to.as_str(), "at": at.0}),
+            ChannelEvent::MessageRevoked { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,

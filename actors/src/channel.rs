@@ -496,3 +496,16 @@ impl Handler<GetRecipients> for ChannelActor {
         Ok(self.recipients())
     }
 }
+
+impl Handler<GetRevoked> for ChannelActor {
+    type Result = Result<Vec<(MessageSeq, Uid)>, CoreError>;
+
+    fn handle(&mut self, msg: GetRevoked, _: &mut Context<Self>) -> Self::Result {
+        self.serve_read()?;
+        let state = self.pipe.committed();
+        if msg.from > msg.to {
+            return Ok(Vec::new());
+        }
+        Ok(state.revoked.range(MessageSeq(msg.from)..=MessageSeq(msg.to)).map(|(s, u)| (*s, u.clone())).collect())
+    }
+}

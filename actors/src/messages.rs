@@ -105,6 +105,16 @@ pub struct PersonPolicy {
     pub blocks_sender: bool,
 }
 
+/// Read which messages of a channel with seqs in `from..=to` were retracted, and by whom.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(MessageSeq, Uid)>, CoreError>")]
+pub struct GetRevoked {
+    /// First seq.
+    pub from: u64,
+    /// Last seq.
+    pub to: u64,
+}
+
 /// A small read-only view of a channel for conversation lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelView {

@@ -384,6 +384,14 @@ impl Core {
         addr.send(ExecuteSystem { cmd, origin }).await.map_err(|_| CoreError::Unavailable)?
     }
 
+    /// The retracted messages of channel `key` with seqs in `from..=to`, with who retracted them.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel cannot be loaded.
+    pub async fn revoked(&self, key: &ChannelKey, from: u64, to: u64) -> Result<Vec<(rookery_events::MessageSeq, Uid)>, CoreError> {
+        ask(|| self.channel_addr(key), || GetRevoked { from, to }, |a| self.0.channels.remove_if(key, a)).await
+    }
+
     /// Where a channel's sequence is, and what `uid` last sent there.
     ///
     /// # Errors

@@ -212,6 +212,15 @@ pub enum ChannelEvent {
         /// When.
         at: Timestamp,
     },
+    /// A message was retracted: readers no longer see its content (the log keeps it, for audits).
+    MessageRevoked {
+        /// The message.
+        seq: MessageSeq,
+        /// Who retracted it (its sender).
+        by: Uid,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -236,6 +245,7 @@ impl ChannelEvent {
             ChannelEvent::GroupProfileUpdated { .. } => "channel.group_profile_updated",
             ChannelEvent::OwnerTransferred { .. } => "channel.owner_transferred",
             ChannelEvent::MembersMuted { .. } => "channel.members_muted",
+            ChannelEvent::MessageRevoked { .. } => "channel.message_revoked",
         }
     }
 }
@@ -355,6 +365,20 @@ pub enum ChannelCommand {
     },
     /// A business group's command (profile, strict membership, owner, mutes).
     Group(GroupCommand),
+    /// Retract an ordinary message. The caller read the stored message first and hands over its
+    /// sender and time, as an erasure does.
+    Revoke {
+        /// The message.
+        seq: MessageSeq,
+        /// Its stored sender.
+        from: Uid,
+        /// Its stored time.
+        sent_at: Timestamp,
+        /// Who asks: only the sender may retract.
+        by: Uid,
+        /// How long after sending a retraction is allowed (`None`: any time).
+        window_ms: Option<u64>,
+    },
 }
 
 /// The state of one channel, rebuilt from its events.
@@ -384,6 +408,8 @@ pub struct ChannelState {
     pub last_sent: BTreeMap<Uid, ChannelMark>,
     /// A business group's profile, owner and mutes (`None` for other channels).
     pub group: Option<GroupProfile>,
+    /// Retracted messages and who retracted them.
+    pub revoked: BTreeMap<MessageSeq, Uid>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -700,6 +726,21 @@ impl Aggregate for ChannelState {
                 }])
             }
             ChannelCommand::Group(cmd) => self.decide_group(key, cmd, now),
+            ChannelCommand::Revoke { seq, from, sent_at, by, window_ms } => {
+                if seq.0 == 0 || *seq > self.last_message_seq {
+                    return Err(Rejection::NotFound(format!("message {}", seq.0)));
+                }
+                if by != from {
+                    return Err(Rejection::NotAllowed("only its sender may retract a message".into()));
+                }
+                if self.revoked.contains_key(seq) {
+                    return Err(Rejection::Exists(format!("retraction of message {}", seq.0)));
+                }
+                if window_ms.is_some_and(|w| now.0.saturating_sub(sent_at.0) > w) {
+                    return Err(Rejection::Expired(format!("message {} can no longer be retracted", seq.0)));
+                }
+                Ok(vec![ChannelEvent::MessageRevoked { seq: *seq, by: by.clone(), at: now }])
+            }
         }
     }
 
@@ -730,6 +771,9 @@ impl Aggregate for ChannelState {
                 self.blacklist.clear();
                 self.whitelist.clear();
                 self.group = None;
+            }
+            ChannelEvent::MessageRevoked { seq, by, .. } => {
+                self.revoked.insert(*seq, by.clone());
             }
             ChannelEvent::SubscribersAdded { uids } => self.subscribers.extend(uids.iter().cloned()),
             ChannelEvent::SubscribersRemoved { uids } => {

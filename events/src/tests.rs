@@ -601,3 +601,35 @@ fn tenant_group_ids_round_trip() {
     assert_eq!(tenant_group_parts(&"a1#12".into()), None);
     assert_eq!(tenant_uid_parts(&"a1#g12".into()), None);
 }
+
+#[test]
+fn only_the_sender_retracts_a_message_once_and_within_the_window() {
+    let now = Timestamp(1_700_000_000_000);
+    let given = [created(), ChannelEvent::SubscribersAdded { uids: uids(&["a", "b"]) }, appended(1, "a", 1)];
+    let revoke = |by: &str, sent_at: u64, window_ms: Option<u64>| ChannelCommand::Revoke {
+        seq: MessageSeq(1),
+        from: "a".into(),
+        sent_at: Timestamp(sent_at),
+        by: by.into(),
+        window_ms,
+    };
+    check::<ChannelState>(
+        &group(),
+        &given,
+        revoke("a", now.0 - 1000, Some(180_000)),
+        Ok(vec![ChannelEvent::MessageRevoked { seq: MessageSeq(1), by: "a".into(), at: now }]),
+    );
+    check::<ChannelState>(&group(), &given, revoke("b", now.0, None), Err(Rejection::NotAllowed("only its sender may retract a message".into())));
+    check::<ChannelState>(
+        &group(),
+        &given,
+        revoke("a", now.0 - 180_001, Some(180_000)),
+        Err(Rejection::Expired("message 1 can no longer be retracted".into())),
+    );
+    check::<ChannelState>(&group(), &given, revoke("a", 0, None), Ok(vec![ChannelEvent::MessageRevoked { seq: MessageSeq(1), by: "a".into(), at: now }]));
+    let mut twice = given.to_vec();
+    twice.push(ChannelEvent::MessageRevoked { seq: MessageSeq(1), by: "a".into(), at: now });
+    check::<ChannelState>(&group(), &twice, revoke("a", now.0, None), Err(Rejection::Exists("retraction of message 1".into())));
+    let beyond = ChannelCommand::Revoke { seq: MessageSeq(2), from: "a".into(), sent_at: now, by: "a".into(), window_ms: None };
+    check::<ChannelState>(&group(), &given, beyond, Err(Rejection::NotFound("message 2".into())));
+}

@@ -222,7 +222,8 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
         group(54, ChannelEvent::MembersMuted { uids: vec![tenant_uid("a1", 3)], until: MUTED_UNTIL_LIFTED, at: Timestamp(1_700_000_000_054) }),
         tenant(55, TenantEvent::GroupClosed { n: 7 }),
     ];
-    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts), ("golden-v1-groups.log", groups)]
+    let revoked = vec![group(60, ChannelEvent::MessageRevoked { seq: MessageSeq(3), by: tenant_uid("a1", 2), at: Timestamp(1_700_000_000_060) })];
+    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts), ("golden-v1-groups.log", groups), ("golden-v1-revoke.log", revoked)]
 }
 
 #[test]
@@ -247,5 +248,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
 }

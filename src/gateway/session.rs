@@ -285,7 +285,7 @@ pub fn reason_for(error: &usecase::Error) -> ReasonCode {
             Rejection::NotFound(_) => ReasonCode::CHANNEL_NOT_EXIST,
             // WKProto has no code of its own for a muted group member: it may not send.
             Rejection::Muted => ReasonCode::SEND_BAN,
-            Rejection::GroupFull => ReasonCode::NOT_ALLOW_SEND,
+            Rejection::GroupFull | Rejection::NotAllowed(_) | Rejection::Expired(_) => ReasonCode::NOT_ALLOW_SEND,
         },
         CoreError::Storage(_) | CoreError::Unavailable => ReasonCode::SYSTEM_ERROR,
     }

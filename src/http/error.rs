@@ -34,7 +34,8 @@ impl From<CoreError> for ApiError {
         let status = match &e {
             CoreError::Rejected(Rejection::ChannelNotFound | Rejection::NotFound(_)) => StatusCode::NOT_FOUND,
             CoreError::Rejected(Rejection::Exists(_) | Rejection::GroupFull) => StatusCode::CONFLICT,
-            CoreError::Rejected(Rejection::Muted) => StatusCode::FORBIDDEN,
+            CoreError::Rejected(Rejection::Muted | Rejection::NotAllowed(_)) => StatusCode::FORBIDDEN,
+            CoreError::Rejected(Rejection::Expired(_)) => StatusCode::GONE,
             CoreError::Rejected(Rejection::Banned | Rejection::SendBanned | Rejection::InBlacklist | Rejection::NotSubscriber | Rejection::NotInWhitelist) => {
                 StatusCode::FORBIDDEN
             }

@@ -118,14 +118,9 @@ impl UseCases {
                 .map_err(|e| rookery_actors::CoreError::Storage(format!("reading recent messages: {e}")))??;
             let Some((newest_position, _)) = recents.first() else { continue };
             let version = newest_position.0.max(marks.changed_at.0);
-            out.push(Conversation {
-                channel_id: cid,
-                channel_type: key.ty,
-                unread,
-                read_to_seq: read_base.seq.0.min(last.seq.0),
-                version,
-                recent: recents.into_iter().map(|(_, m)| m).collect(),
-            });
+            let mut recent: Vec<rookery_events::Message> = recents.into_iter().map(|(_, m)| m).collect();
+            self.hide_revoked(key, &mut recent, &mut Default::default()).await?;
+            out.push(Conversation { channel_id: cid, channel_type: key.ty, unread, read_to_seq: read_base.seq.0.min(last.seq.0), version, recent });
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.version));
         out.truncate(MAX_CONVERSATIONS);

@@ -13,6 +13,7 @@ mod error;
 mod fanout;
 mod groups;
 mod history;
+mod retract;
 mod send;
 mod users;
 pub mod validate;

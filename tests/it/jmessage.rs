@@ -549,3 +549,124 @@ async fn silenced_or_removed_members_cannot_send_to_the_group_and_deleted_users_
     assert_eq!(call(&s, "GET", "/v1/groups/1", &Value::Null).await.1["error"]["code"], 899006);
     assert_eq!(call(&s, "GET", "/v1/groups/?start=0&count=5", &Value::Null).await.1["total"], 0);
 }
+
+fn text_message(from: &str, target_type: &str, target: Value, text: &str) -> Value {
+    json!({"version": 1, "target_type": target_type, "target_id": target, "from_type": "user", "from_id": from, "msg_type": "text", "msg_body": {"text": text, "extras": {}}})
+}
+
+#[tokio::test]
+async fn messages_go_through_the_one_send_path_and_their_sender_can_retract_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["fangf", "javen", "other"]).await;
+    assert_eq!(s.post("/user/token", &json!({"uid": "a1#2", "token": "tj", "device_flag": 0})).await.0, 200);
+    let mut javen = Client::logged_in(&s, Kind::Tcp, "a1#2", "tj", 0, 5).await;
+
+    let (status, sent) = call(&s, "POST", "/v1/messages", &text_message("fangf", "single", json!("javen"), "Hello, JMessage!")).await;
+    assert_eq!(status, 201, "{sent}");
+    let msg_id = sent["msg_id"].as_u64().expect("msg_id");
+    assert!(sent["msg_ctime"].as_u64().expect("msg_ctime") > 1_700_000_000_000, "milliseconds: {sent}");
+    let (recv, payload) = crate::gateway::recv(&mut javen).await;
+    assert_eq!((recv.from_uid.as_str(), recv.channel_id.as_str(), recv.channel_type), ("a1#1", "a1#1", 1));
+    let payload: Value = serde_json::from_str(&payload).expect("json payload");
+    assert_eq!((&payload["type"], &payload["content"], &payload["msg_type"]), (&json!(1), &json!("Hello, JMessage!"), &json!("text")), "{payload}");
+
+    let image = json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "image",
+        "msg_body": {"media_id": "a1/image/ce0a", "media_crc32": 2778919613u64, "width": 3840, "height": 2160, "fsize": 3328738, "format": "jpg"}});
+    let (status, v) = call(&s, "POST", "/v1/messages", &image).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(serde_json::from_str::<Value>(&crate::gateway::recv(&mut javen).await.1).expect("json")["type"], 2);
+
+    // Groups: members send, others are refused.
+    let (status, _) = call(&s, "POST", "/v1/groups/", &json!({"owner_username": "fangf", "name": "g", "members_username": ["javen"]})).await;
+    assert_eq!(status, 201);
+    let (status, v) = call(&s, "POST", "/v1/messages", &text_message("fangf", "group", json!("1"), "to the group")).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(crate::gateway::recv(&mut javen).await.0.channel_id, "a1#g1");
+    let head_before = head(&s).await;
+    let custom = |body: Value| json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "custom", "msg_body": body});
+    for (body, status, code) in [
+        (text_message("other", "group", json!(1), "let me in"), 403, 899016),
+        (text_message("fangf", "group", json!("9"), "x"), 404, 899006),
+        (text_message("fangf", "group", json!("g"), "x"), 400, 899003),
+        (text_message("nobody1", "single", json!("javen"), "x"), 404, 899002),
+        (text_message("fangf", "single", json!("nobody1"), "x"), 404, 899002),
+        (text_message("fangf", "chatroom", json!("1"), "x"), 400, 899003),
+        (
+            json!({"version": 2, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": {"text": "x"}}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "admin", "from_id": "fangf", "msg_type": "text", "msg_body": {"text": "x"}}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "video", "msg_body": {"text": "x"}}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": {"extras": {}}}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": "x"}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "image", "msg_body": {"format": "jpg"}}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": {"text": "x"}, "no_offline": "yes"}),
+            400,
+            899003,
+        ),
+        (
+            json!({"version": 1, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": {"text": "x"}, "target_appkey": "ffffffffffffffffffffffff"}),
+            400,
+            899003,
+        ),
+        (custom(json!({"k": "v".repeat(4090)})), 400, 899003),
+    ] {
+        let (got, v) = call(&s, "POST", "/v1/messages", &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused send wrote anything");
+    // 4096 bytes of msg_body exactly is still accepted.
+    let fill = 4096 - json!({"k": ""}).to_string().len();
+    assert_eq!(call(&s, "POST", "/v1/messages", &custom(json!({"k": "v".repeat(fill)}))).await.0, 201);
+    let _ = crate::gateway::recv(&mut javen).await;
+
+    // A blacklisted sender is refused.
+    assert_eq!(call(&s, "PUT", "/v1/users/javen/blacklist", &json!(["fangf"])).await.0, 204);
+    let (status, v) = call(&s, "POST", "/v1/messages", &text_message("fangf", "single", json!("javen"), "blocked")).await;
+    assert_eq!((status, error_code(&v)), (403, 899016), "{v}");
+    assert_eq!(call(&s, "DELETE", "/v1/users/javen/blacklist", &json!(["fangf"])).await.0, 204);
+
+    // Retraction: not by someone else, by the sender once, and then readers no longer see the content.
+    let retract = |who: &str, id: u64| format!("/v1/messages/{who}/{id}/retract");
+    let (status, v) = call(&s, "POST", &retract("javen", msg_id), &Value::Null).await;
+    assert_eq!((status, error_code(&v)), (403, 899016), "{v}");
+    assert_eq!(call(&s, "POST", &retract("fangf", msg_id), &Value::Null).await.0, 204);
+    let (status, v) = call(&s, "POST", &retract("fangf", msg_id), &Value::Null).await;
+    assert_eq!((status, error_code(&v)), (409, 855004), "{v}");
+    for id in [999_999u64, 1] {
+        let (status, v) = call(&s, "POST", &retract("fangf", id), &Value::Null).await;
+        assert_eq!((status, error_code(&v)), (404, 855003), "{id}: {v}");
+    }
+    let (status, v) = call(&s, "POST", "/v1/messages/fangf/abc/retract", &Value::Null).await;
+    assert_eq!((status, error_code(&v)), (400, 899003), "{v}");
+    let (status, history) = s.post("/channel/messagesync", &json!({"login_uid": "a1#2", "channel_id": "a1#1", "channel_type": 1, "limit": 10})).await;
+    assert_eq!(status, 200, "{history}");
+    let first = &history["messages"][0];
+    assert_eq!((&first["revoke"], &first["revoker"], &first["payload"]), (&json!(1), &json!("a1#1"), &json!("")), "{first}");
+    assert!(history["messages"][1].get("revoke").is_none(), "{history}");
+    let (_, trail) = s.get("/audit/events?kind=channel.message_revoked").await;
+    assert_eq!(trail["events"][0]["actor"]["credential"], "jmessage:a1", "{trail}");
+}

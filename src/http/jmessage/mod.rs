@@ -9,6 +9,7 @@
 
 mod fields;
 mod groups;
+mod messages;
 mod users;
 
 use rookery_actors::{CoreError, Origin};
@@ -220,7 +221,7 @@ fn admitted(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + C
 
 /// This family's routes, behind its credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
-    let api = users::routes(state.clone()).or(groups::routes(state.clone())).unify();
+    let api = users::routes(state.clone()).or(groups::routes(state.clone())).unify().or(messages::routes(state.clone())).unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
 

@@ -277,7 +277,18 @@ async fn message_sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Resp
     if let Some(w) = window {
         let found = state.usecases.channel_page(&key, w.from, w.to, limit, w.newest_first).await?;
         page.more = u8::from(found.more);
-        page.messages = found.messages.iter().map(|m| message_json(m, Some(&login))).collect();
+        page.messages = found
+            .messages
+            .iter()
+            .map(|m| {
+                let mut v = message_json(m, Some(&login));
+                if let Some(by) = found.revoked.get(&m.message_seq.0) {
+                    v["revoke"] = json!(1);
+                    v["revoker"] = json!(by.0);
+                }
+                v
+            })
+            .collect();
     }
     Ok(warp::reply::json(&page).into_response())
 }
