@@ -75,6 +75,9 @@ pub const KINDS: &[&str] = &[
     "tenant.group_opened",
     "tenant.group_closed",
     "channel.message_revoked",
+    "tenant.friends_added",
+    "tenant.friends_removed",
+    "tenant.friend_notes_set",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -579,6 +582,12 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
             TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
             TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } => json!({"n": n}),
+            TenantEvent::FriendsAdded { n, peers, at } => json!({"n": n, "peers": peers, "at": at.0}),
+            TenantEvent::FriendsRemoved { n, peers } => json!({"n": n, "peers": peers}),
+            TenantEvent::FriendNotesSet { n, notes } => json!({
+                "n": n,
+                "notes": notes.iter().map(|c| json!({"peer": c.peer, "note_name": c.note_name, "others": c.others})).collect::<Vec<_>>(),
+            }),
         },
     }
 }
@@ -613,6 +622,8 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::ProfileUpdated { n, .. } | TenantEvent::PasswordChanged { n, .. } => *n == who,
         TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
         TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } => false,
+        TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
+        TenantEvent::FriendNotesSet { n, .. } => *n == who,
     }
 }
 

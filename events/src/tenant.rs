@@ -182,6 +182,51 @@ pub enum TenantEvent {
         /// The group's number.
         n: u64,
     },
+    /// User `n` and each of `peers` became friends (both ways).
+    FriendsAdded {
+        /// The user who asked.
+        n: u64,
+        /// The new friends.
+        peers: Vec<u64>,
+        /// When.
+        at: Timestamp,
+    },
+    /// User `n` and each of `peers` are friends no more (both ways).
+    FriendsRemoved {
+        /// The user who asked.
+        n: u64,
+        /// The former friends.
+        peers: Vec<u64>,
+    },
+    /// User `n`'s notes about some of its friends changed (its own side only).
+    FriendNotesSet {
+        /// Whose notes.
+        n: u64,
+        /// For each friend, the fields that change.
+        notes: Vec<NoteChange>,
+    },
+}
+
+/// What a user notes about a friend.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FriendNote {
+    /// The name the user shows for the friend.
+    pub note_name: String,
+    /// Other notes.
+    pub others: String,
+    /// Friends since.
+    pub since: Timestamp,
+}
+
+/// A change of a user's note about one friend: the fields given replace the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct NoteChange {
+    /// The friend.
+    pub peer: u64,
+    /// New note name.
+    pub note_name: Option<String>,
+    /// New other notes.
+    pub others: Option<String>,
 }
 
 impl TenantEvent {
@@ -194,6 +239,9 @@ impl TenantEvent {
             TenantEvent::UsersUnregistered { .. } => "tenant.users_unregistered",
             TenantEvent::GroupOpened { .. } => "tenant.group_opened",
             TenantEvent::GroupClosed { .. } => "tenant.group_closed",
+            TenantEvent::FriendsAdded { .. } => "tenant.friends_added",
+            TenantEvent::FriendsRemoved { .. } => "tenant.friends_removed",
+            TenantEvent::FriendNotesSet { .. } => "tenant.friend_notes_set",
         }
     }
 }
@@ -235,6 +283,28 @@ pub enum TenantCommand {
     OpenGroup,
     /// Take a group off the list (nothing happens for one not on it).
     CloseGroup(u64),
+    /// Make `username` and each of `peers` friends: refused when one is a friend already, or is
+    /// this tenant's uid without a live account.
+    AddFriends {
+        /// Who asks.
+        username: String,
+        /// The new friends, by username.
+        peers: Vec<String>,
+    },
+    /// End friendships (peers that are not friends are skipped).
+    RemoveFriends {
+        /// Who asks.
+        username: String,
+        /// The former friends, by username.
+        peers: Vec<String>,
+    },
+    /// Change `username`'s notes about friends (named by username): refused when one is not a friend.
+    SetFriendNotes {
+        /// Whose notes.
+        username: String,
+        /// The changes: friend's username, new note name, new other notes.
+        notes: Vec<(String, Option<String>, Option<String>)>,
+    },
 }
 
 /// The state of one tenant, rebuilt from its events.
@@ -250,6 +320,8 @@ pub struct TenantState {
     pub groups: std::collections::BTreeSet<u64>,
     /// The highest group number ever given.
     pub last_group: u64,
+    /// Friendships of this tenant's users by number, both ways: user -> friend -> the user's note.
+    pub friends: BTreeMap<u64, BTreeMap<u64, FriendNote>>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -342,6 +414,64 @@ impl Aggregate for TenantState {
                     Vec::new()
                 }
             }
+            TenantCommand::AddFriends { username, peers } => {
+                let n = self.number(username)?;
+                let mut added: Vec<u64> = Vec::new();
+                for name in peers {
+                    let p = self.number(name)?;
+                    if p == n {
+                        return Err(Rejection::Invalid("a user cannot befriend itself".into()));
+                    }
+                    if self.friends.get(&n).is_some_and(|f| f.contains_key(&p)) {
+                        return Err(Rejection::Exists(format!("friendship with {name:?}")));
+                    }
+                    if !added.contains(&p) {
+                        added.push(p);
+                    }
+                }
+                if added.is_empty() {
+                    return Err(Rejection::Invalid("name the new friends".into()));
+                }
+                vec![TenantEvent::FriendsAdded { n, peers: added, at: now }]
+            }
+            TenantCommand::RemoveFriends { username, peers } => {
+                let n = self.number(username)?;
+                let mut removed: Vec<u64> = Vec::new();
+                for name in peers {
+                    let p = self.number(name)?;
+                    if self.friends.get(&n).is_some_and(|f| f.contains_key(&p)) && !removed.contains(&p) {
+                        removed.push(p);
+                    }
+                }
+                if removed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::FriendsRemoved { n, peers: removed }]
+                }
+            }
+            TenantCommand::SetFriendNotes { username, notes } => {
+                let n = self.number(username)?;
+                let mut changed = Vec::new();
+                for (name, note_name, others) in notes {
+                    let p = self.number(name)?;
+                    let Some(current) = self.friends.get(&n).and_then(|f| f.get(&p)) else {
+                        return Err(Rejection::NotFound(format!("friend {name:?}")));
+                    };
+                    let change = NoteChange {
+                        peer: p,
+                        note_name: note_name.clone().filter(|v| *v != current.note_name),
+                        others: others.clone().filter(|v| *v != current.others),
+                    };
+                    if change.note_name.is_some() || change.others.is_some() {
+                        changed.push(change);
+                    }
+                }
+                if changed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::FriendNotesSet { n, notes: changed }]
+                }
+            }
         })
     }
 
@@ -372,6 +502,44 @@ impl Aggregate for TenantState {
                 for n in ns {
                     if let Some(a) = self.users.remove(n) {
                         self.by_name.remove(&a.username);
+                    }
+                }
+                for n in ns {
+                    for peer in self.friends.remove(n).unwrap_or_default().into_keys() {
+                        if let Some(f) = self.friends.get_mut(&peer) {
+                            f.remove(n);
+                        }
+                    }
+                }
+                self.friends.retain(|_, f| !f.is_empty());
+            }
+            TenantEvent::FriendsAdded { n, peers, at } => {
+                for p in peers {
+                    let note = || FriendNote { note_name: String::new(), others: String::new(), since: *at };
+                    self.friends.entry(*n).or_default().entry(*p).or_insert_with(note);
+                    self.friends.entry(*p).or_default().entry(*n).or_insert_with(note);
+                }
+            }
+            TenantEvent::FriendsRemoved { n, peers } => {
+                for p in peers {
+                    if let Some(f) = self.friends.get_mut(n) {
+                        f.remove(p);
+                    }
+                    if let Some(f) = self.friends.get_mut(p) {
+                        f.remove(n);
+                    }
+                }
+                self.friends.retain(|_, f| !f.is_empty());
+            }
+            TenantEvent::FriendNotesSet { n, notes } => {
+                for c in notes {
+                    if let Some(note) = self.friends.get_mut(n).and_then(|f| f.get_mut(&c.peer)) {
+                        if let Some(v) = &c.note_name {
+                            note.note_name = v.clone();
+                        }
+                        if let Some(v) = &c.others {
+                            note.others = v.clone();
+                        }
                     }
                 }
             }

@@ -633,3 +633,35 @@ fn only_the_sender_retracts_a_message_once_and_within_the_window() {
     let beyond = ChannelCommand::Revoke { seq: MessageSeq(2), from: "a".into(), sent_at: now, by: "a".into(), window_ms: None };
     check::<ChannelState>(&group(), &given, beyond, Err(Rejection::NotFound("message 2".into())));
 }
+
+#[test]
+fn friendships_are_mutual_strict_to_add_and_gone_with_either_account() {
+    let tag = "a1".to_owned();
+    let given = [registered(1, &["ann", "bob", "cy"])];
+    let add = |peers: &[&str]| TenantCommand::AddFriends { username: "ann".into(), peers: peers.iter().map(|p| (*p).to_owned()).collect() };
+    let at = Timestamp(1_700_000_000_000);
+    check::<TenantState>(&tag, &given, add(&["bob", "cy", "bob"]), Ok(vec![TenantEvent::FriendsAdded { n: 1, peers: vec![2, 3], at }]));
+    check::<TenantState>(&tag, &given, add(&["zed"]), Err(Rejection::NotFound("user \"zed\"".into())));
+    check::<TenantState>(&tag, &given, add(&["ann"]), Err(Rejection::Invalid("a user cannot befriend itself".into())));
+    let friends = [registered(1, &["ann", "bob", "cy"]), TenantEvent::FriendsAdded { n: 1, peers: vec![2], at }];
+    check::<TenantState>(&tag, &friends, add(&["cy", "bob"]), Err(Rejection::Exists("friendship with \"bob\"".into())));
+    let from_bob = TenantCommand::SetFriendNotes { username: "bob".into(), notes: vec![("ann".into(), Some("A".into()), None)] };
+    check::<TenantState>(
+        &tag,
+        &friends,
+        from_bob,
+        Ok(vec![TenantEvent::FriendNotesSet { n: 2, notes: vec![NoteChange { peer: 1, note_name: Some("A".into()), others: None }] }]),
+    );
+    let to_stranger = TenantCommand::SetFriendNotes { username: "bob".into(), notes: vec![("cy".into(), Some("C".into()), None)] };
+    check::<TenantState>(&tag, &friends, to_stranger, Err(Rejection::NotFound("friend \"cy\"".into())));
+    let remove = TenantCommand::RemoveFriends { username: "bob".into(), peers: vec!["ann".into(), "cy".into()] };
+    check::<TenantState>(&tag, &friends, remove, Ok(vec![TenantEvent::FriendsRemoved { n: 2, peers: vec![1] }]));
+
+    let mut s = TenantState::default();
+    for (i, e) in friends.iter().enumerate() {
+        s.apply(Position(i as u64 + 1), e);
+    }
+    assert!(s.friends[&2].contains_key(&1), "both ways");
+    s.apply(Position(9), &TenantEvent::UsersUnregistered { ns: vec![1] });
+    assert!(s.friends.is_empty(), "a deleted account's friendships end on both sides: {:?}", s.friends);
+}

@@ -223,7 +223,18 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
         tenant(55, TenantEvent::GroupClosed { n: 7 }),
     ];
     let revoked = vec![group(60, ChannelEvent::MessageRevoked { seq: MessageSeq(3), by: tenant_uid("a1", 2), at: Timestamp(1_700_000_000_060) })];
-    vec![("golden-v1-erasure.log", vec![erasure]), ("golden-v1-accounts.log", accounts), ("golden-v1-groups.log", groups), ("golden-v1-revoke.log", revoked)]
+    let friends = vec![
+        tenant(70, TenantEvent::FriendsAdded { n: 1, peers: vec![2, 3], at: Timestamp(1_700_000_000_070) }),
+        tenant(71, TenantEvent::FriendNotesSet { n: 1, notes: vec![NoteChange { peer: 2, note_name: Some("= =".into()), others: None }] }),
+        tenant(72, TenantEvent::FriendsRemoved { n: 3, peers: vec![1] }),
+    ];
+    vec![
+        ("golden-v1-erasure.log", vec![erasure]),
+        ("golden-v1-accounts.log", accounts),
+        ("golden-v1-groups.log", groups),
+        ("golden-v1-revoke.log", revoked),
+        ("golden-v1-friends.log", friends),
+    ]
 }
 
 #[test]
@@ -248,5 +259,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3, "a new event kind needs a new golden fixture: {kinds:?}");
 }

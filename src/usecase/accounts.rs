@@ -86,7 +86,7 @@ async fn hash_all(passwords: Vec<String>) -> Result<Vec<PasswordHash>, Error> {
     Ok(out)
 }
 
-fn view(tag: &str, n: u64, a: &rookery_events::Account) -> AccountView {
+pub(super) fn view(tag: &str, n: u64, a: &rookery_events::Account) -> AccountView {
     AccountView { n, uid: tenant_uid(tag, n), username: a.username.clone(), profile: a.profile.clone(), ctime: a.ctime, mtime: a.mtime }
 }
 

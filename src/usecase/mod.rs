@@ -11,6 +11,7 @@ mod commands;
 mod conversations;
 mod error;
 mod fanout;
+mod friends;
 mod groups;
 mod history;
 mod retract;

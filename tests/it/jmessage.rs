@@ -370,6 +370,8 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     let (status, _) = call(&s, "POST", "/v1/groups/", &json!({"owner_username": "annie", "name": "g", "members_username": ["benny"]})).await;
     assert_eq!(status, 201);
     assert_eq!(call(&s, "PUT", "/groups/messages/1/silence?status=true", &json!(["benny"])).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/users/annie/friends", &json!(["benny"])).await.0, 201);
+    assert_eq!(call(&s, "PUT", "/v1/users/annie/friends", &json!([{"username": "benny", "note_name": "B"}])).await.0, 204);
     let (_, annie) = call(&s, "GET", "/v1/users/annie", &Value::Null).await;
     let (_, group) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
 
@@ -380,6 +382,7 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     assert_eq!(call(&s, "GET", "/v1/users/?start=0&count=5", &Value::Null).await.1["total"], 2);
     assert_eq!(call(&s, "GET", "/v1/groups/1", &Value::Null).await.1, group, "the same group after a kill");
     assert_eq!(members(&s, 1).await, named(&[("annie", 1), ("benny", 0)]));
+    assert_eq!(call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await.1[0]["note_name"], "B", "friends after a kill");
     let silenced = s.post("/message/send", &json!({"from_uid": "a1#2", "channel_id": "a1#g1", "channel_type": 2, "payload": crate::support::b64("x")})).await;
     assert_eq!(silenced.0, 403, "still silenced after a kill: {silenced:?}");
 
@@ -669,4 +672,54 @@ async fn messages_go_through_the_one_send_path_and_their_sender_can_retract_them
     assert!(history["messages"][1].get("revoke").is_none(), "{history}");
     let (_, trail) = s.get("/audit/events?kind=channel.message_revoked").await;
     assert_eq!(trail["events"][0]["actor"]["credential"], "jmessage:a1", "{trail}");
+}
+
+#[tokio::test]
+async fn friends_are_mutual_with_notes_of_their_own_and_end_with_either_account() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["annie", "benny", "cindy", "danny"]).await;
+    let (status, v) = call(&s, "POST", "/v1/users/annie/friends", &json!(["benny", "cindy"])).await;
+    assert_eq!((status, v), (201, Value::Null));
+    let names = |v: &Value| v.as_array().expect("array").iter().map(|f| f["username"].as_str().expect("name").to_owned()).collect::<Vec<_>>();
+    let (_, of_annie) = call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await;
+    assert_eq!(names(&of_annie), ["benny", "cindy"]);
+    assert_eq!(
+        (&of_annie[0]["nickname"], &of_annie[0]["note_name"], &of_annie[0]["appkey"]),
+        (&json!("BENNY"), &json!(""), &json!("4f7aef34fb361292c566a1cd"))
+    );
+    assert_eq!(names(&call(&s, "GET", "/v1/users/benny/friends", &Value::Null).await.1), ["annie"], "both ways");
+
+    assert_eq!(call(&s, "PUT", "/v1/users/benny/friends", &json!([{"username": "annie", "note_name": "An", "others": "from school 🎒"}])).await.0, 204);
+    let (_, of_benny) = call(&s, "GET", "/v1/users/benny/friends", &Value::Null).await;
+    assert_eq!((&of_benny[0]["note_name"], &of_benny[0]["others"]), (&json!("An"), &json!("from school 🎒")));
+    assert_eq!(call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await.1[0]["note_name"], "", "each side has its own note");
+
+    let head_before = head(&s).await;
+    for (method, body, status, code) in [
+        ("POST", json!(["danny", "benny"]), 409, 899070),
+        ("POST", json!(["danny", "nobody1"]), 404, 899002),
+        ("POST", json!(["annie"]), 400, 899003),
+        ("POST", json!([]), 400, 899003),
+        ("POST", json!({"users": ["danny"]}), 400, 899003),
+        ("PUT", json!([{"username": "danny", "note_name": "D"}]), 404, 899002),
+        ("PUT", json!([{"username": "benny", "note_name": "a\nb"}]), 400, 899003),
+        ("PUT", json!([{"username": "benny", "note_name": "n".repeat(65)}]), 400, 899003),
+        ("PUT", json!([{"username": "benny", "others": "o".repeat(251)}]), 400, 899003),
+        ("PUT", json!([{"username": "benny"}]), 400, 899003),
+        ("DELETE", json!(["nobody1"]), 404, 899002),
+    ] {
+        let (got, v) = call(&s, method, "/v1/users/annie/friends", &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{method} {body}: {v}");
+    }
+    let (got, v) = call(&s, "GET", "/v1/users/nobody1/friends", &Value::Null).await;
+    assert_eq!((got, error_code(&v)), (404, 899002), "{v}");
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+    assert_eq!(names(&call(&s, "GET", "/v1/users/danny/friends", &Value::Null).await.1), Vec::<String>::new());
+
+    // Deleting ends friendships on both sides; deleting a non-friend changes nothing.
+    assert_eq!(call(&s, "DELETE", "/v1/users/annie/friends", &json!(["cindy", "danny"])).await.0, 204);
+    assert_eq!(names(&call(&s, "GET", "/v1/users/cindy/friends", &Value::Null).await.1), Vec::<String>::new());
+    assert_eq!(call(&s, "DELETE", "/v1/users/benny", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await.1, json!([]), "a deleted account is no one's friend");
 }

@@ -8,6 +8,7 @@
 //! the document's rules refuse, 404 + 899003 for a path this family does not serve.
 
 mod fields;
+mod friends;
 mod groups;
 mod messages;
 mod users;
@@ -221,7 +222,13 @@ fn admitted(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + C
 
 /// This family's routes, behind its credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
-    let api = users::routes(state.clone()).or(groups::routes(state.clone())).unify().or(messages::routes(state.clone())).unify();
+    let api = users::routes(state.clone())
+        .or(groups::routes(state.clone()))
+        .unify()
+        .or(messages::routes(state.clone()))
+        .unify()
+        .or(friends::routes(state.clone()))
+        .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
 
