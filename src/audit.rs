@@ -78,6 +78,11 @@ pub const KINDS: &[&str] = &[
     "tenant.friends_added",
     "tenant.friends_removed",
     "tenant.friend_notes_set",
+    "tenant.sensitive_words_added",
+    "tenant.sensitive_word_renamed",
+    "tenant.sensitive_word_removed",
+    "tenant.sensitive_filter_switched",
+    "tenant.sdk_registration_switched",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -584,6 +589,10 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } => json!({"n": n}),
             TenantEvent::FriendsAdded { n, peers, at } => json!({"n": n, "peers": peers, "at": at.0}),
             TenantEvent::FriendsRemoved { n, peers } => json!({"n": n, "peers": peers}),
+            TenantEvent::SensitiveWordsAdded { words, at } => json!({"words": words, "at": at.0}),
+            TenantEvent::SensitiveWordRenamed { old, new, at } => json!({"old": old, "new": new, "at": at.0}),
+            TenantEvent::SensitiveWordRemoved { word } => json!({"word": word}),
+            TenantEvent::SensitiveFilterSwitched { on } | TenantEvent::SdkRegistrationSwitched { on } => json!({"on": on}),
             TenantEvent::FriendNotesSet { n, notes } => json!({
                 "n": n,
                 "notes": notes.iter().map(|c| json!({"peer": c.peer, "note_name": c.note_name, "others": c.others})).collect::<Vec<_>>(),
@@ -624,6 +633,11 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } => false,
         TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
         TenantEvent::FriendNotesSet { n, .. } => *n == who,
+        TenantEvent::SensitiveWordsAdded { .. }
+        | TenantEvent::SensitiveWordRenamed { .. }
+        | TenantEvent::SensitiveWordRemoved { .. }
+        | TenantEvent::SensitiveFilterSwitched { .. }
+        | TenantEvent::SdkRegistrationSwitched { .. } => false,
     }
 }
 

@@ -205,7 +205,43 @@ pub enum TenantEvent {
         /// For each friend, the fields that change.
         notes: Vec<NoteChange>,
     },
+    /// Words joined the sensitive-word list, in this order.
+    SensitiveWordsAdded {
+        /// The new words.
+        words: Vec<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A sensitive word was replaced by another, keeping its place in the list.
+    SensitiveWordRenamed {
+        /// The old word.
+        old: String,
+        /// The new word.
+        new: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A word left the sensitive-word list.
+    SensitiveWordRemoved {
+        /// The word.
+        word: String,
+    },
+    /// Masking sensitive words in sent text was switched on or off.
+    SensitiveFilterSwitched {
+        /// On.
+        on: bool,
+    },
+    /// The app's SDK registration switch (kept and shown; this server has no SDK registration).
+    SdkRegistrationSwitched {
+        /// On.
+        on: bool,
+    },
 }
+
+/// Most words the sensitive-word list holds.
+pub const MAX_SENSITIVE_WORDS: usize = 100;
+/// Longest sensitive word, in characters.
+pub const MAX_SENSITIVE_WORD_CHARS: usize = 10;
 
 /// What a user notes about a friend.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -242,6 +278,11 @@ impl TenantEvent {
             TenantEvent::FriendsAdded { .. } => "tenant.friends_added",
             TenantEvent::FriendsRemoved { .. } => "tenant.friends_removed",
             TenantEvent::FriendNotesSet { .. } => "tenant.friend_notes_set",
+            TenantEvent::SensitiveWordsAdded { .. } => "tenant.sensitive_words_added",
+            TenantEvent::SensitiveWordRenamed { .. } => "tenant.sensitive_word_renamed",
+            TenantEvent::SensitiveWordRemoved { .. } => "tenant.sensitive_word_removed",
+            TenantEvent::SensitiveFilterSwitched { .. } => "tenant.sensitive_filter_switched",
+            TenantEvent::SdkRegistrationSwitched { .. } => "tenant.sdk_registration_switched",
         }
     }
 }
@@ -305,6 +346,22 @@ pub enum TenantCommand {
         /// The changes: friend's username, new note name, new other notes.
         notes: Vec<(String, Option<String>, Option<String>)>,
     },
+    /// Add sensitive words (1 to 10 characters each; words on the list already are skipped; the list
+    /// holds at most 100).
+    AddSensitiveWords(Vec<String>),
+    /// Replace a sensitive word by another.
+    RenameSensitiveWord {
+        /// The word on the list.
+        old: String,
+        /// Its replacement.
+        new: String,
+    },
+    /// Remove a sensitive word.
+    RemoveSensitiveWord(String),
+    /// Switch masking of sensitive words on or off.
+    SwitchSensitiveFilter(bool),
+    /// Switch SDK registration on or off.
+    SwitchSdkRegistration(bool),
 }
 
 /// The state of one tenant, rebuilt from its events.
@@ -322,6 +379,12 @@ pub struct TenantState {
     pub last_group: u64,
     /// Friendships of this tenant's users by number, both ways: user -> friend -> the user's note.
     pub friends: BTreeMap<u64, BTreeMap<u64, FriendNote>>,
+    /// The sensitive words in the order they were added, with when.
+    pub sensitive_words: Vec<(String, Timestamp)>,
+    /// Sent text has its sensitive words masked.
+    pub sensitive_filter_on: bool,
+    /// SDK registration is switched off (it is on unless switched off).
+    pub sdk_registration_off: bool,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -331,6 +394,20 @@ impl TenantState {
     pub fn account(&self, username: &str) -> Option<(u64, &Account)> {
         let n = *self.by_name.get(username)?;
         self.users.get(&n).map(|a| (n, a))
+    }
+
+    fn has_word(&self, word: &str) -> bool {
+        self.sensitive_words.iter().any(|(w, _)| w == word)
+    }
+
+    /// `text` with every sensitive word masked (`*` per character; ASCII letters match in either
+    /// case), when the filter is on; `None` when nothing changes.
+    pub fn masked(&self, text: &str) -> Option<String> {
+        if !self.sensitive_filter_on || self.sensitive_words.is_empty() {
+            return None;
+        }
+        let masked = mask_words(text, self.sensitive_words.iter().map(|(w, _)| w.as_str()));
+        (masked != text).then_some(masked)
     }
 
     fn number(&self, username: &str) -> Result<u64, Rejection> {
@@ -472,6 +549,59 @@ impl Aggregate for TenantState {
                     vec![TenantEvent::FriendNotesSet { n, notes: changed }]
                 }
             }
+            TenantCommand::AddSensitiveWords(words) => {
+                if words.is_empty() {
+                    return Err(Rejection::Invalid("name the words to add".into()));
+                }
+                let mut added: Vec<String> = Vec::new();
+                for w in words {
+                    check_word(w)?;
+                    if !self.has_word(w) && !added.contains(w) {
+                        added.push(w.clone());
+                    }
+                }
+                if self.sensitive_words.len() + added.len() > MAX_SENSITIVE_WORDS {
+                    return Err(Rejection::Invalid(format!("the list holds at most {MAX_SENSITIVE_WORDS} words")));
+                }
+                if added.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::SensitiveWordsAdded { words: added, at: now }]
+                }
+            }
+            TenantCommand::RenameSensitiveWord { old, new } => {
+                check_word(new)?;
+                if !self.has_word(old) {
+                    return Err(Rejection::NotFound(format!("sensitive word {old:?}")));
+                }
+                if old == new {
+                    Vec::new()
+                } else if self.has_word(new) {
+                    return Err(Rejection::Exists(format!("sensitive word {new:?}")));
+                } else {
+                    vec![TenantEvent::SensitiveWordRenamed { old: old.clone(), new: new.clone(), at: now }]
+                }
+            }
+            TenantCommand::RemoveSensitiveWord(word) => {
+                if !self.has_word(word) {
+                    return Err(Rejection::NotFound(format!("sensitive word {word:?}")));
+                }
+                vec![TenantEvent::SensitiveWordRemoved { word: word.clone() }]
+            }
+            TenantCommand::SwitchSensitiveFilter(on) => {
+                if self.sensitive_filter_on == *on {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::SensitiveFilterSwitched { on: *on }]
+                }
+            }
+            TenantCommand::SwitchSdkRegistration(on) => {
+                if self.sdk_registration_off != *on {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::SdkRegistrationSwitched { on: *on }]
+                }
+            }
         })
     }
 
@@ -531,6 +661,21 @@ impl Aggregate for TenantState {
                 }
                 self.friends.retain(|_, f| !f.is_empty());
             }
+            TenantEvent::SensitiveWordsAdded { words, at } => {
+                for w in words {
+                    if !self.has_word(w) {
+                        self.sensitive_words.push((w.clone(), *at));
+                    }
+                }
+            }
+            TenantEvent::SensitiveWordRenamed { old, new, at } => {
+                if let Some(entry) = self.sensitive_words.iter_mut().find(|(w, _)| w == old) {
+                    *entry = (new.clone(), *at);
+                }
+            }
+            TenantEvent::SensitiveWordRemoved { word } => self.sensitive_words.retain(|(w, _)| w != word),
+            TenantEvent::SensitiveFilterSwitched { on } => self.sensitive_filter_on = *on,
+            TenantEvent::SdkRegistrationSwitched { on } => self.sdk_registration_off = !*on,
             TenantEvent::FriendNotesSet { n, notes } => {
                 for c in notes {
                     if let Some(note) = self.friends.get_mut(n).and_then(|f| f.get_mut(&c.peer)) {
@@ -569,4 +714,35 @@ impl Aggregate for TenantState {
             _ => None,
         }
     }
+}
+
+fn check_word(word: &str) -> Result<(), Rejection> {
+    let chars = word.chars().count();
+    if chars == 0 || chars > MAX_SENSITIVE_WORD_CHARS {
+        return Err(Rejection::Invalid(format!("a sensitive word is 1 to {MAX_SENSITIVE_WORD_CHARS} characters, got {chars}")));
+    }
+    if word.chars().any(char::is_whitespace) && word.trim().is_empty() {
+        return Err(Rejection::Invalid("a sensitive word cannot be blank".into()));
+    }
+    Ok(())
+}
+
+/// `text` with each occurrence of any of `words` replaced by one `*` per character. ASCII letters
+/// match in either case; other characters exactly. Overlapping occurrences are all masked.
+pub fn mask_words<'a>(text: &str, words: impl Iterator<Item = &'a str>) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let folded: Vec<char> = chars.iter().map(char::to_ascii_lowercase).collect();
+    let mut hidden = vec![false; chars.len()];
+    for word in words {
+        let w: Vec<char> = word.chars().map(|c| c.to_ascii_lowercase()).collect();
+        if w.is_empty() || w.len() > folded.len() {
+            continue;
+        }
+        for start in 0..=folded.len() - w.len() {
+            if folded[start..start + w.len()] == w[..] {
+                hidden[start..start + w.len()].iter_mut().for_each(|h| *h = true);
+            }
+        }
+    }
+    chars.iter().zip(hidden).map(|(c, h)| if h { '*' } else { *c }).collect()
 }

@@ -665,3 +665,34 @@ fn friendships_are_mutual_strict_to_add_and_gone_with_either_account() {
     s.apply(Position(9), &TenantEvent::UsersUnregistered { ns: vec![1] });
     assert!(s.friends.is_empty(), "a deleted account's friendships end on both sides: {:?}", s.friends);
 }
+
+#[test]
+fn sensitive_words_are_listed_in_order_within_their_limits_and_masked_when_switched_on() {
+    let tag = "a1".to_owned();
+    let at = Timestamp(1_700_000_000_000);
+    let add = |words: &[&str]| TenantCommand::AddSensitiveWords(words.iter().map(|w| (*w).to_owned()).collect());
+    check::<TenantState>(
+        &tag,
+        &[],
+        add(&["FUCK", "坏词", "FUCK"]),
+        Ok(vec![TenantEvent::SensitiveWordsAdded { words: vec!["FUCK".into(), "坏词".into()], at }]),
+    );
+    check::<TenantState>(&tag, &[], add(&["abcdefghijk"]), Err(Rejection::Invalid("a sensitive word is 1 to 10 characters, got 11".into())));
+    assert!(TenantState::default().decide(&tag, &add(&["一二三四五六七八九十"]), at).is_ok(), "ten characters of three bytes each");
+    let full: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+    let given = [TenantEvent::SensitiveWordsAdded { words: full, at }];
+    check::<TenantState>(&tag, &given, add(&["w1"]), Ok(vec![]));
+    check::<TenantState>(&tag, &given, add(&["w100"]), Err(Rejection::Invalid("the list holds at most 100 words".into())));
+    let rename = |old: &str, new: &str| TenantCommand::RenameSensitiveWord { old: old.into(), new: new.into() };
+    check::<TenantState>(&tag, &given, rename("w1", "x"), Ok(vec![TenantEvent::SensitiveWordRenamed { old: "w1".into(), new: "x".into(), at }]));
+    check::<TenantState>(&tag, &given, rename("zz", "x"), Err(Rejection::NotFound("sensitive word \"zz\"".into())));
+    check::<TenantState>(&tag, &given, rename("w1", "w2"), Err(Rejection::Exists("sensitive word \"w2\"".into())));
+
+    let mut s = TenantState::default();
+    s.apply(Position(1), &TenantEvent::SensitiveWordsAdded { words: vec!["fuck".into(), "坏词".into()], at });
+    assert_eq!(s.masked("what the FUCK, 坏词!"), None, "the filter is off");
+    s.apply(Position(2), &TenantEvent::SensitiveFilterSwitched { on: true });
+    assert_eq!(s.masked("what the FuCk, 坏词!").as_deref(), Some("what the ****, **!"));
+    assert_eq!(s.masked("clean"), None);
+    assert_eq!(mask_words("aaa", ["aa"].into_iter()), "***", "overlapping matches");
+}

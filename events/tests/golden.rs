@@ -234,6 +234,16 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
         ("golden-v1-groups.log", groups),
         ("golden-v1-revoke.log", revoked),
         ("golden-v1-friends.log", friends),
+        (
+            "golden-v1-words.log",
+            vec![
+                tenant(80, TenantEvent::SensitiveWordsAdded { words: vec!["FUCK".into(), "坏词".into()], at: Timestamp(1_700_000_000_080) }),
+                tenant(81, TenantEvent::SensitiveWordRenamed { old: "FUCK".into(), new: "fuck".into(), at: Timestamp(1_700_000_000_081) }),
+                tenant(82, TenantEvent::SensitiveWordRemoved { word: "坏词".into() }),
+                tenant(83, TenantEvent::SensitiveFilterSwitched { on: true }),
+                tenant(84, TenantEvent::SdkRegistrationSwitched { on: false }),
+            ],
+        ),
     ]
 }
 
@@ -259,5 +269,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5, "a new event kind needs a new golden fixture: {kinds:?}");
 }

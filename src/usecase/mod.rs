@@ -18,6 +18,7 @@ mod retract;
 mod send;
 mod users;
 pub mod validate;
+mod words;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use groups::{GroupSpec, GroupView};
 pub use history::Page;
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
 pub use users::{LoginRefused, TokenSet};
+pub use words::Switches;
 
 use crate::config::Config;
 use crate::presence::Presence;

@@ -723,3 +723,64 @@ async fn friends_are_mutual_with_notes_of_their_own_and_end_with_either_account(
     assert_eq!(call(&s, "DELETE", "/v1/users/benny", &Value::Null).await.0, 204);
     assert_eq!(call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await.1, json!([]), "a deleted account is no one's friend");
 }
+
+#[tokio::test]
+async fn sensitive_words_are_listed_and_masked_in_sent_text_while_the_filter_is_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["fangf", "javen"]).await;
+    assert_eq!(call(&s, "GET", "/v1/sensitiveword/status", &Value::Null).await.1, json!({"status": 0}));
+    assert_eq!(call(&s, "POST", "/v1/sensitiveword", &json!(["FUCK", "坏词", "FUCK"])).await.0, 204);
+    assert_eq!(call(&s, "PUT", "/v1/sensitiveword", &json!({"old_word": "FUCK", "new_word": "fuck"})).await.0, 204);
+    let (status, list) = call(&s, "GET", "/v1/sensitiveword?start=0&count=10", &Value::Null).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!((&list["total"], &list["count"], &list["words"][0]["name"], &list["words"][1]["name"]), (&json!(2), &json!(2), &json!("fuck"), &json!("坏词")));
+    assert_eq!(list["words"][0]["itime"].as_str().map(str::len), Some(19), "{list}");
+    let (_, second) = call(&s, "GET", "/v1/sensitiveword?start=1&count=5", &Value::Null).await;
+    assert_eq!((&second["start"], &second["count"], &second["words"][0]["name"]), (&json!(1), &json!(1), &json!("坏词")));
+
+    let head_before = head(&s).await;
+    let hundred: Vec<String> = (0..99).map(|i| format!("w{i}")).collect();
+    for (method, path, body, status) in [
+        ("POST", "/v1/sensitiveword", json!(["abcdefghijk"]), 400),
+        ("POST", "/v1/sensitiveword", json!([]), 400),
+        ("POST", "/v1/sensitiveword", json!([7]), 400),
+        ("POST", "/v1/sensitiveword", json!(hundred), 400),
+        ("PUT", "/v1/sensitiveword", json!({"old_word": "nope", "new_word": "x"}), 400),
+        ("PUT", "/v1/sensitiveword", json!({"old_word": "fuck", "new_word": "坏词"}), 400),
+        ("PUT", "/v1/sensitiveword", json!({"old_word": "fuck"}), 400),
+        ("DELETE", "/v1/sensitiveword", json!({"word": "nope"}), 400),
+        ("GET", "/v1/sensitiveword?start=0&count=2001", Value::Null, 400),
+        ("PUT", "/v1/sensitiveword/status?status=2", Value::Null, 400),
+        ("PUT", "/v1/sdkregister/status?status=yes", Value::Null, 400),
+    ] {
+        let (got, v) = call(&s, method, path, &body).await;
+        assert_eq!((got, error_code(&v)), (status, 899003), "{method} {path} {body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+    // Ten characters of three bytes each are one word.
+    assert_eq!(call(&s, "POST", "/v1/sensitiveword", &json!(["一二三四五六七八九十"])).await.0, 204);
+
+    let send = |text: &str| text_message("fangf", "single", json!("javen"), text);
+    async fn stored(s: &Server) -> Value {
+        let (_, h) = s.post("/channel/messagesync", &json!({"login_uid": "a1#2", "channel_id": "a1#1", "channel_type": 1, "limit": 10, "pull_mode": 1})).await;
+        let last = h["messages"].as_array().expect("messages").last().cloned().expect("a message");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(last["payload"].as_str().expect("payload")).expect("base64");
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    }
+    assert_eq!(call(&s, "POST", "/v1/messages", &send("what the FuCk, 坏词")).await.0, 201);
+    assert_eq!(stored(&s).await["content"], "what the FuCk, 坏词", "the filter is off");
+    assert_eq!(call(&s, "PUT", "/v1/sensitiveword/status?status=1", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/sensitiveword/status", &Value::Null).await.1, json!({"status": 1}));
+    assert_eq!(call(&s, "POST", "/v1/messages", &send("what the FuCk, 坏词")).await.0, 201);
+    let p = stored(&s).await;
+    assert_eq!((&p["content"], &p["body"]["text"]), (&json!("what the ****, **"), &json!("what the ****, **")), "{p}");
+    assert_eq!(call(&s, "DELETE", "/v1/sensitiveword", &json!({"word": "fuck"})).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/messages", &send("fuck 坏词")).await.0, 201);
+    assert_eq!(stored(&s).await["content"], "fuck **");
+
+    // The SDK registration switch is kept and shown.
+    assert_eq!(call(&s, "GET", "/v1/sdkregister/status", &Value::Null).await.1, json!({"status": 1}));
+    assert_eq!(call(&s, "PUT", "/v1/sdkregister/status?status=0", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/sdkregister/status", &Value::Null).await.1, json!({"status": 0}));
+}

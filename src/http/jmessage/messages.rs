@@ -169,10 +169,15 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
         "chatroom" => return Err(JmError::bad_request("target_type chatroom: this server has no chatrooms yet").into()),
         other => return Err(JmError::bad_request(format!("target_type must be single, group or chatroom, got {other:?}")).into()),
     };
-    let mut payload = json!({"type": content_type, "family": "jmessage", "msg_type": msg_type, "body": msg_body});
+    let mut msg_body = msg_body.clone();
+    let mut payload = json!({"type": content_type, "family": "jmessage", "msg_type": msg_type});
     if let Some(t) = text {
+        // The app's sensitive words are masked in what is stored, when its filter is on.
+        let t = c.state.usecases.filtered_text(&c.app.tag, t).await.map_err(JmError::from_usecase)?;
+        msg_body.insert("text".into(), json!(t));
         payload["content"] = json!(t);
     }
+    payload["body"] = Value::Object(msg_body);
     for (k, v) in [("from_name", from_name.map(Value::from)), ("target_name", target_name.map(Value::from)), ("notification", notification)] {
         if let Some(v) = v {
             payload[k] = v;

@@ -11,6 +11,7 @@ mod fields;
 mod friends;
 mod groups;
 mod messages;
+mod settings;
 mod users;
 
 use rookery_actors::{CoreError, Origin};
@@ -222,12 +223,16 @@ fn admitted(state: ApiState) -> impl Filter<Extract = (), Error = Rejection> + C
 
 /// This family's routes, behind its credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
+    // Each module's routes boxed: one type per module keeps the compiler's work linear.
     let api = users::routes(state.clone())
-        .or(groups::routes(state.clone()))
+        .boxed()
+        .or(groups::routes(state.clone()).boxed())
         .unify()
-        .or(messages::routes(state.clone()))
+        .or(messages::routes(state.clone()).boxed())
         .unify()
-        .or(friends::routes(state.clone()))
+        .or(friends::routes(state.clone()).boxed())
+        .unify()
+        .or(settings::routes(state.clone()).boxed())
         .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
