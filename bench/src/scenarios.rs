@@ -131,9 +131,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         s6(&plan, &mut r).await?;
         println!("  (S6 took {:.1} s)", t.elapsed().as_secs_f64());
     }
+    if plan.runs("S7") {
+        let t = Instant::now();
+        s7(&plan, &mut r).await?;
+        println!("  (S7 took {:.1} s)", t.elapsed().as_secs_f64());
+    }
     r.line(format!("scenarios ran: {}", r.ran.join(" ")));
     if plan.smoke {
-        for s in ["S1", "S2", "S3", "S4", "S5", "S6"] {
+        for s in ["S1", "S2", "S3", "S4", "S5", "S6", "S7"] {
             if plan.runs(s) && !r.ran.contains(&s) {
                 r.failures.push(format!("{s} did not run"));
             }
@@ -624,5 +629,75 @@ async fn s6(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         r.line(format!("| {events} | {fill:.1} | {first:.2} | {second:.2} | {:.0} |", events as f64 / first));
     }
     r.ran.push("S6");
+    Ok(())
+}
+
+// S7: the cost of a send through the JMessage family against the same send through the WuKongIM REST
+// API, on one server, in alternating rounds: the same sender, the same person channel, a payload of
+// the same text. The JMessage route also resolves both usernames, applies the app's sensitive-word
+// rule and reads back the message's log position (its msg_id).
+async fn s7(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let (conns, secs) = (plan.s7_conns, plan.secs);
+    r.line(format!(
+        "## S7 REST send, JMessage vs WuKongIM: {conns} HTTP clients, closed loop, one person channel, {secs}s per round, {} round(s)",
+        plan.rounds
+    ));
+    let data = tempfile::tempdir()?;
+    let apps = r#"[{tag="b1", appkey="benchappkey0000000000001", master_secret="bench-secret"}]"#;
+    let s = Arc::new(Server::start(data.path(), &[("ROOKERY_JMESSAGE_APPS", apps)])?);
+    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("benchappkey0000000000001:bench-secret"));
+    let users = json!([{"username": "sender", "password": "password"}, {"username": "receiver", "password": "password"}]);
+    let resp = s.http().post(format!("http://{}/v1/users/", s.api)).header("Authorization", &auth).json(&users).send().await?;
+    anyhow::ensure!(resp.status() == 201, "registering the bench users: HTTP {}", resp.status());
+    let text = "hello from the benchmark, a message of ordinary length";
+    let jm = json!({"version": 1, "target_type": "single", "target_id": "receiver", "from_type": "user", "from_id": "sender", "msg_type": "text", "msg_body": {"text": text}});
+    let wk_payload = json!({"type": 1, "content": text}).to_string();
+    let wk = json!({"from_uid": "b1#1", "channel_id": "b1#2", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(wk_payload)});
+    r.line("| round | route | sends/s | p50 / p99 / max ms | errors |".into());
+    r.line("|---|---|---|---|---|".into());
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..plan.rounds {
+        for (i, (name, path, body, expect)) in [("jmessage", "/v1/messages", &jm, 201u16), ("wukongim", "/message/send", &wk, 200u16)].into_iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs_f64(secs);
+            let tasks: Vec<_> = (0..conns)
+                .map(|_| {
+                    let (s, auth, body, url) = (s.clone(), auth.clone(), body.clone(), format!("http://{}{}", s.api, path));
+                    tokio::spawn(async move {
+                        let mut h = Histogram::<u64>::new(3).expect("histogram");
+                        let (mut ok, mut errors) = (0u64, 0u64);
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            let resp = s.http().post(&url).header("Authorization", &auth).json(&body).send().await;
+                            match resp {
+                                Ok(r) if r.status().as_u16() == expect => {
+                                    ok += 1;
+                                    let _ = h.record(t.elapsed().as_micros() as u64);
+                                }
+                                _ => errors += 1,
+                            }
+                        }
+                        (ok, errors, h)
+                    })
+                })
+                .collect();
+            let started = Instant::now();
+            let mut h = Histogram::<u64>::new(3)?;
+            let (mut ok, mut errors) = (0u64, 0u64);
+            for t in tasks {
+                let (o, e, th) = t.await?;
+                ok += o;
+                errors += e;
+                h.add(th)?;
+            }
+            let per_sec = ok as f64 / started.elapsed().as_secs_f64();
+            rates[i].push(per_sec);
+            r.line(format!("| {round} | {name} | {per_sec:.0} | {} | {errors} |", lat(&h)));
+            r.check(errors == 0 && ok > 0, format!("S7 {name} round {round}: {ok} sent, {errors} errors"));
+        }
+    }
+    let (j, w) = (median(&rates[0]), median(&rates[1]));
+    r.line(format!("S7 median: JMessage {j:.0} sends/s, WuKongIM {w:.0} sends/s, JMessage/WuKongIM = {}", ratio(j, w)));
+    r.ran.push("S7");
     Ok(())
 }

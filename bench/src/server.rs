@@ -118,6 +118,11 @@ impl Server {
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
     }
 
+    /// The HTTP client, for requests with headers of their own.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// GET `/varz` of the monitor.
     ///
     /// # Errors

@@ -25,16 +25,16 @@ impl UseCases {
         })
     }
 
-    /// The log position of the stored ordinary message `seq` of channel `key`.
+    /// The log position and the time of the stored ordinary message `seq` of channel `key`.
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is none, [`Error::Core`] when the log cannot be read.
-    pub async fn message_position(&self, key: &ChannelKey, seq: MessageSeq) -> Result<u64, Error> {
+    pub async fn message_position(&self, key: &ChannelKey, seq: MessageSeq) -> Result<(u64, rookery_events::Timestamp), Error> {
         let (core, k) = (self.core.clone(), key.clone());
         let found = tokio::task::spawn_blocking(move || core.messages_at(&k, seq.0, seq.0, 1, false, false))
             .await
             .map_err(|e| rookery_actors::CoreError::Storage(format!("reading a message: {e}")))??;
-        found.first().map(|(p, _)| p.0).ok_or_else(|| Error::NotFound(format!("message {} of {key}", seq.0)))
+        found.first().map(|(p, m)| (p.0, m.timestamp)).ok_or_else(|| Error::NotFound(format!("message {} of {key}", seq.0)))
     }
 
     /// Retracts `message` (as read from the log) on behalf of `by`, at most `window_ms` after it was

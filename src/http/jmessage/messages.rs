@@ -206,9 +206,8 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
         }
         e => JmError::from_usecase(e),
     })?;
-    let position = c.state.usecases.message_position(&key, sent.message_seq).await.map_err(JmError::from_usecase)?;
-    let ctime = c.state.usecases.message_at(position).map_err(JmError::from_usecase)?.map_or(0, |m| m.timestamp.0);
-    Ok(warp::reply::with_status(warp::reply::json(&json!({"msg_id": position, "msg_ctime": ctime})), StatusCode::CREATED).into_response())
+    let (position, ctime) = c.state.usecases.message_position(&key, sent.message_seq).await.map_err(JmError::from_usecase)?;
+    Ok(warp::reply::with_status(warp::reply::json(&json!({"msg_id": position, "msg_ctime": ctime.0})), StatusCode::CREATED).into_response())
 }
 
 /// `POST /v1/messages/{username}/{msg_id}/retract`: the sender retracts its message within three
