@@ -83,6 +83,8 @@ pub const KINDS: &[&str] = &[
     "tenant.sensitive_word_removed",
     "tenant.sensitive_filter_switched",
     "tenant.sdk_registration_switched",
+    "tenant.no_disturb_changed",
+    "tenant.groups_shielded",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -589,6 +591,11 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } => json!({"n": n}),
             TenantEvent::FriendsAdded { n, peers, at } => json!({"n": n, "peers": peers, "at": at.0}),
             TenantEvent::FriendsRemoved { n, peers } => json!({"n": n, "peers": peers}),
+            TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global } => json!({
+                "n": n, "single_added": single_added, "single_removed": single_removed,
+                "groups_added": groups_added, "groups_removed": groups_removed, "global": global,
+            }),
+            TenantEvent::GroupsShielded { n, added, removed } => json!({"n": n, "added": added, "removed": removed}),
             TenantEvent::SensitiveWordsAdded { words, at } => json!({"words": words, "at": at.0}),
             TenantEvent::SensitiveWordRenamed { old, new, at } => json!({"old": old, "new": new, "at": at.0}),
             TenantEvent::SensitiveWordRemoved { word } => json!({"word": word}),
@@ -632,7 +639,7 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
         TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } => false,
         TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
-        TenantEvent::FriendNotesSet { n, .. } => *n == who,
+        TenantEvent::FriendNotesSet { n, .. } | TenantEvent::NoDisturbChanged { n, .. } | TenantEvent::GroupsShielded { n, .. } => *n == who,
         TenantEvent::SensitiveWordsAdded { .. }
         | TenantEvent::SensitiveWordRenamed { .. }
         | TenantEvent::SensitiveWordRemoved { .. }

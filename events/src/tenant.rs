@@ -236,6 +236,42 @@ pub enum TenantEvent {
         /// On.
         on: bool,
     },
+    /// User `n`'s no-disturb settings changed (only the net changes are listed).
+    NoDisturbChanged {
+        /// Whose.
+        n: u64,
+        /// Users whose single messages no longer disturb.
+        single_added: Vec<u64>,
+        /// Users whose single messages disturb again.
+        single_removed: Vec<u64>,
+        /// Groups whose messages no longer disturb.
+        groups_added: Vec<u64>,
+        /// Groups whose messages disturb again.
+        groups_removed: Vec<u64>,
+        /// No-disturb for everything, switched on or off.
+        global: Option<bool>,
+    },
+    /// User `n` shielded groups' messages, or stopped shielding them.
+    GroupsShielded {
+        /// Whose.
+        n: u64,
+        /// Groups now shielded.
+        added: Vec<u64>,
+        /// Groups no longer shielded.
+        removed: Vec<u64>,
+    },
+}
+
+/// A user's no-disturb settings. Stored and audited; this server pushes no notifications for them to
+/// silence, and a later push or offline webhook reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct NoDisturb {
+    /// Users (by number) whose single messages do not disturb.
+    pub single: std::collections::BTreeSet<u64>,
+    /// Groups (by number) whose messages do not disturb.
+    pub groups: std::collections::BTreeSet<u64>,
+    /// Nothing disturbs.
+    pub global: bool,
 }
 
 /// Most words the sensitive-word list holds.
@@ -283,6 +319,8 @@ impl TenantEvent {
             TenantEvent::SensitiveWordRemoved { .. } => "tenant.sensitive_word_removed",
             TenantEvent::SensitiveFilterSwitched { .. } => "tenant.sensitive_filter_switched",
             TenantEvent::SdkRegistrationSwitched { .. } => "tenant.sdk_registration_switched",
+            TenantEvent::NoDisturbChanged { .. } => "tenant.no_disturb_changed",
+            TenantEvent::GroupsShielded { .. } => "tenant.groups_shielded",
         }
     }
 }
@@ -362,6 +400,32 @@ pub enum TenantCommand {
     SwitchSensitiveFilter(bool),
     /// Switch SDK registration on or off.
     SwitchSdkRegistration(bool),
+    /// Change a user's no-disturb settings: users by username, groups by number. Adding a group whose
+    /// no-disturb is on already is refused (`Exists`), as is removing one whose no-disturb is off
+    /// (`NotAllowed`); single users are added and removed idempotently.
+    SetNoDisturb {
+        /// Whose.
+        username: String,
+        /// Users to add.
+        single_add: Vec<String>,
+        /// Users to remove.
+        single_remove: Vec<String>,
+        /// Groups to add.
+        groups_add: Vec<u64>,
+        /// Groups to remove.
+        groups_remove: Vec<u64>,
+        /// Everything on or off.
+        global: Option<bool>,
+    },
+    /// Shield groups' messages from a user, or stop (idempotently).
+    ShieldGroups {
+        /// Whose.
+        username: String,
+        /// Groups to shield.
+        add: Vec<u64>,
+        /// Groups to stop shielding.
+        remove: Vec<u64>,
+    },
 }
 
 /// The state of one tenant, rebuilt from its events.
@@ -385,6 +449,10 @@ pub struct TenantState {
     pub sensitive_filter_on: bool,
     /// SDK registration is switched off (it is on unless switched off).
     pub sdk_registration_off: bool,
+    /// Users' no-disturb settings, by user number.
+    pub no_disturb: BTreeMap<u64, NoDisturb>,
+    /// Groups each user shields, by user number.
+    pub shields: BTreeMap<u64, std::collections::BTreeSet<u64>>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -595,6 +663,54 @@ impl Aggregate for TenantState {
                     vec![TenantEvent::SensitiveFilterSwitched { on: *on }]
                 }
             }
+            TenantCommand::SetNoDisturb { username, single_add, single_remove, groups_add, groups_remove, global } => {
+                let n = self.number(username)?;
+                let current = self.no_disturb.get(&n).cloned().unwrap_or_default();
+                let numbers = |names: &Vec<String>| names.iter().map(|u| self.number(u)).collect::<Result<Vec<u64>, Rejection>>();
+                let (add, remove) = (numbers(single_add)?, numbers(single_remove)?);
+                for g in groups_add.iter().chain(groups_remove) {
+                    if !self.groups.contains(g) {
+                        return Err(Rejection::NotFound(format!("group {g}")));
+                    }
+                }
+                if let Some(g) = groups_add.iter().find(|g| current.groups.contains(g)) {
+                    return Err(Rejection::Exists(format!("no-disturb of group {g}")));
+                }
+                if let Some(g) = groups_remove.iter().find(|g| !current.groups.contains(g)) {
+                    return Err(Rejection::NotAllowed(format!("no-disturb of group {g} is off already")));
+                }
+                let mut single_added: Vec<u64> = add.into_iter().filter(|u| !current.single.contains(u)).collect();
+                single_added.dedup();
+                let mut single_removed: Vec<u64> = remove.into_iter().filter(|u| current.single.contains(u) && !single_added.contains(u)).collect();
+                single_removed.dedup();
+                let mut groups_added = groups_add.clone();
+                groups_added.dedup();
+                let mut groups_removed = groups_remove.clone();
+                groups_removed.dedup();
+                let global = global.filter(|g| *g != current.global);
+                let nothing = single_added.is_empty() && single_removed.is_empty() && groups_added.is_empty() && groups_removed.is_empty() && global.is_none();
+                if nothing {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global }]
+                }
+            }
+            TenantCommand::ShieldGroups { username, add, remove } => {
+                let n = self.number(username)?;
+                if let Some(g) = add.iter().chain(remove).find(|g| !self.groups.contains(g)) {
+                    return Err(Rejection::NotFound(format!("group {g}")));
+                }
+                let current = self.shields.get(&n);
+                let mut added: Vec<u64> = add.iter().copied().filter(|g| !current.is_some_and(|s| s.contains(g))).collect();
+                added.dedup();
+                let mut removed: Vec<u64> = remove.iter().copied().filter(|g| current.is_some_and(|s| s.contains(g)) && !added.contains(g)).collect();
+                removed.dedup();
+                if added.is_empty() && removed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::GroupsShielded { n, added, removed }]
+                }
+            }
             TenantCommand::SwitchSdkRegistration(on) => {
                 if self.sdk_registration_off != *on {
                     Vec::new()
@@ -642,6 +758,10 @@ impl Aggregate for TenantState {
                     }
                 }
                 self.friends.retain(|_, f| !f.is_empty());
+                for n in ns {
+                    self.no_disturb.remove(n);
+                    self.shields.remove(n);
+                }
             }
             TenantEvent::FriendsAdded { n, peers, at } => {
                 for p in peers {
@@ -676,6 +796,33 @@ impl Aggregate for TenantState {
             TenantEvent::SensitiveWordRemoved { word } => self.sensitive_words.retain(|(w, _)| w != word),
             TenantEvent::SensitiveFilterSwitched { on } => self.sensitive_filter_on = *on,
             TenantEvent::SdkRegistrationSwitched { on } => self.sdk_registration_off = !*on,
+            TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global } => {
+                let nd = self.no_disturb.entry(*n).or_default();
+                nd.single.extend(single_added);
+                single_removed.iter().for_each(|u| {
+                    nd.single.remove(u);
+                });
+                nd.groups.extend(groups_added);
+                groups_removed.iter().for_each(|g| {
+                    nd.groups.remove(g);
+                });
+                if let Some(g) = global {
+                    nd.global = *g;
+                }
+                if *nd == NoDisturb::default() {
+                    self.no_disturb.remove(n);
+                }
+            }
+            TenantEvent::GroupsShielded { n, added, removed } => {
+                let s = self.shields.entry(*n).or_default();
+                s.extend(added);
+                removed.iter().for_each(|g| {
+                    s.remove(g);
+                });
+                if s.is_empty() {
+                    self.shields.remove(n);
+                }
+            }
             TenantEvent::FriendNotesSet { n, notes } => {
                 for c in notes {
                     if let Some(note) = self.friends.get_mut(n).and_then(|f| f.get_mut(&c.peer)) {

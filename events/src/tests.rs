@@ -696,3 +696,28 @@ fn sensitive_words_are_listed_in_order_within_their_limits_and_masked_when_switc
     assert_eq!(s.masked("clean"), None);
     assert_eq!(mask_words("aaa", ["aa"].into_iter()), "***", "overlapping matches");
 }
+
+#[test]
+fn no_disturb_refuses_a_group_switched_twice_and_shields_are_idempotent() {
+    let tag = "a1".to_owned();
+    let given = [registered(1, &["ann", "bob"]), TenantEvent::GroupOpened { n: 7 }];
+    let set = |groups_add: Vec<u64>, groups_remove: Vec<u64>| TenantCommand::SetNoDisturb {
+        username: "ann".into(),
+        single_add: vec!["bob".into()],
+        single_remove: vec![],
+        groups_add,
+        groups_remove,
+        global: Some(false),
+    };
+    let changed =
+        TenantEvent::NoDisturbChanged { n: 1, single_added: vec![2], single_removed: vec![], groups_added: vec![7], groups_removed: vec![], global: None };
+    check::<TenantState>(&tag, &given, set(vec![7], vec![]), Ok(vec![changed.clone()]));
+    check::<TenantState>(&tag, &given, set(vec![8], vec![]), Err(Rejection::NotFound("group 8".into())));
+    check::<TenantState>(&tag, &given, set(vec![], vec![7]), Err(Rejection::NotAllowed("no-disturb of group 7 is off already".into())));
+    let on = [given[0].clone(), given[1].clone(), changed];
+    check::<TenantState>(&tag, &on, set(vec![7], vec![]), Err(Rejection::Exists("no-disturb of group 7".into())));
+    check::<TenantState>(&tag, &on, set(vec![], vec![]), Ok(vec![]));
+    let shield = |add: Vec<u64>| TenantCommand::ShieldGroups { username: "ann".into(), add, remove: vec![] };
+    check::<TenantState>(&tag, &on, shield(vec![7, 7]), Ok(vec![TenantEvent::GroupsShielded { n: 1, added: vec![7], removed: vec![] }]));
+    check::<TenantState>(&tag, &on, shield(vec![9]), Err(Rejection::NotFound("group 9".into())));
+}

@@ -244,6 +244,23 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 tenant(84, TenantEvent::SdkRegistrationSwitched { on: false }),
             ],
         ),
+        (
+            "golden-v1-nodisturb.log",
+            vec![
+                tenant(
+                    90,
+                    TenantEvent::NoDisturbChanged {
+                        n: 1,
+                        single_added: vec![2],
+                        single_removed: vec![3],
+                        groups_added: vec![7],
+                        groups_removed: vec![],
+                        global: Some(true),
+                    },
+                ),
+                tenant(91, TenantEvent::GroupsShielded { n: 1, added: vec![7], removed: vec![8] }),
+            ],
+        ),
     ]
 }
 
@@ -269,5 +286,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
 }

@@ -31,6 +31,19 @@ impl UseCases {
         }
     }
 
+    /// Applies a tenant command that names its users by username (no-disturb, shields): an unknown
+    /// user is [`Error::NotFound`]; every other refusal comes back as the tenant's.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user, [`Error::Core`] with the tenant's refusal.
+    pub async fn change_tenant(&self, tag: &str, cmd: TenantCommand, origin: Origin) -> Result<(), Error> {
+        match self.core.tenant(tag, cmd, origin).await {
+            Ok(_) => Ok(()),
+            Err(CoreError::Rejected(Rejection::NotFound(m))) if m.starts_with("user") => Err(Error::NotFound(m)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A page of tenant `tag`'s sensitive words in the order they were added, with when, and the total.
     ///
     /// # Errors

@@ -784,3 +784,40 @@ async fn sensitive_words_are_listed_and_masked_in_sent_text_while_the_filter_is_
     assert_eq!(call(&s, "PUT", "/v1/sdkregister/status?status=0", &Value::Null).await.0, 204);
     assert_eq!(call(&s, "GET", "/v1/sdkregister/status", &Value::Null).await.1, json!({"status": 0}));
 }
+
+#[tokio::test]
+async fn no_disturb_and_shields_are_kept_with_the_documents_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["annie", "benny"]).await;
+    assert_eq!(call(&s, "POST", "/v1/groups/", &json!({"owner_username": "annie", "name": "g", "members_username": ["benny"]})).await.0, 201);
+    let body = json!({"single": {"add": ["benny"]}, "group": {"add": [1]}, "global": 1});
+    assert_eq!(call(&s, "POST", "/v1/users/annie/nodisturb", &body).await.0, 204);
+    let head_before = head(&s).await;
+    for (path, body, status, code) in [
+        ("/v1/users/annie/nodisturb", json!({"group": {"add": [1]}}), 409, 899052),
+        ("/v1/users/benny/nodisturb", json!({"group": {"remove": [1]}}), 409, 899053),
+        ("/v1/users/annie/nodisturb", json!({"group": {"add": [9]}}), 404, 899051),
+        ("/v1/users/annie/nodisturb", json!({"single": {"add": ["nobody1"]}}), 404, 899002),
+        ("/v1/users/nobody1/nodisturb", json!({"global": 1}), 404, 899002),
+        ("/v1/users/annie/nodisturb", json!({"global": 2}), 400, 899003),
+        ("/v1/users/annie/nodisturb", json!({"group": {"add": ["1"]}}), 400, 899003),
+        ("/v1/users/annie/nodisturb", json!({"single": ["benny"]}), 400, 899003),
+        ("/v1/users/annie/groupsShield", json!({"add": [9]}), 404, 899051),
+        ("/v1/users/annie/groupsShield", json!({}), 400, 899003),
+    ] {
+        let (got, v) = call(&s, "POST", path, &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{path} {body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+    // The same settings again change nothing and are not an error (except a group's, above).
+    assert_eq!(call(&s, "POST", "/v1/users/annie/nodisturb", &json!({"single": {"add": ["benny"]}, "global": 1})).await.0, 204);
+    assert_eq!(head(&s).await, head_before);
+    assert_eq!(call(&s, "POST", "/v1/users/annie/nodisturb", &json!({"group": {"remove": [1]}})).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/users/annie/groupsShield", &json!({"add": [1]})).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/users/annie/groupsShield", &json!({"add": [1], "remove": []})).await.0, 204, "idempotent");
+    let (_, trail) = s.get("/audit/events?uid=a1%231&order=asc").await;
+    let kinds: Vec<&str> = trail["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "tenant.no_disturb_changed").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "tenant.groups_shielded").count(), 1, "{kinds:?}");
+}

@@ -11,6 +11,7 @@ mod fields;
 mod friends;
 mod groups;
 mod messages;
+mod nodisturb;
 mod settings;
 mod users;
 
@@ -233,6 +234,8 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         .or(friends::routes(state.clone()).boxed())
         .unify()
         .or(settings::routes(state.clone()).boxed())
+        .unify()
+        .or(nodisturb::routes(state.clone()).boxed())
         .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
