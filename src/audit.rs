@@ -85,6 +85,9 @@ pub const KINDS: &[&str] = &[
     "tenant.sdk_registration_switched",
     "tenant.no_disturb_changed",
     "tenant.groups_shielded",
+    "channel.room_members_added",
+    "tenant.room_opened",
+    "tenant.room_closed",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -551,6 +554,7 @@ pub fn event_json(e: &Event) -> Value {
             ChannelEvent::GroupProfileUpdated { patch, at } => json!({"patch": {"name": patch.name, "desc": patch.desc, "avatar": patch.avatar}, "at": at.0}),
             ChannelEvent::OwnerTransferred { from, to, at } => json!({"from": from.as_str(), "to": to.as_str(), "at": at.0}),
             ChannelEvent::MessageRevoked { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
+            ChannelEvent::RoomMembersAdded { uids, at } => json!({"uids": uids.iter().map(Uid::as_str).collect::<Vec<_>>(), "at": at.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,
@@ -588,7 +592,7 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::ProfileUpdated { n, patch, at } => json!({"n": n, "patch": profile_json(patch), "at": at.0}),
             TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
             TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
-            TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } => json!({"n": n}),
+            TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } | TenantEvent::RoomOpened { n } | TenantEvent::RoomClosed { n } => json!({"n": n}),
             TenantEvent::FriendsAdded { n, peers, at } => json!({"n": n, "peers": peers, "at": at.0}),
             TenantEvent::FriendsRemoved { n, peers } => json!({"n": n, "peers": peers}),
             TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global } => json!({
@@ -637,7 +641,7 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::UsersRegistered { users, .. } => users.iter().any(|r| r.n == who),
         TenantEvent::ProfileUpdated { n, .. } | TenantEvent::PasswordChanged { n, .. } => *n == who,
         TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
-        TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } => false,
+        TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } | TenantEvent::RoomOpened { .. } | TenantEvent::RoomClosed { .. } => false,
         TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
         TenantEvent::FriendNotesSet { n, .. } | TenantEvent::NoDisturbChanged { n, .. } | TenantEvent::GroupsShielded { n, .. } => *n == who,
         TenantEvent::SensitiveWordsAdded { .. }

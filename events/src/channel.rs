@@ -221,6 +221,13 @@ pub enum ChannelEvent {
         /// When.
         at: Timestamp,
     },
+    /// Users joined a chatroom (a live channel's members, with when they joined).
+    RoomMembersAdded {
+        /// The new members.
+        uids: Vec<Uid>,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -246,6 +253,7 @@ impl ChannelEvent {
             ChannelEvent::OwnerTransferred { .. } => "channel.owner_transferred",
             ChannelEvent::MembersMuted { .. } => "channel.members_muted",
             ChannelEvent::MessageRevoked { .. } => "channel.message_revoked",
+            ChannelEvent::RoomMembersAdded { .. } => "channel.room_members_added",
         }
     }
 }
@@ -410,6 +418,8 @@ pub struct ChannelState {
     pub group: Option<GroupProfile>,
     /// Retracted messages and who retracted them.
     pub revoked: BTreeMap<MessageSeq, Uid>,
+    /// When each member of a chatroom joined it.
+    pub joined_at: BTreeMap<Uid, Timestamp>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -422,6 +432,8 @@ impl ChannelState {
 
     /// A member who leaves a group loses its mute and its manager role.
     fn forget_roles_of_non_members(&mut self) {
+        let members = &self.subscribers;
+        self.joined_at.retain(|u, _| members.contains(u));
         if let Some(g) = &mut self.group {
             let members = &self.subscribers;
             g.muted.retain(|u, _| members.contains(u));
@@ -771,9 +783,16 @@ impl Aggregate for ChannelState {
                 self.blacklist.clear();
                 self.whitelist.clear();
                 self.group = None;
+                self.joined_at.clear();
             }
             ChannelEvent::MessageRevoked { seq, by, .. } => {
                 self.revoked.insert(*seq, by.clone());
+            }
+            ChannelEvent::RoomMembersAdded { uids, at } => {
+                for u in uids {
+                    self.subscribers.insert(u.clone());
+                    self.joined_at.insert(u.clone(), *at);
+                }
             }
             ChannelEvent::SubscribersAdded { uids } => self.subscribers.extend(uids.iter().cloned()),
             ChannelEvent::SubscribersRemoved { uids } => {

@@ -130,7 +130,7 @@ impl ChannelState {
                 Ok(vec![
                     ChannelEvent::Created { info: ChannelInfo::default() },
                     ChannelEvent::GroupCreated { profile: Box::new(profile) },
-                    ChannelEvent::SubscribersAdded { uids: members },
+                    joined(key, members, now),
                 ])
             }
             GroupCommand::Update(patch) => {
@@ -171,7 +171,7 @@ impl ChannelState {
                     events.push(ChannelEvent::SubscribersRemoved { uids: remove });
                 }
                 if !add.is_empty() {
-                    events.push(ChannelEvent::SubscribersAdded { uids: add });
+                    events.push(joined(key, add, now));
                 }
                 Ok(events)
             }
@@ -236,6 +236,15 @@ impl ChannelState {
             }
             _ => {}
         }
+    }
+}
+
+/// Members joining: a room (a live channel, which has no conversations) records when each joined.
+fn joined(key: &ChannelKey, uids: Vec<Uid>, now: Timestamp) -> ChannelEvent {
+    if key.ty == ChannelType::LIVE {
+        ChannelEvent::RoomMembersAdded { uids, at: now }
+    } else {
+        ChannelEvent::SubscribersAdded { uids }
     }
 }
 

@@ -37,6 +37,17 @@ pub fn tenant_group_parts(id: &ChannelId) -> Option<(&str, u64)> {
     tenant_id_parts(&id.0, "g")
 }
 
+/// The channel of chatroom number `n` of tenant `tag`: `<tag>#r<n>`, a live channel (type 9: members
+/// receive its messages, nobody gets a conversation).
+pub fn tenant_room(tag: &str, n: u64) -> ChannelKey {
+    ChannelKey::new(format!("{tag}#r{n}"), ChannelType::LIVE)
+}
+
+/// The tenant tag and chatroom number of a chatroom's channel id, or `None` for any other id.
+pub fn tenant_room_parts(id: &ChannelId) -> Option<(&str, u64)> {
+    tenant_id_parts(&id.0, "r")
+}
+
 /// `<tag>#<kind><n>`: a tag of 1 to 8 of `a-z 0-9`, then a number without leading zeros.
 fn tenant_id_parts<'a>(id: &'a str, kind: &str) -> Option<(&'a str, u64)> {
     let (tag, rest) = id.split_once('#')?;
@@ -260,6 +271,16 @@ pub enum TenantEvent {
         /// Groups no longer shielded.
         removed: Vec<u64>,
     },
+    /// A chatroom number was taken and the room listed (its channel is created next).
+    RoomOpened {
+        /// The room's number.
+        n: u64,
+    },
+    /// A chatroom left the list.
+    RoomClosed {
+        /// The room's number.
+        n: u64,
+    },
 }
 
 /// A user's no-disturb settings. Stored and audited; this server pushes no notifications for them to
@@ -321,6 +342,8 @@ impl TenantEvent {
             TenantEvent::SdkRegistrationSwitched { .. } => "tenant.sdk_registration_switched",
             TenantEvent::NoDisturbChanged { .. } => "tenant.no_disturb_changed",
             TenantEvent::GroupsShielded { .. } => "tenant.groups_shielded",
+            TenantEvent::RoomOpened { .. } => "tenant.room_opened",
+            TenantEvent::RoomClosed { .. } => "tenant.room_closed",
         }
     }
 }
@@ -417,6 +440,10 @@ pub enum TenantCommand {
         /// Everything on or off.
         global: Option<bool>,
     },
+    /// Take the next chatroom number and list the room.
+    OpenRoom,
+    /// Take a chatroom off the list (nothing happens for one not on it).
+    CloseRoom(u64),
     /// Shield groups' messages from a user, or stop (idempotently).
     ShieldGroups {
         /// Whose.
@@ -453,6 +480,10 @@ pub struct TenantState {
     pub no_disturb: BTreeMap<u64, NoDisturb>,
     /// Groups each user shields, by user number.
     pub shields: BTreeMap<u64, std::collections::BTreeSet<u64>>,
+    /// Listed chatrooms, by number.
+    pub rooms: std::collections::BTreeSet<u64>,
+    /// The highest chatroom number ever given.
+    pub last_room: u64,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -695,6 +726,14 @@ impl Aggregate for TenantState {
                     vec![TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global }]
                 }
             }
+            TenantCommand::OpenRoom => vec![TenantEvent::RoomOpened { n: self.last_room + 1 }],
+            TenantCommand::CloseRoom(n) => {
+                if self.rooms.contains(n) {
+                    vec![TenantEvent::RoomClosed { n: *n }]
+                } else {
+                    Vec::new()
+                }
+            }
             TenantCommand::ShieldGroups { username, add, remove } => {
                 let n = self.number(username)?;
                 if let Some(g) = add.iter().chain(remove).find(|g| !self.groups.contains(g)) {
@@ -812,6 +851,13 @@ impl Aggregate for TenantState {
                 if *nd == NoDisturb::default() {
                     self.no_disturb.remove(n);
                 }
+            }
+            TenantEvent::RoomOpened { n } => {
+                self.last_room = self.last_room.max(*n);
+                self.rooms.insert(*n);
+            }
+            TenantEvent::RoomClosed { n } => {
+                self.rooms.remove(n);
             }
             TenantEvent::GroupsShielded { n, added, removed } => {
                 let s = self.shields.entry(*n).or_default();

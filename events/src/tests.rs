@@ -721,3 +721,29 @@ fn no_disturb_refuses_a_group_switched_twice_and_shields_are_idempotent() {
     check::<TenantState>(&tag, &on, shield(vec![7, 7]), Ok(vec![TenantEvent::GroupsShielded { n: 1, added: vec![7], removed: vec![] }]));
     check::<TenantState>(&tag, &on, shield(vec![9]), Err(Rejection::NotFound("group 9".into())));
 }
+
+#[test]
+fn a_room_records_when_each_member_joined_and_forgets_those_who_left() {
+    let room = tenant_room("a1", 1);
+    let now = Timestamp(1_700_000_000_000);
+    let new = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(&["a"]) })));
+    check::<ChannelState>(
+        &room,
+        &[],
+        new,
+        Ok(vec![
+            created(),
+            ChannelEvent::GroupCreated { profile: Box::new(profile_of("o")) },
+            ChannelEvent::RoomMembersAdded { uids: uids(&["o", "a"]), at: now },
+        ]),
+    );
+    let mut s = ChannelState::default();
+    s.apply(Position(1), &created());
+    s.apply(Position(2), &ChannelEvent::GroupCreated { profile: Box::new(profile_of("o")) });
+    s.apply(Position(3), &ChannelEvent::RoomMembersAdded { uids: uids(&["o", "a"]), at: now });
+    assert_eq!((s.subscribers.len(), s.joined_at.get(&Uid::from("a"))), (2, Some(&now)));
+    s.apply(Position(4), &ChannelEvent::SubscribersRemoved { uids: uids(&["a"]) });
+    assert_eq!(s.joined_at.get(&Uid::from("a")), None);
+    assert_eq!(tenant_room_parts(&room.id), Some(("a1", 1)));
+    assert_eq!(room.ty, ChannelType::LIVE);
+}

@@ -261,6 +261,21 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 tenant(91, TenantEvent::GroupsShielded { n: 1, added: vec![7], removed: vec![8] }),
             ],
         ),
+        (
+            "golden-v1-rooms.log",
+            vec![
+                tenant(100, TenantEvent::RoomOpened { n: 3 }),
+                EnvelopeBody {
+                    stream: StreamId::Channel(tenant_room("a1", 3)),
+                    meta: meta(101, Actor::Api { credential: "jmessage:a1".into() }),
+                    event: Event::Channel(ChannelEvent::RoomMembersAdded {
+                        uids: vec![tenant_uid("a1", 1), tenant_uid("a1", 2)],
+                        at: Timestamp(1_700_000_000_101),
+                    }),
+                },
+                tenant(102, TenantEvent::RoomClosed { n: 3 }),
+            ],
+        ),
     ]
 }
 
@@ -286,5 +301,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3, "a new event kind needs a new golden fixture: {kinds:?}");
 }

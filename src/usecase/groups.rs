@@ -15,6 +15,46 @@ use rookery_events::{
 
 use super::{Error, UseCases};
 
+/// Which of a tenant's circles: a group (channel `<tag>#g<n>`, members get conversations) or a
+/// chatroom (`<tag>#r<n>`, a live channel: no conversations, members' join times kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circle {
+    /// A group.
+    Group,
+    /// A chatroom.
+    Room,
+}
+
+impl Circle {
+    fn key(self, tag: &str, n: u64) -> ChannelKey {
+        match self {
+            Circle::Group => tenant_group(tag, n),
+            Circle::Room => rookery_events::tenant_room(tag, n),
+        }
+    }
+
+    fn open(self) -> TenantCommand {
+        match self {
+            Circle::Group => TenantCommand::OpenGroup,
+            Circle::Room => TenantCommand::OpenRoom,
+        }
+    }
+
+    fn close(self, n: u64) -> TenantCommand {
+        match self {
+            Circle::Group => TenantCommand::CloseGroup(n),
+            Circle::Room => TenantCommand::CloseRoom(n),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Circle::Group => "group",
+            Circle::Room => "chatroom",
+        }
+    }
+}
+
 /// A live group as the families show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
@@ -26,6 +66,8 @@ pub struct GroupView {
     pub profile: GroupProfile,
     /// Members, ordered by uid.
     pub members: Vec<Uid>,
+    /// When each member joined (chatrooms only).
+    pub joined_at: std::collections::BTreeMap<Uid, Timestamp>,
 }
 
 /// A group to create.
@@ -49,12 +91,12 @@ pub struct GroupSpec {
 
 fn view(n: u64, key: ChannelKey, state: ChannelState) -> Option<GroupView> {
     let profile = state.group.filter(|_| state.exists)?;
-    Some(GroupView { n, key, profile, members: state.subscribers.into_iter().collect() })
+    Some(GroupView { n, key, profile, members: state.subscribers.into_iter().collect(), joined_at: state.joined_at })
 }
 
-fn group_error(n: u64, e: CoreError) -> Error {
+fn group_error(kind: Circle, n: u64, e: CoreError) -> Error {
     match e {
-        CoreError::Rejected(Rejection::ChannelNotFound | Rejection::Disbanded) => Error::NotFound(format!("group {n}")),
+        CoreError::Rejected(Rejection::ChannelNotFound | Rejection::Disbanded) => Error::NotFound(format!("{} {n}", kind.what())),
         e => Error::Core(e),
     }
 }
@@ -64,10 +106,11 @@ impl UseCases {
     ///
     /// # Errors
     /// [`Error::Core`] with the group's refusal (too many members) or a failing log.
-    pub async fn create_group(&self, tag: &str, spec: GroupSpec, origin: Origin) -> Result<u64, Error> {
-        let (_, events) = self.core.tenant(tag, TenantCommand::OpenGroup, origin.clone()).await?;
-        let Some(TenantEvent::GroupOpened { n }) = events.first().cloned() else {
-            return Err(Error::Core(CoreError::Storage("the tenant numbered no group".into())));
+    pub async fn create_group(&self, tag: &str, kind: Circle, spec: GroupSpec, origin: Origin) -> Result<u64, Error> {
+        let (_, events) = self.core.tenant(tag, kind.open(), origin.clone()).await?;
+        let n = match events.first() {
+            Some(TenantEvent::GroupOpened { n } | TenantEvent::RoomOpened { n }) => *n,
+            _ => return Err(Error::Core(CoreError::Storage(format!("the tenant numbered no {}", kind.what())))),
         };
         let profile = GroupProfile {
             tenant: tag.to_owned(),
@@ -85,9 +128,9 @@ impl UseCases {
             mtime: Timestamp(0),
         };
         let cmd = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile, members: spec.members })));
-        if let Err(e) = self.core.channel(&tenant_group(tag, n), cmd, origin.clone()).await {
+        if let Err(e) = self.core.channel(&kind.key(tag, n), cmd, origin.clone()).await {
             // The number stays taken; the list forgets it.
-            self.core.tenant(tag, TenantCommand::CloseGroup(n), origin).await?;
+            self.core.tenant(tag, kind.close(n), origin).await?;
             return Err(e.into());
         }
         Ok(n)
@@ -97,10 +140,10 @@ impl UseCases {
     ///
     /// # Errors
     /// [`Error::NotFound`] when there is none, [`Error::Core`] when it cannot be read.
-    pub async fn group(&self, tag: &str, n: u64) -> Result<GroupView, Error> {
-        let key = tenant_group(tag, n);
+    pub async fn group(&self, tag: &str, kind: Circle, n: u64) -> Result<GroupView, Error> {
+        let key = kind.key(tag, n);
         let state = self.core.channel_state(&key).await?;
-        view(n, key, state).ok_or_else(|| Error::NotFound(format!("group {n}")))
+        view(n, key, state).ok_or_else(|| Error::NotFound(format!("{} {n}", kind.what())))
     }
 
     /// Applies a group command to group `n` of tenant `tag`; a group emptied of members is taken off
@@ -108,11 +151,11 @@ impl UseCases {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown group, [`Error::Core`] with the group's refusal.
-    pub async fn change_group(&self, tag: &str, n: u64, cmd: GroupCommand, origin: Origin) -> Result<(), Error> {
-        let key = tenant_group(tag, n);
-        self.core.channel(&key, ChannelCommand::Group(cmd), origin.clone()).await.map_err(|e| group_error(n, e))?;
+    pub async fn change_group(&self, tag: &str, kind: Circle, n: u64, cmd: GroupCommand, origin: Origin) -> Result<(), Error> {
+        let key = kind.key(tag, n);
+        self.core.channel(&key, ChannelCommand::Group(cmd), origin.clone()).await.map_err(|e| group_error(kind, n, e))?;
         if !self.core.channel_state(&key).await?.exists {
-            self.core.tenant(tag, TenantCommand::CloseGroup(n), origin).await?;
+            self.core.tenant(tag, kind.close(n), origin).await?;
         }
         Ok(())
     }
@@ -121,21 +164,21 @@ impl UseCases {
     ///
     /// # Errors
     /// As for [`UseCases::change_group`].
-    pub async fn update_group(&self, tag: &str, n: u64, patch: GroupPatch, origin: Origin) -> Result<(), Error> {
-        self.change_group(tag, n, GroupCommand::Update(patch), origin).await
+    pub async fn update_group(&self, tag: &str, kind: Circle, n: u64, patch: GroupPatch, origin: Origin) -> Result<(), Error> {
+        self.change_group(tag, kind, n, GroupCommand::Update(patch), origin).await
     }
 
     /// Deletes group `n`: its members leave it and it is taken off the tenant's list.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown group, [`Error::Core`] when the log fails.
-    pub async fn delete_group(&self, tag: &str, n: u64, origin: Origin) -> Result<(), Error> {
-        self.group(tag, n).await?;
-        match self.core.channel(&tenant_group(tag, n), ChannelCommand::Delete, origin.clone()).await {
+    pub async fn delete_group(&self, tag: &str, kind: Circle, n: u64, origin: Origin) -> Result<(), Error> {
+        self.group(tag, kind, n).await?;
+        match self.core.channel(&kind.key(tag, n), ChannelCommand::Delete, origin.clone()).await {
             Ok(ChannelReply::Done { .. } | ChannelReply::Sent(_)) => {}
-            Err(e) => return Err(group_error(n, e)),
+            Err(e) => return Err(group_error(kind, n, e)),
         }
-        self.core.tenant(tag, TenantCommand::CloseGroup(n), origin).await?;
+        self.core.tenant(tag, kind.close(n), origin).await?;
         Ok(())
     }
 
@@ -143,11 +186,17 @@ impl UseCases {
     ///
     /// # Errors
     /// [`Error::Core`] when the tenant or a group cannot be read.
-    pub async fn group_page(&self, tag: &str, start: usize, count: usize) -> Result<(usize, Vec<GroupView>), Error> {
-        let (total, ns) = self.core.tenant_read(tag, move |s| (s.groups.len(), s.groups.iter().skip(start).take(count).copied().collect::<Vec<u64>>())).await?;
+    pub async fn group_page(&self, tag: &str, kind: Circle, start: usize, count: usize) -> Result<(usize, Vec<GroupView>), Error> {
+        let (total, ns) = self
+            .core
+            .tenant_read(tag, move |s| {
+                let listed = if kind == Circle::Group { &s.groups } else { &s.rooms };
+                (listed.len(), listed.iter().skip(start).take(count).copied().collect::<Vec<u64>>())
+            })
+            .await?;
         let mut out = Vec::with_capacity(ns.len());
         for n in ns {
-            match self.group(tag, n).await {
+            match self.group(tag, kind, n).await {
                 Ok(g) => out.push(g),
                 Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
@@ -171,7 +220,7 @@ impl UseCases {
         ns.sort_unstable();
         let mut out = Vec::with_capacity(ns.len());
         for n in ns {
-            match self.group(tag, n).await {
+            match self.group(tag, Circle::Group, n).await {
                 Ok(g) if g.members.contains(uid) => out.push(g),
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
@@ -180,21 +229,41 @@ impl UseCases {
         Ok(out)
     }
 
-    /// Takes `uid` out of every group of its tenant (a deleted account). An owner hands the group to
+    /// The live chatrooms of tenant `tag` that `uid` is a member of, by number. Rooms have no
+    /// conversations, so this reads every listed room: its cost grows with the tenant's rooms.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the tenant or a room cannot be read.
+    pub async fn rooms_of(&self, tag: &str, uid: &Uid) -> Result<Vec<GroupView>, Error> {
+        let ns: Vec<u64> = self.core.tenant_read(tag, |s| s.rooms.iter().copied().collect()).await?;
+        let mut out = Vec::new();
+        for n in ns {
+            match self.group(tag, Circle::Room, n).await {
+                Ok(g) if g.members.contains(uid) => out.push(g),
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes `uid` out of every group and chatroom of its tenant (a deleted account). An owner hands the group to
     /// the member with the lowest number first; a group left empty is deleted.
     ///
     /// # Errors
     /// [`Error::Core`] when a group cannot be changed.
     pub(crate) async fn leave_all_groups(&self, uid: &Uid, origin: Origin) -> Result<(), Error> {
         let Some((tag, _)) = tenant_uid_parts(uid) else { return Ok(()) };
-        for g in self.groups_of(tag, uid).await? {
+        let groups = self.groups_of(tag, uid).await?.into_iter().map(|g| (Circle::Group, g));
+        let rooms = self.rooms_of(tag, uid).await?.into_iter().map(|g| (Circle::Room, g));
+        for (kind, g) in groups.chain(rooms).collect::<Vec<_>>() {
             if g.profile.owner == *uid {
                 let heir = g.members.iter().filter(|m| *m != uid).min_by_key(|m| tenant_uid_parts(m).map_or(u64::MAX, |(_, n)| n)).cloned();
                 if let Some(heir) = heir {
-                    self.change_group(tag, g.n, GroupCommand::TransferOwner(heir), origin.clone()).await?;
+                    self.change_group(tag, kind, g.n, GroupCommand::TransferOwner(heir), origin.clone()).await?;
                 }
             }
-            self.change_group(tag, g.n, GroupCommand::Members { add: Vec::new(), remove: vec![uid.clone()] }, origin.clone()).await?;
+            self.change_group(tag, kind, g.n, GroupCommand::Members { add: Vec::new(), remove: vec![uid.clone()] }, origin.clone()).await?;
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use rookery_actors::Core;
 pub use accounts::{hash_password, password_matches, AccountView, Signup, PASSWORD_ITERATIONS};
 pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_CONVERSATIONS};
 pub use error::{Error, Field};
-pub use groups::{GroupSpec, GroupView};
+pub use groups::{Circle, GroupSpec, GroupView};
 pub use history::Page;
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
 pub use users::{LoginRefused, TokenSet};

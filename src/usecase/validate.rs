@@ -46,13 +46,14 @@ pub fn uid(what: &str, raw: &str) -> Result<Uid, Error> {
     Ok(uid)
 }
 
-/// A channel id: a valid [`id`], or a tenant group's channel id (`<tag>#g<n>`, see
-/// `rookery_events::tenant_group`).
+/// A channel id: a valid [`id`], or a tenant group's or chatroom's channel id (`<tag>#g<n>`,
+/// `<tag>#r<n>`, see `rookery_events::tenant_group` and `tenant_room`).
 ///
 /// # Errors
 /// [`Error::Invalid`] on [`Field::ChannelId`].
 pub fn channel_id(raw: &str) -> Result<(), Error> {
-    if rookery_events::tenant_group_parts(&ChannelId(raw.to_owned())).is_none() {
+    let tenant_channel = ChannelId(raw.to_owned());
+    if rookery_events::tenant_group_parts(&tenant_channel).is_none() && rookery_events::tenant_room_parts(&tenant_channel).is_none() {
         id(Field::ChannelId, "channel_id", raw)?;
     }
     Ok(())

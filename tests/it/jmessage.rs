@@ -594,7 +594,7 @@ async fn messages_go_through_the_one_send_path_and_their_sender_can_retract_them
         (text_message("fangf", "group", json!("g"), "x"), 400, 899003),
         (text_message("nobody1", "single", json!("javen"), "x"), 404, 899002),
         (text_message("fangf", "single", json!("nobody1"), "x"), 404, 899002),
-        (text_message("fangf", "chatroom", json!("1"), "x"), 400, 899003),
+        (text_message("fangf", "chatroom", json!("1"), "x"), 404, 899006),
         (
             json!({"version": 2, "target_type": "single", "target_id": "javen", "from_type": "user", "from_id": "fangf", "msg_type": "text", "msg_body": {"text": "x"}}),
             400,
@@ -820,4 +820,82 @@ async fn no_disturb_and_shields_are_kept_with_the_documents_errors() {
     let kinds: Vec<&str> = trail["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "tenant.no_disturb_changed").count(), 2, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "tenant.groups_shielded").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn chatrooms_have_members_who_hear_each_other_and_forbidden_members_who_cannot_speak() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    register(&s, &["liming", "xiaom", "caiyh", "other"]).await;
+    let (status, v) =
+        call(&s, "POST", "/v1/chatroom/", &json!({"owner_username": "liming", "name": "测试聊天室", "description": "测试", "members_username": ["xiaom"]}))
+            .await;
+    assert_eq!((status, &v), (201, &json!({"chatroom_id": 1})));
+    assert_eq!(call(&s, "PUT", "/v1/chatroom/1/members", &json!(["caiyh"])).await.0, 204);
+    let (status, rooms) = call(&s, "POST", "/v1/chatroom/batch", &json!([1, 9])).await;
+    assert_eq!(status, 200, "{rooms}");
+    assert_eq!(rooms.as_array().map(Vec::len), Some(1), "unknown ids are left out: {rooms}");
+    let r = &rooms[0];
+    assert_eq!(
+        (&r["id"], &r["owner_username"], &r["max_member_count"], &r["name"], &r["description"], &r["total_member_count"]),
+        (&json!(1), &json!("liming"), &json!(10000), &json!("测试聊天室"), &json!("测试"), &json!(3))
+    );
+    assert_eq!(call(&s, "GET", "/v1/users/caiyh/chatroom", &Value::Null).await.1[0]["id"], 1);
+    assert_eq!(call(&s, "GET", "/v1/users/other/chatroom", &Value::Null).await.1, json!([]));
+    let (_, page) = call(&s, "GET", "/v1/chatroom?start=0&count=10", &Value::Null).await;
+    assert_eq!((&page["total"], &page["count"], &page["rooms"][0]["id"]), (&json!(1), &json!(1), &json!(1)), "{page}");
+    let (_, members) = call(&s, "GET", "/v1/chatroom/1/members?start=0&count=10", &Value::Null).await;
+    assert_eq!(members["total"], 3, "{members}");
+    let names: Vec<&str> = members["users"].as_array().expect("users").iter().filter_map(|u| u["username"].as_str()).collect();
+    assert_eq!(names, ["liming", "xiaom", "caiyh"]);
+    assert_eq!(members["users"][2]["room_ctime"].as_str().map(str::len), Some(19), "{members}");
+
+    // Members hear the room (no conversation is made for it); a forbidden member cannot speak.
+    assert_eq!(s.post("/user/token", &json!({"uid": "a1#2", "token": "tx", "device_flag": 1})).await.0, 200);
+    let mut xiaom = Client::logged_in(&s, Kind::Tcp, "a1#2", "tx", 1, 5).await;
+    let (status, v) = call(&s, "POST", "/v1/messages", &text_message("caiyh", "chatroom", json!(1), "hi room")).await;
+    assert_eq!(status, 201, "{v}");
+    let (recv, _) = crate::gateway::recv(&mut xiaom).await;
+    assert_eq!((recv.channel_id.as_str(), recv.channel_type), ("a1#r1", 9));
+    assert_eq!(call(&s, "PUT", "/v1/chatroom/1/forbidden/caiyh?status=1", &Value::Null).await.0, 204);
+    let (status, v) = call(&s, "POST", "/v1/messages", &text_message("caiyh", "chatroom", json!(1), "still?")).await;
+    assert_eq!((status, error_code(&v)), (403, 899016), "{v}");
+    let (_, members) = call(&s, "GET", "/v1/chatroom/1/members?start=2&count=1", &Value::Null).await;
+    assert_eq!((&members["users"][0]["username"], &members["users"][0]["flag"]), (&json!("caiyh"), &json!(1)), "{members}");
+    assert_eq!(call(&s, "PUT", "/v1/chatroom/1/forbidden/caiyh?status=0", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/messages", &text_message("caiyh", "chatroom", json!(1), "back")).await.0, 201);
+    let (status, v) = call(&s, "POST", "/v1/messages", &text_message("other", "chatroom", json!(1), "let me in")).await;
+    assert_eq!((status, error_code(&v)), (403, 899016), "{v}");
+
+    let head_before = head(&s).await;
+    for (method, path, body, status, code) in [
+        ("POST", "/v1/chatroom/", json!({"owner_username": "liming"}), 400, 899003),
+        ("POST", "/v1/chatroom/", json!({"owner_username": "nobody1", "name": "x"}), 404, 899002),
+        ("POST", "/v1/chatroom/", json!({"owner_username": "liming", "name": "x", "description": "d".repeat(251)}), 400, 899003),
+        ("POST", "/v1/chatroom/batch", json!(["1"]), 400, 899003),
+        ("PUT", "/v1/chatroom/9", json!({"name": "x"}), 404, 899006),
+        ("PUT", "/v1/chatroom/1", json!({}), 400, 899003),
+        ("PUT", "/v1/chatroom/1", json!({"owner_username": "other"}), 400, 899014),
+        ("DELETE", "/v1/chatroom/9", Value::Null, 404, 899006),
+        ("PUT", "/v1/chatroom/1/forbidden/caiyh?status=2", Value::Null, 400, 899003),
+        ("PUT", "/v1/chatroom/1/forbidden/other?status=1", Value::Null, 400, 899014),
+        ("PUT", "/v1/chatroom/1/members", json!(["caiyh"]), 409, 899011),
+        ("DELETE", "/v1/chatroom/1/members", json!(["other"]), 400, 899014),
+        ("PUT", "/v1/chatroom/1/members", json!(["nobody1"]), 404, 899002),
+        ("GET", "/v1/chatroom/x/members?start=0&count=5", Value::Null, 400, 899003),
+        ("GET", "/v1/chatroom?start=0&count=0", Value::Null, 400, 899003),
+    ] {
+        let (got, v) = call(&s, method, path, &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{method} {path} {body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+
+    assert_eq!(call(&s, "PUT", "/v1/chatroom/1", &json!({"owner_username": "xiaom", "name": "renamed"})).await.0, 204);
+    let (_, rooms) = call(&s, "POST", "/v1/chatroom/batch", &json!([1])).await;
+    assert_eq!((&rooms[0]["owner_username"], &rooms[0]["name"]), (&json!("xiaom"), &json!("renamed")));
+    assert_eq!(call(&s, "DELETE", "/v1/chatroom/1/members", &json!(["caiyh"])).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/users/caiyh/chatroom", &Value::Null).await.1, json!([]));
+    assert_eq!(call(&s, "DELETE", "/v1/chatroom/1", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "GET", "/v1/chatroom?start=0&count=10", &Value::Null).await.1["total"], 0);
+    assert_eq!(call(&s, "GET", "/v1/users/xiaom/chatroom", &Value::Null).await.1, json!([]));
 }

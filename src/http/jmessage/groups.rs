@@ -12,7 +12,7 @@ use super::users::{find, find_all, page, user_json, PageQuery};
 use super::{ctx, jm_json, no_content, Ctx, JmError};
 use crate::http::ApiState;
 use crate::timefmt::format_civil;
-use crate::usecase::{GroupSpec, GroupView};
+use crate::usecase::{Circle, GroupSpec, GroupView};
 
 /// Most members a group created here may have (the document's `MaxMemberCount`).
 pub const MAX_MEMBERS: u32 = 500;
@@ -87,7 +87,7 @@ fn group_json(c: &Ctx, g: &GroupView) -> Value {
 }
 
 async fn live_group(c: &Ctx, raw: &str) -> Result<GroupView, JmError> {
-    c.state.usecases.group(&c.app.tag, gid(raw)?).await.map_err(JmError::from_group)
+    c.state.usecases.group(&c.app.tag, Circle::Group, gid(raw)?).await.map_err(JmError::from_group)
 }
 
 /// The usernames of `uids` that are users of this app (others, such as uids added through the
@@ -134,7 +134,7 @@ async fn create(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection>
         public,
         max_members: MAX_MEMBERS,
     };
-    let n = c.state.usecases.create_group(&c.app.tag, spec, c.origin.clone()).await.map_err(JmError::from_group)?;
+    let n = c.state.usecases.create_group(&c.app.tag, Circle::Group, spec, c.origin.clone()).await.map_err(JmError::from_group)?;
     let mut out = json!({
         "gid": n, "owner_username": owner_name, "name": name, "members_username": member_names, "desc": desc,
         "MaxMemberCount": MAX_MEMBERS, "flag": if public { 2 } else { 1 },
@@ -163,14 +163,14 @@ async fn update(raw: String, c: Ctx, body: Value) -> Result<warp::reply::Respons
     if patch == GroupPatch::default() {
         return Err(JmError::bad_request("give name, desc or avatar").into());
     }
-    c.state.usecases.update_group(&c.app.tag, n, patch, c.origin).await.map_err(JmError::from_group)?;
+    c.state.usecases.update_group(&c.app.tag, Circle::Group, n, patch, c.origin).await.map_err(JmError::from_group)?;
     Ok(no_content())
 }
 
 /// `DELETE /v1/groups/{gid}`; 204.
 async fn delete(raw: String, c: Ctx) -> Result<warp::reply::Response, Rejection> {
     let n = gid(&raw)?;
-    c.state.usecases.delete_group(&c.app.tag, n, c.origin).await.map_err(JmError::from_group)?;
+    c.state.usecases.delete_group(&c.app.tag, Circle::Group, n, c.origin).await.map_err(JmError::from_group)?;
     Ok(no_content())
 }
 
@@ -179,10 +179,10 @@ async fn change_members(c: Ctx, n: u64, add: Vec<String>, remove: Vec<String>) -
         return Err(JmError::bad_request("give add or remove").into());
     }
     // The group first (899006), then the users (899002), then the group's own rules.
-    c.state.usecases.group(&c.app.tag, n).await.map_err(JmError::from_group)?;
+    c.state.usecases.group(&c.app.tag, Circle::Group, n).await.map_err(JmError::from_group)?;
     let add: Vec<Uid> = find_all(&c, add).await?.into_iter().map(|a| a.uid).collect();
     let remove: Vec<Uid> = find_all(&c, remove).await?.into_iter().map(|a| a.uid).collect();
-    c.state.usecases.change_group(&c.app.tag, n, GroupCommand::Members { add, remove }, c.origin).await.map_err(JmError::from_group)?;
+    c.state.usecases.change_group(&c.app.tag, Circle::Group, n, GroupCommand::Members { add, remove }, c.origin).await.map_err(JmError::from_group)?;
     Ok(no_content())
 }
 
@@ -232,7 +232,7 @@ async fn of_user(username: String, c: Ctx) -> Result<warp::reply::Response, Reje
 /// `GET /v1/groups/?start=&count=`: the app's groups by number.
 async fn list(c: Ctx, q: PageQuery) -> Result<warp::reply::Response, Rejection> {
     let (start, count) = page(q.start.as_deref(), q.count.as_deref(), MAX_PAGE)?;
-    let (total, groups) = c.state.usecases.group_page(&c.app.tag, start, count).await.map_err(JmError::from_group)?;
+    let (total, groups) = c.state.usecases.group_page(&c.app.tag, Circle::Group, start, count).await.map_err(JmError::from_group)?;
     let groups: Vec<Value> = groups.iter().map(|g| group_json(&c, g)).collect();
     Ok(warp::reply::json(&json!({"total": total, "start": start, "count": groups.len(), "groups": groups})).into_response())
 }
@@ -252,10 +252,10 @@ async fn silence(raw: String, c: Ctx, q: StatusQuery, body: Value) -> Result<war
         other => return Err(JmError::bad_request(format!("status must be true or false, got {other:?}")).into()),
     };
     let names = fields::usernames(&body, MAX_MEMBERS as usize)?;
-    c.state.usecases.group(&c.app.tag, n).await.map_err(JmError::from_group)?;
+    c.state.usecases.group(&c.app.tag, Circle::Group, n).await.map_err(JmError::from_group)?;
     let uids = find_all(&c, names).await?.into_iter().map(|a| a.uid).collect();
     let until = on.then_some(MUTED_UNTIL_LIFTED);
-    c.state.usecases.change_group(&c.app.tag, n, GroupCommand::Mute { uids, until }, c.origin).await.map_err(JmError::from_group)?;
+    c.state.usecases.change_group(&c.app.tag, Circle::Group, n, GroupCommand::Mute { uids, until }, c.origin).await.map_err(JmError::from_group)?;
     Ok(no_content())
 }
 
@@ -275,8 +275,8 @@ async fn owner(raw: String, c: Ctx, body: Value) -> Result<warp::reply::Response
         None | Some(Value::Null) => return Err(JmError::bad_request("username is required").into()),
         Some(v) => fields::username_value(v)?,
     };
-    c.state.usecases.group(&c.app.tag, n).await.map_err(JmError::from_group)?;
+    c.state.usecases.group(&c.app.tag, Circle::Group, n).await.map_err(JmError::from_group)?;
     let to = find(&c, &name).await?;
-    c.state.usecases.change_group(&c.app.tag, n, GroupCommand::TransferOwner(to.uid), c.origin).await.map_err(JmError::from_group)?;
+    c.state.usecases.change_group(&c.app.tag, Circle::Group, n, GroupCommand::TransferOwner(to.uid), c.origin).await.map_err(JmError::from_group)?;
     Ok(no_content())
 }

@@ -163,10 +163,19 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
                 _ => None,
             }
             .ok_or_else(|| JmError::bad_request("target_id of a group message must be its gid"))?;
-            c.state.usecases.group(&c.app.tag, gid).await.map_err(JmError::from_group)?;
+            c.state.usecases.group(&c.app.tag, crate::usecase::Circle::Group, gid).await.map_err(JmError::from_group)?;
             tenant_group(&c.app.tag, gid)
         }
-        "chatroom" => return Err(JmError::bad_request("target_type chatroom: this server has no chatrooms yet").into()),
+        "chatroom" => {
+            let room = match target_raw {
+                Value::String(s) => s.parse::<u64>().ok().filter(|n| *n > 0),
+                Value::Number(n) => n.as_u64().filter(|n| *n > 0),
+                _ => None,
+            }
+            .ok_or_else(|| JmError::bad_request("target_id of a chatroom message must be its room id"))?;
+            c.state.usecases.group(&c.app.tag, crate::usecase::Circle::Room, room).await.map_err(JmError::from_group)?;
+            rookery_events::tenant_room(&c.app.tag, room)
+        }
         other => return Err(JmError::bad_request(format!("target_type must be single, group or chatroom, got {other:?}")).into()),
     };
     let mut msg_body = msg_body.clone();
@@ -221,7 +230,9 @@ async fn retract(username: String, msg_id: String, c: Ctx) -> Result<warp::reply
     let own = |u: &Uid| rookery_events::tenant_uid_parts(u).is_some_and(|(t, _)| t == c.app.tag);
     let in_app = match message.channel.ty {
         ChannelType::PERSON => rookery_events::person_channel_parties(&message.channel.id).is_some_and(|(a, b)| own(&a) && own(&b)),
-        _ => rookery_events::tenant_group_parts(&message.channel.id).is_some_and(|(t, _)| t == c.app.tag),
+        _ => rookery_events::tenant_group_parts(&message.channel.id)
+            .or_else(|| rookery_events::tenant_room_parts(&message.channel.id))
+            .is_some_and(|(t, _)| t == c.app.tag),
     };
     if !in_app {
         return Err(not_found().into());

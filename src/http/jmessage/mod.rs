@@ -12,6 +12,7 @@ mod friends;
 mod groups;
 mod messages;
 mod nodisturb;
+mod rooms;
 mod settings;
 mod users;
 
@@ -137,7 +138,9 @@ impl JmError {
     pub fn from_group(e: crate::usecase::Error) -> JmError {
         use crate::usecase::Error;
         match e {
-            Error::NotFound(m) if m.starts_with("group") => JmError::new(StatusCode::NOT_FOUND, GROUP_NOT_FOUND, format!("{m} does not exist")),
+            Error::NotFound(m) if m.starts_with("group") || m.starts_with("chatroom") => {
+                JmError::new(StatusCode::NOT_FOUND, GROUP_NOT_FOUND, format!("{m} does not exist"))
+            }
             Error::Core(CoreError::Rejected(Refusal::NotFound(m))) if m.starts_with("member") => {
                 JmError::new(StatusCode::BAD_REQUEST, NOT_MEMBER, format!("{m} is not in the group"))
             }
@@ -236,6 +239,8 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         .or(settings::routes(state.clone()).boxed())
         .unify()
         .or(nodisturb::routes(state.clone()).boxed())
+        .unify()
+        .or(rooms::routes(state.clone()).boxed())
         .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
