@@ -88,6 +88,7 @@ pub const KINDS: &[&str] = &[
     "channel.room_members_added",
     "tenant.room_opened",
     "tenant.room_closed",
+    "tenant.media_stored",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -593,6 +594,10 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
             TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
             TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } | TenantEvent::RoomOpened { n } | TenantEvent::RoomClosed { n } => json!({"n": n}),
+            TenantEvent::MediaStored { record: r } => json!({
+                "kind": r.kind, "sha256": r.sha256, "size": r.size, "crc32": r.crc32, "format": r.format,
+                "width": r.width, "height": r.height, "name": r.name, "at": r.at.0,
+            }),
             TenantEvent::FriendsAdded { n, peers, at } => json!({"n": n, "peers": peers, "at": at.0}),
             TenantEvent::FriendsRemoved { n, peers } => json!({"n": n, "peers": peers}),
             TenantEvent::NoDisturbChanged { n, single_added, single_removed, groups_added, groups_removed, global } => json!({
@@ -641,7 +646,11 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         TenantEvent::UsersRegistered { users, .. } => users.iter().any(|r| r.n == who),
         TenantEvent::ProfileUpdated { n, .. } | TenantEvent::PasswordChanged { n, .. } => *n == who,
         TenantEvent::UsersUnregistered { ns } => ns.contains(&who),
-        TenantEvent::GroupOpened { .. } | TenantEvent::GroupClosed { .. } | TenantEvent::RoomOpened { .. } | TenantEvent::RoomClosed { .. } => false,
+        TenantEvent::GroupOpened { .. }
+        | TenantEvent::GroupClosed { .. }
+        | TenantEvent::RoomOpened { .. }
+        | TenantEvent::RoomClosed { .. }
+        | TenantEvent::MediaStored { .. } => false,
         TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
         TenantEvent::FriendNotesSet { n, .. } | TenantEvent::NoDisturbChanged { n, .. } | TenantEvent::GroupsShielded { n, .. } => *n == who,
         TenantEvent::SensitiveWordsAdded { .. }

@@ -1,7 +1,7 @@
 //! Online backups and restores of the event log.
 //!
 //! A backup is a directory holding `log/` (a RocksDB checkpoint: a consistent copy of records, indexes
-//! and snapshots, see `RocksLog::checkpoint`) and `BACKUP.toml` (the manifest: the copy's head and when
+//! and snapshots, see `RocksLog::checkpoint`), `blobs/` (the uploads, when there are any) and `BACKUP.toml` (the manifest: the copy's head and when
 //! it was taken). Only the process that has the log open can take a checkpoint, so `rookery backup`
 //! opens the log itself when no server runs on it, and otherwise asks the running server through
 //! `POST /backup` on the REST API (admin credential). Either way the copy is taken by the same call.
@@ -55,14 +55,20 @@ pub fn target(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Takes a backup of `log` into `dir` (see [`target`]), which is created if needed.
+/// Takes a backup of `log` into `dir` (see [`target`]), which is created if needed, with the uploads
+/// of `data_dir`'s blob store (`blobs/`, copied after the checkpoint: every blob the copied log refers to
+/// was durable before the event that refers to it).
 ///
 /// # Errors
 /// A bad target, or a failure writing the copy or its manifest.
-pub fn create(log: &RocksLog, dir: &Path) -> anyhow::Result<Manifest> {
+pub fn create(log: &RocksLog, data_dir: &Path, dir: &Path) -> anyhow::Result<Manifest> {
     let dir = target(dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (position, hash) = log.checkpoint(&dir.join("log")).with_context(|| format!("writing a checkpoint into {}", dir.display()))?;
+    let blobs = crate::blobs::Blobs::under(data_dir);
+    if blobs.root().is_dir() {
+        copy_tree(blobs.root(), &dir.join("blobs"))?;
+    }
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -101,7 +107,7 @@ pub fn run(config: &Config, dir: &Path, token: Option<&str>) -> anyhow::Result<M
     ensure!(log_dir.join("CURRENT").is_file(), "there is no event log in {} (check --data-dir)", config.data_dir.display());
     match RocksLog::open(&log_dir, rookery_storage::RocksOptions::default()) {
         Ok(log) => {
-            let manifest = create(&log, &dir);
+            let manifest = create(&log, &config.data_dir, &dir);
             log.close();
             manifest
         }
@@ -171,8 +177,28 @@ pub fn restore(backup: &Path, data_dir: &Path) -> anyhow::Result<Manifest> {
         return Err(e);
     }
     std::fs::rename(&staging, data_dir.join("log")).context("putting the restored log in place")?;
+    if backup.join("blobs").is_dir() {
+        copy_tree(&backup.join("blobs"), crate::blobs::Blobs::under(data_dir).root())?;
+    }
     sync_dir(data_dir)?;
     Ok(manifest)
+}
+
+/// Copies the files under `from` into `to` (made if needed), each synced, skipping temporary files
+/// (a name starting with `.`).
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if entry.file_type()?.is_file() && !entry.file_name().to_string_lossy().starts_with('.') {
+            std::fs::copy(entry.path(), &target).with_context(|| format!("copying {}", entry.path().display()))?;
+            std::fs::File::open(&target)?.sync_all().with_context(|| format!("syncing {}", target.display()))?;
+        }
+    }
+    sync_dir(to)
 }
 
 fn copy_and_check(from: &Path, to: &Path, manifest: &Manifest) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod blobs;
 pub mod config;
 pub mod gateway;
 pub mod http;

@@ -13,7 +13,7 @@ const TRANSPORTS: &[&str] = &["gateway", "http", "monitor"];
 const OPS: &[&str] = &["audit", "backup", "transfer", "webhook", "metrics"];
 
 /// Modules below the use cases: they name neither transports, the use cases nor ops code.
-const BELOW_USE_CASES: &[&str] = &["presence", "config", "limits", "tls", "timefmt", "render"];
+const BELOW_USE_CASES: &[&str] = &["presence", "config", "limits", "tls", "timefmt", "render", "blobs"];
 
 /// Files (or folders, ending in `/`) of `src/` that may name serde_json: the REST families, JSON-RPC over
 /// WebSocket, the shared message rendering, and the JSON formats of audit, export, backup, webhooks and

@@ -281,6 +281,34 @@ pub enum TenantEvent {
         /// The room's number.
         n: u64,
     },
+    /// An uploaded file was stored (its bytes were durable in the blob store before this event).
+    MediaStored {
+        /// What was stored.
+        record: MediaRecord,
+    },
+}
+
+/// An uploaded file: its bytes live in the blob store under their SHA-256, the record here.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct MediaRecord {
+    /// `image`, `file` or `voice`.
+    pub kind: String,
+    /// SHA-256 of the bytes, lower-case hex: the blob's name.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC-32 (IEEE) of the bytes.
+    pub crc32: u32,
+    /// Format: `jpg`, `png`, `gif`, `bmp` for images, else the file name's extension.
+    pub format: String,
+    /// Image width in pixels (0 for other kinds).
+    pub width: u32,
+    /// Image height in pixels (0 for other kinds).
+    pub height: u32,
+    /// The uploaded file's name.
+    pub name: String,
+    /// When it was stored.
+    pub at: Timestamp,
 }
 
 /// A user's no-disturb settings. Stored and audited; this server pushes no notifications for them to
@@ -344,6 +372,7 @@ impl TenantEvent {
             TenantEvent::GroupsShielded { .. } => "tenant.groups_shielded",
             TenantEvent::RoomOpened { .. } => "tenant.room_opened",
             TenantEvent::RoomClosed { .. } => "tenant.room_closed",
+            TenantEvent::MediaStored { .. } => "tenant.media_stored",
         }
     }
 }
@@ -440,6 +469,8 @@ pub enum TenantCommand {
         /// Everything on or off.
         global: Option<bool>,
     },
+    /// Record a stored upload (the same bytes of the same kind again change nothing).
+    StoreMedia(MediaRecord),
     /// Take the next chatroom number and list the room.
     OpenRoom,
     /// Take a chatroom off the list (nothing happens for one not on it).
@@ -484,6 +515,8 @@ pub struct TenantState {
     pub rooms: std::collections::BTreeSet<u64>,
     /// The highest chatroom number ever given.
     pub last_room: u64,
+    /// Stored uploads by kind and SHA-256.
+    pub media: BTreeMap<(String, String), MediaRecord>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -727,6 +760,17 @@ impl Aggregate for TenantState {
                 }
             }
             TenantCommand::OpenRoom => vec![TenantEvent::RoomOpened { n: self.last_room + 1 }],
+            TenantCommand::StoreMedia(record) => {
+                let valid_hash = record.sha256.len() == 64 && record.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !valid_hash || !matches!(record.kind.as_str(), "image" | "file" | "voice") {
+                    return Err(Rejection::Invalid("a media record needs a kind and a SHA-256".into()));
+                }
+                if self.media.contains_key(&(record.kind.clone(), record.sha256.clone())) {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::MediaStored { record: MediaRecord { at: now, ..record.clone() } }]
+                }
+            }
             TenantCommand::CloseRoom(n) => {
                 if self.rooms.contains(n) {
                     vec![TenantEvent::RoomClosed { n: *n }]
@@ -851,6 +895,9 @@ impl Aggregate for TenantState {
                 if *nd == NoDisturb::default() {
                     self.no_disturb.remove(n);
                 }
+            }
+            TenantEvent::MediaStored { record } => {
+                self.media.entry((record.kind.clone(), record.sha256.clone())).or_insert_with(|| record.clone());
             }
             TenantEvent::RoomOpened { n } => {
                 self.last_room = self.last_room.max(*n);

@@ -276,6 +276,25 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 tenant(102, TenantEvent::RoomClosed { n: 3 }),
             ],
         ),
+        (
+            "golden-v1-media.log",
+            vec![tenant(
+                110,
+                TenantEvent::MediaStored {
+                    record: MediaRecord {
+                        kind: "image".into(),
+                        sha256: "ab".repeat(32),
+                        size: 52_468,
+                        crc32: 1_338_734_977,
+                        format: "jpg".into(),
+                        width: 720,
+                        height: 1280,
+                        name: "test.jpg".into(),
+                        at: Timestamp(1_700_000_000_110),
+                    },
+                },
+            )],
+        ),
     ]
 }
 
@@ -301,5 +320,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
 }

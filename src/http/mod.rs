@@ -5,6 +5,7 @@
 //!   instant, erasure) and `/backup`;
 //! * `jmessage` — the JMessage server API (seed 002) under `/v1/`, `/v2/`, `/groups/`, `/cross/`, with
 //!   its own Basic credentials and `{"error":{"code","message"}}` envelope;
+//! * `media` — `GET /media/<sha256>`: the bytes of uploads, for whoever has the URL;
 //! * `wukongim` — the WuKongIM/LiMaoIM server API, and the family for every path no other family owns.
 //!
 //! Families parse their wire format into the use cases (`crate::usecase`) and render the answers; the
@@ -14,6 +15,7 @@
 mod admin;
 mod error;
 pub mod jmessage;
+mod media;
 pub mod serve;
 mod wukongim;
 
@@ -59,13 +61,19 @@ pub struct ApiState {
 pub struct Families {
     admin: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     jmessage: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    media: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
 }
 
 impl Families {
     /// Every family over `state`.
     pub fn new(state: ApiState) -> Families {
-        Families { admin: admin::routes(state.clone()), jmessage: jmessage::routes(state.clone()), wukongim: wukongim::routes(state) }
+        Families {
+            admin: admin::routes(state.clone()),
+            jmessage: jmessage::routes(state.clone()),
+            media: media::routes(state.clone()),
+            wukongim: wukongim::routes(state),
+        }
     }
 
     /// The family that answers requests for `path`.
@@ -74,6 +82,8 @@ impl Families {
             &self.admin
         } else if jmessage::owns(path) {
             &self.jmessage
+        } else if media::owns(path) {
+            &self.media
         } else {
             &self.wukongim
         }

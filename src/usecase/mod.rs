@@ -14,6 +14,7 @@ mod fanout;
 mod friends;
 mod groups;
 mod history;
+mod media;
 mod retract;
 mod send;
 mod users;
@@ -29,6 +30,7 @@ pub use conversations::{Conversation, ConversationMark, ConversationQuery, MAX_C
 pub use error::{Error, Field};
 pub use groups::{Circle, GroupSpec, GroupView};
 pub use history::Page;
+pub use media::{MAX_MEDIA_BYTES, MEDIA_KINDS};
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
 pub use users::{LoginRefused, TokenSet};
 pub use words::Switches;

@@ -899,3 +899,119 @@ async fn chatrooms_have_members_who_hear_each_other_and_forbidden_members_who_ca
     assert_eq!(call(&s, "GET", "/v1/chatroom?start=0&count=10", &Value::Null).await.1["total"], 0);
     assert_eq!(call(&s, "GET", "/v1/users/xiaom/chatroom", &Value::Null).await.1, json!([]));
 }
+
+/// A multipart form with one file in the `filename` field.
+async fn upload(s: &Server, kind: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
+    let boundary = "rookeryboundary7MA4YWxkTrZu0gW";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+            .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let resp = s
+        .client()
+        .post(format!("http://{}/v1/resource?type={kind}", s.api))
+        .header("Authorization", app())
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The first bytes of a PNG image of `width` x `height` (what a header reader needs).
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut b = vec![0x89u8];
+    b.extend_from_slice(b"PNG\r\n\x1a\n");
+    b.extend_from_slice(&13u32.to_be_bytes());
+    b.extend_from_slice(b"IHDR");
+    b.extend_from_slice(&width.to_be_bytes());
+    b.extend_from_slice(&height.to_be_bytes());
+    b.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[0u8; 64]);
+    b
+}
+
+#[tokio::test]
+async fn uploads_are_stored_once_by_content_served_by_url_and_kept_by_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = jm_server(dir.path()).await;
+    let image = png(640, 480);
+    assert_eq!(&image[..8], b"\x89PNG\r\n\x1a\n");
+    let (status, v) = upload(&s, "image", "test.png", &image).await;
+    assert_eq!(status, 200, "{v}");
+    let media_id = v["media_id"].as_str().expect("media_id").to_owned();
+    let sha = media_id.strip_prefix("a1/image/").expect("<tag>/<type>/<sha256>").to_owned();
+    assert_eq!((&v["width"], &v["height"], &v["format"], &v["fsize"]), (&json!(640), &json!(480), &json!("png"), &json!(image.len())), "{v}");
+    assert_eq!(v["media_crc32"].as_u64(), Some(u64::from(crc32(&image))), "{v}");
+    let head_once = head(&s).await;
+    assert_eq!(upload(&s, "image", "again.png", &image).await.1["media_id"], media_id.as_str(), "the same bytes, the same media");
+    assert_eq!(head(&s).await, head_once, "and no second record");
+
+    let (status, v) = call(&s, "GET", &format!("/v1/resource?mediaId={media_id}"), &Value::Null).await;
+    assert_eq!(status, 200, "{v}");
+    let url = v["url"].as_str().expect("url").to_owned();
+    assert!(url.ends_with(&format!("/media/{sha}")), "{url}");
+    let resp = s.client().get(&url).send().await.expect("fetched");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.expect("body").to_vec(), image, "served back as uploaded, without credentials");
+    assert_eq!(s.client().get(format!("http://{}/media/{}", s.api, "0".repeat(64))).send().await.expect("sent").status().as_u16(), 404);
+
+    let (status, v) = upload(&s, "file", "report.PDF", b"%PDF-1.4 not really").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((&v["fname"], &v["fsize"]), (&json!("report.PDF"), &json!(19)), "{v}");
+    let (status, v) = upload(&s, "voice", "hello.m4a", b"....ftypM4A ").await;
+    assert_eq!((status, &v["format"]), (200, &json!("m4a")), "{v}");
+
+    let head_before = head(&s).await;
+    for (kind, bytes, status, code) in [
+        ("image", b"not an image at all".to_vec(), 400, 899003),
+        ("video", b"x".to_vec(), 400, 899003),
+        ("file", Vec::new(), 400, 899003),
+        ("file", vec![7u8; (8 << 20) + 1], 400, 899003),
+    ] {
+        let (got, v) = upload(&s, kind, "x.bin", &bytes).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{kind} of {} bytes: {v}", bytes.len());
+    }
+    for missing in [format!("a1/image/{}", "0".repeat(64)), format!("zz/image/{sha}"), "garbage".to_owned()] {
+        let (got, v) = call(&s, "GET", &format!("/v1/resource?mediaId={missing}"), &Value::Null).await;
+        assert_eq!(got, 404, "{missing}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused upload wrote anything");
+
+    // A backup holds the uploads' bytes with the log that records them.
+    let backup = dir.path().join("backup");
+    let (status, v) = s.post("/backup", &json!({"dir": backup.to_str().expect("utf-8")})).await;
+    assert_eq!(status, 200, "{v}");
+    let copied = std::fs::read(backup.join("blobs/sha256").join(&sha[..2]).join(&sha[2..])).expect("the blob is in the backup");
+    assert_eq!(copied, image);
+    // A restore brings them back with the log: the restored server serves the same URL.
+    let restored = dir.path().join("restored");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["restore", backup.to_str().expect("utf-8"), "--data-dir", restored.to_str().expect("utf-8")])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("rookery restore");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(s);
+    let again = jm_server(&restored).await;
+    let (status, v) = call(&again, "GET", &format!("/v1/resource?mediaId={media_id}"), &Value::Null).await;
+    assert_eq!(status, 200, "{v}");
+    let fetched = again.client().get(format!("http://{}/media/{sha}", again.api)).send().await.expect("fetched").bytes().await.expect("body");
+    assert_eq!(fetched.to_vec(), image);
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // CRC-32/IEEE, bit by bit: the test's own, not the server's.
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}

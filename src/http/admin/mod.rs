@@ -66,8 +66,8 @@ async fn backup(origin: Origin, state: ApiState, request: BackupRequest) -> Resu
         return Err(ApiError::bad_request(format!("dir must be an absolute path on the server's machine, got {:?}", request.dir)).into());
     }
     crate::backup::target(&dir).map_err(|e| warp::reject::custom(ApiError::bad_request(format!("{e:#}"))))?;
-    let target = dir.clone();
-    let manifest = tokio::task::spawn_blocking(move || crate::backup::create(&rocks, &target))
+    let (target, data_dir) = (dir.clone(), state.config.data_dir.clone());
+    let manifest = tokio::task::spawn_blocking(move || crate::backup::create(&rocks, &data_dir, &target))
         .await
         .map_err(|e| internal(format!("backup task failed: {e}")))?
         .map_err(|e| {

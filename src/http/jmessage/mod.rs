@@ -12,6 +12,7 @@ mod friends;
 mod groups;
 mod messages;
 mod nodisturb;
+mod resource;
 mod rooms;
 mod settings;
 mod users;
@@ -241,6 +242,8 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         .or(nodisturb::routes(state.clone()).boxed())
         .unify()
         .or(rooms::routes(state.clone()).boxed())
+        .unify()
+        .or(resource::routes(state.clone()).boxed())
         .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
