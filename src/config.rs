@@ -97,6 +97,10 @@ pub struct JmApp {
     pub appkey: String,
     /// The app's master secret (never shown, never stored in the log).
     pub master_secret: String,
+    /// Appkeys of other apps of this server whose users this app may name in the cross-app routes
+    /// (`/v1/cross/...`); none by default.
+    #[serde(default)]
+    pub cross_apps: Vec<String>,
 }
 
 impl std::fmt::Debug for JmApp {
@@ -502,6 +506,14 @@ impl Config {
             }
             if !keys.insert(app.appkey.to_ascii_lowercase()) {
                 return Err(format!("jmessage_apps[{i}] ({}): the appkey is used twice (appkeys are compared without regard to case)", app.tag));
+            }
+        }
+        for app in &self.jmessage_apps {
+            for other in &app.cross_apps {
+                let known = self.jmessage_apps.iter().any(|a| a.appkey.eq_ignore_ascii_case(other) && a.tag != app.tag);
+                if !known {
+                    return Err(format!("jmessage_apps ({}): cross_apps names {other:?}, which is not the appkey of another app of this server", app.tag));
+                }
             }
         }
         Ok(())

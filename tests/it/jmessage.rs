@@ -1015,3 +1015,70 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[tokio::test]
+async fn cross_app_routes_name_users_of_the_apps_an_app_may_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let apps = r#"[{tag="a1", appkey="4f7aef34fb361292c566a1cd", master_secret="054d6103823a726fc12d0466", cross_apps=["B2B2B2B2B2B2B2B2B2B2B2B2"]},
+                   {tag="b2", appkey="b2b2b2b2b2b2b2b2b2b2b2b2", master_secret="s2"},
+                   {tag="c3", appkey="c3c3c3c3c3c3c3c3c3c3c3c3", master_secret="s3"}]"#;
+    let s = Server::start(dir.path(), &[("ROOKERY_JMESSAGE_APPS", apps)]);
+    let other = basic("b2b2b2b2b2b2b2b2b2b2b2b2:s2");
+    register(&s, &["annie"]).await;
+    let (status, v) = jm(&s, "POST", "/v1/users/", Some(&other), &json!([{"username": "bobby", "password": "password"}])).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(call(&s, "POST", "/v1/groups/", &json!({"owner_username": "annie", "name": "mixed"})).await.0, 201);
+
+    let add = json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "add": ["bobby"]}]);
+    assert_eq!(call(&s, "POST", "/v1/cross/groups/1/members", &add).await.0, 204);
+    let (status, list) = call(&s, "GET", "/v1/cross/groups/1/members/", &Value::Null).await;
+    assert_eq!(status, 200, "{list}");
+    let seen: Vec<(String, String, i64)> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| (m["username"].as_str().unwrap_or_default().to_owned(), m["appkey"].as_str().unwrap_or_default().to_owned(), m["flag"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(
+        seen,
+        [("annie".to_owned(), "4f7aef34fb361292c566a1cd".to_owned(), 1), ("bobby".to_owned(), "b2b2b2b2b2b2b2b2b2b2b2b2".to_owned(), 0)],
+        "each with its app's appkey as configured"
+    );
+    assert_eq!(call(&s, "GET", "/v1/cross/users/annie/groups", &Value::Null).await.1[0]["gid"], 1);
+
+    // The other app's user can send to the group it was added to, and can be blacklisted across apps.
+    let to_group = json!({"from_uid": "b2#1", "channel_id": "a1#g1", "channel_type": 2, "payload": crate::support::b64("hi")});
+    assert_eq!(s.post("/message/send", &to_group).await.0, 200);
+    assert_eq!(call(&s, "PUT", "/v1/cross/users/annie/blacklist", &json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "usernames": ["bobby"]}])).await.0, 204);
+    let (_, listed) = call(&s, "GET", "/v1/cross/users/annie/blacklist", &Value::Null).await;
+    assert_eq!((&listed[0]["username"], &listed[0]["appkey"]), (&json!("bobby"), &json!("b2b2b2b2b2b2b2b2b2b2b2b2")), "{listed}");
+    let to_annie = json!({"from_uid": "b2#1", "channel_id": "a1#1", "channel_type": 1, "payload": crate::support::b64("hi")});
+    assert_eq!(s.post("/message/send", &to_annie).await.0, 403);
+    assert_eq!(call(&s, "DELETE", "/v1/cross/users/annie/blacklist", &json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "usernames": ["bobby"]}])).await.0, 204);
+    assert_eq!(s.post("/message/send", &to_annie).await.0, 200);
+
+    let head_before = head(&s).await;
+    for (method, path, body, status, code) in [
+        ("POST", "/v1/cross/groups/1/members", json!([{"appkey": "c3c3c3c3c3c3c3c3c3c3c3c3", "add": ["x123"]}]), 400, 899003),
+        ("POST", "/v1/cross/groups/1/members", json!([{"add": ["bobby"]}]), 400, 899003),
+        ("POST", "/v1/cross/groups/1/members", json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "add": ["nobody1"]}]), 404, 899002),
+        ("POST", "/v1/cross/groups/1/members", json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "add": ["bobby"]}]), 409, 899011),
+        ("POST", "/v1/cross/groups/9/members", json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "remove": ["bobby"]}]), 404, 899006),
+        ("POST", "/v1/cross/users/annie/friends", json!({"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "users": ["bobby"]}), 400, 899003),
+        ("POST", "/v1/cross/users/annie/nodisturb", json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2"}]), 400, 899003),
+        ("PUT", "/v1/cross/users/annie/blacklist", json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "usernames": []}]), 400, 899003),
+    ] {
+        let (got, v) = call(&s, method, path, &body).await;
+        assert_eq!((got, error_code(&v)), (status, code), "{method} {path} {body}: {v}");
+    }
+    assert_eq!(head(&s).await, head_before, "no refused request wrote anything");
+    // The other app has no cross apps: it cannot name the first one's users.
+    let (status, v) =
+        jm(&s, "PUT", "/v1/cross/users/bobby/blacklist", Some(&other), &json!([{"appkey": "4f7aef34fb361292c566a1cd", "usernames": ["annie"]}])).await;
+    assert_eq!((status, error_code(&v)), (400, 899003), "{v}");
+
+    // Chatrooms take members from cross apps the same way.
+    assert_eq!(call(&s, "POST", "/v1/chatroom/", &json!({"owner_username": "annie", "name": "room"})).await.0, 201);
+    assert_eq!(call(&s, "POST", "/cross/chatroom/1/members", &json!([{"appkey": "b2b2b2b2b2b2b2b2b2b2b2b2", "add": ["bobby"]}])).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/chatroom/batch", &json!([1])).await.1[0]["total_member_count"], 2);
+}

@@ -7,6 +7,7 @@
 //! 5xx status, for every failure: 401 + 899008 for any credential problem, 400 + 899003 for a request
 //! the document's rules refuse, 404 + 899003 for a path this family does not serve.
 
+mod cross;
 mod fields;
 mod friends;
 mod groups;
@@ -172,6 +173,27 @@ pub struct App {
     pub tag: String,
     /// Its appkey, as configured.
     pub appkey: String,
+    /// The other apps it may name in the cross-app routes: (appkey, tag).
+    pub cross: Vec<(String, String)>,
+}
+
+impl App {
+    /// The tag of the app named by `appkey` (this app's own, or one of its cross apps).
+    pub fn tag_of(&self, appkey: &str) -> Option<&str> {
+        let appkey = appkey.trim();
+        if appkey.eq_ignore_ascii_case(&self.appkey) {
+            return Some(&self.tag);
+        }
+        self.cross.iter().find(|(k, _)| k.eq_ignore_ascii_case(appkey)).map(|(_, t)| t.as_str())
+    }
+
+    /// The appkey of the app whose tag is `tag`, if this app may name it.
+    pub fn appkey_of(&self, tag: &str) -> Option<&str> {
+        if tag == self.tag {
+            return Some(&self.appkey);
+        }
+        self.cross.iter().find(|(_, t)| t == tag).map(|(k, _)| k.as_str())
+    }
 }
 
 /// The app whose `appkey:master_secret` the `Authorization: Basic` header `given` carries.
@@ -198,7 +220,9 @@ pub fn authenticate(apps: &[JmApp], given: Option<&str>) -> Result<App, JmError>
     if !bool::from(matches) {
         return Err(refused("Basic authentication failed"));
     }
-    Ok(App { tag: app.tag.clone(), appkey: app.appkey.clone() })
+    let cross =
+        app.cross_apps.iter().filter_map(|key| apps.iter().find(|a| a.appkey.eq_ignore_ascii_case(key)).map(|a| (a.appkey.clone(), a.tag.clone()))).collect();
+    Ok(App { tag: app.tag.clone(), appkey: app.appkey.clone(), cross })
 }
 
 /// The request's app, from its `Authorization` header.
@@ -244,6 +268,8 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         .or(rooms::routes(state.clone()).boxed())
         .unify()
         .or(resource::routes(state.clone()).boxed())
+        .unify()
+        .or(cross::routes(state.clone()).boxed())
         .unify();
     same_origin().and(admitted(state)).and(valid_request_id()).and(api).recover(recover).unify().boxed()
 }
@@ -271,7 +297,7 @@ mod tests {
     use super::*;
 
     fn apps() -> Vec<JmApp> {
-        vec![JmApp { tag: "a1".into(), appkey: "4f7aef34fb361292c566a1cd".into(), master_secret: "054d6103823a726fc12d0466".into() }]
+        vec![JmApp { tag: "a1".into(), appkey: "4f7aef34fb361292c566a1cd".into(), master_secret: "054d6103823a726fc12d0466".into(), cross_apps: vec![] }]
     }
 
     fn basic(s: &str) -> String {
