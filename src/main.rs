@@ -268,7 +268,8 @@ fn export(config: &Config, since: Option<&str>, output: Option<&std::path::Path>
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut out);
-    let summary = rookery::transfer::export(&log, since, &mut out, &mut |done, total| update(&bar, done, total))?;
+    let blobs = rookery::blobs::Blobs::under(&config.data_dir);
+    let summary = rookery::transfer::export(&log, Some(&blobs), since, &mut out, &mut |done, total| update(&bar, done, total))?;
     drop(out);
     bar.finish_and_clear();
     eprintln!("exported {} events, chain head {} at position {}", summary.events, summary.head_hash.to_hex(), summary.head);
@@ -283,7 +284,8 @@ fn import(config: &Config, input: Option<&std::path::Path>) -> anyhow::Result<()
         None => Box::new(std::io::stdin().lock()),
     };
     let bar = progress_bar("import");
-    let summary = rookery::transfer::import(&log, &mut input, &mut |done, total| update(&bar, done, total))?;
+    let blobs = rookery::blobs::Blobs::under(&config.data_dir);
+    let summary = rookery::transfer::import(&log, Some(&blobs), &mut input, &mut |done, total| update(&bar, done, total))?;
     bar.finish_and_clear();
     eprintln!("imported {} events; building snapshots", summary.events);
     rookery_actors::replay::catch_up(&log, &mut |p| eprintln!("snapshots: {} / {} events ({:.1}%)", p.done, p.total, p.percent()))?;

@@ -7,14 +7,20 @@
 //! stored bytes in order, and finishes with the exported chain head or fails. An import continues a
 //! log only where the export starts (position and chain link), so a full export goes into an empty
 //! data directory and an `--since` export continues a copy made earlier.
+//!
+//! Uploads (`tenant.media_stored`) travel with the log: before the line of each such event comes a
+//! blob line, `{"blob": <sha256>, "bytes": <base64>}`, which an import checks against its hash and
+//! writes to the blob store, durably, before the event that records it is appended.
 
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
 
 use base64::Engine as _;
-use rookery_events::{link, Actor, ChainHash, EnvelopeBody, Position};
+use rookery_events::{link, Actor, ChainHash, EnvelopeBody, Event, Position, TenantEvent};
 use rookery_storage::{Commit, EventLog, NewRecord};
 use serde::{Deserialize, Serialize};
+
+use crate::blobs::Blobs;
 
 /// Version of the export format, in the header line.
 const FORMAT: u32 = 1;
@@ -37,6 +43,16 @@ pub struct Header {
     pub head: u64,
     /// Chain link of the last event: the head an import ends at.
     pub head_hash: String,
+}
+
+/// A line carrying an upload's bytes, before the event that records them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobLine {
+    /// SHA-256 of the bytes, hex.
+    pub blob: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub bytes: String,
 }
 
 /// One event line.
@@ -98,7 +114,7 @@ fn hex32(what: &str, s: &str) -> Result<ChainHash, String> {
 ///
 /// # Errors
 /// A read or write failure, or an undecodable stored record.
-pub fn export(log: &dyn EventLog, since: Position, out: &mut dyn Write, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Summary> {
+pub fn export(log: &dyn EventLog, blobs: Option<&Blobs>, since: Position, out: &mut dyn Write, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Summary> {
     let (head, head_hash) = log.head();
     let first = since.max(Position(1));
     let first_prev_hash = if first.0 == 1 {
@@ -127,17 +143,40 @@ pub fn export(log: &dyn EventLog, since: Position, out: &mut dyn Write, progress
                 return ControlFlow::Break(());
             }
             let line = match EnvelopeBody::decode(&r.body) {
-                Ok(body) => Line {
-                    position: r.position.0,
-                    prev_hash: r.prev_hash.to_hex(),
-                    digest: r.digest.to_hex(),
-                    body: base64::engine::general_purpose::STANDARD.encode(&r.body),
-                    recorded_at: crate::timefmt::format_time(body.meta.recorded_at),
-                    stream: body.stream.to_string(),
-                    kind: body.event.kind().to_string(),
-                    actor: actor_label(&body.meta.actor),
-                    request_id: uuid::Uuid::from_bytes(body.meta.request_id.0).to_string(),
-                },
+                Ok(body) => {
+                    if let (Some(blobs), Event::Tenant(TenantEvent::MediaStored { record })) = (blobs, &body.event) {
+                        let bytes = match blobs.get(&record.sha256) {
+                            Ok(Some(bytes)) => bytes,
+                            Ok(None) => {
+                                failure =
+                                    Some(anyhow::anyhow!("the upload {} recorded at position {} is missing from the blob store", record.sha256, r.position));
+                                return ControlFlow::Break(());
+                            }
+                            Err(e) => {
+                                failure = Some(anyhow::anyhow!("reading the upload {}: {e}", record.sha256));
+                                return ControlFlow::Break(());
+                            }
+                        };
+                        let blob = BlobLine { blob: record.sha256.clone(), bytes: base64::engine::general_purpose::STANDARD.encode(bytes) };
+                        if let Err(e) =
+                            serde_json::to_writer(&mut *out, &blob).map_err(anyhow::Error::from).and_then(|()| out.write_all(b"\n").map_err(Into::into))
+                        {
+                            failure = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    Line {
+                        position: r.position.0,
+                        prev_hash: r.prev_hash.to_hex(),
+                        digest: r.digest.to_hex(),
+                        body: base64::engine::general_purpose::STANDARD.encode(&r.body),
+                        recorded_at: crate::timefmt::format_time(body.meta.recorded_at),
+                        stream: body.stream.to_string(),
+                        kind: body.event.kind().to_string(),
+                        actor: actor_label(&body.meta.actor),
+                        request_id: uuid::Uuid::from_bytes(body.meta.request_id.0).to_string(),
+                    }
+                }
                 Err(e) => {
                     failure = Some(anyhow::anyhow!("record {} does not decode: {e}", r.position));
                     return ControlFlow::Break(());
@@ -175,7 +214,7 @@ pub fn export(log: &dyn EventLog, since: Position, out: &mut dyn Write, progress
 /// # Errors
 /// A malformed or inconsistent file, a log that does not end where the export begins, or a write
 /// failure.
-pub fn import(log: &dyn EventLog, input: &mut dyn BufRead, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Summary> {
+pub fn import(log: &dyn EventLog, blobs: Option<&Blobs>, input: &mut dyn BufRead, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Summary> {
     let mut lines = input.lines();
     let header_line = lines.next().ok_or_else(|| anyhow::anyhow!("the input is empty: expected an export header line"))??;
     let header: Header = serde_json::from_str(&header_line).map_err(|e| anyhow::anyhow!("line 1 is not an export header: {e}"))?;
@@ -200,6 +239,14 @@ pub fn import(log: &dyn EventLog, input: &mut dyn BufRead, progress: &mut dyn Fn
         let line_no = n + 2;
         let line = line?;
         if line.trim().is_empty() {
+            continue;
+        }
+        if let Ok(b) = serde_json::from_str::<BlobLine>(&line) {
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(&b.bytes).map_err(|e| anyhow::anyhow!("line {line_no}: blob bytes are not base64: {e}"))?;
+            anyhow::ensure!(rookery_events::sha256(&bytes).to_hex() == b.blob, "line {line_no}: the blob's bytes do not match its SHA-256 {}", b.blob);
+            let blobs = blobs.ok_or_else(|| anyhow::anyhow!("line {line_no}: the export carries uploads but this import has no blob store"))?;
+            blobs.put(&bytes).map_err(|e| anyhow::anyhow!("line {line_no}: storing the upload: {e}"))?;
             continue;
         }
         let l: Line = serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("line {line_no}: not an event line: {e}"))?;
@@ -280,9 +327,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn uploads_travel_with_the_events_that_record_them() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (blobs, copy_blobs) = (Blobs::under(from.path()), Blobs::under(to.path()));
+        let original = MemLog::default();
+        fill(&original, 2);
+        let sha256 = blobs.put(b"the bytes of an upload").unwrap();
+        let record = rookery_events::MediaRecord {
+            kind: "file".into(),
+            sha256: sha256.clone(),
+            size: 22,
+            crc32: 0,
+            format: String::new(),
+            width: 0,
+            height: 0,
+            name: "a.bin".into(),
+            at: Timestamp(1),
+        };
+        let body = EnvelopeBody {
+            stream: StreamId::Tenant("a1".into()),
+            meta: Meta { recorded_at: Timestamp(1_700_000_000_009), actor: Actor::System, request_id: RequestId([9; 16]), source: None, user_agent: None },
+            event: Event::Tenant(TenantEvent::MediaStored { record }),
+        };
+        original.append(vec![rookery_actors::record_of(&body)]).unwrap();
+        let mut out = Vec::new();
+        export(&original, Some(&blobs), Position(1), &mut out, &mut |_, _| {}).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().nth(3).unwrap().starts_with("{\"blob\""), "the blob comes before its event: {text}");
+
+        let copy = MemLog::default();
+        assert!(import(&copy, None, &mut text.as_bytes(), &mut |_, _| {}).unwrap_err().to_string().contains("no blob store"));
+        let copy = MemLog::default();
+        import(&copy, Some(&copy_blobs), &mut text.as_bytes(), &mut |_, _| {}).unwrap();
+        assert_eq!(copy.head(), original.head());
+        assert_eq!(copy_blobs.get(&sha256).unwrap().as_deref(), Some(&b"the bytes of an upload"[..]));
+        // Bytes that do not match their hash are refused.
+        let forged = text.replace(
+            &base64::engine::general_purpose::STANDARD.encode(b"the bytes of an upload"),
+            &base64::engine::general_purpose::STANDARD.encode(b"other bytes"),
+        );
+        let err = import(&MemLog::default(), Some(&copy_blobs), &mut forged.as_bytes(), &mut |_, _| {}).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        // An export whose blob store lacks a recorded upload fails rather than leaving it out.
+        let empty = Blobs::under(to.path().join("nothing").as_path());
+        let err = export(&original, Some(&empty), Position(1), &mut Vec::new(), &mut |_, _| {}).unwrap_err().to_string();
+        assert!(err.contains("missing from the blob store"), "{err}");
+    }
+
     fn exported(log: &MemLog, since: u64) -> String {
         let mut out = Vec::new();
-        export(log, Position(since), &mut out, &mut |_, _| {}).unwrap();
+        export(log, None, Position(since), &mut out, &mut |_, _| {}).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -291,15 +386,15 @@ mod tests {
         let original = MemLog::default();
         fill(&original, 10);
         let copy = MemLog::default();
-        let summary = import(&copy, &mut exported(&original, 0).as_bytes(), &mut |_, _| {}).unwrap();
+        let summary = import(&copy, None, &mut exported(&original, 0).as_bytes(), &mut |_, _| {}).unwrap();
         assert_eq!((summary.events, summary.head, summary.head_hash), (10, original.head().0, original.head().1));
         assert_eq!(copy.read_range(Position(1), 100).unwrap(), original.read_range(Position(1), 100).unwrap());
 
         fill(&original, 5);
         let tail = exported(&original, 11);
-        assert_eq!(import(&copy, &mut tail.as_bytes(), &mut |_, _| {}).unwrap().head_hash, original.head().1);
+        assert_eq!(import(&copy, None, &mut tail.as_bytes(), &mut |_, _| {}).unwrap().head_hash, original.head().1);
         assert_eq!(copy.read_stream(&StreamId::Channel(ChannelKey::new("g1", ChannelType::GROUP)).key(), Position::ZERO, 100).unwrap().len(), 5);
-        assert!(import(&copy, &mut tail.as_bytes(), &mut |_, _| {}).unwrap_err().to_string().contains("target log ends at position 15"));
+        assert!(import(&copy, None, &mut tail.as_bytes(), &mut |_, _| {}).unwrap_err().to_string().contains("target log ends at position 15"));
     }
 
     #[test]
@@ -310,7 +405,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let attempt = |lines: &[String]| {
             let copy = MemLog::default();
-            import(&copy, &mut lines.join("\n").as_bytes(), &mut |_, _| {}).unwrap_err().to_string()
+            import(&copy, None, &mut lines.join("\n").as_bytes(), &mut |_, _| {}).unwrap_err().to_string()
         };
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
