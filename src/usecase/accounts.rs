@@ -143,6 +143,24 @@ impl UseCases {
         Ok(self.core.tenant_read(tag, move |s| usernames.iter().map(|name| s.account(name).map(|(n, a)| view(&t, n, a))).collect()).await?)
     }
 
+    /// What a send needs from tenant `tag`, in one read of it: the live accounts named `usernames` (in
+    /// order, `None` for unknown names) and `text` as the tenant stores it (its sensitive words masked
+    /// while the filter is on).
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the tenant cannot be read.
+    pub async fn resolve_for_send(&self, tag: &str, usernames: Vec<String>, text: Option<String>) -> Result<(Vec<Option<AccountView>>, Option<String>), Error> {
+        let t = tag.to_owned();
+        Ok(self
+            .core
+            .tenant_read(tag, move |s| {
+                let accounts = usernames.iter().map(|name| s.account(name).map(|(n, a)| view(&t, n, a))).collect();
+                let text = text.map(|text| s.masked(&text).unwrap_or(text));
+                (accounts, text)
+            })
+            .await?)
+    }
+
     /// The live accounts of tenant `tag` numbered `ns`, in the same order (`None` for deleted ones).
     ///
     /// # Errors

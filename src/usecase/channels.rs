@@ -14,7 +14,9 @@ impl UseCases {
     /// # Errors
     /// [`Error::Invalid`] on [`Field::ChannelId`] or [`Field::ChannelType`].
     pub fn channel_key(id: &str, ty: Option<i64>) -> Result<ChannelKey, Error> {
-        validate::channel_id(id)?;
+        // Only the channels the app server names itself: a tenant's groups and rooms (`<tag>#g<n>`,
+        // `<tag>#r<n>`) are changed through their own family, never created or reshaped here.
+        validate::id(Field::ChannelId, "channel_id", id)?;
         let ty = match ty {
             None => None,
             Some(n) => Some(u8::try_from(n).map_err(|_| Error::invalid(Field::ChannelType, format!("unknown channel_type {n}")))?),

@@ -372,6 +372,12 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     assert_eq!(call(&s, "PUT", "/groups/messages/1/silence?status=true", &json!(["benny"])).await.0, 204);
     assert_eq!(call(&s, "POST", "/v1/users/annie/friends", &json!(["benny"])).await.0, 201);
     assert_eq!(call(&s, "PUT", "/v1/users/annie/friends", &json!([{"username": "benny", "note_name": "B"}])).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/sensitiveword", &json!(["bad", "worse"])).await.0, 204);
+    assert_eq!(call(&s, "PUT", "/v1/sensitiveword/status?status=1", &Value::Null).await.0, 204);
+    assert_eq!(call(&s, "POST", "/v1/chatroom/", &json!({"owner_username": "annie", "name": "room", "members_username": ["benny"]})).await.0, 201);
+    assert_eq!(call(&s, "PUT", "/v1/chatroom/1/forbidden/benny?status=1", &Value::Null).await.0, 204);
+    let (_, words) = call(&s, "GET", "/v1/sensitiveword?start=0&count=10", &Value::Null).await;
+    let (_, room_members) = call(&s, "GET", "/v1/chatroom/1/members?start=0&count=10", &Value::Null).await;
     let (_, annie) = call(&s, "GET", "/v1/users/annie", &Value::Null).await;
     let (_, group) = call(&s, "GET", "/v1/groups/1", &Value::Null).await;
 
@@ -383,6 +389,9 @@ async fn users_survive_a_kill_and_show_in_the_audit_trail_and_time_travel() {
     assert_eq!(call(&s, "GET", "/v1/groups/1", &Value::Null).await.1, group, "the same group after a kill");
     assert_eq!(members(&s, 1).await, named(&[("annie", 1), ("benny", 0)]));
     assert_eq!(call(&s, "GET", "/v1/users/annie/friends", &Value::Null).await.1[0]["note_name"], "B", "friends after a kill");
+    assert_eq!(call(&s, "GET", "/v1/sensitiveword?start=0&count=10", &Value::Null).await.1, words, "words after a kill");
+    assert_eq!(call(&s, "GET", "/v1/sensitiveword/status", &Value::Null).await.1, json!({"status": 1}));
+    assert_eq!(call(&s, "GET", "/v1/chatroom/1/members?start=0&count=10", &Value::Null).await.1, room_members, "rooms after a kill");
     let silenced = s.post("/message/send", &json!({"from_uid": "a1#2", "channel_id": "a1#g1", "channel_type": 2, "payload": crate::support::b64("x")})).await;
     assert_eq!(silenced.0, 403, "still silenced after a kill: {silenced:?}");
 

@@ -67,13 +67,6 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .unify()
 }
 
-fn number(raw: &str, what: &str) -> Result<u64, JmError> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0 && !raw.starts_with('0'))
-        .ok_or_else(|| JmError::bad_request(format!("{what} must be a positive whole number, got {raw:?}")))
-}
-
 /// The tag of the app `appkey` names, which this app may name.
 fn tag_of<'a>(c: &'a Ctx, item: &serde_json::Map<String, Value>) -> Result<&'a str, JmError> {
     let appkey = match item.get("appkey") {
@@ -116,7 +109,7 @@ fn items(body: &Value) -> Result<&Vec<Value>, JmError> {
 /// `POST /v1/cross/groups/{gid}/members` and `POST /cross/chatroom/{room_id}/members` with
 /// `[{"appkey","add","remove"}]`; 204, all or nothing.
 async fn members(raw: String, c: Ctx, body: Value, circle: Circle) -> Result<warp::reply::Response, Rejection> {
-    let n = number(&raw, "the id")?;
+    let n = fields::path_number(&raw, "the id")?;
     let mut add = Vec::new();
     let mut remove = Vec::new();
     for item in items(&body)? {
@@ -155,7 +148,7 @@ async fn accounts_of(c: &Ctx, uids: &[Uid]) -> Result<Vec<(AccountView, String)>
 
 /// `GET /v1/cross/groups/{gid}/members/`: members of every app this app may name, with `flag` and `appkey`.
 async fn member_list(raw: String, c: Ctx) -> Result<warp::reply::Response, Rejection> {
-    let n = number(&raw, "gid")?;
+    let n = fields::path_number(&raw, "gid")?;
     let g = c.state.usecases.group(&c.app.tag, Circle::Group, n).await.map_err(JmError::from_group)?;
     let mut accounts = accounts_of(&c, &g.members).await?;
     accounts.sort_by(|(a, _), (b, _)| (a.uid != g.profile.owner).cmp(&(b.uid != g.profile.owner)).then(a.uid.cmp(&b.uid)));

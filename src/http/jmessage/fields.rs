@@ -148,6 +148,30 @@ pub fn usernames(body: &Value, max: usize) -> Result<Vec<String>, JmError> {
     items.iter().map(username_value).collect()
 }
 
+/// A numeric id from a path (a gid, a room id): a positive whole number without leading zeros.
+///
+/// # Errors
+/// 899003 naming `what`.
+pub fn path_number(raw: &str, what: &str) -> Result<u64, JmError> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && !raw.starts_with('0'))
+        .ok_or_else(|| JmError::bad_request(format!("{what} must be a positive whole number, got {raw:?}")))
+}
+
+/// A numeric id given in a JSON body as a number or a decimal string (a gid or room id as `target_id`).
+///
+/// # Errors
+/// 899003 naming `what`.
+pub fn body_number(v: &Value, what: &str) -> Result<u64, JmError> {
+    let n = match v {
+        Value::String(s) => s.parse::<u64>().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    };
+    n.filter(|n| *n > 0).ok_or_else(|| JmError::bad_request(format!("{what} must be a positive whole number, got {v}")))
+}
+
 /// `body` as a JSON object; `what` names it in the error.
 ///
 /// # Errors

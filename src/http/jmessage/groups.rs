@@ -59,12 +59,9 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .unify()
 }
 
-/// A gid from the path: a positive whole number.
+/// A gid from the path.
 fn gid(raw: &str) -> Result<u64, JmError> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0 && !raw.starts_with('0'))
-        .ok_or_else(|| JmError::bad_request(format!("gid must be a positive whole number, got {:?}", raw)))
+    fields::path_number(raw, "gid")
 }
 
 /// A group as the document shows it.

@@ -13,7 +13,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::fields::{self, kind};
 use super::users::find;
-use super::{ctx, jm_json, no_content, Ctx, JmError, NOT_ALLOWED};
+use super::{ctx, jm_json, no_content, Ctx, JmError, GROUP_NOT_FOUND, NOT_ALLOWED, USER_NOT_FOUND};
 use crate::http::ApiState;
 use crate::usecase::{Outgoing, Target};
 
@@ -149,40 +149,36 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
     }
     let (content_type, text) = body_of(msg_type, msg_body)?;
     let target_raw = required(obj, "target_id")?;
-    let from = find(&c, string(obj, "from_id")?).await?;
-    let key = match target_type {
-        "single" => {
-            let name = target_raw.as_str().ok_or_else(|| JmError::bad_request(format!("target_id must be a username, got {}", kind(target_raw))))?;
-            let to = find(&c, name).await?;
-            ChannelKey::new(person_channel_id(&from.uid, &to.uid), ChannelType::PERSON)
-        }
-        "group" => {
-            let gid = match target_raw {
-                Value::String(s) => s.parse::<u64>().ok().filter(|n| *n > 0),
-                Value::Number(n) => n.as_u64().filter(|n| *n > 0),
-                _ => None,
-            }
-            .ok_or_else(|| JmError::bad_request("target_id of a group message must be its gid"))?;
-            c.state.usecases.group(&c.app.tag, crate::usecase::Circle::Group, gid).await.map_err(JmError::from_group)?;
-            tenant_group(&c.app.tag, gid)
-        }
-        "chatroom" => {
-            let room = match target_raw {
-                Value::String(s) => s.parse::<u64>().ok().filter(|n| *n > 0),
-                Value::Number(n) => n.as_u64().filter(|n| *n > 0),
-                _ => None,
-            }
-            .ok_or_else(|| JmError::bad_request("target_id of a chatroom message must be its room id"))?;
-            c.state.usecases.group(&c.app.tag, crate::usecase::Circle::Room, room).await.map_err(JmError::from_group)?;
-            rookery_events::tenant_room(&c.app.tag, room)
-        }
+    let from_name_given = fields::username_value(required(obj, "from_id")?)?;
+    // The target first, from the body alone; then one read of the app for both users and the text.
+    enum To {
+        User(String),
+        Circle(ChannelKey),
+    }
+    let to = match target_type {
+        "single" => To::User(fields::username_value(target_raw)?),
+        "group" => To::Circle(tenant_group(&c.app.tag, fields::body_number(target_raw, "target_id of a group message (its gid)")?)),
+        "chatroom" => To::Circle(rookery_events::tenant_room(&c.app.tag, fields::body_number(target_raw, "target_id of a chatroom message (its room id)")?)),
         other => return Err(JmError::bad_request(format!("target_type must be single, group or chatroom, got {other:?}")).into()),
+    };
+    let mut names = vec![from_name_given.clone()];
+    if let To::User(name) = &to {
+        names.push(name.clone());
+    }
+    let (accounts, text) = c.state.usecases.resolve_for_send(&c.app.tag, names.clone(), text).await.map_err(JmError::from_usecase)?;
+    let mut accounts = accounts
+        .into_iter()
+        .zip(names)
+        .map(|(a, name)| a.ok_or_else(|| JmError::new(StatusCode::NOT_FOUND, USER_NOT_FOUND, format!("user {name:?} does not exist"))));
+    let from = accounts.next().expect("the sender was asked for")?;
+    let key = match to {
+        To::User(_) => ChannelKey::new(person_channel_id(&from.uid, &accounts.next().expect("the addressee was asked for")?.uid), ChannelType::PERSON),
+        To::Circle(key) => key,
     };
     let mut msg_body = msg_body.clone();
     let mut payload = json!({"type": content_type, "family": "jmessage", "msg_type": msg_type});
     if let Some(t) = text {
-        // The app's sensitive words are masked in what is stored, when its filter is on.
-        let t = c.state.usecases.filtered_text(&c.app.tag, t).await.map_err(JmError::from_usecase)?;
+        // Stored as the app's sensitive-word rule leaves it.
         msg_body.insert("text".into(), json!(t));
         payload["content"] = json!(t);
     }
@@ -210,6 +206,9 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
         payload: payload.to_string().into_bytes(),
     };
     let sent = c.state.usecases.send(out, c.origin, None).await.map_err(|e| match e {
+        crate::usecase::Error::Core(rookery_actors::CoreError::Rejected(rookery_events::Rejection::ChannelNotFound | rookery_events::Rejection::Disbanded)) => {
+            JmError::new(StatusCode::NOT_FOUND, GROUP_NOT_FOUND, "no such group or chatroom")
+        }
         crate::usecase::Error::Core(rookery_actors::CoreError::Rejected(r)) => {
             JmError::new(StatusCode::FORBIDDEN, NOT_ALLOWED, format!("{} may not send this message: {r}", from.username))
         }

@@ -60,10 +60,7 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
 }
 
 fn room_id(raw: &str) -> Result<u64, JmError> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0 && !raw.starts_with('0'))
-        .ok_or_else(|| JmError::bad_request(format!("room_id must be a positive whole number, got {raw:?}")))
+    fields::path_number(raw, "room_id")
 }
 
 async fn live_room(c: &Ctx, n: u64) -> Result<GroupView, JmError> {
