@@ -40,6 +40,8 @@ pub(crate) enum Plan {
         dedupe: Option<Dedupe>,
         foreign: Vec<(Uid, UserEvent)>,
         own: usize,
+        /// When it was decided: the stored message's time.
+        at: rookery_events::Timestamp,
     },
     /// A retry that arrived while its original was in flight: answered from the committed original.
     Duplicate {
@@ -244,7 +246,13 @@ impl ChannelActor {
                 let hash = key_hash(&key.0, &key.1);
                 match self.find_original(&key, hash) {
                     Ok(Some((message_id, message_seq))) => {
-                        let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) })));
+                        let _ = reply.send(Ok(ChannelReply::Sent(SentMessage {
+                            message_id,
+                            message_seq,
+                            duplicate: true,
+                            recipients: Arc::from([]),
+                            stored_at: None,
+                        })));
                         return;
                     }
                     Ok(None) => dedupe = Some(Dedupe { key, hash, kind: Kind::of(m.header.sync_once) }),
@@ -294,11 +302,11 @@ impl ChannelActor {
                 if let Some(d) = &dedupe {
                     *self.in_flight.entry(d.key.clone()).or_default() += 1;
                 }
-                Plan::Sent { reply, message_id, message_seq, recipients: self.recipients(), dedupe, foreign, own }
+                Plan::Sent { reply, message_id, message_seq, recipients: self.recipients(), dedupe, foreign, own, at: now }
             }
             // no_persist: checked, not stored; seq 0.
             (ChannelCommand::Send(m), None) => {
-                Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), recipients: self.recipients(), dedupe: None, foreign, own }
+                Plan::Sent { reply, message_id: m.message_id, message_seq: MessageSeq(0), recipients: self.recipients(), dedupe: None, foreign, own, at: now }
             }
             _ => Plan::Ack { reply, foreign, own },
         };
@@ -344,7 +352,7 @@ impl ChannelActor {
                     }
                     let _ = reply.send(result.map(|c| ChannelReply::Done { position: c.map(|c| c.last) }).map_err(CoreError::Storage));
                 }
-                Plan::Sent { reply, message_id, message_seq, recipients, dedupe, foreign, own } => {
+                Plan::Sent { reply, message_id, message_seq, recipients, dedupe, foreign, own, at } => {
                     if let Some(d) = &dedupe {
                         if let Some(n) = self.in_flight.get_mut(&d.key) {
                             *n -= 1;
@@ -362,7 +370,8 @@ impl ChannelActor {
                                 self.unsnapshotted += own as u64;
                                 self.notify_users(c, own, foreign);
                             }
-                            let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false, recipients })));
+                            let stored_at = committed.map(|c| (c.first, at));
+                            let _ = reply.send(Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: false, recipients, stored_at })));
                         }
                         Err(e) => {
                             let _ = reply.send(Err(CoreError::Storage(e)));
@@ -372,7 +381,7 @@ impl ChannelActor {
                 Plan::Duplicate { reply, key } => {
                     let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key, key_hash(&key.0, &key.1))) {
                         Ok(Some((message_id, message_seq))) => {
-                            Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]) }))
+                            Ok(ChannelReply::Sent(SentMessage { message_id, message_seq, duplicate: true, recipients: Arc::from([]), stored_at: None }))
                         }
                         // The original failed: the retry must be sent again by the client.
                         Ok(None) => Err(CoreError::Unavailable),

@@ -54,6 +54,9 @@ pub struct SentMessage {
     /// channel), shared with the channel actor, which rebuilds the list only after membership changes.
     /// Empty for a retry (it was delivered with the original).
     pub recipients: Arc<[Uid]>,
+    /// The new message's log position and time; `None` for a retry (its original is in the log) and
+    /// for a `no_persist` message (not stored).
+    pub stored_at: Option<(Position, rookery_events::Timestamp)>,
 }
 
 /// Execute a command on a channel.

@@ -69,6 +69,8 @@ pub struct Sent {
     pub client_msg_no: String,
     /// A retry answered from its original, which was delivered then.
     pub duplicate: bool,
+    /// The new message's log position and time (`None` for a retry and for `no_persist`).
+    pub stored_at: Option<(u64, rookery_events::Timestamp)>,
 }
 
 /// One recipient of a batch send that did not get its message.
@@ -146,7 +148,13 @@ impl UseCases {
             delivery.timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or_default();
             self.fanout.submit(Arc::new(delivery), sent.recipients.clone(), from_session).await;
         }
-        Ok(Sent { message_id: sent.message_id, message_seq: sent.message_seq, client_msg_no, duplicate: sent.duplicate })
+        Ok(Sent {
+            message_id: sent.message_id,
+            message_seq: sent.message_seq,
+            client_msg_no,
+            duplicate: sent.duplicate,
+            stored_at: sent.stored_at.map(|(p, t)| (p.0, t)),
+        })
     }
 
     /// Sends one person message from `from` to each of `recipients` (each its own message, made its

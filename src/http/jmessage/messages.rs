@@ -214,7 +214,10 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
         }
         e => JmError::from_usecase(e),
     })?;
-    let (position, ctime) = c.state.usecases.message_position(&key, sent.message_seq).await.map_err(JmError::from_usecase)?;
+    let (position, ctime) = match sent.stored_at {
+        Some(stored) => stored,
+        None => c.state.usecases.message_position(&key, sent.message_seq).await.map_err(JmError::from_usecase)?,
+    };
     Ok(warp::reply::with_status(warp::reply::json(&json!({"msg_id": position, "msg_ctime": ctime.0})), StatusCode::CREATED).into_response())
 }
 
