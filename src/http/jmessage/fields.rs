@@ -148,6 +148,25 @@ pub fn usernames(body: &Value, max: usize) -> Result<Vec<String>, JmError> {
     items.iter().map(username_value).collect()
 }
 
+/// `?status=` of a switch route, as text so that each malformed value gets 899003.
+#[derive(Debug, serde::Deserialize)]
+pub struct StatusQuery {
+    /// The switch's new state.
+    pub status: Option<String>,
+}
+
+/// A switch from a query parameter `name` written as `on` / `off` (`true`/`false`, `1`/`0`).
+///
+/// # Errors
+/// 899003 for anything else, or nothing.
+pub fn switch(raw: Option<&str>, name: &str, on: &str, off: &str) -> Result<bool, JmError> {
+    match raw {
+        Some(v) if v == on => Ok(true),
+        Some(v) if v == off => Ok(false),
+        other => Err(JmError::bad_request(format!("{name} must be {on} or {off}, got {other:?}"))),
+    }
+}
+
 /// A numeric id from a path (a gid, a room id): a positive whole number without leading zeros.
 ///
 /// # Errors

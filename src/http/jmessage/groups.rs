@@ -2,7 +2,6 @@
 //! silence and owner transfer (`/v1/groups/...`, `/v2/groups/...`, `/groups/...`).
 
 use rookery_events::{GroupCommand, GroupPatch, Uid, MUTED_UNTIL_LIFTED};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -31,8 +30,12 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let remove = warp::path!("v2" / "groups" / String / "delMembers").and(warp::post()).and(c()).and(jm_json()).and_then(|g, c, b| members_v2(g, c, b, false));
     let member_list = warp::path!("v1" / "groups" / String / "members").and(warp::get()).and(c()).and_then(member_list);
     let of_user = warp::path!("v1" / "users" / String / "groups").and(warp::get()).and(c()).and_then(of_user);
-    let silence =
-        warp::path!("groups" / "messages" / String / "silence").and(warp::put()).and(c()).and(warp::query::<StatusQuery>()).and(jm_json()).and_then(silence);
+    let silence = warp::path!("groups" / "messages" / String / "silence")
+        .and(warp::put())
+        .and(c())
+        .and(warp::query::<fields::StatusQuery>())
+        .and(jm_json())
+        .and_then(silence);
     let owner = warp::path!("groups" / "owner" / String).and(warp::put()).and(c()).and(jm_json()).and_then(owner);
     create
         .or(list)
@@ -234,20 +237,11 @@ async fn list(c: Ctx, q: PageQuery) -> Result<warp::reply::Response, Rejection> 
     Ok(warp::reply::json(&json!({"total": total, "start": start, "count": groups.len(), "groups": groups})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
-}
-
 /// `PUT /groups/messages/{gid}/silence?status=true|false` with usernames: silenced members cannot send
 /// to the group until the silence is lifted; 204.
-async fn silence(raw: String, c: Ctx, q: StatusQuery, body: Value) -> Result<warp::reply::Response, Rejection> {
+async fn silence(raw: String, c: Ctx, q: fields::StatusQuery, body: Value) -> Result<warp::reply::Response, Rejection> {
     let n = gid(&raw)?;
-    let on = match q.status.as_deref() {
-        Some("true") => true,
-        Some("false") => false,
-        other => return Err(JmError::bad_request(format!("status must be true or false, got {other:?}")).into()),
-    };
+    let on = fields::switch(q.status.as_deref(), "status", "true", "false")?;
     let names = fields::usernames(&body, MAX_MEMBERS as usize)?;
     c.state.usecases.group(&c.app.tag, Circle::Group, n).await.map_err(JmError::from_group)?;
     let uids = find_all(&c, names).await?.into_iter().map(|a| a.uid).collect();

@@ -6,7 +6,6 @@
 //! changes), at most 10,000 members, and `forbidden` members who cannot send until released.
 
 use rookery_events::{GroupCommand, GroupPatch, Uid, MUTED_UNTIL_LIFTED};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -34,7 +33,7 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let update = warp::path!("v1" / "chatroom" / String).and(warp::put()).and(c()).and(jm_json()).and_then(update);
     let delete = warp::path!("v1" / "chatroom" / String).and(warp::delete()).and(c()).and_then(delete);
     let forbidden =
-        warp::path!("v1" / "chatroom" / String / "forbidden" / String).and(warp::put()).and(c()).and(warp::query::<StatusQuery>()).and_then(forbidden);
+        warp::path!("v1" / "chatroom" / String / "forbidden" / String).and(warp::put()).and(c()).and(warp::query::<fields::StatusQuery>()).and_then(forbidden);
     let members = warp::path!("v1" / "chatroom" / String / "members").and(warp::get()).and(c()).and(warp::query::<PageQuery>()).and_then(members);
     let add = warp::path!("v1" / "chatroom" / String / "members").and(warp::put()).and(c()).and(jm_json()).and_then(|r, c, b| change(r, c, b, true));
     let remove = warp::path!("v1" / "chatroom" / String / "members").and(warp::delete()).and(c()).and(jm_json()).and_then(|r, c, b| change(r, c, b, false));
@@ -184,20 +183,11 @@ async fn delete(raw: String, c: Ctx) -> Result<warp::reply::Response, Rejection>
     Ok(no_content())
 }
 
-#[derive(Debug, Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
-}
-
 /// `PUT /v1/chatroom/{room_id}/forbidden/{username}?status=0|1`: a forbidden member cannot send to the
 /// room until released; 204.
-async fn forbidden(raw: String, username: String, c: Ctx, q: StatusQuery) -> Result<warp::reply::Response, Rejection> {
+async fn forbidden(raw: String, username: String, c: Ctx, q: fields::StatusQuery) -> Result<warp::reply::Response, Rejection> {
     let n = room_id(&raw)?;
-    let until = match q.status.as_deref() {
-        Some("1") => Some(MUTED_UNTIL_LIFTED),
-        Some("0") => None,
-        other => return Err(JmError::bad_request(format!("status must be 0 or 1, got {other:?}")).into()),
-    };
+    let until = fields::switch(q.status.as_deref(), "status", "1", "0")?.then_some(MUTED_UNTIL_LIFTED);
     live_room(&c, n).await?;
     let user = find(&c, &username).await?;
     c.state

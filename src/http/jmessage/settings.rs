@@ -2,7 +2,6 @@
 //! registration switch (`/v1/sdkregister/status`).
 
 use rookery_events::{TenantCommand, MAX_SENSITIVE_WORDS};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
@@ -23,9 +22,10 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let remove = words().and(warp::delete()).and(c()).and(jm_json()).and_then(remove);
     let list = words().and(warp::get()).and(c()).and(warp::query::<PageQuery>()).and_then(list);
     let filter_set =
-        warp::path!("v1" / "sensitiveword" / "status").and(warp::put()).and(c()).and(warp::query::<StatusQuery>()).and_then(|c, q| switch(c, q, true));
+        warp::path!("v1" / "sensitiveword" / "status").and(warp::put()).and(c()).and(warp::query::<fields::StatusQuery>()).and_then(|c, q| switch(c, q, true));
     let filter_get = warp::path!("v1" / "sensitiveword" / "status").and(warp::get()).and(c()).and_then(|c| status(c, true));
-    let sdk_set = warp::path!("v1" / "sdkregister" / "status").and(warp::put()).and(c()).and(warp::query::<StatusQuery>()).and_then(|c, q| switch(c, q, false));
+    let sdk_set =
+        warp::path!("v1" / "sdkregister" / "status").and(warp::put()).and(c()).and(warp::query::<fields::StatusQuery>()).and_then(|c, q| switch(c, q, false));
     let sdk_get = warp::path!("v1" / "sdkregister" / "status").and(warp::get()).and(c()).and_then(|c| status(c, false));
     add.or(rename).unify().or(remove).unify().or(list).unify().or(filter_set).unify().or(filter_get).unify().or(sdk_set).unify().or(sdk_get).unify()
 }
@@ -78,18 +78,9 @@ async fn list(c: Ctx, q: PageQuery) -> Result<warp::reply::Response, Rejection> 
     Ok(warp::reply::json(&json!({"start": start, "count": words.len(), "words": words, "total": total})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
-}
-
 /// `PUT /v1/sensitiveword/status?status=0|1` and `PUT /v1/sdkregister/status?status=0|1`; 204.
-async fn switch(c: Ctx, q: StatusQuery, filter: bool) -> Result<warp::reply::Response, Rejection> {
-    let on = match q.status.as_deref() {
-        Some("1") => true,
-        Some("0") => false,
-        other => return Err(JmError::bad_request(format!("status must be 0 or 1, got {other:?}")).into()),
-    };
+async fn switch(c: Ctx, q: fields::StatusQuery, filter: bool) -> Result<warp::reply::Response, Rejection> {
+    let on = fields::switch(q.status.as_deref(), "status", "1", "0")?;
     let cmd = if filter { TenantCommand::SwitchSensitiveFilter(on) } else { TenantCommand::SwitchSdkRegistration(on) };
     c.state.usecases.change_settings(&c.app.tag, cmd, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())

@@ -286,11 +286,7 @@ struct ForbiddenQuery {
 /// `PUT /v1/users/{username}/forbidden?disable=true|false`; 204.
 async fn forbidden(username: String, c: Ctx, q: ForbiddenQuery) -> Result<warp::reply::Response, Rejection> {
     let username = fields::username(&username)?;
-    let disable = match q.disable.as_deref() {
-        Some("true") => true,
-        Some("false") => false,
-        other => return Err(JmError::bad_request(format!("disable must be true or false, got {other:?}")).into()),
-    };
+    let disable = fields::switch(q.disable.as_deref(), "disable", "true", "false")?;
     c.state.usecases.set_disabled(&c.app.tag, &username, disable, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())
 }
