@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rookery_events::{
-    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event, Message as StoredMessage, MessageId, MessageSeq, Meta,
+    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event, Message as StoredMessage, MessageId, MessageSeq,
     Position, StreamId, Uid, UserEvent,
 };
 use rookery_storage::Committed;
@@ -274,8 +274,7 @@ impl ChannelActor {
             // Membership may change with these: the next send builds the list anew.
             self.recipients = None;
         }
-        let meta =
-            Meta { recorded_at: now, actor: msg.origin.actor, request_id: msg.origin.request_id, source: msg.origin.source, user_agent: msg.origin.user_agent };
+        let meta = msg.origin.into_meta(now);
         let mut records = Vec::with_capacity(events.len());
         let mut foreign = self.membership_effects(&events);
         let mut sent = None;

@@ -23,6 +23,11 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// The audit part of the envelopes this origin's command records, decided at `now`.
+    pub fn into_meta(self, now: rookery_events::Timestamp) -> rookery_events::Meta {
+        rookery_events::Meta { recorded_at: now, actor: self.actor, request_id: self.request_id, source: self.source, user_agent: self.user_agent }
+    }
+
     /// An origin for work the server does on its own.
     pub fn system(request_id: RequestId) -> Origin {
         Origin { actor: Actor::System, request_id, source: None, user_agent: None }

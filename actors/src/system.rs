@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use rookery_events::{Aggregate, Event, Meta, Position, StreamId, SystemState};
+use rookery_events::{Aggregate, Event, Position, StreamId, SystemState};
 use tokio::sync::oneshot;
 
 use crate::error::CoreError;
@@ -63,8 +63,7 @@ impl Handler<ExecuteSystem> for SystemActor {
                 let _ = tx.send(Err(rejection.into()));
             }
             Ok(events) => {
-                let o = msg.origin;
-                let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
+                let meta = msg.origin.into_meta(now);
                 let records = events.iter().map(|e| record(&StreamId::System, &meta, Event::System(e.clone()))).collect();
                 match self.pipe.submit(&*self.core.0.log, events, records, Vec::new(), tx) {
                     Some((ticket, commit)) => {

@@ -5,7 +5,7 @@
 //! its answer ([`QueryTenant`]), and a snapshot is written every `snapshot_every` events.
 
 use actix::prelude::*;
-use rookery_events::{Aggregate, Event, Meta, Position, StreamId, TenantEvent, TenantState};
+use rookery_events::{Aggregate, Event, Position, StreamId, TenantEvent, TenantState};
 use tokio::sync::oneshot;
 
 use crate::error::CoreError;
@@ -101,8 +101,7 @@ impl Handler<ExecuteTenant> for TenantActor {
                 let _ = tx.send(Err(rejection.into()));
             }
             Ok(events) => {
-                let o = msg.origin;
-                let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
+                let meta = msg.origin.into_meta(now);
                 let stream = StreamId::Tenant(self.tag.clone());
                 let records = events.iter().map(|e| record(&stream, &meta, Event::Tenant(e.clone()))).collect();
                 let decided = events.clone();

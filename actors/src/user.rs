@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rookery_events::{Aggregate, Event, Meta, Position, StreamId, Uid, UserEvent, UserState};
+use rookery_events::{Aggregate, Event, Position, StreamId, Uid, UserEvent, UserState};
 use tokio::sync::oneshot;
 
 use crate::error::CoreError;
@@ -166,8 +166,7 @@ impl Handler<ExecuteUser> for UserActor {
                 let _ = tx.send(Err(rejection.into()));
             }
             Ok(events) => {
-                let o = msg.origin;
-                let meta = Meta { recorded_at: now, actor: o.actor, request_id: o.request_id, source: o.source, user_agent: o.user_agent };
+                let meta = msg.origin.into_meta(now);
                 let stream = StreamId::User(self.uid.clone());
                 let records = events.iter().map(|e| record(&stream, &meta, Event::User(e.clone()))).collect();
                 match self.pipe.submit(&*self.core.0.log, events, records, Vec::new(), tx) {

@@ -259,7 +259,8 @@ impl UseCases {
     }
 }
 
-fn not_found(e: CoreError) -> Error {
+/// A core refusal of something unknown as [`Error::NotFound`]; anything else as it is.
+pub(super) fn not_found(e: CoreError) -> Error {
     match e {
         CoreError::Rejected(Rejection::NotFound(what)) => Error::NotFound(what),
         e => Error::Core(e),

@@ -2,18 +2,11 @@
 //! request), ended idempotently, each side with its own note about the other. The tenant aggregate
 //! holds them by user number, so both sides change in one event.
 
-use rookery_actors::{CoreError, Origin};
-use rookery_events::{FriendNote, Rejection, TenantCommand};
+use rookery_actors::Origin;
+use rookery_events::{FriendNote, TenantCommand};
 
-use super::accounts::view;
+use super::accounts::{not_found, view};
 use super::{AccountView, Error, UseCases};
-
-fn not_found(e: CoreError) -> Error {
-    match e {
-        CoreError::Rejected(Rejection::NotFound(what)) => Error::NotFound(what),
-        e => Error::Core(e),
-    }
-}
 
 impl UseCases {
     /// Makes `username` and each of `peers` (usernames) friends.

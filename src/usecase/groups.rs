@@ -154,7 +154,9 @@ impl UseCases {
     pub async fn change_group(&self, tag: &str, kind: Circle, n: u64, cmd: GroupCommand, origin: Origin) -> Result<(), Error> {
         let key = kind.key(tag, n);
         self.core.channel(&key, ChannelCommand::Group(cmd), origin.clone()).await.map_err(|e| group_error(kind, n, e))?;
-        if !self.core.channel_state(&key).await?.exists {
+        // Emptied of members, the group was deleted: the list forgets it. (A channel view tells without
+        // copying the members; its per-user part is not read.)
+        if !self.core.channel_view(&key, &Uid::from(rookery_events::SYSTEM_UID)).await?.exists {
             self.core.tenant(tag, kind.close(n), origin).await?;
         }
         Ok(())

@@ -7,12 +7,11 @@
 
 use rookery_events::{tenant_uid_parts, ChannelCommand, ChannelKey, ChannelType, GroupCommand, ListKind, ListOp, Uid};
 use serde_json::{json, Value};
-use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::fields::{self, kind};
-use super::users::{find, user_json};
-use super::{ctx, jm_json, no_content, Ctx, JmError, USER_NOT_FOUND};
+use super::users::{find, find_all_in, user_json};
+use super::{ctx, jm_json, no_content, Ctx, JmError};
 use crate::http::ApiState;
 use crate::timefmt::format_civil;
 use crate::usecase::{AccountView, Circle, GroupView};
@@ -79,14 +78,7 @@ fn tag_of<'a>(c: &'a Ctx, item: &serde_json::Map<String, Value>) -> Result<&'a s
 
 /// The uids of `names` in the app `tag`, or 899002 naming the first unknown one.
 async fn uids_in(c: &Ctx, tag: &str, names: Vec<String>) -> Result<Vec<Uid>, JmError> {
-    let found = c.state.usecases.accounts(tag, names.clone()).await.map_err(JmError::from_usecase)?;
-    found
-        .into_iter()
-        .zip(names)
-        .map(|(a, name)| {
-            a.map(|a| a.uid).ok_or_else(|| JmError::new(StatusCode::NOT_FOUND, USER_NOT_FOUND, format!("user {name:?} does not exist in that app")))
-        })
-        .collect()
+    Ok(find_all_in(c, tag, names).await?.into_iter().map(|a| a.uid).collect())
 }
 
 fn name_list(item: &serde_json::Map<String, Value>, field: &str) -> Result<Vec<String>, JmError> {

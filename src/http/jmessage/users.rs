@@ -152,7 +152,12 @@ pub(super) async fn find(c: &Ctx, username: &str) -> Result<AccountView, JmError
 
 /// Every named user, in order, or 899002 naming the first unknown one.
 pub(super) async fn find_all(c: &Ctx, usernames: Vec<String>) -> Result<Vec<AccountView>, JmError> {
-    let found = c.state.usecases.accounts(&c.app.tag, usernames.clone()).await.map_err(JmError::from_usecase)?;
+    find_all_in(c, &c.app.tag, usernames).await
+}
+
+/// As [`find_all`], among the users of the app tagged `tag` (this one or a cross app).
+pub(super) async fn find_all_in(c: &Ctx, tag: &str, usernames: Vec<String>) -> Result<Vec<AccountView>, JmError> {
+    let found = c.state.usecases.accounts(tag, usernames.clone()).await.map_err(JmError::from_usecase)?;
     found
         .into_iter()
         .zip(usernames)
