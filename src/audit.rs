@@ -556,6 +556,7 @@ pub fn event_json(e: &Event) -> Value {
             ChannelEvent::OwnerTransferred { from, to, at } => json!({"from": from.as_str(), "to": to.as_str(), "at": at.0}),
             ChannelEvent::MessageRevoked { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
             ChannelEvent::RoomMembersAdded { uids, at } => json!({"uids": uids.iter().map(Uid::as_str).collect::<Vec<_>>(), "at": at.0}),
+            ChannelEvent::GroupNoticeSet { notice, at } => json!({"notice": notice, "at": at.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,
@@ -580,6 +581,7 @@ pub fn event_json(e: &Event) -> Value {
                 json!({"channel": channel_json(channel), "at": {"seq": at.seq.0, "red_dots": at.red_dots}})
             }
             UserEvent::ConversationLeft { channel } => json!({"channel": channel_json(channel)}),
+            UserEvent::PlatformTokenIssued { platform, token_hash: _, expires_at } => json!({"platform": platform, "expires_at": expires_at.0}),
         },
         Event::System(s) => match s {
             SystemEvent::SystemUidsAdded { uids } | SystemEvent::SystemUidsRemoved { uids } => uids_json(uids),

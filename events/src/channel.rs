@@ -228,6 +228,13 @@ pub enum ChannelEvent {
         /// When.
         at: Timestamp,
     },
+    /// A group's notice (its pinned announcement) was set.
+    GroupNoticeSet {
+        /// The notice.
+        notice: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -254,6 +261,7 @@ impl ChannelEvent {
             ChannelEvent::MembersMuted { .. } => "channel.members_muted",
             ChannelEvent::MessageRevoked { .. } => "channel.message_revoked",
             ChannelEvent::RoomMembersAdded { .. } => "channel.room_members_added",
+            ChannelEvent::GroupNoticeSet { .. } => "channel.group_notice_set",
         }
     }
 }
@@ -420,6 +428,8 @@ pub struct ChannelState {
     pub revoked: BTreeMap<MessageSeq, Uid>,
     /// When each member of a chatroom joined it.
     pub joined_at: BTreeMap<Uid, Timestamp>,
+    /// A group's notice (empty when it has none).
+    pub notice: String,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -784,6 +794,7 @@ impl Aggregate for ChannelState {
                 self.whitelist.clear();
                 self.group = None;
                 self.joined_at.clear();
+                self.notice.clear();
             }
             ChannelEvent::MessageRevoked { seq, by, .. } => {
                 self.revoked.insert(*seq, by.clone());
@@ -839,7 +850,8 @@ impl Aggregate for ChannelState {
             ChannelEvent::GroupCreated { .. }
             | ChannelEvent::GroupProfileUpdated { .. }
             | ChannelEvent::OwnerTransferred { .. }
-            | ChannelEvent::MembersMuted { .. } => self.apply_group(event),
+            | ChannelEvent::MembersMuted { .. }
+            | ChannelEvent::GroupNoticeSet { .. } => self.apply_group(event),
         }
     }
 

@@ -61,6 +61,8 @@ pub struct NewGroup {
     pub profile: GroupProfile,
     /// Members besides the owner.
     pub members: Vec<Uid>,
+    /// Its notice (none when empty).
+    pub notice: String,
 }
 
 /// A change to a group's profile: the fields given replace the old ones.
@@ -126,12 +128,16 @@ impl ChannelState {
                 if members.len() > new.profile.max_members as usize {
                     return Err(Rejection::GroupFull);
                 }
+                if let Some(m) = new.profile.managers.iter().find(|m| **m == new.profile.owner || !members.contains(m)) {
+                    return Err(Rejection::Invalid(format!("manager {m} must be a member other than the owner")));
+                }
                 let profile = GroupProfile { ctime: now, mtime: now, ..new.profile.clone() };
-                Ok(vec![
-                    ChannelEvent::Created { info: ChannelInfo::default() },
-                    ChannelEvent::GroupCreated { profile: Box::new(profile) },
-                    joined(key, members, now),
-                ])
+                let mut events = vec![ChannelEvent::Created { info: ChannelInfo::default() }, ChannelEvent::GroupCreated { profile: Box::new(profile) }];
+                if !new.notice.is_empty() {
+                    events.push(ChannelEvent::GroupNoticeSet { notice: new.notice.clone(), at: now });
+                }
+                events.push(joined(key, members, now));
+                Ok(events)
             }
             GroupCommand::Update(patch) => {
                 let g = self.group()?;
@@ -216,6 +222,7 @@ impl ChannelState {
                     g.mtime = *at;
                 }
             }
+            ChannelEvent::GroupNoticeSet { notice, .. } => self.notice = notice.clone(),
             ChannelEvent::OwnerTransferred { to, at, .. } => {
                 if let Some(g) = &mut self.group {
                     g.owner = to.clone();

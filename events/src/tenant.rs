@@ -112,7 +112,7 @@ impl Profile {
 /// outside (salt from the operating system's generator) and passed in.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct PasswordHash {
-    /// The scheme: 1 = PBKDF2-HMAC-SHA256.
+    /// The scheme: 1 = PBKDF2-HMAC-SHA256; 0 = no password (an account that signs in with tokens only).
     pub scheme: u8,
     /// Iterations of the scheme.
     pub iterations: u32,

@@ -246,6 +246,31 @@ fn tokens_are_stored_as_hashes_and_quit_removes_them() {
 }
 
 #[test]
+fn platform_tokens_expire_are_replaced_per_platform_and_leave_with_their_device() {
+    let uid = Uid::from("o1#1");
+    let issue = |platform, token: &str| UserCommand::IssuePlatformToken { platform, token: token.into(), expires_at: Timestamp(1_000) };
+    let web = UserEvent::PlatformTokenIssued { platform: 5, token_hash: sha256(b"w"), expires_at: Timestamp(1_000) };
+    check::<UserState>(&uid, &[], issue(5, "w"), Ok(vec![web.clone()]));
+    check::<UserState>(&uid, &[], issue(0, "w"), Err(Rejection::Invalid("platform must be 1 to 7, got 0".into())));
+    check::<UserState>(&uid, &[], issue(8, "w"), Err(Rejection::Invalid("platform must be 1 to 7, got 8".into())));
+    check::<UserState>(&uid, &[], issue(5, ""), Err(Rejection::Invalid("token must not be empty".into())));
+    let mut state = UserState::default();
+    state.apply(Position(1), &web);
+    let token = &state.platform_tokens[&5];
+    assert!(token.admits("w", Timestamp(999)) && !token.admits("w", Timestamp(1_000)) && !token.admits("x", Timestamp(1)));
+    // A second web token replaces the first.
+    state.apply(Position(2), &UserEvent::PlatformTokenIssued { platform: 5, token_hash: sha256(b"w2"), expires_at: Timestamp(2_000) });
+    assert!(!state.platform_tokens[&5].admits("w", Timestamp(1)));
+    // Logging the web devices out ends the web platforms' tokens only.
+    state.apply(Position(3), &UserEvent::PlatformTokenIssued { platform: 1, token_hash: sha256(b"i"), expires_at: Timestamp(2_000) });
+    check::<UserState>(&uid, &[web], UserCommand::QuitDevice(Some(DeviceFlag::WEB)), Ok(vec![UserEvent::DeviceQuit { device_flag: Some(DeviceFlag::WEB) }]));
+    state.apply(Position(4), &UserEvent::DeviceQuit { device_flag: Some(DeviceFlag::WEB) });
+    assert_eq!(state.platform_tokens.keys().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(platform_device_flag(2), DeviceFlag(0));
+    assert_eq!(platform_device_flag(7), DeviceFlag(2));
+}
+
+#[test]
 fn sync_ack_only_records_pending_entries() {
     let queued = UserEvent::CommandQueued { channel: group(), message_seq: MessageSeq(1), message_id: MessageId(9) };
     check::<UserState>(
@@ -513,10 +538,33 @@ fn members_change(add: &[&str], remove: &[&str]) -> ChannelCommand {
 
 #[test]
 fn a_group_is_created_once_with_its_owner_as_a_member_and_within_its_size() {
-    let new = |members: &[&str]| ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(members) })));
+    let new = |members: &[&str]| {
+        ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(members), notice: String::new() })))
+    };
     check::<ChannelState>(&jm_group(), &[], new(&["a", "o", "a"]), Ok(group_created("o", &["o", "a"])));
     check::<ChannelState>(&jm_group(), &[], new(&["a", "b", "c"]), Err(Rejection::GroupFull));
     check::<ChannelState>(&jm_group(), &group_created("o", &["o"]), new(&[]), Err(Rejection::Exists(format!("group {}", jm_group().id))));
+    // Managers are named at creation, among the members and never the owner.
+    let managed = |managers: &[&str]| {
+        let mut profile = profile_of("o");
+        profile.managers = uids(managers).into_iter().collect();
+        ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile, members: uids(&["a"]), notice: String::new() })))
+    };
+    assert!(ChannelState::default().decide(&jm_group(), &managed(&["a"]), Timestamp(0)).is_ok());
+    // A notice given at creation is its own event, kept by the group until it is deleted.
+    let noticed = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: vec![], notice: "hi".into() })));
+    let events = ChannelState::default().decide(&jm_group(), &noticed, Timestamp(5)).unwrap();
+    assert!(events.contains(&ChannelEvent::GroupNoticeSet { notice: "hi".into(), at: Timestamp(5) }));
+    let mut state = ChannelState::default();
+    for (i, e) in events.iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    assert_eq!(state.notice, "hi");
+    state.apply(Position(9), &ChannelEvent::Deleted);
+    assert_eq!(state.notice, "");
+    for bad in ["o", "z"] {
+        check::<ChannelState>(&jm_group(), &[], managed(&[bad]), Err(Rejection::Invalid(format!("manager {bad} must be a member other than the owner"))));
+    }
 }
 
 #[test]
@@ -726,7 +774,7 @@ fn no_disturb_refuses_a_group_switched_twice_and_shields_are_idempotent() {
 fn a_room_records_when_each_member_joined_and_forgets_those_who_left() {
     let room = tenant_room("a1", 1);
     let now = Timestamp(1_700_000_000_000);
-    let new = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(&["a"]) })));
+    let new = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile: profile_of("o"), members: uids(&["a"]), notice: String::new() })));
     check::<ChannelState>(
         &room,
         &[],

@@ -72,6 +72,16 @@ pub enum UserEvent {
         /// The channel.
         channel: ChannelKey,
     },
+    /// A token for one of the OpenIM family's platforms was issued, replacing that platform's
+    /// previous one. Only its SHA-256 is stored; it authenticates until `expires_at`.
+    PlatformTokenIssued {
+        /// The platform: 1 iOS, 2 Android, 3 Windows, 4 macOS, 5 web, 6 mini program, 7 Linux.
+        platform: u8,
+        /// SHA-256 of the token.
+        token_hash: ChainHash,
+        /// When it stops authenticating (ms since the epoch).
+        expires_at: Timestamp,
+    },
 }
 
 /// A point in a channel's message sequence, with the channel's red-dot count there, so unread counts
@@ -96,6 +106,7 @@ impl UserEvent {
             UserEvent::ConversationDeleted { .. } => "user.conversation_deleted",
             UserEvent::ConversationJoined { .. } => "user.conversation_joined",
             UserEvent::ConversationLeft { .. } => "user.conversation_left",
+            UserEvent::PlatformTokenIssued { .. } => "user.platform_token_issued",
         }
     }
 
@@ -140,6 +151,46 @@ pub enum UserCommand {
         /// Where the channel is now.
         at: ChannelMark,
     },
+    /// Issue a token for an OpenIM platform (1 to 7), replacing the platform's previous one.
+    IssuePlatformToken {
+        /// The platform.
+        platform: u8,
+        /// The token in clear (only its hash is recorded).
+        token: String,
+        /// When it stops authenticating.
+        expires_at: Timestamp,
+    },
+}
+
+/// The OpenIM platforms, 1 to 7.
+pub const PLATFORMS: std::ops::RangeInclusive<u8> = 1..=7;
+
+/// The WKProto device kind a session of an OpenIM platform logs in as: phones (iOS 1, Android 2) are
+/// the app (0), browsers and mini programs (5, 6) the web (1), desktops (Windows 3, macOS 4, Linux 7)
+/// the PC (2). Kick rules are per device kind, so an iOS and an Android session of one user replace
+/// each other like two WuKongIM app sessions.
+pub fn platform_device_flag(platform: u8) -> DeviceFlag {
+    match platform {
+        1 | 2 => DeviceFlag(0),
+        5 | 6 => DeviceFlag(1),
+        _ => DeviceFlag(2),
+    }
+}
+
+/// A token issued for an OpenIM platform.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PlatformToken {
+    /// SHA-256 of the token.
+    pub token_hash: ChainHash,
+    /// When it stops authenticating.
+    pub expires_at: Timestamp,
+}
+
+impl PlatformToken {
+    /// Whether `token` is this one and still valid at `now`.
+    pub fn admits(&self, token: &str, now: Timestamp) -> bool {
+        !token.is_empty() && sha256(token.as_bytes()) == self.token_hash && now < self.expires_at
+    }
 }
 
 /// A registered device token.
@@ -215,6 +266,8 @@ pub struct UserState {
     pub pending_commands: BTreeMap<Position, QueuedCommand>,
     /// Per-conversation marks.
     pub conversations: BTreeMap<ChannelKey, ConversationMarks>,
+    /// Tokens issued per OpenIM platform.
+    pub platform_tokens: BTreeMap<u8, PlatformToken>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -254,8 +307,8 @@ impl Aggregate for UserState {
                     }
                 }
                 let any = match flag {
-                    Some(f) => self.tokens.contains_key(f),
-                    None => !self.tokens.is_empty(),
+                    Some(f) => self.tokens.contains_key(f) || self.platform_tokens.keys().any(|p| platform_device_flag(*p) == *f),
+                    None => !self.tokens.is_empty() || !self.platform_tokens.is_empty(),
                 };
                 if any {
                     vec![UserEvent::DeviceQuit { device_flag: *flag }]
@@ -288,6 +341,15 @@ impl Aggregate for UserState {
             UserCommand::DeleteConversation { channel, at } => {
                 vec![UserEvent::ConversationDeleted { channel: channel.clone(), at: *at }]
             }
+            UserCommand::IssuePlatformToken { platform, token, expires_at } => {
+                if !PLATFORMS.contains(platform) {
+                    return Err(Rejection::Invalid(format!("platform must be 1 to 7, got {platform}")));
+                }
+                if token.is_empty() {
+                    return Err(Rejection::Invalid("token must not be empty".into()));
+                }
+                vec![UserEvent::PlatformTokenIssued { platform: *platform, token_hash: sha256(token.as_bytes()), expires_at: *expires_at }]
+            }
         })
     }
 
@@ -299,8 +361,15 @@ impl Aggregate for UserState {
             }
             UserEvent::DeviceQuit { device_flag: Some(f) } => {
                 self.tokens.remove(f);
+                self.platform_tokens.retain(|p, _| platform_device_flag(*p) != *f);
             }
-            UserEvent::DeviceQuit { device_flag: None } => self.tokens.clear(),
+            UserEvent::DeviceQuit { device_flag: None } => {
+                self.tokens.clear();
+                self.platform_tokens.clear();
+            }
+            UserEvent::PlatformTokenIssued { platform, token_hash, expires_at } => {
+                self.platform_tokens.insert(*platform, PlatformToken { token_hash: *token_hash, expires_at: *expires_at });
+            }
             UserEvent::CommandQueued { channel, message_seq, message_id } => {
                 self.pending_commands.insert(position, QueuedCommand { channel: channel.clone(), message_seq: *message_seq, message_id: *message_id });
             }
@@ -355,7 +424,7 @@ impl Aggregate for UserState {
                     self.clone_from(committed);
                     return;
                 }
-                UserEvent::TokenSet { .. } | UserEvent::DeviceQuit { .. } | UserEvent::SyncAcked { .. } => {}
+                UserEvent::TokenSet { .. } | UserEvent::DeviceQuit { .. } | UserEvent::SyncAcked { .. } | UserEvent::PlatformTokenIssued { .. } => {}
             }
         }
         self.position = committed.position;

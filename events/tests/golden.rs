@@ -295,6 +295,26 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 },
             )],
         ),
+        (
+            "golden-v1-platform-tokens.log",
+            vec![EnvelopeBody {
+                stream: StreamId::User(tenant_uid("o1", 1)),
+                meta: meta(120, Actor::Api { credential: "openim:o1".into() }),
+                event: Event::User(UserEvent::PlatformTokenIssued {
+                    platform: 5,
+                    token_hash: sha256(b"a platform token"),
+                    expires_at: Timestamp(1_700_604_800_120),
+                }),
+            }],
+        ),
+        (
+            "golden-v1-group-notice.log",
+            vec![EnvelopeBody {
+                stream: StreamId::Channel(tenant_group("o1", 4)),
+                meta: meta(130, Actor::Api { credential: "openim:o1".into() }),
+                event: Event::Channel(ChannelEvent::GroupNoticeSet { notice: "公告".into(), at: Timestamp(1_700_000_000_130) }),
+            }],
+        ),
     ]
 }
 
@@ -320,5 +340,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
 }

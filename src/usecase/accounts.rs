@@ -47,8 +47,9 @@ pub struct AccountView {
 pub struct Signup {
     /// Login name.
     pub username: String,
-    /// Password in clear.
-    pub password: String,
+    /// Password in clear; `None` for an account that never signs in with one (OpenIM's users sign in
+    /// with tokens their app server gets for them).
+    pub password: Option<String>,
     /// Profile.
     pub profile: Profile,
 }
@@ -76,12 +77,21 @@ pub fn password_matches(stored: &PasswordHash, password: &str) -> bool {
     bool::from(derived.ct_eq(&stored.hash))
 }
 
-/// Hashes many passwords on the blocking pool, each on its own, so a batch uses every core.
-async fn hash_all(passwords: Vec<String>) -> Result<Vec<PasswordHash>, Error> {
-    let tasks: Vec<_> = passwords.into_iter().map(|p| tokio::task::spawn_blocking(move || hash_password(&p))).collect();
+/// The hash of an account without a password: scheme 0, which no password matches.
+pub fn no_password() -> PasswordHash {
+    PasswordHash { scheme: 0, iterations: 0, salt: Vec::new(), hash: Vec::new() }
+}
+
+/// Hashes many passwords on the blocking pool, each on its own, so a batch uses every core (`None`:
+/// [`no_password`]).
+async fn hash_all(passwords: Vec<Option<String>>) -> Result<Vec<PasswordHash>, Error> {
+    let tasks: Vec<_> = passwords.into_iter().map(|p| p.map(|p| tokio::task::spawn_blocking(move || hash_password(&p)))).collect();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
-        out.push(t.await.map_err(|e| Error::Core(CoreError::Storage(format!("hashing a password: {e}"))))??);
+        out.push(match t {
+            Some(t) => t.await.map_err(|e| Error::Core(CoreError::Storage(format!("hashing a password: {e}"))))??,
+            None => no_password(),
+        });
     }
     Ok(out)
 }
@@ -110,7 +120,7 @@ impl UseCases {
         let mut created = std::collections::HashSet::new();
         if !fresh.is_empty() {
             let names: Vec<String> = fresh.iter().map(|s| s.username.clone()).collect();
-            let (passwords, profiles): (Vec<String>, Vec<Profile>) = fresh.into_iter().map(|s| (s.password, s.profile)).unzip();
+            let (passwords, profiles): (Vec<Option<String>>, Vec<Profile>) = fresh.into_iter().map(|s| (s.password, s.profile)).unzip();
             let hashes = hash_all(passwords).await?;
             let accounts =
                 names.into_iter().zip(profiles).zip(hashes).map(|((username, profile), password)| NewAccount { username, profile, password }).collect();
@@ -207,7 +217,7 @@ impl UseCases {
     pub async fn change_password(&self, tag: &str, username: &str, password: String, origin: Origin) -> Result<(), Error> {
         // Checked first: hashing costs milliseconds of a core, which an unknown name should not.
         self.account(tag, username).await?;
-        let hash = hash_all(vec![password]).await?.remove(0);
+        let hash = hash_all(vec![Some(password)]).await?.remove(0);
         self.core.tenant(tag, TenantCommand::ChangePassword { username: username.to_owned(), password: hash }, origin).await.map_err(not_found)?;
         Ok(())
     }
@@ -277,6 +287,7 @@ mod tests {
         assert_eq!((h.scheme, h.iterations, h.salt.len(), h.hash.len()), (1, PASSWORD_ITERATIONS, SALT_BYTES, 32));
         assert!(password_matches(&h, "s3cret"));
         assert!(!password_matches(&h, "s3cret "));
+        assert!(!password_matches(&no_password(), "") && !password_matches(&no_password(), "s3cret"));
         // Salted: the same password hashes differently each time.
         assert_ne!(hash_password("s3cret").unwrap().hash, h.hash);
     }

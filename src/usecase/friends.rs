@@ -3,7 +3,7 @@
 //! holds them by user number, so both sides change in one event.
 
 use rookery_actors::Origin;
-use rookery_events::{FriendNote, TenantCommand};
+use rookery_events::{ChannelCommand, ChannelKey, ChannelType, FriendNote, ListKind, ListOp, TenantCommand, Uid};
 
 use super::accounts::{not_found, view};
 use super::{AccountView, Error, UseCases};
@@ -54,4 +54,27 @@ impl UseCases {
             .await?;
         found.ok_or_else(|| Error::NotFound(format!("user {username:?}")))
     }
+
+    /// Adds `listed` to `owner`'s blacklist (or removes them): their person messages to `owner` are
+    /// refused. The list lives on `owner`'s own person channel, which the send path consults.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the log fails.
+    pub async fn change_blacklist(&self, owner: &Uid, listed: Vec<Uid>, add: bool, origin: Origin) -> Result<(), Error> {
+        let op = if add { ListOp::Add(listed) } else { ListOp::Remove(listed) };
+        self.change_channel(&own_settings(owner), ChannelCommand::List(ListKind::Blacklist, op), origin).await
+    }
+
+    /// The users on `owner`'s blacklist.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the channel cannot be read.
+    pub async fn blacklist_of(&self, owner: &Uid) -> Result<Vec<Uid>, Error> {
+        Ok(self.core.channel_state(&own_settings(owner)).await?.blacklist.into_iter().collect())
+    }
+}
+
+/// A user's own person channel, where its settings about others (the blacklist) live.
+fn own_settings(uid: &Uid) -> ChannelKey {
+    ChannelKey::new(uid.0.clone(), ChannelType::PERSON)
 }

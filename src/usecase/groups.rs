@@ -77,6 +77,10 @@ pub struct GroupSpec {
     pub owner: Uid,
     /// The other first members.
     pub members: Vec<Uid>,
+    /// Members (not the owner) who manage the group with the owner.
+    pub managers: Vec<Uid>,
+    /// Its notice (none when empty).
+    pub notice: String,
     /// Name.
     pub name: String,
     /// Description.
@@ -122,12 +126,12 @@ impl UseCases {
             owner: spec.owner,
             max_members: spec.max_members,
             muted: Default::default(),
-            managers: Default::default(),
+            managers: spec.managers.into_iter().collect(),
             mute_all: false,
             ctime: Timestamp(0),
             mtime: Timestamp(0),
         };
-        let cmd = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile, members: spec.members })));
+        let cmd = ChannelCommand::Group(GroupCommand::Create(Box::new(NewGroup { profile, members: spec.members, notice: spec.notice })));
         if let Err(e) = self.core.channel(&kind.key(tag, n), cmd, origin.clone()).await {
             // The number stays taken; the list forgets it.
             self.core.tenant(tag, kind.close(n), origin).await?;

@@ -32,7 +32,7 @@ pub use groups::{Circle, GroupSpec, GroupView};
 pub use history::Page;
 pub use media::{MAX_MEDIA_BYTES, MEDIA_KINDS};
 pub use send::{BatchFailure, Outgoing, Sent, Target, MAX_BATCH_RECIPIENTS};
-pub use users::{LoginRefused, TokenSet};
+pub use users::{LoginRefused, PlatformGrant, PlatformTokenCheck, TokenSet};
 pub use words::Switches;
 
 use crate::config::Config;

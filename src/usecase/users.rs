@@ -1,8 +1,8 @@
 //! Users' tokens and logins: setting and revoking a device's token (and ending the sessions it no
 //! longer allows), and checking a login against them.
 
-use rookery_actors::Origin;
-use rookery_events::{ChannelKey, ChannelType, DeviceFlag, DeviceLevel, Uid, UserCommand};
+use rookery_actors::{CoreError, Origin};
+use rookery_events::{platform_device_flag, ChannelKey, ChannelType, DeviceFlag, DeviceLevel, Timestamp, Uid, UserCommand, PLATFORMS};
 
 use super::{validate, Error, Field, UseCases};
 use crate::presence::Kick;
@@ -14,6 +14,33 @@ pub enum TokenSet {
     Set,
     /// The user is banned (its person channel has `ban`): nothing stored.
     Banned,
+}
+
+/// A platform token as issued: the token in clear, for the caller only, and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformGrant {
+    /// The token.
+    pub token: String,
+    /// When it stops authenticating.
+    pub expires_at: Timestamp,
+}
+
+/// What a platform token is to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformTokenCheck {
+    /// One of its tokens, unexpired.
+    Valid,
+    /// One of its tokens, expired.
+    Expired,
+    /// None of its tokens (never issued, replaced, or logged out).
+    Unknown,
+}
+
+/// Bytes of randomness in a platform token (written as 64 hex digits).
+const PLATFORM_TOKEN_BYTES: usize = 32;
+
+fn now() -> Timestamp {
+    Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default())
 }
 
 /// Why a login is refused.
@@ -82,8 +109,12 @@ impl UseCases {
             tracing::warn!(uid = %uid, error = %e, "reading the user for a login");
             LoginRefused::Unavailable
         })?;
+        // A device's WuKongIM token, or an unexpired OpenIM token of a platform of this device kind
+        // (a master login: it replaces the kind's other sessions).
+        let by_platform = || state.platform_tokens.iter().any(|(p, t)| platform_device_flag(*p) == device_flag && t.admits(token, now()));
         let level = match state.tokens.get(&device_flag) {
             Some(t) if t.matches(token) => t.level,
+            _ if by_platform() => DeviceLevel::MASTER,
             _ => return Err(LoginRefused::BadCredentials),
         };
         // A deleted tenant account logs its devices out; this also covers a crash in between.
@@ -103,6 +134,53 @@ impl UseCases {
                 Err(LoginRefused::Unavailable)
             }
         }
+    }
+
+    /// Issues a new token for `uid`'s OpenIM `platform` (1 to 7), valid for `ttl`, replacing the
+    /// platform's previous token (whose sessions end, as a new master token ends them). Refused for
+    /// an account that is not live or is disabled.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a platform out of range, [`Error::NotFound`] for an account that is not
+    /// live, [`Error::Core`] with `NotAllowed` for a disabled one, or when the log fails.
+    pub async fn issue_platform_token(&self, uid: &Uid, platform: u8, ttl: std::time::Duration, origin: Origin) -> Result<PlatformGrant, Error> {
+        if !PLATFORMS.contains(&platform) {
+            return Err(Error::invalid(Field::Token, format!("platform must be 1 to 7, got {platform}")));
+        }
+        if !self.account_is_live(uid).await? {
+            return Err(Error::NotFound(format!("user {uid}")));
+        }
+        if self.banned(uid).await? {
+            return Err(Error::Core(CoreError::Rejected(rookery_events::Rejection::NotAllowed(format!("user {uid} is disabled")))));
+        }
+        let mut bytes = [0u8; PLATFORM_TOKEN_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Core(CoreError::Storage(format!("no random token: {e}"))))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expires_at = Timestamp(now().0.saturating_add(ttl.as_millis() as u64));
+        self.core.user(uid, UserCommand::IssuePlatformToken { platform, token: token.clone(), expires_at }, origin).await?;
+        let n = self.presence.kick_device(uid, Some(platform_device_flag(platform).0), &Kick::replaced());
+        tracing::debug!(uid = %uid, platform, kicked = n, "platform token issued");
+        Ok(PlatformGrant { token, expires_at })
+    }
+
+    /// What `token` is to `uid`: one of its unexpired platform tokens, an expired one, or none. Reads
+    /// the user without starting its actor.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the user cannot be read.
+    pub async fn check_platform_token(&self, uid: &Uid, token: &str) -> Result<PlatformTokenCheck, Error> {
+        let state = self.core.peek_user_state(uid).await?;
+        let now = now();
+        let mut found = PlatformTokenCheck::Unknown;
+        for t in state.platform_tokens.values() {
+            if t.admits(token, now) {
+                return Ok(PlatformTokenCheck::Valid);
+            }
+            if t.admits(token, Timestamp(0)) {
+                found = PlatformTokenCheck::Expired;
+            }
+        }
+        Ok(found)
     }
 
     /// Whether `uid` is banned (its own person channel has `ban`).

@@ -194,6 +194,8 @@ fn channel_json(key: &ChannelKey, s: &ChannelState) -> Value {
         "last_message_seq": s.last_message_seq.0,
         "last_command_seq": s.last_command_seq.0,
         "last_message_at": (s.last_message_at.0 > 0).then(|| format_time(s.last_message_at)),
+        "group": s.group.as_ref().map(crate::audit::group_json),
+        "notice": s.group.as_ref().map(|_| s.notice.as_str()),
         "changed_at_position": s.position.0,
     })
 }
@@ -201,6 +203,8 @@ fn channel_json(key: &ChannelKey, s: &ChannelState) -> Value {
 fn user_json(uid: &Uid, past: &PastUser) -> Value {
     let s = &past.user.state;
     let devices: Vec<Value> = s.tokens.iter().map(|(flag, t)| json!({"device_flag": flag.0, "device_level": t.level.0})).collect();
+    // OpenIM platform tokens: which platforms have one and until when (never the hash).
+    let platforms: Vec<Value> = s.platform_tokens.iter().map(|(p, t)| json!({"platform": p, "expires_at": format_time(t.expires_at)})).collect();
     let conversations: Vec<Value> = past
         .conversations
         .iter()
@@ -210,6 +214,7 @@ fn user_json(uid: &Uid, past: &PastUser) -> Value {
         "uid": uid.0,
         "system_uid": past.is_system,
         "devices": devices,
+        "platform_tokens": platforms,
         "conversations": conversations,
         "pending_commands": s.pending_commands.len(),
         "changed_at_position": s.position.0,

@@ -5,7 +5,7 @@
 //! Friendships and no-disturb settings are kept by number inside one app; their cross-app routes are
 //! refused with 899003 and say so.
 
-use rookery_events::{tenant_uid_parts, ChannelCommand, ChannelKey, ChannelType, GroupCommand, ListKind, ListOp, Uid};
+use rookery_events::{tenant_uid_parts, GroupCommand, Uid};
 use serde_json::{json, Value};
 use warp::{Filter, Rejection, Reply};
 
@@ -177,10 +177,6 @@ async fn user_groups(username: String, c: Ctx) -> Result<warp::reply::Response, 
     Ok(warp::reply::json(&out).into_response())
 }
 
-fn own_settings(uid: &Uid) -> ChannelKey {
-    ChannelKey::new(uid.0.clone(), ChannelType::PERSON)
-}
-
 /// `PUT|DELETE /v1/cross/users/{username}/blacklist` with `[{"appkey","usernames"}]`; 204.
 async fn blacklist_change(username: String, c: Ctx, body: Value, add: bool) -> Result<warp::reply::Response, Rejection> {
     let owner = find(&c, &username).await?;
@@ -194,16 +190,14 @@ async fn blacklist_change(username: String, c: Ctx, body: Value, add: bool) -> R
         }
         listed.extend(uids_in(&c, &tag, names).await?);
     }
-    let op = if add { ListOp::Add(listed) } else { ListOp::Remove(listed) };
-    c.state.usecases.change_channel(&own_settings(&owner.uid), ChannelCommand::List(ListKind::Blacklist, op), c.origin).await.map_err(JmError::from_usecase)?;
+    c.state.usecases.change_blacklist(&owner.uid, listed, add, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())
 }
 
 /// `GET /v1/cross/users/{username}/blacklist`: listed users of every app this app may name, with `appkey`.
 async fn blacklist(username: String, c: Ctx) -> Result<warp::reply::Response, Rejection> {
     let owner = find(&c, &username).await?;
-    let listed: Vec<Uid> =
-        c.state.core.channel_state(&own_settings(&owner.uid)).await.map_err(|e| JmError::from_usecase(e.into()))?.blacklist.into_iter().collect();
+    let listed: Vec<Uid> = c.state.usecases.blacklist_of(&owner.uid).await.map_err(JmError::from_usecase)?.into_iter().collect();
     let out: Vec<Value> = accounts_of(&c, &listed)
         .await?
         .iter()

@@ -128,6 +128,8 @@ async fn create(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection>
     let spec = GroupSpec {
         owner: owner.uid.clone(),
         members: members.iter().map(|a| a.uid.clone()).collect(),
+        managers: Vec::new(),
+        notice: String::new(),
         name: name.clone(),
         desc: desc.clone(),
         avatar: avatar.clone(),

@@ -95,7 +95,17 @@ async fn create(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection>
     };
     let owner = find(&c, &owner).await?;
     let members = find_all(&c, member_names).await?.into_iter().map(|a| a.uid).collect();
-    let spec = GroupSpec { owner: owner.uid, members, name, desc, avatar: String::new(), public: true, max_members: MAX_ROOM_MEMBERS };
+    let spec = GroupSpec {
+        owner: owner.uid,
+        members,
+        managers: Vec::new(),
+        notice: String::new(),
+        name,
+        desc,
+        avatar: String::new(),
+        public: true,
+        max_members: MAX_ROOM_MEMBERS,
+    };
     let n = c.state.usecases.create_group(&c.app.tag, Circle::Room, spec, c.origin).await.map_err(JmError::from_group)?;
     Ok(warp::reply::with_status(warp::reply::json(&json!({"chatroom_id": n})), StatusCode::CREATED).into_response())
 }

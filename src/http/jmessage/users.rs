@@ -1,7 +1,7 @@
 //! Users: register, read, update, list, online state, password, delete, disable, and the user's
 //! blacklist (`/v1/users/...`).
 
-use rookery_events::{ChannelCommand, ChannelKey, ChannelType, DeviceFlag, ListKind, ListOp, Uid};
+use rookery_events::{DeviceFlag, Uid};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
@@ -135,7 +135,7 @@ fn signup(item: &Value) -> Result<Signup, (Option<String>, JmError)> {
     };
     let password = fields::password("password", obj.get("password")).map_err(fail)?;
     let profile = fields::profile(obj).map_err(fail)?;
-    Ok(Signup { username, password, profile })
+    Ok(Signup { username, password: Some(password), profile })
 }
 
 /// `GET /v1/users/{username}`.
@@ -296,25 +296,20 @@ async fn forbidden(username: String, c: Ctx, q: ForbiddenQuery) -> Result<warp::
     Ok(no_content())
 }
 
-fn own_settings(uid: &Uid) -> ChannelKey {
-    ChannelKey::new(uid.0.clone(), ChannelType::PERSON)
-}
-
 /// `PUT|DELETE /v1/users/{username}/blacklist` with usernames: those users' single messages to this
 /// user are refused (or no longer); every name must exist; 204.
 async fn blacklist_change(username: String, c: Ctx, body: Value, add: bool) -> Result<warp::reply::Response, Rejection> {
     let owner = find(&c, &username).await?;
     let names = fields::usernames(&body, MAX_LIST)?;
     let listed: Vec<Uid> = find_all(&c, names).await?.into_iter().map(|a| a.uid).collect();
-    let op = if add { ListOp::Add(listed) } else { ListOp::Remove(listed) };
-    c.state.usecases.change_channel(&own_settings(&owner.uid), ChannelCommand::List(ListKind::Blacklist, op), c.origin).await.map_err(JmError::from_usecase)?;
+    c.state.usecases.change_blacklist(&owner.uid, listed, add, c.origin).await.map_err(JmError::from_usecase)?;
     Ok(no_content())
 }
 
 /// `GET /v1/users/{username}/blacklist`: the users on it (deleted accounts are left out).
 async fn blacklist(username: String, c: Ctx) -> Result<warp::reply::Response, Rejection> {
     let owner = find(&c, &username).await?;
-    let listed = c.state.core.channel_state(&own_settings(&owner.uid)).await.map_err(|e| JmError::from_usecase(e.into()))?.blacklist;
+    let listed = c.state.usecases.blacklist_of(&owner.uid).await.map_err(JmError::from_usecase)?;
     let ns: Vec<u64> = listed.iter().filter_map(|u| rookery_events::tenant_uid_parts(u).filter(|(tag, _)| *tag == c.app.tag).map(|(_, n)| n)).collect();
     let found = c.state.usecases.accounts_numbered(&c.app.tag, ns).await.map_err(JmError::from_usecase)?;
     let users: Vec<Value> = found.iter().flatten().map(user_json).collect();
