@@ -28,6 +28,7 @@ fn setting_keys() -> Vec<String> {
         webhook_ca_file: path(),
         tls_cert_file: path(),
         tls_key_file: path(),
+        openim: Some(OpenImApp { tag: String::new(), secret: String::new(), admin_uid: String::new(), token_ttl_secs: 0 }),
         ..Config::default()
     };
     match toml::Value::try_from(full) {
@@ -109,6 +110,43 @@ impl std::fmt::Debug for JmApp {
     }
 }
 
+/// The OpenIM app (seed 004) the OpenIM family serves: its users and groups form one tenant of the
+/// server. App servers get tokens with `secret` on `/auth/*`, and call every other route with a token
+/// of the `admin_uid` account in the `token` header.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenImApp {
+    /// The tenant's permanent tag, as for a JMessage app (1 to 8 of `a-z 0-9`, unique among the apps).
+    #[serde(default = "default_openim_tag")]
+    pub tag: String,
+    /// The shared secret of `/auth/*` (1 to 32 characters; never shown, never stored in the log).
+    pub secret: String,
+    /// The app manager's uid (OpenIM's `appmanageruid`): its tokens authorize the admin routes.
+    pub admin_uid: String,
+    /// How long an issued token authenticates, in seconds (7 days by default).
+    #[serde(default = "default_token_ttl_secs")]
+    pub token_ttl_secs: u64,
+}
+
+fn default_openim_tag() -> String {
+    "oim".into()
+}
+
+fn default_token_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+impl std::fmt::Debug for OpenImApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenImApp")
+            .field("tag", &self.tag)
+            .field("secret", &"<redacted>")
+            .field("admin_uid", &self.admin_uid)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .finish()
+    }
+}
+
 /// The credential name recorded when no credential is configured (loopback-only API).
 pub const LOCAL_CREDENTIAL: &str = "local";
 /// The name of the credential `manager_token` defines.
@@ -150,6 +188,10 @@ pub struct Config {
     /// The JMessage apps the JMessage family serves (`/v1/`, `/v2/`, `/groups/`, `/cross/`). None by
     /// default: the family then refuses every request and says how to configure one.
     pub jmessage_apps: Vec<JmApp>,
+    /// The OpenIM app the OpenIM family serves (`/auth/...`, `/group/...`, `/friend/...`, `/user/...`,
+    /// `/manager/...`, the document's twelve paths). None by default: the family then refuses every
+    /// request and says how to configure it.
+    pub openim: Option<OpenImApp>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
     /// Most committed records whose index entries wait in memory for the event log's indexer; past it,
@@ -251,6 +293,7 @@ impl Default for Config {
             api_max_connections: 4096,
             max_page_bytes: 16 << 20,
             jmessage_apps: Vec::new(),
+            openim: None,
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
@@ -373,6 +416,9 @@ impl Config {
         for app in &mut c.jmessage_apps {
             app.master_secret = HIDDEN.into();
         }
+        if let Some(app) = &mut c.openim {
+            app.secret = HIDDEN.into();
+        }
         c
     }
 
@@ -389,6 +435,7 @@ impl Config {
             ("external_tcp_addr", c.external_tcp_addr.is_none()),
             ("external_ws_addr", c.external_ws_addr.is_none()),
             ("external_wss_addr", c.external_wss_addr.is_none()),
+            ("openim", c.openim.is_none()),
         ];
         for (key, is_unset) in unset {
             if is_unset {
@@ -405,6 +452,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.validate_api_keys()?;
         self.validate_jmessage_apps()?;
+        self.validate_openim()?;
         if self.api_header_timeout_ms == 0 || self.api_max_connections == 0 || self.max_page_bytes == 0 {
             return Err("api_header_timeout_ms, api_max_connections and max_page_bytes must be at least 1".into());
         }
@@ -519,6 +567,28 @@ impl Config {
         Ok(())
     }
 
+    fn validate_openim(&self) -> Result<(), String> {
+        let Some(app) = &self.openim else { return Ok(()) };
+        if app.tag.is_empty() || app.tag.len() > 8 || !app.tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            return Err(format!("openim: tag {:?} must be 1 to 8 of a-z 0-9", app.tag));
+        }
+        if self.jmessage_apps.iter().any(|a| a.tag == app.tag) {
+            return Err(format!("openim: the tag {:?} is a JMessage app's too; each app needs its own", app.tag));
+        }
+        let chars = app.secret.chars().count();
+        if chars == 0 || chars > 32 {
+            return Err("openim: the secret must be 1 to 32 characters".into());
+        }
+        let uid_chars = app.admin_uid.chars().count();
+        if uid_chars == 0 || uid_chars > 64 {
+            return Err("openim: admin_uid must be 1 to 64 characters".into());
+        }
+        if app.token_ttl_secs == 0 || app.token_ttl_secs > 10 * 365 * 24 * 3600 {
+            return Err("openim: token_ttl_secs must be 1 second to 10 years".into());
+        }
+        Ok(())
+    }
+
     fn validate_api_keys(&self) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
         let mut secrets = std::collections::HashSet::new();
@@ -553,6 +623,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn the_openim_app_is_read_with_defaults_validated_and_its_secret_hidden() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("r.toml", "[openim]\nsecret = \"tuoyun\"\nadmin_uid = \"openIM123456\"\n")?;
+            let c = Config::load(Some(std::path::Path::new("r.toml"))).expect("loads");
+            let app = c.openim.clone().expect("configured");
+            assert_eq!((app.tag.as_str(), app.token_ttl_secs), ("oim", 7 * 24 * 3600));
+            assert!(!c.to_toml().unwrap().contains("tuoyun"));
+            let with = |f: &dyn Fn(&mut OpenImApp)| {
+                let mut bad = c.clone();
+                f(bad.openim.as_mut().unwrap());
+                bad.validate()
+            };
+            assert!(with(&|a| a.secret = "s".repeat(33)).unwrap_err().contains("secret"));
+            assert!(with(&|a| a.secret = "密".repeat(32)).is_ok(), "32 characters, not bytes");
+            assert!(with(&|a| a.admin_uid.clear()).unwrap_err().contains("admin_uid"));
+            assert!(with(&|a| a.tag = "OIM".into()).unwrap_err().contains("tag"));
+            assert!(with(&|a| a.token_ttl_secs = 0).unwrap_err().contains("token_ttl_secs"));
+            let mut clash = c.clone();
+            clash.jmessage_apps.push(JmApp { tag: "oim".into(), appkey: "k1".into(), master_secret: "m".into(), cross_apps: vec![] });
+            assert!(clash.validate().unwrap_err().contains("tag"));
+            Ok(())
+        });
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
@@ -602,9 +698,18 @@ mod tests {
     #[test]
     fn every_setting_has_a_key() {
         let keys = setting_keys();
-        for k in
-            ["api_addr", "manager_token", "api_keys", "jmessage_apps", "webhook_url", "webhook_ca_file", "tls_cert_file", "tls_key_file", "external_wss_addr"]
-        {
+        for k in [
+            "api_addr",
+            "manager_token",
+            "api_keys",
+            "jmessage_apps",
+            "openim",
+            "webhook_url",
+            "webhook_ca_file",
+            "tls_cert_file",
+            "tls_key_file",
+            "external_wss_addr",
+        ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
         }
     }

@@ -6,6 +6,8 @@
 //! * `jmessage` — the JMessage server API (seed 002) under `/v1/`, `/v2/`, `/groups/`, `/cross/`, with
 //!   its own Basic credentials and `{"error":{"code","message"}}` envelope;
 //! * `media` — `GET /media/<sha256>`: the bytes of uploads, for whoever has the URL;
+//! * `openim` — the OpenIM server API (seed 004) at the document's twelve exact paths, with its
+//!   `secret` and app-manager tokens and `{"errCode","errMsg"}` envelope;
 //! * `wukongim` — the WuKongIM/LiMaoIM server API, and the family for every path no other family owns.
 //!
 //! Families parse their wire format into the use cases (`crate::usecase`) and render the answers; the
@@ -16,6 +18,7 @@ mod admin;
 mod error;
 pub mod jmessage;
 mod media;
+pub mod openim;
 pub mod serve;
 mod wukongim;
 
@@ -62,6 +65,7 @@ pub struct Families {
     admin: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     jmessage: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     media: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    openim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
 }
 
@@ -72,6 +76,7 @@ impl Families {
             admin: admin::routes(state.clone()),
             jmessage: jmessage::routes(state.clone()),
             media: media::routes(state.clone()),
+            openim: openim::routes(state.clone()),
             wukongim: wukongim::routes(state),
         }
     }
@@ -84,6 +89,8 @@ impl Families {
             &self.jmessage
         } else if media::owns(path) {
             &self.media
+        } else if openim::owns(path) {
+            &self.openim
         } else {
             &self.wukongim
         }

@@ -29,6 +29,18 @@ fn js_dir() -> PathBuf {
 
 #[test]
 fn official_js_sdk_sends_receives_is_refused_kicked_and_recovers_offline_messages() {
+    run_sdk_script(&[], &[]);
+}
+
+/// An OpenIM user (seed 004) logs in with the token `/auth/user_register` gave it and receives what
+/// `/manager/send_msg` sends, in the official SDK.
+#[test]
+fn official_js_sdk_logs_in_with_openim_tokens_and_receives_send_msg() {
+    run_sdk_script(&["--openim", "tuoyun"], &[("ROOKERY_OPENIM", r#"{secret="tuoyun", admin_uid="openIM123456"}"#)]);
+}
+
+/// Runs `tests/js/sdk.test.mjs` with `args` against a server started with `env`.
+fn run_sdk_script(args: &[&str], env: crate::support::Env) {
     let dir = js_dir();
     let setup = "run ./scripts/setup (it runs `npm ci --prefix tests/js`), or `npm ci --prefix tests/js` by hand";
     let node = Command::new("node").arg("--version").output();
@@ -40,9 +52,10 @@ fn official_js_sdk_sends_receives_is_refused_kicked_and_recovers_offline_message
     );
 
     let data = tempfile::tempdir().expect("temp dir");
-    let s = Server::start(data.path(), &[]);
+    let s = Server::start(data.path(), env);
     let mut child = Command::new("node")
         .arg(dir.join("sdk.test.mjs"))
+        .args(args)
         .arg("--ws")
         .arg(format!("ws://{}", s.ws))
         .arg("--api")

@@ -11,6 +11,7 @@ pub(crate) mod gateway;
 mod history;
 mod jmessage;
 mod jssdk;
+mod openim;
 mod ops;
 mod rest;
 mod send_path;

@@ -21,6 +21,7 @@
 //     conversations with their unread count and last message, and the SDK's message sync (hook ->
 //     POST /channel/messagesync) returns the missed messages, decoded, in order, with the ids and seqs
 //     of their SENDACKs.
+// With `--openim SECRET` it instead drives the OpenIM family (see `openim()` below).
 // Exits 0 when every check passes, 1 otherwise; the whole run is bounded by a timeout.
 import { Worker } from 'node:worker_threads';
 
@@ -271,4 +272,55 @@ async function main() {
   process.exit(0);
 }
 
-main().catch((e) => fail(`unexpected error: ${e && e.stack || e}`));
+/// POST to the OpenIM family: errCode 0 expected; answers the parsed body.
+async function oim(path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.token = token;
+  const res = await fetch(apiURL + path, { method: 'POST', headers, body: JSON.stringify(body) });
+  const text = await res.text();
+  const v = JSON.parse(text);
+  if (res.status !== 200 || v.errCode !== 0) return fail(`POST ${path} answered ${res.status}: ${text}`);
+  return v;
+}
+
+/// `--openim SECRET`: users registered through the OpenIM family log in with the tokens they got
+/// (web platform 5) as their internal uids, receive what the app manager sends with /manager/send_msg,
+/// and answer over WKProto; a replaced token no longer logs in.
+async function openim(secret) {
+  const run = `${process.pid}${Date.now().toString(36)}`;
+  const reg = async (uid, platform) => (await oim('/auth/user_register', { secret, platform, uid, name: uid })).data;
+  const admin = await reg('openIM123456', 1);
+  const alice = await reg(`alice${run}`, 5);
+  const bob = await reg(`bob${run}`, 5);
+  check(alice.imUid && alice.token && alice.expiredTime > Date.now() / 1000, 'users registered with web tokens', alice);
+
+  const a = startClient('alice', alice.imUid, alice.token);
+  const s = await waitFor(a, 'a connect status', (e) => e.ev === 'status');
+  check(s.status === ConnectStatus.Connected, 'alice connects with the token /auth/user_register issued', s);
+  const b = startClient('bob', bob.imUid, bob.token);
+  check((await waitFor(b, 'a connect status', (e) => e.ev === 'status')).status === ConnectStatus.Connected, 'bob connects too');
+
+  const op = `op-${run}`;
+  const sent = await oim('/manager/send_msg', {
+    operationID: op, sendID: bob.uid, recvID: alice.uid, content: { text: 'nihao' }, contentType: 101, sessionType: 1,
+  }, admin.token);
+  const m = await waitFor(a, 'the send_msg message', (e) => e.ev === 'message' && e.clientMsgNo === op);
+  check(m.text === 'nihao' && m.contentType === 1 && m.fromUID === bob.imUid && m.channelID === bob.imUid && m.channelType === 1,
+    "alice's SDK renders the manager's text message from bob", m);
+  check(/^[1-9][0-9]*$/.test(sent.msgID) && sent.sendTime > 0, 'send_msg answers msgID and sendTime', sent);
+  await exchange(a, [b], bob.imUid, 1, 'hello back', 'alice answers bob over WKProto');
+
+  // A new web token for alice replaces the old one: the old one is refused with authFail.
+  await oim('/auth/user_token', { secret, platform: 5, uid: alice.uid });
+  const stale = startClient('alice-stale', alice.imUid, alice.token);
+  const st = await waitFor(stale, 'a connect status', (e) => e.ev === 'status' && e.status !== ConnectStatus.Connecting);
+  check(st.status === ConnectStatus.ConnectFail && st.reasonCode === 2, 'a replaced token gets ConnectFail reason 2 (authFail)', st);
+
+  clearTimeout(overall);
+  console.log(`# all ${passed} checks passed`);
+  for (const c of clients) await c.worker.terminate();
+  process.exit(0);
+}
+
+const openimSecret = arg('--openim');
+(openimSecret ? openim(openimSecret) : main()).catch((e) => fail(`unexpected error: ${e && e.stack || e}`));
