@@ -89,6 +89,17 @@ pub const KINDS: &[&str] = &[
     "tenant.room_opened",
     "tenant.room_closed",
     "tenant.media_stored",
+    "user.platform_token_issued",
+    "channel.group_notice_set",
+    "tenant.friend_requested",
+    "tenant.friend_request_answered",
+    "tenant.reply_saved",
+    "tenant.reply_removed",
+    "channel.managers_changed",
+    "channel.mute_all_set",
+    "channel.message_deleted",
+    "user.messages_hidden",
+    "user.conversation_settings_changed",
 ];
 
 /// Query parameters as given, all text, so that every malformed value gets our own message.
@@ -137,6 +148,9 @@ impl ActorFilter {
         match (self, actor) {
             (ActorFilter::Any(n) | ActorFilter::Api(n), Actor::Api { credential }) => credential == n,
             (ActorFilter::Any(n) | ActorFilter::Client(n), Actor::Client { uid, .. }) => uid.as_str() == n,
+            // A backend acting for a user matches either: its credential or the user.
+            (ActorFilter::Any(n) | ActorFilter::Api(n), Actor::Delegated { credential, .. }) if credential == n => true,
+            (ActorFilter::Any(n) | ActorFilter::Client(n), Actor::Delegated { uid, .. }) => uid.as_str() == n,
             _ => false,
         }
     }
@@ -506,6 +520,7 @@ fn actor_json(a: &Actor) -> Value {
         Actor::System => json!({"type": "system"}),
         Actor::Api { credential } => json!({"type": "api", "credential": credential}),
         Actor::Client { uid, device_flag } => json!({"type": "client", "uid": uid.as_str(), "device_flag": device_flag.0}),
+        Actor::Delegated { credential, uid } => json!({"type": "delegated", "credential": credential, "uid": uid.as_str()}),
     }
 }
 
@@ -557,6 +572,11 @@ pub fn event_json(e: &Event) -> Value {
             ChannelEvent::MessageRevoked { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
             ChannelEvent::RoomMembersAdded { uids, at } => json!({"uids": uids.iter().map(Uid::as_str).collect::<Vec<_>>(), "at": at.0}),
             ChannelEvent::GroupNoticeSet { notice, at } => json!({"notice": notice, "at": at.0}),
+            ChannelEvent::ManagersChanged { added, removed, at } => json!({
+                "added": added.iter().map(Uid::as_str).collect::<Vec<_>>(), "removed": removed.iter().map(Uid::as_str).collect::<Vec<_>>(), "at": at.0,
+            }),
+            ChannelEvent::MuteAllSet { on, at } => json!({"on": on, "at": at.0}),
+            ChannelEvent::MessageDeleted { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,
@@ -582,6 +602,10 @@ pub fn event_json(e: &Event) -> Value {
             }
             UserEvent::ConversationLeft { channel } => json!({"channel": channel_json(channel)}),
             UserEvent::PlatformTokenIssued { platform, token_hash: _, expires_at } => json!({"platform": platform, "expires_at": expires_at.0}),
+            UserEvent::MessagesHidden { channel, seqs } => {
+                json!({"channel": channel_json(channel), "message_seqs": seqs.iter().map(|q| q.0).collect::<Vec<_>>()})
+            }
+            UserEvent::ConversationSettingsChanged { channel, pinned, remark } => json!({"channel": channel_json(channel), "pinned": pinned, "remark": remark}),
         },
         Event::System(s) => match s {
             SystemEvent::SystemUidsAdded { uids } | SystemEvent::SystemUidsRemoved { uids } => uids_json(uids),
@@ -596,6 +620,12 @@ pub fn event_json(e: &Event) -> Value {
             TenantEvent::PasswordChanged { n, password: _, at } => json!({"n": n, "at": at.0}),
             TenantEvent::UsersUnregistered { ns } => json!({"ns": ns}),
             TenantEvent::GroupOpened { n } | TenantEvent::GroupClosed { n } | TenantEvent::RoomOpened { n } | TenantEvent::RoomClosed { n } => json!({"n": n}),
+            TenantEvent::FriendRequested { nid, from, to, postscript, at } => json!({"nid": nid, "from": from, "to": to, "postscript": postscript, "at": at.0}),
+            TenantEvent::FriendRequestAnswered { nid, agree, at } => json!({"nid": nid, "agree": agree, "at": at.0}),
+            TenantEvent::ReplySaved { id, reply: r } => json!({
+                "id": id, "type": r.kind, "title": r.title, "keyword": r.keyword, "content": r.content, "weights": r.weights, "is_default": r.is_default,
+            }),
+            TenantEvent::ReplyRemoved { id } => json!({"id": id}),
             TenantEvent::MediaStored { record: r } => json!({
                 "kind": r.kind, "sha256": r.sha256, "size": r.size, "crc32": r.crc32, "format": r.format,
                 "width": r.width, "height": r.height, "name": r.name, "at": r.at.0,
@@ -652,7 +682,11 @@ fn tenant_event_concerns(e: &TenantEvent, who: u64) -> bool {
         | TenantEvent::GroupClosed { .. }
         | TenantEvent::RoomOpened { .. }
         | TenantEvent::RoomClosed { .. }
-        | TenantEvent::MediaStored { .. } => false,
+        | TenantEvent::MediaStored { .. }
+        | TenantEvent::ReplySaved { .. }
+        | TenantEvent::ReplyRemoved { .. }
+        | TenantEvent::FriendRequestAnswered { .. } => false,
+        TenantEvent::FriendRequested { from, to, .. } => *from == who || *to == who,
         TenantEvent::FriendsAdded { n, peers, .. } | TenantEvent::FriendsRemoved { n, peers } => *n == who || peers.contains(&who),
         TenantEvent::FriendNotesSet { n, .. } | TenantEvent::NoDisturbChanged { n, .. } | TenantEvent::GroupsShielded { n, .. } => *n == who,
         TenantEvent::SensitiveWordsAdded { .. }
@@ -711,6 +745,7 @@ pub fn envelope_line(e: &Envelope) -> String {
         Actor::System => "system".to_owned(),
         Actor::Api { credential } => format!("api:{credential}"),
         Actor::Client { uid, device_flag } => format!("client:{uid}/{}", device_flag.0),
+        Actor::Delegated { credential, uid } => format!("api:{credential}/for:{uid}"),
     };
     format!(
         "{:>8}  {}  {:<26}  {:<24}  {:<18}  {}  {}",

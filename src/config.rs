@@ -29,6 +29,7 @@ fn setting_keys() -> Vec<String> {
         tls_cert_file: path(),
         tls_key_file: path(),
         openim: Some(OpenImApp { tag: String::new(), secret: String::new(), admin_uid: String::new(), token_ttl_secs: 0 }),
+        popim: Some(PopImApp { tag: String::new(), token: some(), settings: Default::default() }),
         ..Config::default()
     };
     match toml::Value::try_from(full) {
@@ -147,6 +148,36 @@ impl std::fmt::Debug for OpenImApp {
     }
 }
 
+/// The PopIM-style app (seed 003) the PopIM family serves under `/api/`: its users and groups form one
+/// tenant of the server. The document has no credential (its caller is the app's own backend, acting
+/// for its signed-in user `login_uid`); `token`, when set, must come in every request's `token` header,
+/// and must be set when the API listens beyond loopback.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopImApp {
+    /// The tenant's permanent tag (1 to 8 of `a-z 0-9`, unique among the apps; `pop` by default).
+    #[serde(default = "default_popim_tag")]
+    pub tag: String,
+    /// The credential callers send in the `token` header (never shown, never stored in the log).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Overrides of the app's settings (`/api/pop/getsetting`): `on`/`off` switches such as `register`,
+    /// `add_friend`, `create_group`, `private_chat`, `group_chat`, `upload_img`, `upload_file`,
+    /// `stranger_chat` (enforced), and texts such as `app_name` and `ws_address`.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+fn default_popim_tag() -> String {
+    "pop".into()
+}
+
+impl std::fmt::Debug for PopImApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PopImApp").field("tag", &self.tag).field("token", &self.token.as_ref().map(|_| "<redacted>")).field("settings", &self.settings).finish()
+    }
+}
+
 /// The credential name recorded when no credential is configured (loopback-only API).
 pub const LOCAL_CREDENTIAL: &str = "local";
 /// The name of the credential `manager_token` defines.
@@ -192,6 +223,9 @@ pub struct Config {
     /// `/manager/...`, the document's twelve paths). None by default: the family then refuses every
     /// request and says how to configure it.
     pub openim: Option<OpenImApp>,
+    /// The PopIM-style app the PopIM family serves (`/api/...`). None by default: the family then
+    /// refuses every request and says how to configure it.
+    pub popim: Option<PopImApp>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
     /// Most committed records whose index entries wait in memory for the event log's indexer; past it,
@@ -294,6 +328,7 @@ impl Default for Config {
             max_page_bytes: 16 << 20,
             jmessage_apps: Vec::new(),
             openim: None,
+            popim: None,
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
@@ -419,6 +454,9 @@ impl Config {
         if let Some(app) = &mut c.openim {
             app.secret = HIDDEN.into();
         }
+        if let Some(token) = c.popim.as_mut().and_then(|app| app.token.as_mut()) {
+            *token = HIDDEN.into();
+        }
         c
     }
 
@@ -436,6 +474,7 @@ impl Config {
             ("external_ws_addr", c.external_ws_addr.is_none()),
             ("external_wss_addr", c.external_wss_addr.is_none()),
             ("openim", c.openim.is_none()),
+            ("popim", c.popim.is_none()),
         ];
         for (key, is_unset) in unset {
             if is_unset {
@@ -453,6 +492,7 @@ impl Config {
         self.validate_api_keys()?;
         self.validate_jmessage_apps()?;
         self.validate_openim()?;
+        self.validate_popim()?;
         if self.api_header_timeout_ms == 0 || self.api_max_connections == 0 || self.max_page_bytes == 0 {
             return Err("api_header_timeout_ms, api_max_connections and max_page_bytes must be at least 1".into());
         }
@@ -589,6 +629,26 @@ impl Config {
         Ok(())
     }
 
+    fn validate_popim(&self) -> Result<(), String> {
+        let Some(app) = &self.popim else { return Ok(()) };
+        if app.tag.is_empty() || app.tag.len() > 8 || !app.tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            return Err(format!("popim: tag {:?} must be 1 to 8 of a-z 0-9", app.tag));
+        }
+        if self.jmessage_apps.iter().any(|a| a.tag == app.tag) || self.openim.as_ref().is_some_and(|o| o.tag == app.tag) {
+            return Err(format!("popim: the tag {:?} is another app's too; each app needs its own", app.tag));
+        }
+        if app.token.as_deref().is_some_and(str::is_empty) {
+            return Err("popim: token must not be empty (leave it out to serve loopback only)".into());
+        }
+        if app.token.is_none() && !self.api_addr.ip().is_loopback() {
+            return Err(format!(
+                "popim: the PopIM family trusts login_uid and would listen on {} without a credential: set popim.token (its callers send it in the token header), or bind api_addr to a loopback address",
+                self.api_addr
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_api_keys(&self) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
         let mut secrets = std::collections::HashSet::new();
@@ -623,6 +683,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_popim_family_needs_a_token_beyond_loopback() {
+        let app = PopImApp { tag: "pop".into(), token: None, settings: Default::default() };
+        let local = Config { popim: Some(app.clone()), ..Config::default() };
+        assert!(local.validate().is_ok(), "loopback without a token");
+        let public = Config { api_addr: ([0, 0, 0, 0], 5001).into(), manager_token: Some("m".into()), popim: Some(app.clone()), ..Config::default() };
+        assert!(public.validate().unwrap_err().contains("popim.token"));
+        let tokened = Config { popim: Some(PopImApp { token: Some("t".into()), ..app.clone() }), ..public };
+        assert!(tokened.validate().is_ok());
+        assert!(!tokened.to_toml().unwrap().contains("token = \"t\""), "hidden");
+        let empty = Config { popim: Some(PopImApp { token: Some(String::new()), ..app }), ..Config::default() };
+        assert!(empty.validate().is_err());
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type

@@ -100,6 +100,7 @@ pub fn actor_label(actor: &Actor) -> String {
         Actor::System => "system".into(),
         Actor::Api { credential } => format!("api:{credential}"),
         Actor::Client { uid, device_flag } => format!("client:{}/{}", uid.0, device_flag.0),
+        Actor::Delegated { credential, uid } => format!("api:{credential}/for:{}", uid.0),
     }
 }
 

@@ -514,6 +514,12 @@ impl Handler<GetRevoked> for ChannelActor {
         if msg.from > msg.to {
             return Ok(Vec::new());
         }
-        Ok(state.revoked.range(MessageSeq(msg.from)..=MessageSeq(msg.to)).map(|(s, u)| (*s, u.clone())).collect())
+        // Messages deleted for everyone are, to readers, retracted ones too: no content.
+        let range = MessageSeq(msg.from)..=MessageSeq(msg.to);
+        let mut out: Vec<(MessageSeq, Uid)> =
+            state.revoked.range(range.clone()).chain(state.deleted_messages.range(range)).map(|(s, u)| (*s, u.clone())).collect();
+        out.sort_unstable_by_key(|(s, _)| *s);
+        out.dedup_by_key(|(s, _)| *s);
+        Ok(out)
     }
 }

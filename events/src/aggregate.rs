@@ -103,9 +103,9 @@ pub const SETTLED_MAX: usize = 1024;
 /// them. Raised whenever a state's fields change (2: channels have a group profile, tenants their
 /// groups; 3: channels list their retracted messages; 4: tenants their friendships; 5: tenants their sensitive words
 /// and switches; 6: tenants their users' no-disturb settings and shields;
-/// 7: chatrooms their members' join times, tenants their rooms; 8: tenants their uploads; 9: users their OpenIM platform tokens). A snapshot of an older format is not decoded but ignored ([`decode_state`] answers
+/// 7: chatrooms their members' join times, tenants their rooms; 8: tenants their uploads; 9: users their OpenIM platform tokens; 10: tenants their friend requests and replies, channels their managers' changes and deleted messages, users their hidden messages and conversation settings). A snapshot of an older format is not decoded but ignored ([`decode_state`] answers
 /// `None`): the state is rebuilt from the log, which always holds every event.
-pub const STATE_FORMAT: u8 = 9;
+pub const STATE_FORMAT: u8 = 10;
 
 /// Encodes an aggregate state for a snapshot.
 pub fn encode_state<A: Aggregate>(state: &A) -> Vec<u8> {

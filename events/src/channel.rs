@@ -235,6 +235,31 @@ pub enum ChannelEvent {
         /// When.
         at: Timestamp,
     },
+    /// Members became managers of a group, or ordinary members again.
+    ManagersChanged {
+        /// New managers.
+        added: Vec<Uid>,
+        /// Former managers.
+        removed: Vec<Uid>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Every member but the owner and managers was muted, or that was lifted.
+    MuteAllSet {
+        /// Muted.
+        on: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// A message was deleted for everyone by its sender: no reader sees it any more (the log keeps it).
+    MessageDeleted {
+        /// The message.
+        seq: MessageSeq,
+        /// Who deleted it (its sender).
+        by: Uid,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -262,6 +287,9 @@ impl ChannelEvent {
             ChannelEvent::MessageRevoked { .. } => "channel.message_revoked",
             ChannelEvent::RoomMembersAdded { .. } => "channel.room_members_added",
             ChannelEvent::GroupNoticeSet { .. } => "channel.group_notice_set",
+            ChannelEvent::ManagersChanged { .. } => "channel.managers_changed",
+            ChannelEvent::MuteAllSet { .. } => "channel.mute_all_set",
+            ChannelEvent::MessageDeleted { .. } => "channel.message_deleted",
         }
     }
 }
@@ -395,6 +423,16 @@ pub enum ChannelCommand {
         /// How long after sending a retraction is allowed (`None`: any time).
         window_ms: Option<u64>,
     },
+    /// Delete an ordinary message for everyone: only its sender, once. The caller read the stored
+    /// sender first, as for `Revoke`.
+    DeleteMessage {
+        /// The message.
+        seq: MessageSeq,
+        /// Its stored sender.
+        from: Uid,
+        /// Who asks.
+        by: Uid,
+    },
 }
 
 /// The state of one channel, rebuilt from its events.
@@ -430,6 +468,8 @@ pub struct ChannelState {
     pub joined_at: BTreeMap<Uid, Timestamp>,
     /// A group's notice (empty when it has none).
     pub notice: String,
+    /// Messages deleted for everyone, and by whom.
+    pub deleted_messages: BTreeMap<MessageSeq, Uid>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -763,6 +803,15 @@ impl Aggregate for ChannelState {
                 }
                 Ok(vec![ChannelEvent::MessageRevoked { seq: *seq, by: by.clone(), at: now }])
             }
+            ChannelCommand::DeleteMessage { seq, from, by } => {
+                if seq.0 == 0 || *seq > self.last_message_seq || self.deleted_messages.contains_key(seq) {
+                    return Err(Rejection::NotFound(format!("message {}", seq.0)));
+                }
+                if by != from {
+                    return Err(Rejection::NotAllowed("only its sender may delete a message for everyone".into()));
+                }
+                Ok(vec![ChannelEvent::MessageDeleted { seq: *seq, by: by.clone(), at: now }])
+            }
         }
     }
 
@@ -795,6 +844,9 @@ impl Aggregate for ChannelState {
                 self.group = None;
                 self.joined_at.clear();
                 self.notice.clear();
+            }
+            ChannelEvent::MessageDeleted { seq, by, .. } => {
+                self.deleted_messages.insert(*seq, by.clone());
             }
             ChannelEvent::MessageRevoked { seq, by, .. } => {
                 self.revoked.insert(*seq, by.clone());
@@ -851,7 +903,9 @@ impl Aggregate for ChannelState {
             | ChannelEvent::GroupProfileUpdated { .. }
             | ChannelEvent::OwnerTransferred { .. }
             | ChannelEvent::MembersMuted { .. }
-            | ChannelEvent::GroupNoticeSet { .. } => self.apply_group(event),
+            | ChannelEvent::GroupNoticeSet { .. }
+            | ChannelEvent::ManagersChanged { .. }
+            | ChannelEvent::MuteAllSet { .. } => self.apply_group(event),
         }
     }
 

@@ -75,6 +75,13 @@ pub enum Actor {
         /// The device kind of the connection.
         device_flag: DeviceFlag,
     },
+    /// An app's backend acting for one of its signed-in users (the PopIM family's `login_uid`).
+    Delegated {
+        /// The credential (the family and app) the request came through.
+        credential: String,
+        /// The user it acted for.
+        uid: Uid,
+    },
 }
 
 /// The audit part of an envelope: when, who, which request, from where.

@@ -100,6 +100,27 @@ pub enum GroupCommand {
         /// Until when; `None` lifts the mute.
         until: Option<Timestamp>,
     },
+    /// Make a member (not the owner) a manager, or an ordinary member again.
+    SetManager {
+        /// Whom.
+        uid: Uid,
+        /// Manager or not.
+        on: bool,
+    },
+    /// Mute every member but the owner and managers, or lift that.
+    MuteAll(bool),
+    /// Delete the group: every member leaves it.
+    Disband,
+    /// A command on behalf of a user, allowed by the user's role: the owner alone disbands, removes
+    /// others, transfers, names managers and changes the profile; the owner or a manager mutes (a
+    /// manager never the owner or another manager); any member invites; a non-member may add only
+    /// itself, and only to a public group; any member may remove itself.
+    As {
+        /// The acting user.
+        by: Uid,
+        /// What it asks.
+        cmd: Box<GroupCommand>,
+    },
 }
 
 impl ChannelState {
@@ -188,6 +209,33 @@ impl ChannelState {
                 }
                 Ok(if *to == g.owner { Vec::new() } else { vec![ChannelEvent::OwnerTransferred { from: g.owner.clone(), to: to.clone(), at: now }] })
             }
+            GroupCommand::SetManager { uid, on } => {
+                let g = self.group()?;
+                if !self.subscribers.contains(uid) {
+                    return Err(Rejection::NotFound(format!("member {uid}")));
+                }
+                if *uid == g.owner {
+                    return Err(Rejection::Invalid("the owner cannot be a manager".into()));
+                }
+                Ok(match (g.managers.contains(uid), on) {
+                    (false, true) => vec![ChannelEvent::ManagersChanged { added: vec![uid.clone()], removed: Vec::new(), at: now }],
+                    (true, false) => vec![ChannelEvent::ManagersChanged { added: Vec::new(), removed: vec![uid.clone()], at: now }],
+                    _ => Vec::new(),
+                })
+            }
+            GroupCommand::MuteAll(on) => {
+                let g = self.group()?;
+                Ok(if g.mute_all == *on { Vec::new() } else { vec![ChannelEvent::MuteAllSet { on: *on, at: now }] })
+            }
+            GroupCommand::Disband => {
+                self.group()?;
+                Ok(vec![ChannelEvent::Deleted])
+            }
+            GroupCommand::As { by, cmd } => {
+                let g = self.group()?;
+                self.allows(g, by, cmd)?;
+                self.decide_group(key, cmd, now)
+            }
             GroupCommand::Mute { uids, until } => {
                 let g = self.group()?;
                 if uids.is_empty() {
@@ -201,6 +249,34 @@ impl ChannelState {
                 let changed: Vec<Uid> = uids.into_iter().filter(|u| g.muted.get(u).copied().unwrap_or(Timestamp(0)) != until).collect();
                 Ok(if changed.is_empty() { Vec::new() } else { vec![ChannelEvent::MembersMuted { uids: changed, until, at: now }] })
             }
+        }
+    }
+
+    /// Whether `by` may ask `cmd` of this group (see [`GroupCommand::As`]).
+    fn allows(&self, g: &GroupProfile, by: &Uid, cmd: &GroupCommand) -> Result<(), Rejection> {
+        let owner = *by == g.owner;
+        let manager = g.managers.contains(by);
+        let member = self.subscribers.contains(by);
+        let refuse = |what: &str| Err(Rejection::NotAllowed(format!("{by} may not {what} in this group")));
+        match cmd {
+            GroupCommand::Members { add, remove } => {
+                let only_self = |l: &Vec<Uid>| l.iter().all(|u| u == by);
+                if !remove.is_empty() && !only_self(remove) && !owner {
+                    return refuse("remove members");
+                }
+                let may_add = add.is_empty() || member || (only_self(add) && g.public);
+                if !may_add {
+                    return refuse("add members");
+                }
+                Ok(())
+            }
+            GroupCommand::Mute { .. } | GroupCommand::MuteAll(_) if !owner && !manager => refuse("mute members"),
+            GroupCommand::Mute { uids, .. } if !owner && uids.iter().any(|u| *u == g.owner || g.managers.contains(u)) => refuse("mute the owner or a manager"),
+            GroupCommand::Mute { .. } | GroupCommand::MuteAll(_) => Ok(()),
+            GroupCommand::As { .. } => Err(Rejection::Invalid("a command on behalf of a user cannot nest".into())),
+            GroupCommand::Create(_) => Err(Rejection::Invalid("a group is created by its owner's app".into())),
+            _ if owner => Ok(()),
+            _ => refuse("do this"),
         }
     }
 
@@ -223,6 +299,21 @@ impl ChannelState {
                 }
             }
             ChannelEvent::GroupNoticeSet { notice, .. } => self.notice = notice.clone(),
+            ChannelEvent::ManagersChanged { added, removed, at } => {
+                if let Some(g) = &mut self.group {
+                    g.managers.extend(added.iter().filter(|u| self.subscribers.contains(*u)).cloned());
+                    for u in removed {
+                        g.managers.remove(u);
+                    }
+                    g.mtime = *at;
+                }
+            }
+            ChannelEvent::MuteAllSet { on, at } => {
+                if let Some(g) = &mut self.group {
+                    g.mute_all = *on;
+                    g.mtime = *at;
+                }
+            }
             ChannelEvent::OwnerTransferred { to, at, .. } => {
                 if let Some(g) = &mut self.group {
                     g.owner = to.clone();

@@ -37,7 +37,8 @@ pub use ids::{
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
 pub use tenant::{
-    mask_words, tenant_group, tenant_group_parts, tenant_room, tenant_room_parts, tenant_uid, tenant_uid_parts, Account, FriendNote, MediaRecord, NewAccount,
-    NoDisturb, NoteChange, PasswordHash, Profile, Registration, TenantCommand, TenantEvent, TenantState, MAX_SENSITIVE_WORDS, MAX_SENSITIVE_WORD_CHARS,
+    mask_words, tenant_group, tenant_group_parts, tenant_room, tenant_room_parts, tenant_uid, tenant_uid_parts, Account, FriendNote, FriendRequest,
+    MediaRecord, NewAccount, NoDisturb, NoteChange, PasswordHash, Profile, Registration, Reply, TenantCommand, TenantEvent, TenantState, MAX_SENSITIVE_WORDS,
+    MAX_SENSITIVE_WORD_CHARS,
 };
 pub use user::{platform_device_flag, ChannelMark, ConversationMarks, DeviceToken, PlatformToken, QueuedCommand, UserCommand, UserEvent, UserState, PLATFORMS};

@@ -286,6 +286,72 @@ pub enum TenantEvent {
         /// What was stored.
         record: MediaRecord,
     },
+    /// User `from` asked user `to` to be friends (request number `nid`).
+    FriendRequested {
+        /// The request's number in the tenant.
+        nid: u64,
+        /// Who asks.
+        from: u64,
+        /// Whom.
+        to: u64,
+        /// The asker's note.
+        postscript: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The addressee of request `nid` agreed (the two are friends from now on) or refused.
+    FriendRequestAnswered {
+        /// The request.
+        nid: u64,
+        /// Agreed.
+        agree: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// A canned reply was added (a new `id`) or replaced; a default clears the other defaults of its type.
+    ReplySaved {
+        /// Its id in the tenant.
+        id: u64,
+        /// The reply.
+        reply: Reply,
+    },
+    /// A canned reply was removed.
+    ReplyRemoved {
+        /// Its id.
+        id: u64,
+    },
+}
+
+/// A request to be friends.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FriendRequest {
+    /// Who asks.
+    pub from: u64,
+    /// Whom.
+    pub to: u64,
+    /// The asker's note.
+    pub postscript: String,
+    /// When it was made.
+    pub at: Timestamp,
+    /// `None` while pending, then agreed or not.
+    pub answer: Option<bool>,
+}
+
+/// A canned reply of an app (welcome text, quick reply, or frequent question).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Reply {
+    /// 1 welcome, 2 quick reply, 3 frequent question.
+    pub kind: u8,
+    /// Title (the question for kind 3).
+    pub title: String,
+    /// Keyword.
+    pub keyword: String,
+    /// The reply's text.
+    pub content: String,
+    /// Order: larger first.
+    pub weights: i64,
+    /// The default of its kind.
+    pub is_default: bool,
 }
 
 /// An uploaded file: its bytes live in the blob store under their SHA-256, the record here.
@@ -373,6 +439,10 @@ impl TenantEvent {
             TenantEvent::RoomOpened { .. } => "tenant.room_opened",
             TenantEvent::RoomClosed { .. } => "tenant.room_closed",
             TenantEvent::MediaStored { .. } => "tenant.media_stored",
+            TenantEvent::FriendRequested { .. } => "tenant.friend_requested",
+            TenantEvent::FriendRequestAnswered { .. } => "tenant.friend_request_answered",
+            TenantEvent::ReplySaved { .. } => "tenant.reply_saved",
+            TenantEvent::ReplyRemoved { .. } => "tenant.reply_removed",
         }
     }
 }
@@ -475,6 +545,34 @@ pub enum TenantCommand {
     OpenRoom,
     /// Take a chatroom off the list (nothing happens for one not on it).
     CloseRoom(u64),
+    /// User `from` asks user `to` (by number) to be friends: refused for oneself, for friends already,
+    /// and while an earlier request between the two is pending.
+    RequestFriend {
+        /// Who asks.
+        from: u64,
+        /// Whom.
+        to: u64,
+        /// The asker's note.
+        postscript: String,
+    },
+    /// User `by` answers request `nid`: only its addressee, only while it is pending.
+    AnswerFriendRequest {
+        /// Who answers.
+        by: u64,
+        /// The request.
+        nid: u64,
+        /// Agree.
+        agree: bool,
+    },
+    /// Add a canned reply (`id` `None`) or replace reply `id`.
+    SaveReply {
+        /// The reply to replace, or none for a new one.
+        id: Option<u64>,
+        /// The reply.
+        reply: Reply,
+    },
+    /// Remove canned reply `id`.
+    RemoveReply(u64),
     /// Shield groups' messages from a user, or stop (idempotently).
     ShieldGroups {
         /// Whose.
@@ -517,6 +615,14 @@ pub struct TenantState {
     pub last_room: u64,
     /// Stored uploads by kind and SHA-256.
     pub media: BTreeMap<(String, String), MediaRecord>,
+    /// Friend requests by number.
+    pub requests: BTreeMap<u64, FriendRequest>,
+    /// The highest request number ever given.
+    pub last_request: u64,
+    /// Canned replies by id.
+    pub replies: BTreeMap<u64, Reply>,
+    /// The highest reply id ever given.
+    pub last_reply: u64,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -801,6 +907,58 @@ impl Aggregate for TenantState {
                     vec![TenantEvent::SdkRegistrationSwitched { on: *on }]
                 }
             }
+            TenantCommand::RequestFriend { from, to, postscript } => {
+                for n in [from, to] {
+                    if !self.users.contains_key(n) {
+                        return Err(Rejection::NotFound(format!("user {n}")));
+                    }
+                }
+                if from == to {
+                    return Err(Rejection::Invalid("a user cannot ask itself to be friends".into()));
+                }
+                if self.friends.get(from).is_some_and(|f| f.contains_key(to)) {
+                    return Err(Rejection::Exists(format!("friendship of {from} and {to}")));
+                }
+                let pending = self.requests.values().any(|r| r.answer.is_none() && ((r.from, r.to) == (*from, *to) || (r.from, r.to) == (*to, *from)));
+                if pending {
+                    return Err(Rejection::Exists(format!("a pending request between {from} and {to}")));
+                }
+                vec![TenantEvent::FriendRequested { nid: self.last_request + 1, from: *from, to: *to, postscript: postscript.clone(), at: now }]
+            }
+            TenantCommand::AnswerFriendRequest { by, nid, agree } => {
+                let r = self.requests.get(nid).ok_or_else(|| Rejection::NotFound(format!("friend request {nid}")))?;
+                if r.to != *by {
+                    return Err(Rejection::NotAllowed(format!("only the addressee of friend request {nid} may answer it")));
+                }
+                if r.answer.is_some() {
+                    return Err(Rejection::Exists(format!("an answer to friend request {nid}")));
+                }
+                if !self.users.contains_key(&r.from) {
+                    return Err(Rejection::NotFound(format!("user {}", r.from)));
+                }
+                vec![TenantEvent::FriendRequestAnswered { nid: *nid, agree: *agree, at: now }]
+            }
+            TenantCommand::SaveReply { id, reply } => {
+                if !(1..=3).contains(&reply.kind) {
+                    return Err(Rejection::Invalid(format!("reply type must be 1 to 3, got {}", reply.kind)));
+                }
+                let id = match id {
+                    Some(id) if self.replies.contains_key(id) => *id,
+                    Some(id) => return Err(Rejection::NotFound(format!("reply {id}"))),
+                    None => self.last_reply + 1,
+                };
+                if self.replies.get(&id) == Some(reply) {
+                    Vec::new()
+                } else {
+                    vec![TenantEvent::ReplySaved { id, reply: reply.clone() }]
+                }
+            }
+            TenantCommand::RemoveReply(id) => {
+                if !self.replies.contains_key(id) {
+                    return Err(Rejection::NotFound(format!("reply {id}")));
+                }
+                vec![TenantEvent::ReplyRemoved { id: *id }]
+            }
         })
     }
 
@@ -845,6 +1003,7 @@ impl Aggregate for TenantState {
                     self.no_disturb.remove(n);
                     self.shields.remove(n);
                 }
+                self.requests.retain(|_, r| !ns.contains(&r.from) && !ns.contains(&r.to));
             }
             TenantEvent::FriendsAdded { n, peers, at } => {
                 for p in peers {
@@ -895,6 +1054,33 @@ impl Aggregate for TenantState {
                 if *nd == NoDisturb::default() {
                     self.no_disturb.remove(n);
                 }
+            }
+            TenantEvent::FriendRequested { nid, from, to, postscript, at } => {
+                self.last_request = self.last_request.max(*nid);
+                self.requests.insert(*nid, FriendRequest { from: *from, to: *to, postscript: postscript.clone(), at: *at, answer: None });
+            }
+            TenantEvent::FriendRequestAnswered { nid, agree, at } => {
+                if let Some(r) = self.requests.get_mut(nid) {
+                    r.answer = Some(*agree);
+                    let (a, b) = (r.from, r.to);
+                    if *agree && self.users.contains_key(&a) && self.users.contains_key(&b) {
+                        let note = || FriendNote { note_name: String::new(), others: String::new(), since: *at };
+                        self.friends.entry(a).or_default().entry(b).or_insert_with(note);
+                        self.friends.entry(b).or_default().entry(a).or_insert_with(note);
+                    }
+                }
+            }
+            TenantEvent::ReplySaved { id, reply } => {
+                self.last_reply = self.last_reply.max(*id);
+                if reply.is_default {
+                    for r in self.replies.values_mut().filter(|r| r.kind == reply.kind) {
+                        r.is_default = false;
+                    }
+                }
+                self.replies.insert(*id, reply.clone());
+            }
+            TenantEvent::ReplyRemoved { id } => {
+                self.replies.remove(id);
             }
             TenantEvent::MediaStored { record } => {
                 self.media.entry((record.kind.clone(), record.sha256.clone())).or_insert_with(|| record.clone());

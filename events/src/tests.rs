@@ -795,3 +795,110 @@ fn a_room_records_when_each_member_joined_and_forgets_those_who_left() {
     assert_eq!(tenant_room_parts(&room.id), Some(("a1", 1)));
     assert_eq!(room.ty, ChannelType::LIVE);
 }
+
+#[test]
+fn friend_requests_go_to_their_addressee_once_and_an_agreement_makes_friends() {
+    let tag = "p1".to_owned();
+    let users = registered(1, &["ann", "bob", "cat"]);
+    let ask = |from, to| TenantCommand::RequestFriend { from, to, postscript: "hi".into() };
+    let asked = TenantEvent::FriendRequested { nid: 1, from: 1, to: 2, postscript: "hi".into(), at: Timestamp(5) };
+    check::<TenantState>(
+        &tag,
+        std::slice::from_ref(&users),
+        ask(1, 2),
+        Ok(vec![TenantEvent::FriendRequested { nid: 1, from: 1, to: 2, postscript: "hi".into(), at: Timestamp(1_700_000_000_000) }]),
+    );
+    check::<TenantState>(&tag, std::slice::from_ref(&users), ask(1, 1), Err(Rejection::Invalid("a user cannot ask itself to be friends".into())));
+    check::<TenantState>(&tag, std::slice::from_ref(&users), ask(1, 9), Err(Rejection::NotFound("user 9".into())));
+    let pending = [users.clone(), asked.clone()];
+    for (from, to) in [(1, 2), (2, 1)] {
+        assert!(matches!(TenantState::default().decide(&tag, &ask(from, to), Timestamp(0)), Err(Rejection::NotFound(_))));
+        let mut s = TenantState::default();
+        pending.iter().enumerate().for_each(|(i, e)| s.apply(Position(i as u64 + 1), e));
+        assert!(matches!(s.decide(&tag, &ask(from, to), Timestamp(0)), Err(Rejection::Exists(_))), "one pending request per pair");
+    }
+    let answer = |by, agree| TenantCommand::AnswerFriendRequest { by, nid: 1, agree };
+    check::<TenantState>(&tag, &pending, answer(1, true), Err(Rejection::NotAllowed("only the addressee of friend request 1 may answer it".into())));
+    check::<TenantState>(&tag, &pending, answer(3, true), Err(Rejection::NotAllowed("only the addressee of friend request 1 may answer it".into())));
+    let agreed = TenantEvent::FriendRequestAnswered { nid: 1, agree: true, at: Timestamp(1_700_000_000_000) };
+    check::<TenantState>(&tag, &pending, answer(2, true), Ok(vec![agreed.clone()]));
+    let answered = [users.clone(), asked, agreed];
+    check::<TenantState>(&tag, &answered, answer(2, false), Err(Rejection::Exists("an answer to friend request 1".into())));
+    let mut s = TenantState::default();
+    answered.iter().enumerate().for_each(|(i, e)| s.apply(Position(i as u64 + 1), e));
+    assert!(s.friends[&1].contains_key(&2) && s.friends[&2].contains_key(&1), "friends both ways");
+    assert!(matches!(s.decide(&tag, &ask(2, 1), Timestamp(0)), Err(Rejection::Exists(_))), "friends already");
+}
+
+#[test]
+fn a_default_reply_clears_the_other_defaults_of_its_type() {
+    let tag = "p1".to_owned();
+    let reply = |kind, is_default| Reply { kind, title: "t".into(), keyword: String::new(), content: "c".into(), weights: 0, is_default };
+    let mut s = TenantState::default();
+    for (id, r) in [(1, reply(1, true)), (2, reply(2, true)), (3, reply(1, true))] {
+        s.apply(Position(id), &TenantEvent::ReplySaved { id, reply: r });
+    }
+    assert_eq!((s.replies[&1].is_default, s.replies[&2].is_default, s.replies[&3].is_default), (false, true, true));
+    assert!(matches!(s.decide(&tag, &TenantCommand::SaveReply { id: None, reply: reply(4, false) }, Timestamp(0)), Err(Rejection::Invalid(_))));
+    assert!(matches!(s.decide(&tag, &TenantCommand::SaveReply { id: Some(9), reply: reply(1, false) }, Timestamp(0)), Err(Rejection::NotFound(_))));
+    assert_eq!(s.decide(&tag, &TenantCommand::SaveReply { id: Some(3), reply: reply(1, true) }, Timestamp(0)), Ok(vec![]));
+    assert_eq!(s.decide(&tag, &TenantCommand::RemoveReply(2), Timestamp(0)), Ok(vec![TenantEvent::ReplyRemoved { id: 2 }]));
+}
+
+#[test]
+fn group_commands_on_behalf_of_a_user_follow_its_role() {
+    let mut given = group_created("o", &["o", "m", "a"]);
+    given[1] = ChannelEvent::GroupCreated { profile: Box::new(GroupProfile { max_members: 10, ..profile_of("o") }) };
+    given.push(ChannelEvent::ManagersChanged { added: uids(&["m"]), removed: vec![], at: Timestamp(1) });
+    let decide = |by: &str, cmd: GroupCommand| {
+        let mut s = ChannelState::default();
+        given.iter().enumerate().for_each(|(i, e)| s.apply(Position(i as u64 + 1), e));
+        s.decide(&jm_group(), &ChannelCommand::Group(GroupCommand::As { by: by.into(), cmd: Box::new(cmd) }), Timestamp(2))
+    };
+    let members = |add: &[&str], remove: &[&str]| GroupCommand::Members { add: uids(add), remove: uids(remove) };
+    let mute = |who: &[&str]| GroupCommand::Mute { uids: uids(who), until: Some(Timestamp(99)) };
+    // Only the owner removes others, names managers, disbands.
+    for by in ["m", "a"] {
+        assert!(matches!(decide(by, members(&[], &["o"])), Err(Rejection::NotAllowed(_))), "{by}");
+        assert!(matches!(decide(by, GroupCommand::SetManager { uid: "a".into(), on: true }), Err(Rejection::NotAllowed(_))), "{by}");
+        assert!(matches!(decide(by, GroupCommand::Disband), Err(Rejection::NotAllowed(_))), "{by}");
+    }
+    assert!(decide("o", members(&[], &["a"])).is_ok());
+    assert_eq!(
+        decide("o", GroupCommand::SetManager { uid: "a".into(), on: true }),
+        Ok(vec![ChannelEvent::ManagersChanged { added: uids(&["a"]), removed: vec![], at: Timestamp(2) }])
+    );
+    assert_eq!(decide("o", GroupCommand::Disband), Ok(vec![ChannelEvent::Deleted]));
+    // The owner or a manager mutes; a manager never the owner or a manager; members do not.
+    assert!(decide("m", mute(&["a"])).is_ok() && decide("o", mute(&["m"])).is_ok());
+    assert!(matches!(decide("m", mute(&["o"])), Err(Rejection::NotAllowed(_))));
+    assert!(matches!(decide("a", mute(&["a"])), Err(Rejection::NotAllowed(_))));
+    assert_eq!(decide("m", GroupCommand::MuteAll(true)), Ok(vec![ChannelEvent::MuteAllSet { on: true, at: Timestamp(2) }]));
+    assert!(matches!(decide("a", GroupCommand::MuteAll(true)), Err(Rejection::NotAllowed(_))));
+    // Any member invites and leaves; a non-member joins only itself, only a public group.
+    assert!(decide("a", members(&["x"], &[])).is_ok() && decide("a", members(&[], &["a"])).is_ok());
+    assert!(matches!(decide("x", members(&["x"], &[])), Err(Rejection::NotAllowed(_))), "a private group");
+    assert!(matches!(decide("x", members(&["y"], &[])), Err(Rejection::NotAllowed(_))));
+}
+
+#[test]
+fn a_message_is_deleted_for_everyone_by_its_sender_once_and_hidden_for_one_user() {
+    let mut state = ChannelState::default();
+    for (i, e) in [created(), appended(1, "a", 1)].iter().enumerate() {
+        state.apply(Position(i as u64 + 1), e);
+    }
+    let delete = |by: &str| ChannelCommand::DeleteMessage { seq: MessageSeq(1), from: "a".into(), by: by.into() };
+    assert!(matches!(state.decide(&group(), &delete("b"), Timestamp(3)), Err(Rejection::NotAllowed(_))));
+    let deleted = state.decide(&group(), &delete("a"), Timestamp(3)).unwrap();
+    state.apply(Position(3), &deleted[0]);
+    assert!(state.deleted_messages.contains_key(&MessageSeq(1)));
+    assert!(matches!(state.decide(&group(), &delete("a"), Timestamp(4)), Err(Rejection::NotFound(_))), "once");
+
+    let uid = Uid::from("b");
+    let hide = |seqs: &[u64]| UserCommand::HideMessages { channel: group(), seqs: seqs.iter().map(|q| MessageSeq(*q)).collect() };
+    let hidden = UserEvent::MessagesHidden { channel: group(), seqs: vec![MessageSeq(1), MessageSeq(2)] };
+    check::<UserState>(&uid, &[], hide(&[2, 1, 2, 0]), Ok(vec![hidden.clone()]));
+    check::<UserState>(&uid, std::slice::from_ref(&hidden), hide(&[1]), Ok(vec![]));
+    let pin = UserCommand::SetConversation { channel: group(), pinned: Some(true), remark: Some(String::new()) };
+    check::<UserState>(&uid, &[], pin.clone(), Ok(vec![UserEvent::ConversationSettingsChanged { channel: group(), pinned: Some(true), remark: None }]));
+}

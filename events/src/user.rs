@@ -82,6 +82,22 @@ pub enum UserEvent {
         /// When it stops authenticating (ms since the epoch).
         expires_at: Timestamp,
     },
+    /// Messages of a conversation were hidden from this user only (deleted for oneself).
+    MessagesHidden {
+        /// The conversation's channel.
+        channel: ChannelKey,
+        /// The hidden messages.
+        seqs: Vec<MessageSeq>,
+    },
+    /// The user's own settings of a conversation changed: the fields given replace the old ones.
+    ConversationSettingsChanged {
+        /// The conversation's channel.
+        channel: ChannelKey,
+        /// Pinned to the top of the list.
+        pinned: Option<bool>,
+        /// The user's own name for it (empty: none).
+        remark: Option<String>,
+    },
 }
 
 /// A point in a channel's message sequence, with the channel's red-dot count there, so unread counts
@@ -107,6 +123,8 @@ impl UserEvent {
             UserEvent::ConversationJoined { .. } => "user.conversation_joined",
             UserEvent::ConversationLeft { .. } => "user.conversation_left",
             UserEvent::PlatformTokenIssued { .. } => "user.platform_token_issued",
+            UserEvent::MessagesHidden { .. } => "user.messages_hidden",
+            UserEvent::ConversationSettingsChanged { .. } => "user.conversation_settings_changed",
         }
     }
 
@@ -150,6 +168,22 @@ pub enum UserCommand {
         channel: ChannelKey,
         /// Where the channel is now.
         at: ChannelMark,
+    },
+    /// Hide messages of a conversation from this user (those hidden already are skipped).
+    HideMessages {
+        /// The conversation.
+        channel: ChannelKey,
+        /// The messages.
+        seqs: Vec<MessageSeq>,
+    },
+    /// Change the user's own settings of a conversation (unchanged fields are left out of the event).
+    SetConversation {
+        /// The conversation.
+        channel: ChannelKey,
+        /// Pinned.
+        pinned: Option<bool>,
+        /// The user's own name for it.
+        remark: Option<String>,
     },
     /// Issue a token for an OpenIM platform (1 to 7), replacing the platform's previous one.
     IssuePlatformToken {
@@ -232,6 +266,12 @@ pub struct ConversationMarks {
     pub deleted_at: ChannelMark,
     /// Log position of the last change, for the conversation's version.
     pub changed_at: Position,
+    /// Messages hidden from this user.
+    pub hidden: std::collections::BTreeSet<MessageSeq>,
+    /// Pinned to the top of the list.
+    pub pinned: bool,
+    /// The user's own name for the conversation (empty: none).
+    pub remark: String,
 }
 
 impl ConversationMarks {
@@ -350,6 +390,27 @@ impl Aggregate for UserState {
                 }
                 vec![UserEvent::PlatformTokenIssued { platform: *platform, token_hash: sha256(token.as_bytes()), expires_at: *expires_at }]
             }
+            UserCommand::HideMessages { channel, seqs } => {
+                let marks = self.conversations.get(channel);
+                let mut fresh: Vec<MessageSeq> = seqs.iter().copied().filter(|q| q.0 > 0 && !marks.is_some_and(|m| m.hidden.contains(q))).collect();
+                fresh.sort_unstable();
+                fresh.dedup();
+                if fresh.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::MessagesHidden { channel: channel.clone(), seqs: fresh }]
+                }
+            }
+            UserCommand::SetConversation { channel, pinned, remark } => {
+                let marks = self.conversations.get(channel);
+                let pinned = pinned.filter(|p| marks.map_or(*p, |m| m.pinned != *p));
+                let remark = remark.clone().filter(|r| marks.map_or(!r.is_empty(), |m| m.remark != *r));
+                if pinned.is_none() && remark.is_none() {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::ConversationSettingsChanged { channel: channel.clone(), pinned, remark }]
+                }
+            }
         })
     }
 
@@ -369,6 +430,21 @@ impl Aggregate for UserState {
             }
             UserEvent::PlatformTokenIssued { platform, token_hash, expires_at } => {
                 self.platform_tokens.insert(*platform, PlatformToken { token_hash: *token_hash, expires_at: *expires_at });
+            }
+            UserEvent::MessagesHidden { channel, seqs } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                marks.hidden.extend(seqs.iter().copied());
+                marks.changed_at = marks.changed_at.max(position);
+            }
+            UserEvent::ConversationSettingsChanged { channel, pinned, remark } => {
+                let marks = self.conversations.entry(channel.clone()).or_default();
+                if let Some(p) = pinned {
+                    marks.pinned = *p;
+                }
+                if let Some(r) = remark {
+                    marks.remark = r.clone();
+                }
+                marks.changed_at = marks.changed_at.max(position);
             }
             UserEvent::CommandQueued { channel, message_seq, message_id } => {
                 self.pending_commands.insert(position, QueuedCommand { channel: channel.clone(), message_seq: *message_seq, message_id: *message_id });
@@ -413,6 +489,8 @@ impl Aggregate for UserState {
         for (position, event) in settled {
             match event {
                 UserEvent::UnreadSet { channel, .. }
+                | UserEvent::MessagesHidden { channel, .. }
+                | UserEvent::ConversationSettingsChanged { channel, .. }
                 | UserEvent::ConversationDeleted { channel, .. }
                 | UserEvent::ConversationJoined { channel, .. }
                 | UserEvent::ConversationLeft { channel } => {

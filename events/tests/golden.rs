@@ -315,6 +315,29 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 event: Event::Channel(ChannelEvent::GroupNoticeSet { notice: "公告".into(), at: Timestamp(1_700_000_000_130) }),
             }],
         ),
+        ("golden-v1-popim.log", {
+            let delegated = |i: u8| meta(i, Actor::Delegated { credential: "popim:p1".into(), uid: tenant_uid("p1", 1) });
+            let at = |i: u64| Timestamp(1_700_000_000_000 + i);
+            let in_tenant = |i: u8, event: TenantEvent| EnvelopeBody { stream: StreamId::Tenant("p1".into()), meta: delegated(i), event: Event::Tenant(event) };
+            let in_group = |i: u8, event: ChannelEvent| EnvelopeBody {
+                stream: StreamId::Channel(tenant_group("p1", 2)),
+                meta: delegated(i),
+                event: Event::Channel(event),
+            };
+            let in_user = |i: u8, event: UserEvent| EnvelopeBody { stream: StreamId::User(tenant_uid("p1", 1)), meta: delegated(i), event: Event::User(event) };
+            let reply = Reply { kind: 2, title: "t".into(), keyword: "k".into(), content: "c".into(), weights: 100, is_default: true };
+            vec![
+                in_tenant(140, TenantEvent::FriendRequested { nid: 1, from: 1, to: 2, postscript: "hi".into(), at: at(140) }),
+                in_tenant(141, TenantEvent::FriendRequestAnswered { nid: 1, agree: true, at: at(141) }),
+                in_tenant(142, TenantEvent::ReplySaved { id: 1, reply }),
+                in_tenant(143, TenantEvent::ReplyRemoved { id: 1 }),
+                in_group(144, ChannelEvent::ManagersChanged { added: vec![tenant_uid("p1", 2)], removed: vec![tenant_uid("p1", 3)], at: at(144) }),
+                in_group(145, ChannelEvent::MuteAllSet { on: true, at: at(145) }),
+                in_group(146, ChannelEvent::MessageDeleted { seq: MessageSeq(7), by: tenant_uid("p1", 1), at: at(146) }),
+                in_user(147, UserEvent::MessagesHidden { channel: tenant_group("p1", 2), seqs: vec![MessageSeq(3), MessageSeq(4)] }),
+                in_user(148, UserEvent::ConversationSettingsChanged { channel: tenant_group("p1", 2), pinned: Some(true), remark: Some("r".into()) }),
+            ]
+        }),
     ]
 }
 
@@ -340,5 +363,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1 + 9, "a new event kind needs a new golden fixture: {kinds:?}");
 }

@@ -6,6 +6,8 @@
 //! * `jmessage` — the JMessage server API (seed 002) under `/v1/`, `/v2/`, `/groups/`, `/cross/`, with
 //!   its own Basic credentials and `{"error":{"code","message"}}` envelope;
 //! * `media` — `GET /media/<sha256>`: the bytes of uploads, for whoever has the URL;
+//! * `popim` — the PopIM-style app API (seed 003) under `/api/` (and its SMS paths), acting for the
+//!   `login_uid` an app's backend names, with `{"code","msg","data"}` envelopes;
 //! * `openim` — the OpenIM server API (seed 004) at the document's twelve exact paths, with its
 //!   `secret` and app-manager tokens and `{"errCode","errMsg"}` envelope;
 //! * `wukongim` — the WuKongIM/LiMaoIM server API, and the family for every path no other family owns.
@@ -19,6 +21,7 @@ mod error;
 pub mod jmessage;
 mod media;
 pub mod openim;
+pub mod popim;
 pub mod serve;
 mod wukongim;
 
@@ -66,6 +69,7 @@ pub struct Families {
     jmessage: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     media: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     openim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    popim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
 }
 
@@ -77,6 +81,7 @@ impl Families {
             jmessage: jmessage::routes(state.clone()),
             media: media::routes(state.clone()),
             openim: openim::routes(state.clone()),
+            popim: popim::routes(state.clone()),
             wukongim: wukongim::routes(state),
         }
     }
@@ -91,6 +96,8 @@ impl Families {
             &self.media
         } else if openim::owns(path) {
             &self.openim
+        } else if popim::owns(path) {
+            &self.popim
         } else {
             &self.wukongim
         }

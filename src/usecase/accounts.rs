@@ -222,6 +222,23 @@ impl UseCases {
         Ok(())
     }
 
+    /// Whether `password` is `username`'s (checked on the blocking pool: a hash costs milliseconds). An
+    /// unknown user's check is false, after the same work, so timing does not tell which names exist.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the tenant cannot be read.
+    pub async fn check_password(&self, tag: &str, username: &str, password: &str) -> Result<bool, Error> {
+        let name = username.to_owned();
+        let stored = self.core.tenant_read(tag, move |s| s.account(&name).map(|(_, a)| a.password.clone())).await?;
+        let password = password.to_owned();
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| PasswordHash { scheme: 1, iterations: PASSWORD_ITERATIONS, salt: vec![0; SALT_BYTES], hash: vec![0; 32] });
+        let matched = tokio::task::spawn_blocking(move || password_matches(&stored, &password))
+            .await
+            .map_err(|e| Error::Core(CoreError::Storage(format!("checking a password: {e}"))))?;
+        Ok(known && matched)
+    }
+
     /// Deletes accounts (all or none: an unknown name refuses the batch), then takes each deleted user
     /// out of its groups (an owner hands a group on first), logs its devices out and ends its sessions.
     ///

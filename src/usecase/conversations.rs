@@ -149,4 +149,57 @@ impl UseCases {
         self.core.user(&uid, cmd, origin).await?;
         Ok(())
     }
+
+    /// `uid`'s unread messages in channel `key`.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when state cannot be read.
+    pub async fn unread_in(&self, uid: &Uid, key: &ChannelKey) -> Result<u64, Error> {
+        let user = self.core.user_state(uid).await?;
+        let view = self.core.channel_view(key, uid).await?;
+        Ok(user.conversations.get(key).map_or(0, |m| m.unread(view.mark, view.own_last_sent)))
+    }
+
+    /// Marks `uid`'s conversation in `key` read up to `until` (ms; `None`: everything so far): the
+    /// messages of others after it stay unread. Looks back at most [`MAX_READ_SCAN`] messages.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when state cannot be read or the log fails.
+    pub async fn read_until(&self, uid: &Uid, key: &ChannelKey, until: Option<rookery_events::Timestamp>, origin: Origin) -> Result<(), Error> {
+        let view = self.core.channel_view(key, uid).await?;
+        let unread = match until {
+            None => 0,
+            Some(t) => {
+                let (core, k, last) = (self.core.clone(), key.clone(), view.mark.seq.0);
+                let newest = tokio::task::spawn_blocking(move || core.messages_at(&k, 1, last, MAX_READ_SCAN, true, false))
+                    .await
+                    .map_err(|e| rookery_actors::CoreError::Storage(format!("reading recent messages: {e}")))??;
+                newest.iter().take_while(|(_, m)| m.timestamp > t).filter(|(_, m)| m.from_uid != *uid && m.header.red_dot).count() as u64
+            }
+        };
+        self.core.user(uid, UserCommand::SetUnread { channel: key.clone(), unread: unread.min(view.mark.red_dots), at: view.mark }, origin).await?;
+        Ok(())
+    }
+
+    /// Sets `uid`'s own settings of the conversation in `key`: pinned, and its name for it.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the log fails.
+    pub async fn set_conversation(&self, uid: &Uid, key: &ChannelKey, pinned: Option<bool>, remark: Option<String>, origin: Origin) -> Result<(), Error> {
+        self.core.user(uid, UserCommand::SetConversation { channel: key.clone(), pinned, remark }, origin).await?;
+        Ok(())
+    }
+
+    /// Hides `uid`'s conversation in `key` until a new message arrives.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when state cannot be read or the log fails.
+    pub async fn hide_conversation(&self, uid: &Uid, key: &ChannelKey, origin: Origin) -> Result<(), Error> {
+        let view = self.core.channel_view(key, uid).await?;
+        self.core.user(uid, UserCommand::DeleteConversation { channel: key.clone(), at: view.mark }, origin).await?;
+        Ok(())
+    }
 }
+
+/// Most messages [`UseCases::read_until`] looks back through.
+pub const MAX_READ_SCAN: usize = 1000;

@@ -3,7 +3,7 @@
 //! holds them by user number, so both sides change in one event.
 
 use rookery_actors::Origin;
-use rookery_events::{ChannelCommand, ChannelKey, ChannelType, FriendNote, ListKind, ListOp, TenantCommand, Uid};
+use rookery_events::{ChannelCommand, ChannelKey, ChannelType, FriendNote, FriendRequest, ListKind, ListOp, TenantCommand, TenantEvent, Uid};
 
 use super::accounts::{not_found, view};
 use super::{AccountView, Error, UseCases};
@@ -53,6 +53,37 @@ impl UseCases {
             })
             .await?;
         found.ok_or_else(|| Error::NotFound(format!("user {username:?}")))
+    }
+
+    /// User `from` asks user `to` (by number) to be friends; answers the request's number.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user, [`Error::Core`] with the tenant's refusal (oneself,
+    /// friends already, a request pending).
+    pub async fn request_friend(&self, tag: &str, from: u64, to: u64, postscript: String, origin: Origin) -> Result<u64, Error> {
+        let (_, events) = self.core.tenant(tag, TenantCommand::RequestFriend { from, to, postscript }, origin).await.map_err(not_found)?;
+        events
+            .iter()
+            .find_map(|e| if let TenantEvent::FriendRequested { nid, .. } = e { Some(*nid) } else { None })
+            .ok_or_else(|| Error::Core(rookery_actors::CoreError::Storage("the tenant numbered no request".into())))
+    }
+
+    /// User `by` agrees to (or refuses) friend request `nid`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown request, [`Error::Core`] with the tenant's refusal (not the
+    /// addressee, answered already).
+    pub async fn answer_friend_request(&self, tag: &str, by: u64, nid: u64, agree: bool, origin: Origin) -> Result<(), Error> {
+        self.core.tenant(tag, TenantCommand::AnswerFriendRequest { by, nid, agree }, origin).await.map_err(not_found)?;
+        Ok(())
+    }
+
+    /// The friend requests addressed to user `to`, newest first.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the tenant cannot be read.
+    pub async fn friend_requests_to(&self, tag: &str, to: u64) -> Result<Vec<(u64, FriendRequest)>, Error> {
+        Ok(self.core.tenant_read(tag, move |s| s.requests.iter().rev().filter(|(_, r)| r.to == to).map(|(n, r)| (*n, r.clone())).collect()).await?)
     }
 
     /// Adds `listed` to `owner`'s blacklist (or removes them): their person messages to `owner` are

@@ -37,6 +37,37 @@ impl UseCases {
         found.first().map(|(p, m)| (p.0, m.timestamp)).ok_or_else(|| Error::NotFound(format!("message {} of {key}", seq.0)))
     }
 
+    /// The stored ordinary message `seq` of channel `key`, if there is one.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the log cannot be read.
+    pub async fn message_by_seq(&self, key: &ChannelKey, seq: MessageSeq) -> Result<Option<Message>, Error> {
+        let (core, k) = (self.core.clone(), key.clone());
+        let found = tokio::task::spawn_blocking(move || core.messages_at(&k, seq.0, seq.0, 1, false, false))
+            .await
+            .map_err(|e| rookery_actors::CoreError::Storage(format!("reading a message: {e}")))??;
+        Ok(found.into_iter().map(|(_, m)| m).find(|m| m.message_seq == seq && !m.header.sync_once))
+    }
+
+    /// Deletes `message` for everyone on behalf of `by` (its sender only, once).
+    ///
+    /// # Errors
+    /// [`Error::Core`] with the channel's refusal: not the sender, deleted already.
+    pub async fn delete_for_all(&self, message: &Message, by: &Uid, origin: Origin) -> Result<(), Error> {
+        let cmd = ChannelCommand::DeleteMessage { seq: message.message_seq, from: message.from_uid.clone(), by: by.clone() };
+        self.core.channel(&message.channel, cmd, origin).await?;
+        Ok(())
+    }
+
+    /// Hides messages of channel `key` from `uid` only.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the log fails.
+    pub async fn hide_messages(&self, uid: &Uid, key: &ChannelKey, seqs: Vec<MessageSeq>, origin: Origin) -> Result<(), Error> {
+        self.core.user(uid, rookery_events::UserCommand::HideMessages { channel: key.clone(), seqs }, origin).await?;
+        Ok(())
+    }
+
     /// Retracts `message` (as read from the log) on behalf of `by`, at most `window_ms` after it was
     /// sent when given.
     ///

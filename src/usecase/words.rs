@@ -71,4 +71,12 @@ impl UseCases {
         });
         Ok(masked.await?.unwrap_or(text))
     }
+
+    /// Tenant `tag`'s canned replies by id.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the tenant cannot be read.
+    pub async fn replies(&self, tag: &str) -> Result<Vec<(u64, rookery_events::Reply)>, Error> {
+        Ok(self.core.tenant_read(tag, |s| s.replies.iter().map(|(id, r)| (*id, r.clone())).collect()).await?)
+    }
 }

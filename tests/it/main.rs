@@ -13,6 +13,7 @@ mod jmessage;
 mod jssdk;
 mod openim;
 mod ops;
+mod popim;
 mod rest;
 mod send_path;
 mod support;
