@@ -118,11 +118,13 @@ impl Session {
             }
             // No answer; a late or unknown RECVACK is harmless and ignored.
             Packet::Recvack(ack) => {
-                self.unacked.acked(ack.message_id);
+                let delivered_here = self.unacked.acked(ack.message_id);
                 // A master device's RECVACK of a stored command (the header copies the RECV's
                 // sync_once and no_persist) takes it off the user's command queue, as a
                 // `/message/syncack` would (spec §1.6.6); a slave device's leaves it for the master.
-                if ack.header.sync_once && !ack.header.no_persist && self.device_level == DeviceLevel::MASTER {
+                // Only a RECVACK of a RECV this session is waiting for reaches the user's actor: a
+                // flood of invented or repeated ones costs the session a lookup each, nothing more.
+                if delivered_here && ack.header.sync_once && !ack.header.no_persist && self.device_level == DeviceLevel::MASTER {
                     self.ack_command(MessageId(ack.message_id));
                 }
                 Ok(())

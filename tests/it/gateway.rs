@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use rookery::gateway::crypto::{ServerKeyPair, SessionCipher};
-use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Packet, ReasonCode, RecvackPacket, SendPacket, SendackPacket};
+use rookery::gateway::packet::{self, ConnackPacket, ConnectPacket, Header, Packet, ReasonCode, RecvackPacket, SendPacket, SendackPacket};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1160,4 +1160,23 @@ async fn a_master_devices_recvack_of_a_command_takes_it_off_the_queue() {
     // carol's RECVACK (a slave device) was sent at the same time and changed nothing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(queued("carol").await, vec![id]);
+
+    // A command a session was never sent: RECVACKs naming it (learned elsewhere, invented, or repeated
+    // by the thousand) do not take it off the queue; only /message/syncack does. Erin is offline when
+    // it is queued, and the server pushes no queued command at login (clients sync them).
+    let (status, v) = s.post("/user/token", &json!({"uid": "erin", "token": "te", "device_flag": 0, "device_level": 1})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.post("/channel/subscriber_add", &json!({"channel_id": "g", "channel_type": 2, "subscribers": ["erin"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.post("/message/send", &body).await;
+    assert_eq!(status, 200, "{v}");
+    let second = v["message_id"].as_i64().expect("message_id");
+    assert_eq!(queued("erin").await, vec![second]);
+    let mut erin = Client::logged_in(&s, Kind::Tcp, "erin", "te", 0, 5).await;
+    let forged = RecvackPacket { header: Header { sync_once: true, ..Default::default() }, message_id: second, message_seq: 2 };
+    for _ in 0..1000 {
+        erin.write(&Packet::Recvack(forged.clone())).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(queued("erin").await, vec![second], "a RECVACK of a RECV never sent acknowledges nothing");
 }
