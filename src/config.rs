@@ -28,6 +28,7 @@ fn setting_keys() -> Vec<String> {
         webhook_ca_file: path(),
         tls_cert_file: path(),
         tls_key_file: path(),
+        disk_free_probe_file: path(),
         openim: Some(OpenImApp { tag: String::new(), secret: String::new(), admin_uid: String::new(), token_ttl_secs: 0 }),
         popim: Some(PopImApp { tag: String::new(), token: some(), settings: Default::default() }),
         ..Config::default()
@@ -233,6 +234,12 @@ pub struct Config {
     pub log_max_unindexed_records: u64,
     /// Largest accepted message payload, in bytes (after base64 decoding).
     pub max_payload_bytes: usize,
+    /// Free bytes the data directory's filesystem must keep: below it every write is refused (REST 507,
+    /// SENDACK system error) before anything is written, `/readyz` answers 503, and writes resume once
+    /// space is freed. 0 turns the check off.
+    pub disk_reserve_bytes: u64,
+    /// For disk-full drills: read the free bytes from this file instead of the filesystem.
+    pub disk_free_probe_file: Option<PathBuf>,
     /// An idle channel or user actor is passivated after this many seconds.
     pub actor_idle_secs: u64,
     /// Actors write a snapshot after this many events.
@@ -332,6 +339,8 @@ impl Default for Config {
             durability: DurabilitySetting::Sync,
             log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
+            disk_reserve_bytes: 64 << 20,
+            disk_free_probe_file: None,
             actor_idle_secs: 300,
             snapshot_every: 1000,
             dedupe_window: 4096,
@@ -474,6 +483,7 @@ impl Config {
             ("external_ws_addr", c.external_ws_addr.is_none()),
             ("external_wss_addr", c.external_wss_addr.is_none()),
             ("openim", c.openim.is_none()),
+            ("disk_free_probe_file", c.disk_free_probe_file.is_none()),
             ("popim", c.popim.is_none()),
         ];
         for (key, is_unset) in unset {

@@ -41,8 +41,17 @@ pub fn open_log(config: &Config) -> anyhow::Result<RocksLog> {
         config::DurabilitySetting::Sync => Durability::SyncEveryGroup,
         config::DurabilitySetting::Buffered => Durability::OsBuffered,
     };
-    RocksLog::open(&dir, RocksOptions { durability, max_unindexed_records: config.log_max_unindexed_records, ..RocksOptions::default() })
-        .with_context(|| format!("opening event log in {}", dir.display()))
+    RocksLog::open(
+        &dir,
+        RocksOptions {
+            durability,
+            max_unindexed_records: config.log_max_unindexed_records,
+            disk_reserve_bytes: config.disk_reserve_bytes,
+            disk_free_probe: config.disk_free_probe_file.clone(),
+            ..RocksOptions::default()
+        },
+    )
+    .with_context(|| format!("opening event log in {}", dir.display()))
 }
 
 /// Runs the server until `shutdown` completes. Must be called inside an actix `System` whose tokio

@@ -99,6 +99,22 @@ impl View<'_> {
             gauge("rookery_log_head_position", "Position of the last committed record.", self.head as f64),
             gauge("rookery_log_pending_records", "Records submitted to the log writer and not yet answered.", log.pending as f64),
             gauge("rookery_log_unindexed_records", "Committed records whose index entries are in memory only, waiting for the indexer.", log.unindexed as f64),
+            gauge(
+                "rookery_log_writable",
+                "1 while the event log accepts appends; 0 when the disk is below its reserve or a write failed.",
+                f64::from(u8::from(!log.disk_full && !log.failed)),
+            ),
+            gauge(
+                "rookery_log_disk_full",
+                "1 while the data directory's disk is below its reserve (appends refused until space is freed).",
+                f64::from(u8::from(log.disk_full)),
+            ),
+            gauge("rookery_log_failed", "1 after a failed write: the log refuses appends until the server is restarted.", f64::from(u8::from(log.failed))),
+            gauge(
+                "rookery_disk_free_bytes",
+                "Free bytes of the data directory's filesystem at the last reading.",
+                if log.disk_free == u64::MAX { f64::NAN } else { log.disk_free as f64 },
+            ),
             histogram("rookery_log_commit_group_records", "Records per commit group.", &log.group_records, 1.0),
             histogram(
                 "rookery_log_write_seconds",

@@ -269,15 +269,26 @@ pub(crate) fn routes(monitor: Arc<Monitor>) -> impl Filter<Extract = (warp::repl
         warp::any().map(move || m.clone())
     };
     let health = warp::path!("healthz").map(|| json(StatusCode::OK, serde_json::json!({"status": "ok"})));
-    let ready = warp::path!("readyz").and(with()).map(
-        |m: Arc<Monitor>| {
-            if m.is_ready() {
-                json(StatusCode::OK, serde_json::json!({"status": "ready"}))
-            } else {
-                starting()
-            }
-        },
-    );
+    let ready = warp::path!("readyz").and(with()).map(|m: Arc<Monitor>| {
+        if !m.is_ready() {
+            return starting();
+        }
+        // Up but unable to write: a load balancer should send clients elsewhere.
+        let log = m.log.stats();
+        if log.failed {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": 503, "msg": "the event log stopped after a failed write; restart the server (the log recovers to its last durable record)"}),
+            );
+        }
+        if log.disk_full {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": 503, "msg": format!("the data directory's disk is below its reserve ({} bytes free); writes are refused until space is freed", log.disk_free)}),
+            );
+        }
+        json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+    });
     let metrics = warp::path!("metrics")
         .and(with())
         .map(|m: Arc<Monitor>| warp::reply::with_header(m.metrics_text(), "content-type", prometheus::TEXT_FORMAT).into_response());

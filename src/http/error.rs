@@ -42,12 +42,23 @@ impl From<CoreError> for ApiError {
             CoreError::Rejected(Rejection::Disbanded) => StatusCode::GONE,
             CoreError::Rejected(Rejection::Invalid(_)) => StatusCode::BAD_REQUEST,
             CoreError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Storage(m) if m.contains(rookery_storage::DISK_FULL) => StatusCode::INSUFFICIENT_STORAGE,
             CoreError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
         ApiError { status, msg: e.to_string() }
+    }
+}
+
+/// The status of a failure of the core itself: 507 when the disk is below its reserve (the client may
+/// retry later; nothing was written), 503 when an actor was unavailable, else 500.
+pub(crate) fn server_status(e: &CoreError) -> StatusCode {
+    match e {
+        CoreError::Storage(m) if m.contains(rookery_storage::DISK_FULL) => StatusCode::INSUFFICIENT_STORAGE,
+        CoreError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

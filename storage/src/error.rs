@@ -2,6 +2,10 @@
 
 use rookery_events::Position;
 
+/// How a refusal for want of disk space begins, in every error text that carries it (the REST families
+/// answer it with 507).
+pub const DISK_FULL: &str = "disk full";
+
 /// Everything that can go wrong in the event log.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -21,6 +25,10 @@ pub enum StorageError {
         /// Why it is considered corrupt.
         reason: String,
     },
+    /// The append was refused before anything was written: the data directory's filesystem is below
+    /// its free-space reserve. The log stays usable; appends succeed again once space is freed.
+    #[error("{DISK_FULL}: {0}")]
+    DiskFull(String),
     /// The storage engine failed (I/O error, full disk, lock held by another process...).
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -22,7 +22,7 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-pub use error::StorageError;
+pub use error::{StorageError, DISK_FULL};
 pub use mem::MemLog;
 pub use rocks::histogram::{HistogramSnapshot, GROUP_RECORDS_BOUNDS, WRITE_MICROS_BOUNDS};
 pub use rocks::{baseline, fault, LogStats, RocksLog, RocksOptions};

@@ -927,3 +927,38 @@ fn data_written_with_idempotency_entries_opens_and_reads() {
         assert_same_reads(&log, &reference, &["s", "t"], 6);
     }
 }
+
+/// Below the disk reserve an append is refused before anything is written, the log stays usable,
+/// the stats say so, and appends succeed again once space returns.
+#[test]
+fn a_full_disk_refuses_appends_cleanly_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("free");
+    std::fs::write(&probe, "1000000").unwrap();
+    let data = dir.path().join("log");
+    let options = RocksOptions { disk_reserve_bytes: 500_000, disk_free_probe: Some(probe.clone()), ..RocksOptions::default() };
+    let log = RocksLog::open(&data, options).unwrap();
+    log.append(vec![rec("s", 1)]).unwrap();
+    assert!(!log.stats().disk_full);
+
+    std::fs::write(&probe, "1000").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    for n in 2..5 {
+        match log.append(vec![rec("s", n)]) {
+            Err(StorageError::DiskFull(msg)) => assert!(msg.contains("reserve"), "{msg}"),
+            other => panic!("expected a disk-full refusal, got {other:?}"),
+        }
+    }
+    let stats = log.stats();
+    assert!(stats.disk_full && !stats.failed && stats.disk_free == 1000, "{stats:?}");
+    assert_eq!(log.head().0, Position(1), "nothing written");
+
+    std::fs::write(&probe, "1000000").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    assert!(!log.stats().disk_full, "readiness comes back without a write");
+    let c = log.append(vec![rec("s", 2)]).unwrap();
+    assert_eq!(c.first, Position(2), "the refused appends took no positions");
+    drop(log);
+    let reopened = RocksLog::open(&data, RocksOptions::default()).unwrap();
+    assert_eq!(reopened.head().0, Position(2));
+}

@@ -91,7 +91,7 @@ impl JmError {
             Error::Core(CoreError::Rejected(Refusal::NotFound(m))) => JmError::new(StatusCode::NOT_FOUND, USER_NOT_FOUND, format!("{m} does not exist")),
             Error::Core(CoreError::Rejected(Refusal::Invalid(m))) => JmError::bad_request(m),
             Error::Core(CoreError::Rejected(r)) => JmError::new(StatusCode::FORBIDDEN, NOT_ALLOWED, r.to_string()),
-            Error::Core(e) => JmError::new(StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, e.to_string()),
+            Error::Core(e) => JmError::new(super::error::server_status(&e), SERVER_ERROR, e.to_string()),
         }
     }
 }

@@ -105,7 +105,7 @@ impl OimError {
             Error::Core(CoreError::Rejected(Refusal::Invalid(m))) => OimError::args(m),
             Error::Core(CoreError::Rejected(Refusal::Exists(m))) => OimError::new(StatusCode::CONFLICT, ARGS, format!("{m} exists already")),
             Error::Core(CoreError::Rejected(r)) => OimError::new(StatusCode::FORBIDDEN, ACCESS, r.to_string()),
-            Error::Core(e) => OimError::new(StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, e.to_string()),
+            Error::Core(e) => OimError::new(super::error::server_status(&e), SERVER_ERROR, e.to_string()),
         }
     }
 }

@@ -107,7 +107,7 @@ impl PopError {
                 PopError { status: StatusCode::FORBIDDEN, code: DISABLED, msg: "the account is disabled".into() }
             }
             Error::Core(CoreError::Rejected(r)) => PopError::forbidden(r.to_string()),
-            Error::Core(e) => PopError { status: StatusCode::INTERNAL_SERVER_ERROR, code: SERVER, msg: e.to_string() },
+            Error::Core(e) => PopError { status: super::error::server_status(&e), code: SERVER, msg: e.to_string() },
         }
     }
 }

@@ -14,6 +14,7 @@
 //! The key layouts are in `schema.rs`; the record value codec is below.
 
 pub mod baseline;
+mod disk;
 pub mod fault;
 pub mod histogram;
 pub(crate) mod schema;
@@ -51,11 +52,25 @@ pub struct RocksOptions {
     /// past it, appends wait for the indexer. Bounds that memory (roughly 100 bytes per record plus its
     /// stream key). Default 1,048,576; at least 1.
     pub max_unindexed_records: u64,
+    /// Free bytes the data directory's filesystem must keep: below it appends are refused
+    /// ([`StorageError::DiskFull`]) before anything is written, and accepted again once space returns.
+    /// 0 turns the check off. Default 64 MiB.
+    pub disk_reserve_bytes: u64,
+    /// Read the free bytes from this file (a decimal number) instead of the filesystem: for fault
+    /// drills and tests of a full disk.
+    pub disk_free_probe: Option<std::path::PathBuf>,
 }
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { durability: Durability::SyncEveryGroup, max_group_records: 4096, max_group_bytes: 8 << 20, max_unindexed_records: 1 << 20 }
+        RocksOptions {
+            durability: Durability::SyncEveryGroup,
+            max_group_records: 4096,
+            max_group_bytes: 8 << 20,
+            max_unindexed_records: 1 << 20,
+            disk_reserve_bytes: 64 << 20,
+            disk_free_probe: None,
+        }
     }
 }
 
@@ -82,6 +97,13 @@ pub struct LogStats {
     /// Records whose index entries are held in memory only, waiting for the indexer (normally what
     /// arrived in the last 50 ms; steady growth means the indexer cannot keep up).
     pub unindexed: u64,
+    /// The data directory's filesystem is below its free-space reserve: appends are refused until
+    /// space is freed (read afresh, at most 50 ms old).
+    pub disk_full: bool,
+    /// Free bytes of that filesystem at the last reading (`u64::MAX`: not read).
+    pub disk_free: u64,
+    /// A write failed: the log refuses every append until the server reopens it.
+    pub failed: bool,
 }
 
 impl Default for LogStats {
@@ -94,6 +116,9 @@ impl Default for LogStats {
             group_records: HistogramSnapshot::empty(histogram::GROUP_RECORDS_BOUNDS),
             write_micros: HistogramSnapshot::empty(histogram::WRITE_MICROS_BOUNDS),
             unindexed: 0,
+            disk_full: false,
+            disk_free: u64::MAX,
+            failed: false,
         }
     }
 }
@@ -135,7 +160,8 @@ impl RocksLog {
         let db = Arc::new(db);
         let head = read_head(&db)?;
         let tail = Arc::new(SharedTail::with_tail(recover_tail(&db, head.0, true)?, options.max_unindexed_records));
-        let shared = Arc::new(Shared::new(head));
+        let disk = disk::DiskGuard::new(path.to_path_buf(), options.disk_reserve_bytes, options.disk_free_probe.clone());
+        let shared = Arc::new(Shared::new(head, Some(disk)));
         let indexer = {
             let (db, tail) = (db.clone(), tail.clone());
             std::thread::Builder::new()
@@ -184,7 +210,7 @@ impl RocksLog {
             writer: Mutex::new(Vec::new()),
             tail,
             indexer: Mutex::new(None),
-            shared: Arc::new(Shared::new(head)),
+            shared: Arc::new(Shared::new(head, None)),
             read_only: true,
             snapshot_lock: Mutex::new(()),
         })
@@ -228,6 +254,9 @@ impl RocksLog {
             group_records: self.shared.group_records.snapshot(),
             write_micros: self.shared.write_micros.snapshot(),
             unindexed: self.unindexed(),
+            disk_full: self.shared.disk.as_ref().is_some_and(|d| d.refusal().is_some()),
+            disk_free: self.shared.disk.as_ref().map_or(u64::MAX, |d| d.last_free()),
+            failed: self.shared.failed.load(Ordering::Relaxed),
         }
     }
 

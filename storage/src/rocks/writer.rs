@@ -51,6 +51,11 @@ pub(super) struct Shared {
     /// Microseconds from the start of each successful group's write until it was published (the WAL
     /// fsync included when syncing).
     pub(super) write_micros: AtomicHistogram,
+    /// Refuses groups while the data directory's filesystem is below its free-space reserve (`None`
+    /// for a read-only log).
+    pub(super) disk: Option<super::disk::DiskGuard>,
+    /// A write failed and the log refuses every append until it is reopened.
+    pub(super) failed: std::sync::atomic::AtomicBool,
     /// Test hook: fail the next group's write.
     #[cfg(test)]
     pub(super) fail_next: std::sync::atomic::AtomicBool,
@@ -63,12 +68,14 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(head: (Position, ChainHash)) -> Shared {
+    pub(super) fn new(head: (Position, ChainHash), disk: Option<super::disk::DiskGuard>) -> Shared {
         Shared {
             head: Mutex::new(head),
             groups: AtomicU64::new(0),
             records: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            disk,
+            failed: std::sync::atomic::AtomicBool::new(false),
             pending: AtomicU64::new(0),
             group_records: AtomicHistogram::new(GROUP_RECORDS_BOUNDS),
             write_micros: AtomicHistogram::new(WRITE_MICROS_BOUNDS),
@@ -178,6 +185,9 @@ pub(super) struct Taken {
     from: (Position, ChainHash),
     to: (Position, ChainHash),
     written: std::result::Result<(), String>,
+    /// The group was refused before anything of it was written (the disk is below its reserve): the
+    /// log stays usable, and later groups are written once space returns.
+    transient: bool,
     /// Nothing else was in flight or waiting: written with a synced write (when syncing every group)
     /// and published by the committer itself.
     alone: bool,
@@ -305,7 +315,15 @@ impl Writer {
             (intake.failed || order.failed.is_some(), order.published + 1 == intake.ticket && quiet)
         };
         let sync_now = alone && self.options.durability == Durability::SyncEveryGroup;
-        let written = if failed { Err(String::new()) } else { self.write(&mut intake.scratch, from, &group, sync_now).map_err(|e| e.to_string()) };
+        // Below the disk reserve nothing is written: RocksDB meeting a full disk mid-write stops for
+        // good (Debian's build aborts the process), so the group is refused before it gets there.
+        let full = if failed { None } else { self.shared.disk.as_ref().and_then(|d| d.refusal()) };
+        let transient = full.is_some();
+        let written = match full {
+            Some(reason) => Err(reason),
+            None if failed => Err(String::new()),
+            None => self.write(&mut intake.scratch, from, &group, sync_now).map_err(|e| e.to_string()),
+        };
         #[cfg(test)]
         let written = match written {
             Ok(_) if self.shared.fail_next_sync.swap(false, Ordering::SeqCst) => Err("injected sync failure".to_string()),
@@ -313,6 +331,7 @@ impl Writer {
         };
         let to = match &written {
             Ok(to) => *to,
+            Err(_) if transient => from,
             Err(_) => {
                 intake.failed = true;
                 from
@@ -321,12 +340,12 @@ impl Writer {
         // The next group starts after this one even before it is synced: a batch written later is
         // synced no earlier, and publish keeps ticket order.
         intake.head = to;
-        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, alone, written: written.map(|_| ()), started })
+        Some(Taken { ticket: intake.ticket, group, records: records as u64, from, to, alone, written: written.map(|_| ()), transient, started })
     }
 
     /// The publish step, in ticket order: index entries, head, counters, replies.
     fn publish(&self, taken: Taken) {
-        let Taken { ticket, group, records: submitted, from, to, written, started, alone } = taken;
+        let Taken { ticket, group, records: submitted, from, to, written, started, alone, transient } = taken;
         #[cfg(test)]
         while self.shared.hold_publish.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -339,9 +358,20 @@ impl Writer {
         // never sees its own records as pending.
         let refused = match (&order.failed, written) {
             (Some(reason), _) => Some(format!("event log stopped after a failed write: {reason}")),
+            (None, Err(reason)) if transient => {
+                order.published = ticket;
+                drop(order);
+                tracing::warn!(error = %reason, requests = group.len(), "appends refused: the disk is below its reserve");
+                self.shared.pending.fetch_sub(submitted, Ordering::Relaxed);
+                for request in group {
+                    request.reply.send(Err(StorageError::DiskFull(reason.clone())));
+                }
+                return;
+            }
             (None, Err(reason)) => {
                 tracing::error!(error = %reason, requests = group.len(), "event log write failed; refusing further appends until reopened");
                 order.failed = Some(reason.clone());
+                self.shared.failed.store(true, Ordering::Relaxed);
                 Some(reason)
             }
             (None, Ok(())) => None,
