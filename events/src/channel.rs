@@ -509,6 +509,9 @@ fn check_uids(uids: &[Uid]) -> Result<(), Rejection> {
     }
 }
 
+/// Most subscribers a command message (`sync_once`) sent by a client may be queued for.
+pub const MAX_CLIENT_COMMAND_RECIPIENTS: usize = 200;
+
 impl ChannelState {
     fn decide_send(&self, key: &ChannelKey, m: &SendMessage, now: Timestamp) -> Result<Vec<ChannelEvent>, Rejection> {
         if m.from_uid.0.is_empty() {
@@ -520,6 +523,16 @@ impl ChannelState {
         self.check_send_permission(key, m, now)?;
         if m.header.no_persist {
             return Ok(Vec::new());
+        }
+        // A stored command is one queue entry per subscriber, in the same append: a client's is
+        // bounded, so that one member of a big group cannot multiply writes by its size. The app
+        // server's API has no such bound.
+        let client = m.sender.via_client && !m.sender.is_system;
+        if m.header.sync_once && client && self.subscribers.len() > MAX_CLIENT_COMMAND_RECIPIENTS {
+            return Err(Rejection::NotAllowed(format!(
+                "a client's command message reaches at most {MAX_CLIENT_COMMAND_RECIPIENTS} subscribers and this channel has {}; send it through the server API",
+                self.subscribers.len()
+            )));
         }
         let message_seq = if m.header.sync_once { self.last_command_seq.next() } else { self.last_message_seq.next() };
         let red_dot_ordinal = self.red_dot_count + u64::from(m.header.red_dot && !m.header.sync_once);

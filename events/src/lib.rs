@@ -28,6 +28,7 @@ pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MA
 pub use chain::{link, sha256, ChainHash, Position};
 pub use channel::{
     ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload, PeerPolicy, SendMessage, SenderStanding,
+    MAX_CLIENT_COMMAND_RECIPIENTS,
 };
 pub use envelope::{Actor, DecodeError, Envelope, EnvelopeBody, Event, Meta, StreamId, FORMAT_V1};
 pub use group::{GroupCommand, GroupPatch, GroupProfile, NewGroup, MUTED_UNTIL_LIFTED};

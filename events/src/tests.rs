@@ -902,3 +902,21 @@ fn a_message_is_deleted_for_everyone_by_its_sender_once_and_hidden_for_one_user(
     let pin = UserCommand::SetConversation { channel: group(), pinned: Some(true), remark: Some(String::new()) };
     check::<UserState>(&uid, &[], pin.clone(), Ok(vec![UserEvent::ConversationSettingsChanged { channel: group(), pinned: Some(true), remark: None }]));
 }
+
+#[test]
+fn a_clients_command_message_reaches_a_bounded_number_of_subscribers() {
+    let members: Vec<String> = (0..=MAX_CLIENT_COMMAND_RECIPIENTS).map(|i| format!("u{i}")).collect();
+    let mut state = ChannelState::default();
+    state.apply(Position(1), &created());
+    state.apply(Position(2), &ChannelEvent::SubscribersAdded { uids: members.iter().map(|m| Uid::from(m.as_str())).collect() });
+    let command = |via_client: bool| {
+        let ChannelCommand::Send(mut m) = send("u0", b"cmd") else { unreachable!() };
+        m.header.sync_once = true;
+        m.sender.via_client = via_client;
+        ChannelCommand::Send(m)
+    };
+    assert!(matches!(state.decide(&group(), &command(true), Timestamp(1)), Err(Rejection::NotAllowed(_))), "one over the bound, from a client");
+    assert!(state.decide(&group(), &command(false), Timestamp(1)).is_ok(), "the server API is not bound");
+    state.apply(Position(3), &ChannelEvent::SubscribersRemoved { uids: vec![Uid::from("u1")] });
+    assert!(state.decide(&group(), &command(true), Timestamp(1)).is_ok(), "at the bound");
+}

@@ -182,3 +182,26 @@ async fn a_client_cannot_post_into_a_channel_nobody_created() {
     let (_, head) = s.get("/audit/head").await;
     assert!(head["position"].as_u64() > before);
 }
+
+/// A client's command message (`sync_once`) becomes one queue entry per subscriber: into a big group it
+/// is refused (SENDACK `NOT_ALLOW_SEND`) and nothing is written; into a small one it goes as before.
+#[tokio::test]
+async fn a_client_cannot_queue_a_command_for_every_member_of_a_big_group() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut members: Vec<String> = (0..rookery_events::MAX_CLIENT_COMMAND_RECIPIENTS).map(|i| format!("m{i}")).collect();
+    members.push("alice".into());
+    let (status, v) = s.post("/channel", &serde_json::json!({"channel_id": "big", "channel_type": 2, "subscribers": members})).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s.post("/channel", &serde_json::json!({"channel_id": "small", "channel_type": 2, "subscribers": ["alice", "bob"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 5).await;
+    let command = rookery::gateway::packet::Header { sync_once: true, ..Default::default() };
+    let before = s.get("/audit/head").await.1;
+    assert_eq!(alice.send_with(1, "big", 2, "refresh", command).await.reason_code, ReasonCode::NOT_ALLOW_SEND);
+    assert_eq!(s.get("/audit/head").await.1, before, "nothing queued for anyone");
+    assert_eq!(alice.send_with(2, "small", 2, "refresh", command).await.reason_code, ReasonCode::SUCCESS);
+    // The app server's API may still send commands to the big group.
+    let body =
+        serde_json::json!({"header": {"sync_once": 1}, "from_uid": "alice", "channel_id": "big", "channel_type": 2, "payload": crate::support::b64("refresh")});
+    assert_eq!(s.post("/message/send", &body).await.0, 200);
+}

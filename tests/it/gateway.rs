@@ -194,7 +194,16 @@ impl Client {
     }
 
     pub(crate) async fn send(&mut self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str) -> SendackPacket {
-        let p = self.send_packet(client_seq, channel_id, channel_type, text);
+        self.send_with(client_seq, channel_id, channel_type, text, Header::default()).await
+    }
+
+    /// A SEND with these header flags; its SENDACK.
+    pub(crate) async fn send_with(&mut self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str, header: Header) -> SendackPacket {
+        let mut p = self.send_packet(client_seq, channel_id, channel_type, text);
+        if let Packet::Send(send) = &mut p {
+            send.header = header;
+            send.msg_key = self.cipher.as_ref().expect("connected").send_msg_key(send);
+        }
         self.write(&p).await;
         match self.read().await {
             Some(Packet::Sendack(ack)) => ack,
