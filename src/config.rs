@@ -272,6 +272,9 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
     /// Longest wait between retries of a failed webhook, in milliseconds (backoff doubles up to it).
     pub webhook_max_backoff_ms: u64,
+    /// Attempts per webhook delivery before it is set aside as a dead letter and later ones go on
+    /// (0: retry for ever, holding back everything after it).
+    pub webhook_max_attempts: u32,
     /// Online status changes waiting for delivery; more are dropped (and logged) while the receiver
     /// is down.
     pub webhook_status_queue: usize,
@@ -356,6 +359,7 @@ impl Default for Config {
             webhook_interval_ms: 500,
             webhook_timeout_ms: 5000,
             webhook_max_backoff_ms: 30_000,
+            webhook_max_attempts: 20,
             webhook_status_queue: 10_000,
             recvack_timeout_ms: 5000,
             disconnect_on_shutdown: true,

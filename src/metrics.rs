@@ -145,6 +145,11 @@ impl View<'_> {
                 "Webhook requests that failed (status other than 200, timeout, connection or TLS error) and are retried.",
                 load(&w.failures),
             ));
+            f.push(counter(
+                "rookery_webhook_dead_lettered_total",
+                "Webhook deliveries given up after webhook_max_attempts (message events are kept as dead letters; GET /webhook/deadletters).",
+                load(&w.dead_lettered),
+            ));
             f.push(gauge("rookery_webhook_cursor_position", "Log position up to which stored messages were delivered to the webhook.", load(&w.cursor) as f64));
         }
         if let Some((gateway, sessions)) = &self.gateway {

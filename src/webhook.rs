@@ -6,8 +6,12 @@
 //! being delivered is delivered again after the restart (at least once). Receivers de-duplicate by
 //! `message_id`, and every request carries a delivery id and an HMAC-SHA256 signature.
 //!
-//! Failed deliveries are retried with exponential backoff and never dropped, so a receiver that is
-//! down delays webhooks (the lag is visible in the log and `/varz`) but loses nothing.
+//! Failed deliveries are retried with exponential backoff, `webhook_max_attempts` times; then the
+//! delivery is set aside as a *dead letter* (its event, delivery id and log positions, kept with the
+//! snapshots under `!webhook-dead`) and the worker goes on, so one message a receiver keeps refusing
+//! cannot hold back every later webhook. An operator lists dead letters (`GET /webhook/deadletters`)
+//! and delivers them again (`POST /webhook/deadletters/replay`); the messages themselves are read
+//! from the log again, so nothing is lost.
 //!
 //! Online status changes are not events of the log; they are batched in memory and retried the same
 //! way, and are lost only if the server dies before delivering them (after a restart every session is
@@ -30,6 +34,45 @@ use crate::presence::{Presence, StatusChange};
 
 /// Where the message worker's cursor is kept (a snapshot key; stream keys never start with `!`).
 const CURSOR_KEY: &[u8] = b"!webhook";
+/// Where the dead letters are kept (a JSON list, as a snapshot's state).
+const DEAD_KEY: &[u8] = b"!webhook-dead";
+/// Most dead letters kept; past it the oldest are forgotten (and logged as such).
+pub const MAX_DEAD_LETTERS: usize = 10_000;
+
+/// One read-modify-write of the dead letters at a time (the worker adds, an operator's replay removes).
+static DEAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A delivery the receiver kept refusing, set aside so that later ones go on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// `msg.notify` or `msg.offline`.
+    pub event: String,
+    /// Its delivery id (`X-Rookery-Delivery`).
+    pub delivery: String,
+    /// The log positions its messages were read from (inclusive).
+    pub from: u64,
+    /// Last position.
+    pub to: u64,
+    /// For `msg.offline`: the recipients it was for.
+    #[serde(default)]
+    pub to_uids: Vec<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure.
+    pub error: String,
+    /// When it was set aside (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// How a delivery ended.
+enum Outcome {
+    /// The receiver answered 200.
+    Delivered,
+    /// The server is stopping.
+    Stopped,
+    /// Every attempt failed; the last failure.
+    GaveUp(u32, String),
+}
 /// Records read from the log per step.
 const READ_BATCH: usize = 1024;
 
@@ -63,6 +106,8 @@ pub struct WebhookStats {
     pub delivered: AtomicU64,
     /// Requests that failed (and were retried).
     pub failures: AtomicU64,
+    /// Deliveries set aside as dead letters since the start.
+    pub dead_lettered: AtomicU64,
 }
 
 /// The webhook sender: the configured URL, secret and focus, and an HTTP client.
@@ -73,6 +118,8 @@ struct Sender {
     focus: Vec<String>,
     http: reqwest::Client,
     max_backoff: Duration,
+    /// Attempts per delivery before it is given up (0: never).
+    max_attempts: u32,
     stats: Arc<WebhookStats>,
 }
 
@@ -81,14 +128,16 @@ impl Sender {
         self.focus.is_empty() || self.focus.iter().any(|f| f == event)
     }
 
-    /// POSTs until the receiver answers 200 or the server stops; returns false when stopped first.
-    async fn deliver(&self, event: &str, delivery: &str, body: &Value, stop: &mut watch::Receiver<bool>) -> bool {
+    /// POSTs until the receiver answers 200, the server stops, or `max_attempts` attempts failed.
+    async fn deliver(&self, event: &str, delivery: &str, body: &Value, stop: &mut watch::Receiver<bool>) -> Outcome {
         let bytes = serde_json::to_vec(body).expect("json");
         let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0u32;
         loop {
             if *stop.borrow() {
-                return false;
+                return Outcome::Stopped;
             }
+            attempts += 1;
             let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let mut request = self
                 .http
@@ -104,12 +153,16 @@ impl Sender {
             let failure = match request.send().await {
                 Ok(r) if r.status().as_u16() == 200 => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    return true;
+                    return Outcome::Delivered;
                 }
                 Ok(r) => format!("status {}", r.status().as_u16()),
                 Err(e) => e.to_string(),
             };
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            if self.max_attempts > 0 && attempts >= self.max_attempts {
+                tracing::error!(event, delivery, attempts, error = %failure, "webhook delivery given up");
+                return Outcome::GaveUp(attempts, failure);
+            }
             tracing::warn!(event, delivery, error = %failure, retry_in_ms = backoff.as_millis() as u64, "webhook delivery failed");
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
@@ -162,6 +215,7 @@ pub fn start(config: &Config, core: Core, presence: Arc<Presence>, stop: watch::
         focus: config.webhook_focus_events.clone(),
         http,
         max_backoff: Duration::from_millis(config.webhook_max_backoff_ms.max(FIRST_BACKOFF.as_millis() as u64)),
+        max_attempts: config.webhook_max_attempts,
         stats: stats.clone(),
     };
     let mut tasks = Vec::new();
@@ -220,8 +274,23 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
             let delivery = format!("{}-{}", cursor.next().0, scanned_to.0);
             if sender.wants("msg.notify") {
                 let body = Value::Array(messages.iter().map(|(_, m)| crate::render::message_json(m, None)).collect());
-                if !sender.deliver("msg.notify", &delivery, &body, &mut stop).await {
-                    return;
+                match sender.deliver("msg.notify", &delivery, &body, &mut stop).await {
+                    Outcome::Delivered => {}
+                    Outcome::Stopped => return,
+                    Outcome::GaveUp(attempts, error) => {
+                        let (from, to) = (messages.first().map_or(0, |(p, _)| p.0), messages.last().map_or(0, |(p, _)| p.0));
+                        let letter = DeadLetter {
+                            event: "msg.notify".into(),
+                            delivery: delivery.clone(),
+                            from,
+                            to,
+                            to_uids: Vec::new(),
+                            attempts,
+                            error,
+                            at_ms: now_ms(),
+                        };
+                        set_aside(&log, &sender.stats, letter).await;
+                    }
                 }
             }
             if sender.wants("msg.offline") {
@@ -232,8 +301,22 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                     }
                     let mut body = crate::render::message_json(m, None);
                     body["to_uids"] = json!(to_uids.iter().map(|u| u.0.as_str()).collect::<Vec<_>>());
-                    if !sender.deliver("msg.offline", &format!("{}", position.0), &body, &mut stop).await {
-                        return;
+                    match sender.deliver("msg.offline", &format!("{}", position.0), &body, &mut stop).await {
+                        Outcome::Delivered => {}
+                        Outcome::Stopped => return,
+                        Outcome::GaveUp(attempts, error) => {
+                            let letter = DeadLetter {
+                                event: "msg.offline".into(),
+                                delivery: position.0.to_string(),
+                                from: position.0,
+                                to: position.0,
+                                to_uids: to_uids.iter().map(|u| u.0.clone()).collect(),
+                                attempts,
+                                error,
+                                at_ms: now_ms(),
+                            };
+                            set_aside(&log, &sender.stats, letter).await;
+                        }
                     }
                 }
             }
@@ -316,10 +399,138 @@ async fn statuses(sender: Sender, mut rx: mpsc::Receiver<StatusChange>, mut stop
             }
         }
         sequence += 1;
-        if !sender.deliver("user.onlinestatus", &format!("status-{sequence}"), &json!(batch), &mut stop).await {
-            return;
+        // Status changes are not in the log: a batch given up is dropped (and counted), not set aside.
+        match sender.deliver("user.onlinestatus", &format!("status-{sequence}"), &json!(batch), &mut stop).await {
+            Outcome::Delivered => {}
+            Outcome::Stopped => return,
+            Outcome::GaveUp(..) => {
+                sender.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The dead letters, oldest first.
+///
+/// # Errors
+/// When the snapshot store cannot be read or holds something that is not a list of dead letters.
+pub async fn dead_letters(log: &Arc<dyn EventLog>) -> anyhow::Result<Vec<DeadLetter>> {
+    let log = log.clone();
+    let stored = tokio::task::spawn_blocking(move || log.get_snapshot(DEAD_KEY)).await??;
+    Ok(match stored {
+        Some(s) if !s.state.is_empty() => serde_json::from_slice(&s.state)?,
+        _ => Vec::new(),
+    })
+}
+
+async fn store_dead_letters(log: &Arc<dyn EventLog>, letters: &[DeadLetter]) -> anyhow::Result<()> {
+    let state = serde_json::to_vec(letters)?;
+    let log = log.clone();
+    // At the head: a later write is never at a lower position, so it always replaces an earlier one.
+    tokio::task::spawn_blocking(move || {
+        let at = log.head().0;
+        log.put_snapshot(DEAD_KEY, &Snapshot { position: at, state })
+    })
+    .await??;
+    Ok(())
+}
+
+/// Sets a delivery aside; the worker goes on (a failure to store it is logged: the messages stay in
+/// the log, and the delivery's id and positions are in that log line).
+async fn set_aside(log: &Arc<dyn EventLog>, stats: &WebhookStats, letter: DeadLetter) {
+    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    let _guard = DEAD_LOCK.lock().await;
+    let result = async {
+        let mut letters = dead_letters(log).await?;
+        letters.push(letter.clone());
+        if letters.len() > MAX_DEAD_LETTERS {
+            let forgotten = letters.len() - MAX_DEAD_LETTERS;
+            tracing::error!(forgotten, "more than {MAX_DEAD_LETTERS} webhook dead letters: the oldest are forgotten");
+            letters.drain(..forgotten);
+        }
+        store_dead_letters(log, &letters).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, event = letter.event, delivery = letter.delivery, from = letter.from, to = letter.to, "cannot store a webhook dead letter");
+    }
+}
+
+/// Delivers dead letters again, once each (those named in `only`, or all): each one delivered is
+/// removed, each one refused again stays with its attempts counted. Answers (delivery, delivered or
+/// the failure).
+///
+/// # Errors
+/// When no webhook is configured, or the dead letters cannot be read or stored.
+pub async fn replay_dead_letters(config: &Config, core: &Core, only: Option<Vec<String>>) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    let url = config.webhook_url.clone().filter(|u| !u.is_empty()).ok_or_else(|| anyhow::anyhow!("no webhook_url is configured"))?;
+    let sender = Sender {
+        url,
+        secret: config.webhook_secret.clone().filter(|s| !s.is_empty()),
+        focus: Vec::new(),
+        http: client(config).map_err(|e| anyhow::anyhow!(e))?,
+        max_backoff: FIRST_BACKOFF,
+        max_attempts: 1,
+        stats: Arc::new(WebhookStats::default()),
+    };
+    let log = core.log().clone();
+    let _guard = DEAD_LOCK.lock().await;
+    let mut letters = dead_letters(&log).await?;
+    let (_tx, mut stop) = watch::channel(false);
+    let mut out = Vec::new();
+    let mut kept = Vec::new();
+    for mut letter in letters.drain(..) {
+        if only.as_ref().is_some_and(|o| !o.contains(&letter.delivery)) {
+            kept.push(letter);
+            continue;
+        }
+        let messages = messages_between(&log, letter.from, letter.to).await?;
+        let body = if letter.event == "msg.offline" {
+            let mut body = messages.first().map(|m| crate::render::message_json(m, None)).unwrap_or(Value::Null);
+            body["to_uids"] = json!(letter.to_uids);
+            body
+        } else {
+            Value::Array(messages.iter().map(|m| crate::render::message_json(m, None)).collect())
+        };
+        match sender.deliver(&letter.event, &letter.delivery, &body, &mut stop).await {
+            Outcome::Delivered => out.push((letter.delivery.clone(), Ok(()))),
+            Outcome::GaveUp(_, error) => {
+                letter.attempts += 1;
+                letter.error = error.clone();
+                out.push((letter.delivery.clone(), Err(error)));
+                kept.push(letter);
+            }
+            Outcome::Stopped => kept.push(letter),
+        }
+    }
+    store_dead_letters(&log, &kept).await?;
+    Ok(out)
+}
+
+/// The stored messages at positions `from..=to`.
+async fn messages_between(log: &Arc<dyn EventLog>, from: u64, to: u64) -> anyhow::Result<Vec<Message>> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut at = from.max(1);
+        while at <= to {
+            let records = log.read_range(Position(at), READ_CHUNK.min((to - at + 1) as usize))?;
+            let Some(last) = records.last().map(|r| r.position.0) else { break };
+            for r in records {
+                let body = EnvelopeBody::decode(&r.body).map_err(|e| anyhow::anyhow!("record {}: {e}", r.position))?;
+                if let Event::Channel(ChannelEvent::MessageAppended(m)) = body.event {
+                    out.push(*m);
+                }
+            }
+            at = last + 1;
+        }
+        Ok(out)
+    })
+    .await?
 }
 
 async fn load_cursor(log: &Arc<dyn EventLog>) -> anyhow::Result<Option<Position>> {

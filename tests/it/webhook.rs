@@ -382,3 +382,46 @@ async fn notify_batches_are_bounded_by_bytes() {
     }
     assert!(r.accepted("msg.notify").len() >= 2);
 }
+
+/// A delivery the receiver keeps refusing is set aside after `webhook_max_attempts` and later messages
+/// go on; the operator lists it and delivers it again once the receiver takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_refused_too_often_becomes_a_dead_letter_that_can_be_replayed() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = env(&receiver);
+    env.push(("ROOKERY_WEBHOOK_MAX_ATTEMPTS", "3".into()));
+    env.push(("ROOKERY_WEBHOOK_FOCUS_EVENTS", r#"["msg.notify"]"#.into()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(dir.path(), &pairs);
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob"]})).await;
+
+    receiver.fail.store(-1, Ordering::SeqCst);
+    let poison = send(&server, "refused").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let (status, v) = server.get("/webhook/deadletters").await;
+        assert_eq!(status, 200, "{v}");
+        if v["dead_letters"].as_array().is_some_and(|l| !l.is_empty()) {
+            break v["dead_letters"].clone();
+        }
+        assert!(Instant::now() < deadline, "never set aside: {:#?}", receiver.hits.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((letters[0]["event"].as_str(), letters[0]["attempts"].as_u64()), (Some("msg.notify"), Some(3)), "{letters}");
+    assert_eq!(receiver.hits.lock().unwrap().iter().filter(|h| h.event == "msg.notify").count(), 3, "three attempts, then it stopped");
+
+    // Later messages are not held back by it.
+    receiver.fail.store(0, Ordering::SeqCst);
+    let next = send(&server, "next").await;
+    receiver.wait_for("the next message", |r| r.notified() == vec![next]).await;
+
+    // Replayed: delivered from the log again, and off the list.
+    let (status, v) = server.post("/webhook/deadletters/replay", &json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"][0]["delivered"], true, "{v}");
+    assert_eq!(receiver.notified(), vec![next, poison]);
+    assert_eq!(server.get("/webhook/deadletters").await.1["dead_letters"], json!([]));
+    let (status, _) = server.post("/webhook/deadletters/replay", &json!({"bogus": 1})).await;
+    assert_eq!(status, 400, "unknown fields are refused");
+}

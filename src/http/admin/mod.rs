@@ -13,7 +13,7 @@ use super::{authorized, json_body, origin, valid_request_id, with_state, ApiErro
 
 /// Whether `path` is one of this family's.
 pub(super) fn owns(path: &str) -> bool {
-    path == "/healthz" || path == "/backup" || path == "/audit" || path.starts_with("/audit/")
+    path == "/healthz" || path == "/backup" || path == "/audit" || path.starts_with("/audit/") || path.starts_with("/webhook/")
 }
 
 /// This family's routes, behind the credential check, with its own errors.
@@ -28,7 +28,26 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
     let backup = warp::path!("backup").and(warp::post()).and(origin(state.clone())).and(with_state(state.clone())).and(json_body()).and_then(backup);
     let audit_events =
         warp::path!("audit" / "events").and(warp::get()).and(with_state(state.clone())).and(warp::query::<crate::audit::RawQuery>()).and_then(audit_events);
-    let api = health.or(chain_head).unify().or(audit_events).unify().or(backup).unify().or(history::routes(state.clone())).unify();
+    let dead = warp::path!("webhook" / "deadletters").and(warp::get()).and(with_state(state.clone())).and_then(dead_letters);
+    let replay = warp::path!("webhook" / "deadletters" / "replay")
+        .and(warp::post())
+        .and(origin(state.clone()))
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .and_then(replay_dead_letters);
+    let api = health
+        .or(chain_head)
+        .unify()
+        .or(audit_events)
+        .unify()
+        .or(backup)
+        .unify()
+        .or(dead)
+        .unify()
+        .or(replay)
+        .unify()
+        .or(history::routes(state.clone()))
+        .unify();
     authorized(state).and(valid_request_id()).and(api).recover(super::error::recover).unify().boxed()
 }
 
@@ -44,6 +63,40 @@ async fn audit_events(state: ApiState, raw: crate::audit::RawQuery) -> Result<wa
             warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: e.to_string() })
         })?;
     Ok(warp::reply::json(&crate::audit::page_json(&page)).into_response())
+}
+
+/// `GET /webhook/deadletters`: the webhook deliveries set aside after `webhook_max_attempts`.
+async fn dead_letters(state: ApiState) -> Result<warp::reply::Response, Rejection> {
+    let letters = crate::webhook::dead_letters(state.core.log())
+        .await
+        .map_err(|e| warp::reject::custom(ApiError { status: warp::http::StatusCode::INTERNAL_SERVER_ERROR, msg: format!("{e:#}") }))?;
+    Ok(warp::reply::json(&serde_json::json!({"status": 200, "dead_letters": letters})).into_response())
+}
+
+/// `POST /webhook/deadletters/replay` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    /// Only these delivery ids; all when absent.
+    #[serde(default)]
+    deliveries: Option<Vec<String>>,
+}
+
+/// `POST /webhook/deadletters/replay`: delivers dead letters again, once each; those delivered are
+/// removed. Admin credentials only.
+async fn replay_dead_letters(origin: Origin, state: ApiState, request: ReplayRequest) -> Result<warp::reply::Response, Rejection> {
+    let results = crate::webhook::replay_dead_letters(&state.config, &state.core, request.deliveries)
+        .await
+        .map_err(|e| warp::reject::custom(ApiError::bad_request(format!("{e:#}"))))?;
+    tracing::info!(actor = ?origin.actor, replayed = results.len(), "webhook dead letters replayed");
+    let results: Vec<serde_json::Value> = results
+        .into_iter()
+        .map(|(delivery, r)| match r {
+            Ok(()) => serde_json::json!({"delivery": delivery, "delivered": true}),
+            Err(e) => serde_json::json!({"delivery": delivery, "delivered": false, "error": e}),
+        })
+        .collect();
+    Ok(warp::reply::json(&serde_json::json!({"status": 200, "results": results})).into_response())
 }
 
 /// `POST /backup` body.
