@@ -1,5 +1,5 @@
 # The commands of the README. Each installs what it needs first.
-.PHONY: run test bench bench-im
+.PHONY: run test bench bench-im fault-suite
 
 run:
 	./scripts/run
@@ -12,3 +12,6 @@ bench:
 
 bench-im:
 	./scripts/bench-im
+
+fault-suite:
+	./scripts/fault-suite

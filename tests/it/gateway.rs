@@ -54,6 +54,35 @@ impl Client {
         Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0, bytes_sent: 0, bytes_received: 0 }
     }
 
+    /// A logged-in TCP client of the server at `tcp` (for tasks that outlive a `&Server`).
+    pub(crate) async fn logged_in_tcp(tcp: std::net::SocketAddr, uid: &str, token: &str, device_flag: u8) -> Client {
+        let socket = Socket::Tcp(TcpStream::connect(tcp).await.expect("tcp connect"));
+        let mut client = Client { socket, input: Vec::new(), version: packet::LATEST_VERSION, cipher: None, ws_messages: 0, bytes_sent: 0, bytes_received: 0 };
+        let ack = client.connect(uid, token, device_flag, 5).await;
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{uid} connects");
+        client
+    }
+
+    /// Writes a packet; false when the server is gone.
+    pub(crate) async fn try_write(&mut self, p: &Packet) -> bool {
+        let bytes = packet::encode_to_vec(p, self.version).expect("encode");
+        self.bytes_sent += bytes.len();
+        match &mut self.socket {
+            Socket::Tcp(t) => t.write_all(&bytes).await.is_ok(),
+            Socket::Ws(w) => w.send(Message::binary(bytes)).await.is_ok(),
+        }
+    }
+
+    /// A SEND with its own client_msg_no, built and signed as the JS SDK does.
+    pub(crate) fn send_packet_for(&self, client_seq: u32, channel_id: &str, channel_type: u8, text: &str, client_msg_no: &str) -> Packet {
+        let mut p = self.send_packet(client_seq, channel_id, channel_type, text);
+        if let Packet::Send(send) = &mut p {
+            send.client_msg_no = client_msg_no.to_owned();
+            send.msg_key = self.cipher.as_ref().expect("connected").send_msg_key(send);
+        }
+        p
+    }
+
     /// A TCP client with a tiny receive buffer, so that a client that stops reading stalls the
     /// server's writes soon.
     async fn open_small_buffer(s: &Server) -> Client {

@@ -7,6 +7,7 @@ mod backup;
 mod conversation;
 mod durability;
 mod families;
+mod faults;
 pub(crate) mod gateway;
 mod history;
 mod jmessage;
