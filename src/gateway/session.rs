@@ -84,8 +84,20 @@ impl Session {
                         session.deliver(conn, item)?;
                     }
                 }
-                // RECVs whose RECVACK is late: again with DUP, or given up.
-                () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => session.retry(conn)?,
+                // RECVs whose RECVACK is late: again with DUP, or given up. RECVACKs that have already
+                // arrived count first: under load the timer can be due while they wait unread in the
+                // socket, and re-sending then would deliver a message twice.
+                () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => {
+                    for _ in 0..WRITE_BATCH {
+                        match futures_util::FutureExt::now_or_never(conn.read_frame()) {
+                            Some(Ok(Some(frame))) => session.handle(conn, &frame).await?,
+                            Some(Ok(None)) => return Ok(End::Closed),
+                            Some(Err(e)) => return Err(e),
+                            None => break,
+                        }
+                    }
+                    session.retry(conn)?;
+                }
                 kick = &mut kicked => return Ok(End::from(kick.unwrap_or(Kick::Close("no longer listed")))),
                 () = stopped(shutdown) => return Ok(shutting_down(gateway)),
                 () = tokio::time::sleep_until(deadline) => {
