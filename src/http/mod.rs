@@ -290,6 +290,65 @@ pub(crate) fn request_origin() -> impl Filter<Extract = (Origin,), Error = Rejec
         })
 }
 
+/// A JSON value's kind, for the error messages of the families that check fields one by one.
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads the first file of a multipart form found in one of `fields`, at most `max` bytes, and the
+/// texts of the form's other `texts` fields: (file name and bytes, texts by field).
+///
+/// # Errors
+/// The family's error made by `bad` (a malformed form or an unreadable part), or by `too_large`.
+pub(crate) async fn multipart_file<E>(
+    form: warp::multipart::FormData,
+    fields: &[&str],
+    texts: &[&str],
+    max: usize,
+    bad: impl Fn(String) -> E,
+    too_large: impl Fn() -> E,
+) -> Result<(Option<(String, Vec<u8>)>, std::collections::BTreeMap<String, String>), E> {
+    use bytes::Buf as _;
+    use futures_util::TryStreamExt as _;
+    let mut parts = form;
+    let (mut file, mut found) = (None, std::collections::BTreeMap::new());
+    while let Some(part) = parts.try_next().await.map_err(|e| bad(format!("malformed multipart form: {e}")))? {
+        let field = part.name().to_owned();
+        let is_file = fields.contains(&field.as_str()) && file.is_none();
+        if !is_file && !texts.contains(&field.as_str()) {
+            continue;
+        }
+        let name = part.filename().unwrap_or("upload").to_owned();
+        let mut bytes = Vec::new();
+        let mut stream = part.stream();
+        while let Some(mut chunk) = stream.try_next().await.map_err(|e| bad(format!("reading the form: {e}")))? {
+            if bytes.len() + chunk.remaining() > max {
+                return Err(too_large());
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                bytes.extend_from_slice(piece);
+                let n = piece.len();
+                chunk.advance(n);
+            }
+        }
+        if is_file {
+            file = Some((name, bytes));
+        } else {
+            found.insert(field, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    Ok((file, found))
+}
+
 /// Passes the state to handlers.
 pub(crate) fn with_state(state: ApiState) -> impl Filter<Extract = (ApiState,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())

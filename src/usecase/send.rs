@@ -58,6 +58,24 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
 }
 
+impl Outgoing {
+    /// An ordinary stored message with a red dot from `from` into channel `key`: what the business API
+    /// families send. `client_msg_no` makes a retried request the same message.
+    pub fn business(from: &Uid, key: &ChannelKey, client_msg_no: Option<String>, payload: Vec<u8>) -> Outgoing {
+        Outgoing {
+            from: Some(from.0.clone()),
+            target: Target::Channel { id: key.id.0.clone(), ty: Some(key.ty.0) },
+            client_msg_no,
+            header: MessageHeader { no_persist: false, red_dot: true, sync_once: false },
+            setting: 0,
+            expire: 0,
+            topic: None,
+            stream_no: None,
+            payload,
+        }
+    }
+}
+
 /// A sent (or, for a retry, already sent) message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {

@@ -199,17 +199,7 @@ pub fn object<'a>(body: &'a Value, what: &str) -> Result<&'a Map<String, Value>,
     body.as_object().ok_or_else(|| JmError::bad_request(format!("{what} must be a json object, got {}", kind(body))))
 }
 
-/// The JSON type of a value, for messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use crate::http::json_kind as kind;
 
 fn cut(s: &str) -> &str {
     match s.char_indices().nth(64) {

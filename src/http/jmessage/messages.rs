@@ -6,7 +6,7 @@
 //! `msg_id` is the message's position in the event log (below 2^53, exact in any JSON reader), so a
 //! retraction finds it with one read.
 
-use rookery_events::{person_channel_id, tenant_group, ChannelKey, ChannelType, MessageHeader, Uid};
+use rookery_events::{person_channel_id, tenant_group, ChannelKey, ChannelType, Uid};
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -15,7 +15,7 @@ use super::fields::{self, kind};
 use super::users::find;
 use super::{ctx, jm_json, no_content, Ctx, JmError, GROUP_NOT_FOUND, NOT_ALLOWED, USER_NOT_FOUND};
 use crate::http::ApiState;
-use crate::usecase::{Outgoing, Target};
+use crate::usecase::Outgoing;
 
 /// Largest `msg_body`, as compact JSON, in bytes.
 pub const MAX_BODY: usize = 4096;
@@ -194,17 +194,7 @@ async fn send(c: Ctx, body: Value) -> Result<warp::reply::Response, Rejection> {
     if no_notification {
         payload["no_notification"] = json!(true);
     }
-    let out = Outgoing {
-        from: Some(from.uid.0.clone()),
-        target: Target::Channel { id: key.id.0.clone(), ty: Some(key.ty.0) },
-        client_msg_no: None,
-        header: MessageHeader { no_persist: false, red_dot: true, sync_once: false },
-        setting: 0,
-        expire: 0,
-        topic: None,
-        stream_no: None,
-        payload: payload.to_string().into_bytes(),
-    };
+    let out = Outgoing::business(&from.uid, &key, None, payload.to_string().into_bytes());
     let sent = c.state.usecases.send(out, c.origin, None).await.map_err(|e| match e {
         crate::usecase::Error::Core(rookery_actors::CoreError::Rejected(rookery_events::Rejection::ChannelNotFound | rookery_events::Rejection::Disbanded)) => {
             JmError::new(StatusCode::NOT_FOUND, GROUP_NOT_FOUND, "no such group or chatroom")

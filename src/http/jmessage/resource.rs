@@ -1,8 +1,6 @@
 //! Media: `POST /v1/resource?type=image|file|voice` (a multipart form with the file in `filename`) and
 //! `GET /v1/resource?mediaId=` (its download URL). A `media_id` is `<tag>/<type>/<sha256>`.
 
-use bytes::Buf as _;
-use futures_util::TryStreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -43,29 +41,8 @@ async fn upload(c: Ctx, q: UploadQuery, form: warp::multipart::FormData) -> Resu
     if !MEDIA_KINDS.contains(&kind.as_str()) {
         return Err(JmError::bad_request(format!("type must be image, file or voice, got {kind:?}")).into());
     }
-    let mut parts = form.map_err(|e| JmError::bad_request(format!("malformed multipart form: {e}")));
-    let mut file = None;
-    while let Some(part) = parts.try_next().await? {
-        if part.name() != "filename" {
-            continue;
-        }
-        let name = part.filename().unwrap_or("upload").to_owned();
-        let mut bytes = Vec::new();
-        let mut stream = part.stream();
-        while let Some(mut chunk) = stream.try_next().await.map_err(|e| JmError::bad_request(format!("reading the file: {e}")))? {
-            if bytes.len() + chunk.remaining() > MAX_MEDIA_BYTES {
-                return Err(JmError::bad_request(format!("a file is at most {MAX_MEDIA_BYTES} bytes")).into());
-            }
-            while chunk.has_remaining() {
-                let piece = chunk.chunk();
-                bytes.extend_from_slice(piece);
-                let n = piece.len();
-                chunk.advance(n);
-            }
-        }
-        file = Some((name, bytes));
-        break;
-    }
+    let too_large = || JmError::bad_request(format!("a file is at most {MAX_MEDIA_BYTES} bytes"));
+    let (file, _) = crate::http::multipart_file(form, &["filename"], &[], MAX_MEDIA_BYTES, JmError::bad_request, too_large).await?;
     let (name, bytes) = file.ok_or_else(|| JmError::bad_request("the form has no file in its filename field"))?;
     let record = c.state.usecases.store_media(&c.app.tag, &kind, &name, bytes, c.origin).await.map_err(JmError::from_usecase)?;
     let media_id = format!("{}/{}/{}", c.app.tag, record.kind, record.sha256);

@@ -23,17 +23,7 @@ pub const MAX_TEXT: usize = 1024;
 /// Most uids one request may name.
 pub const MAX_UIDS: usize = 1000;
 
-/// A JSON value's kind, for error messages.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use crate::http::json_kind as kind;
 
 /// How a limit counts.
 #[derive(Debug, Clone, Copy)]

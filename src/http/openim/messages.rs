@@ -9,7 +9,7 @@
 //! (merger, card, location, custom, revoke, has-read) are WuKongIM type 0 with the OpenIM body.
 //! `msgID` is the message's position in the event log (as a string), `sendTime` its time in ms.
 
-use rookery_events::{person_channel_id, ChannelKey, ChannelType, MessageHeader, Uid};
+use rookery_events::{person_channel_id, ChannelKey, ChannelType, Uid};
 use serde_json::{json, Map, Value};
 use warp::{Filter, Rejection};
 
@@ -17,7 +17,7 @@ use super::fields::{self, kind, Limit, MAX_TEXT, MAX_UIDS};
 use super::groups::find_group;
 use super::{body, manager, success, Ctx, OimError};
 use crate::http::ApiState;
-use crate::usecase::{Outgoing, Target};
+use crate::usecase::Outgoing;
 
 pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("manager" / "send_msg").and(warp::post()).and(manager(state)).and(body()).and_then(send)
@@ -188,17 +188,7 @@ async fn send(c: Ctx, obj: Map<String, Value>) -> Result<warp::reply::Response, 
         }
     }
     payload["body"] = Value::Object(content);
-    let out = Outgoing {
-        from: Some(from.0.clone()),
-        target: Target::Channel { id: key.id.0.clone(), ty: Some(key.ty.0) },
-        client_msg_no: Some(operation_id),
-        header: MessageHeader { no_persist: false, red_dot: true, sync_once: false },
-        setting: 0,
-        expire: 0,
-        topic: None,
-        stream_no: None,
-        payload: payload.to_string().into_bytes(),
-    };
+    let out = Outgoing::business(&from, &key, Some(operation_id), payload.to_string().into_bytes());
     let sent = c.state.usecases.send(out, c.origin, None).await.map_err(OimError::from_usecase)?;
     let (position, at) = match sent.stored_at {
         Some(stored) => stored,

@@ -5,14 +5,14 @@
 //! A message's `mid` is its seq in its conversation. The stored payload is JSON a WuKongIM client
 //! renders as text: `{"type": 1, "content": <content>, "family": "popim", "quote_seq"?}`.
 
-use rookery_events::{ChannelKey, Message, MessageHeader, MessageSeq, Timestamp};
+use rookery_events::{ChannelKey, Message, MessageSeq, Timestamp};
 use serde_json::{json, Value};
 
 use super::friends::person;
 use super::groups;
 use super::params::Kind;
 use super::{done, ok, Ctx, Params, PopError};
-use crate::usecase::{AccountView, Outgoing, Target};
+use crate::usecase::{AccountView, Outgoing};
 
 /// Default and largest page of `get`.
 const PAGE: (usize, usize) = (20, 100);
@@ -105,17 +105,7 @@ pub(super) async fn send(c: Ctx, p: Params) -> Result<warp::reply::Response, Pop
         }
         payload["quote_seq"] = json!(q);
     }
-    let out = Outgoing {
-        from: Some(me.uid.0.clone()),
-        target: Target::Channel { id: key.id.0.clone(), ty: Some(key.ty.0) },
-        client_msg_no: None,
-        header: MessageHeader { no_persist: false, red_dot: true, sync_once: false },
-        setting: 0,
-        expire: 0,
-        topic: None,
-        stream_no: None,
-        payload: payload.to_string().into_bytes(),
-    };
+    let out = Outgoing::business(&me.uid, &key, None, payload.to_string().into_bytes());
     c.state.usecases.send(out, c.acting(&me.uid), None).await.map_err(PopError::from_usecase)?;
     done()
 }

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Buf as _;
-use futures_util::TryStreamExt as _;
 use rookery_events::{ChannelType, Reply as Canned};
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
@@ -226,33 +224,9 @@ pub(super) fn upload_routes(state: ApiState) -> impl Filter<Extract = (warp::rep
 /// Stores an upload and answers `{src, name, size}`.
 async fn upload(c: Ctx, form: warp::multipart::FormData, which: &str, kind: &str) -> Result<warp::reply::Response, PopError> {
     c.require(if kind == "image" { "upload_img" } else { "upload_file" })?;
-    let mut parts = form.map_err(|e| PopError::param(format!("malformed multipart form: {e}")));
-    let (mut file, mut login) = (None, None);
-    while let Some(part) = parts.try_next().await? {
-        let field = part.name().to_owned();
-        if field != "file" && field != "login_uid" {
-            continue;
-        }
-        let name = part.filename().unwrap_or("upload").to_owned();
-        let mut bytes = Vec::new();
-        let mut stream = part.stream();
-        while let Some(mut chunk) = stream.try_next().await.map_err(|e| PopError::param(format!("reading the form: {e}")))? {
-            if bytes.len() + chunk.remaining() > MAX_MEDIA_BYTES {
-                return Err(PopError { status: StatusCode::PAYLOAD_TOO_LARGE, code: super::PARAM, msg: format!("a file is at most {MAX_MEDIA_BYTES} bytes") });
-            }
-            while chunk.has_remaining() {
-                let piece = chunk.chunk();
-                bytes.extend_from_slice(piece);
-                let n = piece.len();
-                chunk.advance(n);
-            }
-        }
-        if field == "file" {
-            file = Some((name, bytes));
-        } else {
-            login = Some(String::from_utf8_lossy(&bytes).into_owned());
-        }
-    }
+    let too_large = || PopError { status: StatusCode::PAYLOAD_TOO_LARGE, code: super::PARAM, msg: format!("a file is at most {MAX_MEDIA_BYTES} bytes") };
+    let (file, texts) = crate::http::multipart_file(form, &["file"], &["login_uid"], MAX_MEDIA_BYTES, PopError::param, too_large).await?;
+    let login = texts.get("login_uid").cloned();
     let origin = if which == "avatar" {
         let raw = login.ok_or_else(|| PopError::param("login_uid is required"))?;
         let mut p = Params::default();
