@@ -45,6 +45,9 @@ pub(super) struct Session {
     pub(super) info: Arc<SessionInfo>,
 }
 
+/// How long a session reads what has arrived before it sends a late RECV again.
+const RETRY_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Session {
     /// Serves the authenticated connection until it ends: packets in, queued messages out, RECVACK
     /// deadlines, kicks, the stop signal and the idle limit.
@@ -84,16 +87,21 @@ impl Session {
                         session.deliver(conn, item)?;
                     }
                 }
-                // RECVs whose RECVACK is late: again with DUP, or given up. RECVACKs that have already
-                // arrived count first: under load the timer can be due while they wait unread in the
-                // socket, and re-sending then would deliver a message twice.
+                // RECVs whose RECVACK is late: again with DUP, or given up. Input that has arrived counts
+                // first: under load (or after the process was stopped) the timer can be due while
+                // RECVACKs wait in the socket, not yet reported by the reactor, and re-sending then
+                // would deliver a message twice. So the session reads for a short grace before it retries.
                 () = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => {
-                    for _ in 0..WRITE_BATCH {
-                        match futures_util::FutureExt::now_or_never(conn.read_frame()) {
-                            Some(Ok(Some(frame))) => session.handle(conn, &frame).await?,
-                            Some(Ok(None)) => return Ok(End::Closed),
-                            Some(Err(e)) => return Err(e),
-                            None => break,
+                    let grace = tokio::time::sleep(RETRY_GRACE);
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            frame = conn.read_frame() => match frame? {
+                                Some(frame) => session.handle(conn, &frame).await?,
+                                None => return Ok(End::Closed),
+                            },
+                            () = &mut grace => break,
                         }
                     }
                     session.retry(conn)?;

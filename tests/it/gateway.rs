@@ -1218,3 +1218,28 @@ async fn a_master_devices_recvack_of_a_command_takes_it_off_the_queue() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(queued("erin").await, vec![second], "a RECVACK of a RECV never sent acknowledges nothing");
 }
+
+/// A RECVACK that reached the server's socket in time is counted before the RECV would be sent again:
+/// the server is frozen (SIGSTOP) after writing a RECV, the client acknowledges it, and the server
+/// wakes after the RECVACK deadline with both the retry timer and the acknowledgement ready. It must
+/// not write the RECV again (before the fix it did about every other time).
+#[tokio::test]
+async fn an_acknowledgement_waiting_in_the_socket_prevents_a_duplicate_recv() {
+    let (_dir, s) = server_with_tokens_env(&[("ROOKERY_RECVACK_TIMEOUT_MS", "200")]).await;
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    for round in 0..8 {
+        let (status, v) = s.post("/message/send", &json!({"from_uid": "alice", "channel_id": "bob", "channel_type": 1, "payload": base64::engine::general_purpose::STANDARD.encode(format!("m{round}"))})).await;
+        assert_eq!(status, 200, "{v}");
+        let r = match bob.read().await {
+            Some(Packet::Recv(r)) => r,
+            other => panic!("expected RECV, got {other:?}"),
+        };
+        s.signal(nix::sys::signal::Signal::SIGSTOP);
+        bob.write(&Packet::Recvack(RecvackPacket { header: r.header, message_id: r.message_id, message_seq: r.message_seq })).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        s.signal(nix::sys::signal::Signal::SIGCONT);
+        if let Ok(again) = tokio::time::timeout(Duration::from_millis(400), bob.read()).await {
+            panic!("round {round}: the server wrote {again:?} after an acknowledgement it had");
+        }
+    }
+}
