@@ -56,4 +56,20 @@ impl UseCases {
     pub async fn whitelist(&self, key: &ChannelKey) -> Result<Vec<Uid>, Error> {
         Ok(self.core.channel_state(key).await?.whitelist.into_iter().collect())
     }
+
+    /// Takes every subscriber out of channel `key` (the channel stays). Members added while this runs
+    /// stay members.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a channel that does not exist, [`Error::Core`] when the log fails.
+    pub async fn remove_all_subscribers(&self, key: &ChannelKey, origin: Origin) -> Result<(), Error> {
+        let state = self.core.channel_state(key).await?;
+        if !state.exists {
+            return Err(Error::NotFound(format!("channel {} of type {}", key.id, key.ty.0)));
+        }
+        if state.subscribers.is_empty() {
+            return Ok(());
+        }
+        self.change_channel(key, ChannelCommand::RemoveSubscribers(state.subscribers.into_iter().collect()), origin).await
+    }
 }

@@ -803,3 +803,34 @@ async fn varz_counts_commit_groups_and_fsyncs() {
     assert!(records >= 3 && groups >= 1 && groups <= records, "{v}");
     assert_eq!(syncs, groups, "the default durability syncs every group: {v}");
 }
+
+/// `/channel/subscriber_remove_all`, `/channel/blacklist_remove_all`, `/channel/whitelist_remove_all`:
+/// the set emptied and the channel kept; an unknown channel is 404 and a person channel 400, with the
+/// log unchanged.
+#[tokio::test]
+async fn remove_all_routes_empty_a_channels_sets_and_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    post_ok(&s, "/channel", json!({"channel_id": "ra", "channel_type": 2, "subscribers": ["a", "b", "c"]})).await;
+    post_ok(&s, "/channel/blacklist_add", json!({"channel_id": "ra", "channel_type": 2, "uids": ["x"]})).await;
+    post_ok(&s, "/channel/whitelist_add", json!({"channel_id": "ra", "channel_type": 2, "uids": ["a", "b"]})).await;
+    assert_eq!(probe(&s, "c", "ra", 2).await, 403, "not on the allowlist");
+    let before = log_position(&s).await;
+    post_err(&s, "/channel/subscriber_remove_all", json!({"channel_id": "nope", "channel_type": 2}), 404, "nope").await;
+    post_err(&s, "/channel/subscriber_remove_all", json!({"channel_id": "a", "channel_type": 1}), 400, "").await;
+    post_err(&s, "/channel/blacklist_remove_all", json!({"channel_type": 2}), 400, "channel_id").await;
+    assert_eq!(log_position(&s).await, before, "refusals change nothing");
+
+    post_ok(&s, "/channel/whitelist_remove_all", json!({"channel_id": "ra", "channel_type": 2})).await;
+    let (_, list) = s.get("/channel/whitelist?channel_id=ra&channel_type=2").await;
+    assert_eq!(list, json!([]));
+    assert_eq!(probe(&s, "c", "ra", 2).await, 200, "the allowlist is empty again");
+    post_ok(&s, "/channel/blacklist_remove_all", json!({"channel_id": "ra", "channel_type": 2})).await;
+    post_ok(&s, "/channel/subscriber_remove_all", json!({"channel_id": "ra", "channel_type": 2})).await;
+    assert_eq!(probe(&s, "a", "ra", 2).await, 403, "no longer a subscriber");
+    // The channel is still there: subscribers can be added again, and removing all again is a no-op.
+    post_ok(&s, "/channel/subscriber_add", json!({"channel_id": "ra", "channel_type": 2, "subscribers": ["a"]})).await;
+    assert_eq!(probe(&s, "a", "ra", 2).await, 200);
+    post_ok(&s, "/channel/subscriber_remove_all", json!({"channel_id": "ra", "channel_type": 2})).await;
+    post_ok(&s, "/channel/subscriber_remove_all", json!({"channel_id": "ra", "channel_type": 2})).await;
+}

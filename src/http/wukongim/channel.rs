@@ -24,6 +24,11 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let delete = warp::path!("channel" / "delete").and(post(&state)).and(json_body()).and_then(delete);
     let sub_add = warp::path!("channel" / "subscriber_add").and(post(&state)).and(json_body()).and_then(subscriber_add);
     let sub_remove = warp::path!("channel" / "subscriber_remove").and(post(&state)).and(json_body()).and_then(subscriber_remove);
+    let sub_remove_all = warp::path!("channel" / "subscriber_remove_all").and(post(&state)).and(json_body()).and_then(subscriber_remove_all);
+    let clear = |name: &'static str, kind: ListKind| {
+        warp::path("channel").and(warp::path(name)).and(warp::path::end()).and(post(&state)).and(json_body()).and_then(move |s, o, d| list_clear(s, o, d, kind))
+    };
+    let clears = clear("blacklist_remove_all", ListKind::Blacklist).or(clear("whitelist_remove_all", ListKind::Whitelist)).unify();
     let list = |name: &'static str, kind: ListKind, op: ListOpKind| {
         warp::path("channel")
             .and(warp::path(name))
@@ -44,7 +49,23 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .or(list("whitelist_set", ListKind::Whitelist, ListOpKind::Set))
         .unify();
     let whitelist = warp::path!("channel" / "whitelist").and(warp::get()).and(with_state(state)).and(warp::query::<ListQuery>()).and_then(whitelist);
-    upsert.or(info).unify().or(delete).unify().or(sub_add).unify().or(sub_remove).unify().or(lists).unify().or(whitelist).unify()
+    upsert
+        .or(info)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(sub_add)
+        .unify()
+        .or(sub_remove)
+        .unify()
+        .or(sub_remove_all)
+        .unify()
+        .or(lists)
+        .unify()
+        .or(clears)
+        .unify()
+        .or(whitelist)
+        .unify()
 }
 
 /// `POST /channel` and `POST /channel/info` body (`/channel/info` takes no subscribers or reset).
@@ -161,6 +182,23 @@ async fn subscriber_remove(state: ApiState, origin: Origin, dto: SubscribersDto)
     validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
     state.usecases.change_channel(&key, ChannelCommand::RemoveSubscribers(uids), origin).await?;
+    Ok(ok())
+}
+
+/// `POST /channel/subscriber_remove_all` (`{channel_id, channel_type}`): every subscriber leaves; the
+/// channel stays (an unknown channel is 404, a person channel 400).
+async fn subscriber_remove_all(state: ApiState, origin: Origin, dto: KeyDto) -> Result<warp::reply::Response, Rejection> {
+    let key = channel_key(dto.channel_id, dto.channel_type)?;
+    validate::may_have_subscribers(key.ty)?;
+    state.usecases.remove_all_subscribers(&key, origin).await?;
+    Ok(ok())
+}
+
+/// `POST /channel/blacklist_remove_all`, `/channel/whitelist_remove_all` (`{channel_id, channel_type}`):
+/// the list emptied.
+async fn list_clear(state: ApiState, origin: Origin, dto: KeyDto, kind: ListKind) -> Result<warp::reply::Response, Rejection> {
+    let key = channel_key(dto.channel_id, dto.channel_type)?;
+    state.usecases.change_channel(&key, ChannelCommand::List(kind, ListOp::Set(Vec::new())), origin).await?;
     Ok(ok())
 }
 
