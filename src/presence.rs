@@ -302,19 +302,23 @@ impl Presence {
         n
     }
 
-    /// Ends one session (by its id) with `kick`.
-    fn kick_session(&self, uid: &Uid, id: u64, kick: Kick) {
+    /// Ends one session (by its id) with `kick`; whether it was online.
+    pub fn kick_session(&self, uid: &Uid, id: u64, kick: Kick) -> bool {
         let found = {
             let mut dir = self.lock();
-            let Some(sessions) = dir.sessions.get_mut(uid) else { return };
+            let Some(sessions) = dir.sessions.get_mut(uid) else { return false };
             let found = sessions.iter().position(|o| o.id == id).map(|i| sessions.swap_remove(i));
             if sessions.is_empty() {
                 dir.sessions.remove(uid);
             }
             found
         };
-        if let Some(old) = found {
-            old.kick(kick);
+        match found {
+            Some(old) => {
+                old.kick(kick);
+                true
+            }
+            None => false,
         }
     }
 

@@ -183,6 +183,19 @@ impl UseCases {
         Ok(found)
     }
 
+    /// Ends one WKProto connection of `uid` (its id as `/connz` and `/user/onlinestatus` list it): with
+    /// `tell`, the client is told it was logged out (DISCONNECT, reason 12) and stops reconnecting;
+    /// without, the connection is closed and the client reconnects. Nothing is written: its token
+    /// stays valid (`/user/device_quit` revokes it). Whether it was online.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a malformed uid.
+    pub fn end_connection(&self, uid: &str, conn_id: u64, tell: bool) -> Result<bool, Error> {
+        let uid = validate::client_uid("uid", uid)?;
+        let kick = if tell { Kick::LoggedOut("kicked by the server".into()) } else { Kick::Close("removed by the server") };
+        Ok(self.presence.kick_session(&uid, conn_id, kick))
+    }
+
     /// Whether `uid` is banned (its own person channel has `ban`).
     async fn banned(&self, uid: &Uid) -> Result<bool, Error> {
         let own = self.core.channel_state(&ChannelKey::new(uid.0.clone(), ChannelType::PERSON)).await?;

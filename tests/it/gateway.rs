@@ -1243,3 +1243,33 @@ async fn an_acknowledgement_waiting_in_the_socket_prevents_a_duplicate_recv() {
         }
     }
 }
+
+/// `POST /conn/kick` ends one connection and tells the client (DISCONNECT, it stops reconnecting);
+/// `POST /conn/remove` closes one without telling; the ids are those `/connz` lists.
+#[tokio::test]
+async fn connections_are_kicked_or_removed_one_by_one_through_the_api() {
+    let (_dir, s) = server_with_tokens().await;
+    let mut bob = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+    let mut alice = Client::logged_in(&s, Kind::Ws, "alice", "ta", 1, 5).await;
+    let connz: serde_json::Value = s.client().get(format!("http://{}/connz", s.monitor)).send().await.expect("connz").json().await.expect("json");
+    let id_of =
+        |uid: &str| connz["connections"].as_array().expect("connections").iter().find(|c| c["uid"] == uid).and_then(|c| c["id"].as_u64()).expect("listed");
+    let (bob_id, alice_id) = (id_of("bob"), id_of("alice"));
+
+    let (status, v) = s.post("/conn/kick", &json!({"uid": "bob", "conn_id": alice_id})).await;
+    assert_eq!(status, 404, "not bob's connection: {v}");
+    let (status, v) = s.post("/conn/kick", &json!({"uid": "bob", "conn_id": bob_id, "node_id": 7})).await;
+    assert_eq!(status, 404, "another node: {v}");
+    assert_eq!(s.post("/conn/kick", &json!({"uid": "bob"})).await.0, 400);
+
+    let (status, v) = s.post("/conn/kick", &json!({"uid": "bob", "conn_id": bob_id, "node_id": 1})).await;
+    assert_eq!((status, v), (200, json!({"status": 200})));
+    match bob.read().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::CONNECT_KICK),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert_eq!(s.post("/conn/remove", &json!({"uid": "alice", "conn_id": alice_id})).await.0, 200);
+    assert!(alice.read().await.is_none(), "closed without a DISCONNECT");
+    // Their tokens still work: the clients may come back.
+    let _back = Client::logged_in(&s, Kind::Tcp, "bob", "tb", 0, 5).await;
+}

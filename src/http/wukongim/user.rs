@@ -34,8 +34,19 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .and(origin(state.clone()))
         .and(json_body())
         .and_then(|s, o, d: SystemUidsDto| system_uids(s, o, d, false));
-    let list = warp::path!("user" / "systemuids").and(warp::get()).and(with_state(state)).map(list_system_uids);
-    token.or(quit).unify().or(online).unify().or(add).unify().or(remove).unify().or(list).unify()
+    let list = warp::path!("user" / "systemuids").and(warp::get()).and(with_state(state.clone())).map(list_system_uids);
+    let conn = |name: &'static str, tell: bool| {
+        warp::path("conn")
+            .and(warp::path(name))
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(with_state(state.clone()))
+            .and(origin(state.clone()))
+            .and(json_body())
+            .and_then(move |s, o, d| end_connection(s, o, d, tell))
+    };
+    let conns = conn("kick", true).or(conn("remove", false)).unify();
+    token.or(quit).unify().or(online).unify().or(add).unify().or(remove).unify().or(list).unify().or(conns).unify()
 }
 
 /// `POST /user/token` body.
@@ -49,6 +60,20 @@ struct TokenDto {
     /// 0 slave, 1 master.
     #[serde(default)]
     device_level: Option<i64>,
+}
+
+/// `POST /conn/kick` and `/conn/remove` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnDto {
+    uid: Option<String>,
+    conn_id: Option<i64>,
+    /// The node the connection is on: this server's (or absent).
+    #[serde(default)]
+    node_id: Option<u64>,
+    /// The node that asks (cluster bookkeeping in WuKongIM; ignored by a single node).
+    #[serde(default)]
+    op_node_id: Option<u64>,
 }
 
 /// `POST /user/device_quit` body.
@@ -107,6 +132,28 @@ async fn device_quit(state: ApiState, origin: Origin, dto: DeviceQuitDto) -> Res
         Some(n) => Some(DeviceFlag(code("device_flag", Some(n), 0, 2)?)),
     };
     state.usecases.quit_device(&uid, flag, origin).await?;
+    Ok(ok())
+}
+
+/// `POST /conn/kick` (the client is told and stops reconnecting) and `POST /conn/remove` (closed; the
+/// client reconnects): one connection of `uid` by its `conn_id`.
+async fn end_connection(state: ApiState, origin: Origin, dto: ConnDto, tell: bool) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    let conn_id = match dto.conn_id {
+        Some(n) if n >= 0 => n as u64,
+        Some(n) => return Err(ApiError::bad_request(format!("conn_id must not be negative, got {n}")).into()),
+        None => return Err(ApiError::bad_request("conn_id is required").into()),
+    };
+    if let Some(node) = dto.node_id.filter(|n| *n != 0 && *n != crate::config::NODE_ID) {
+        return Err(
+            ApiError { status: warp::http::StatusCode::NOT_FOUND, msg: format!("node {node} is not this server (node {})", crate::config::NODE_ID) }.into()
+        );
+    }
+    let _ = dto.op_node_id;
+    if !state.usecases.end_connection(&uid, conn_id, tell)? {
+        return Err(ApiError { status: warp::http::StatusCode::NOT_FOUND, msg: format!("{uid} has no connection {conn_id}") }.into());
+    }
+    tracing::info!(actor = ?origin.actor, uid, conn_id, kick = tell, "connection ended through the API");
     Ok(ok())
 }
 
