@@ -26,7 +26,7 @@ pub(super) fn person(a: &AccountView, b: &AccountView) -> ChannelKey {
 }
 
 /// Entries `{uid, avatar, state, name, initials, is_member}` grouped by initial, each keyed by uid.
-fn grouped(c: &Ctx, entries: Vec<(AccountView, String)>) -> Value {
+pub(super) fn grouped(c: &Ctx, entries: Vec<(AccountView, String)>) -> Value {
     let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (a, note) in entries {
         let name = if note.is_empty() { a.profile.nickname.clone().unwrap_or_else(|| a.username.clone()) } else { note };

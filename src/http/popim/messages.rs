@@ -75,7 +75,7 @@ async fn conversation(c: &Ctx, me: &AccountView, p: &Params, id_field: &str) -> 
 }
 
 /// The text a stored message shows: the `content` of a JSON payload, else the payload as text.
-fn content_of(m: &Message) -> (String, Option<u64>) {
+pub(super) fn content_of(m: &Message) -> (String, Option<u64>) {
     let bytes = m.payload.bytes();
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(o)) => (o.get("content").and_then(Value::as_str).unwrap_or_default().to_owned(), o.get("quote_seq").and_then(Value::as_u64)),

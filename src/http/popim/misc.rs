@@ -127,13 +127,7 @@ pub(super) async fn home(c: Ctx, p: Params) -> Result<warp::reply::Response, Pop
     let u = &c.state.usecases;
     let requests = u.friend_requests_to(&c.app.tag, me.n).await.map_err(PopError::from_usecase)?;
     let friends = friend_entries(&c, &me).await?;
-    let mut book: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for (a, note) in &friends {
-        let name = if note.is_empty() { a.profile.nickname.clone().unwrap_or_else(|| a.username.clone()) } else { note.clone() };
-        let init = super::friends::initial(&name);
-        let entry = json!({"uid": a.n, "avatar": a.profile.avatar.clone().unwrap_or_default(), "state": if c.online(&a.uid) { "online" } else { "offline" }, "name": name, "initials": init});
-        book.entry(init).or_default().insert(a.n.to_string(), entry);
-    }
+    let book = super::friends::grouped(&c, friends.clone());
     let groups = u.groups_of(&c.app.tag, &me.uid).await.map_err(PopError::from_usecase)?;
     let group_list: Vec<Value> = groups.iter().map(|g| json!({"gid": g.n, "avatar": g.profile.avatar, "name": g.profile.name})).collect();
     let user = c.state.core.user_state(&me.uid).await.map_err(|e| PopError::from_usecase(e.into()))?;
@@ -160,8 +154,8 @@ pub(super) async fn home(c: Ctx, p: Params) -> Result<warp::reply::Response, Pop
             let remark = marks.map(|m| m.remark.clone()).filter(|r| !r.is_empty());
             ("group", g.n, remark.unwrap_or_else(|| g.profile.name.clone()), g.profile.avatar.clone())
         };
-        let revoked = u.channel_page(&key, last.message_seq.0, last.message_seq.0, 1, false).await.map_err(PopError::from_usecase)?.revoked;
-        let content = if revoked.contains_key(&last.message_seq.0) { String::new() } else { message_text(last) };
+        // The conversation list shows a retracted message without its payload, so its text is empty.
+        let content = super::messages::content_of(last).0;
         let from = c.number(&last.from_uid).map_or_else(|| last.from_uid.0.clone(), |n| n.to_string());
         let item = json!({"mid": last.message_seq.0, "from": from, "to": id.to_string(), "content": content, "timestamp": last.timestamp.as_secs(), "sub_type": "message"});
         chatting.insert(
@@ -180,15 +174,6 @@ pub(super) async fn home(c: Ctx, p: Params) -> Result<warp::reply::Response, Pop
 /// The person channel of `me` and the uid `peer`.
 fn person_key(me: &crate::usecase::AccountView, peer: &str) -> rookery_events::ChannelKey {
     rookery_events::ChannelKey::new(rookery_events::person_channel_id(&me.uid, &rookery_events::Uid::from(peer)), ChannelType::PERSON)
-}
-
-/// The text of a stored message: a JSON payload's `content`, else the payload as text.
-fn message_text(m: &rookery_events::Message) -> String {
-    let bytes = m.payload.bytes();
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        _ => String::from_utf8_lossy(bytes).into_owned(),
-    }
 }
 
 /// `1.23 KB` and the like.
