@@ -98,6 +98,8 @@ pub const KINDS: &[&str] = &[
     "channel.managers_changed",
     "channel.mute_all_set",
     "channel.message_deleted",
+    "channel.message_event",
+    "channel.message_stream_ended",
     "user.messages_hidden",
     "user.conversation_settings_changed",
 ];
@@ -512,6 +514,7 @@ fn stream_json(s: &StreamId) -> Value {
         StreamId::User(uid) => json!({"type": "user", "uid": uid.as_str()}),
         StreamId::System => json!({"type": "system"}),
         StreamId::Tenant(tag) => json!({"type": "tenant", "tag": tag}),
+        StreamId::MessageEvents(k, no) => json!({"type": "message_events", "channel_id": k.id.as_str(), "channel_type": k.ty.0, "client_msg_no": no.0}),
     }
 }
 
@@ -577,6 +580,14 @@ pub fn event_json(e: &Event) -> Value {
             }),
             ChannelEvent::MuteAllSet { on, at } => json!({"on": on, "at": at.0}),
             ChannelEvent::MessageDeleted { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
+            ChannelEvent::MessageEvent(e) => {
+                let mut v = crate::render::event_json(e);
+                v["message_seq"] = json!(e.message_seq.0);
+                v["client_msg_no"] = json!(e.client_msg_no.0);
+                v["ends_stream"] = json!(e.ended.is_some());
+                v
+            }
+            ChannelEvent::MessageStreamEnded { client_msg_no } => json!({"client_msg_no": client_msg_no.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,

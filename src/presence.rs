@@ -19,12 +19,37 @@ use rookery_events::{ChannelKey, ChannelType, DeviceLevel, MessageHeader, Messag
 use tokio::sync::{mpsc, oneshot};
 
 /// What other tasks put on a session's outbound queue.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Outbound {
     /// A committed message, shared by every session it goes to; each session renders it for its
     /// own user (the person channel named by the other party, no red dot on the sender's own
     /// devices) and seals it with its own key.
     Message(Arc<Delivery>),
+    /// A committed event of a stream message, shared likewise; each session renders it for its
+    /// protocol (an EVENT packet, or a stream RECV for the versions that have stream fields).
+    Event(Arc<EventDelivery>),
+}
+
+impl Outbound {
+    /// The channel it belongs to (deliveries of one channel keep their order).
+    pub fn key(&self) -> &ChannelKey {
+        match self {
+            Outbound::Message(m) => &m.key,
+            Outbound::Event(e) => &e.message.key,
+        }
+    }
+}
+
+/// One event of a stream message, as sessions receive it: the message it belongs to (without its
+/// payload) and the event.
+#[derive(Debug)]
+pub struct EventDelivery {
+    /// The stream message (its payload is left empty).
+    pub message: Delivery,
+    /// The event.
+    pub event: Arc<rookery_events::MessageEventRecord>,
+    /// The status of the event's key after it ("open", "closed", ...).
+    pub status: &'static str,
 }
 
 /// Why another task ends a session. The session is already out of [`Presence`] when it learns it.
@@ -443,7 +468,7 @@ impl Presence {
     /// Puts `message` on the queue of every online session of `recipients`, except session `except`.
     /// Never waits: a session whose queue is full (a reader that cannot keep up) is disconnected,
     /// and its client finds the message when it syncs after reconnecting.
-    pub fn deliver(&self, message: &Arc<Delivery>, recipients: &[Uid], except: Option<u64>) {
+    pub fn deliver(&self, item: &Outbound, recipients: &[Uid], except: Option<u64>) {
         // One look at the directory per message, not one per recipient; the queues are written after
         // the lock is released, so logins and kicks never wait for a big group's fan-out.
         let online: Vec<(&Uid, u64, mpsc::Sender<Outbound>)> = {
@@ -455,7 +480,7 @@ impl Presence {
                 .collect()
         };
         for (uid, id, tx) in online {
-            match tx.try_send(Outbound::Message(message.clone())) {
+            match tx.try_send(item.clone()) {
                 Ok(()) => {}
                 // The session ends on its own; it is no longer listed a moment later.
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -466,7 +491,7 @@ impl Presence {
                 // and the client reconnects and syncs. Nobody else waits for it.
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(uid = %uid, message_id = message.message_id.0, "outbound queue full; disconnecting the slow reader");
+                    tracing::info!(uid = %uid, channel = %item.key(), "outbound queue full; disconnecting the slow reader");
                     self.kick_session(uid, id, Kick::Close("outbound queue full"));
                 }
             }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rookery_actors::Core;
-use rookery_events::{ChannelEvent, ChannelType, EnvelopeBody, Event, Message, Position, Uid};
+use rookery_events::{ChannelEvent, ChannelType, EnvelopeBody, Event, Message, Position, StreamId, Uid};
 use rookery_storage::{EventLog, Snapshot};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -263,7 +263,7 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                 None
             }
         };
-        let Some((messages, scanned_to)) = step else {
+        let Some((messages, ends, scanned_to)) = step else {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => {}
@@ -321,6 +321,28 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                 }
             }
         }
+        if sender.wants("msg.stream") {
+            for (position, channel, e) in &ends {
+                let body = crate::render::stream_end_json(channel, e);
+                match sender.deliver("msg.stream", &position.0.to_string(), &body, &mut stop).await {
+                    Outcome::Delivered => {}
+                    Outcome::Stopped => return,
+                    Outcome::GaveUp(attempts, error) => {
+                        let letter = DeadLetter {
+                            event: "msg.stream".into(),
+                            delivery: position.0.to_string(),
+                            from: position.0,
+                            to: position.0,
+                            to_uids: Vec::new(),
+                            attempts,
+                            error,
+                            at_ms: now_ms(),
+                        };
+                        set_aside(&log, &sender.stats, letter).await;
+                    }
+                }
+            }
+        }
         cursor = scanned_to;
         if let Err(e) = save_cursor(&log, cursor).await {
             tracing::error!(error = %e, "cannot store the webhook cursor");
@@ -329,13 +351,18 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
     }
 }
 
-/// Up to `batch` stored messages after `cursor` and the last position looked at, or `None` when
-/// nothing follows the cursor.
-async fn next_messages(log: &Arc<dyn EventLog>, cursor: Position, batch: usize) -> anyhow::Result<Option<(Vec<(Position, Message)>, Position)>> {
+/// What one read after the cursor found: messages, ends of stream messages (with their channel), and
+/// the last position looked at.
+type Step = (Vec<(Position, Message)>, Vec<(Position, rookery_events::ChannelKey, Box<rookery_events::MessageEventRecord>)>, Position);
+
+/// Up to `batch` stored messages after `cursor`, the stream messages that ended among them, and the
+/// last position looked at, or `None` when nothing follows the cursor.
+async fn next_messages(log: &Arc<dyn EventLog>, cursor: Position, batch: usize) -> anyhow::Result<Option<Step>> {
     let log = log.clone();
     tokio::task::spawn_blocking(move || {
         // `at` is the last record handled: the cursor moves there once the batch is delivered.
         let (mut out, mut bytes, mut at, mut scanned) = (Vec::new(), 0usize, cursor, 0usize);
+        let mut ends = Vec::new();
         while scanned < READ_BATCH {
             let records = log.read_range(at.next(), READ_CHUNK.min(READ_BATCH - scanned))?;
             if records.is_empty() {
@@ -344,21 +371,25 @@ async fn next_messages(log: &Arc<dyn EventLog>, cursor: Position, batch: usize) 
             scanned += records.len();
             for r in records {
                 let body = EnvelopeBody::decode(&r.body).map_err(|e| anyhow::anyhow!("record {}: {e}", r.position))?;
-                if let Event::Channel(ChannelEvent::MessageAppended(m)) = body.event {
-                    let size = m.payload.bytes().len();
-                    if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
-                        return Ok(Some((out, at)));
+                match (body.stream, body.event) {
+                    (_, Event::Channel(ChannelEvent::MessageAppended(m))) => {
+                        let size = m.payload.bytes().len();
+                        if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
+                            return Ok(Some((out, ends, at)));
+                        }
+                        bytes += size;
+                        out.push((r.position, *m));
+                        if out.len() == batch {
+                            return Ok(Some((out, ends, r.position)));
+                        }
                     }
-                    bytes += size;
-                    out.push((r.position, *m));
-                    if out.len() == batch {
-                        return Ok(Some((out, r.position)));
-                    }
+                    (StreamId::MessageEvents(k, _), Event::Channel(ChannelEvent::MessageEvent(e))) if e.ended.is_some() => ends.push((r.position, k, e)),
+                    _ => {}
                 }
                 at = r.position;
             }
         }
-        Ok((at > cursor).then_some((out, at)))
+        Ok((at > cursor).then_some((out, ends, at)))
     })
     .await?
 }
@@ -488,13 +519,10 @@ pub async fn replay_dead_letters(config: &Config, core: &Core, only: Option<Vec<
             kept.push(letter);
             continue;
         }
-        let messages = messages_between(&log, letter.from, letter.to).await?;
-        let body = if letter.event == "msg.offline" {
-            let mut body = messages.first().map(|m| crate::render::message_json(m, None)).unwrap_or(Value::Null);
-            body["to_uids"] = json!(letter.to_uids);
-            body
+        let body = if letter.event == "msg.stream" {
+            stream_end_at(&log, letter.from).await?.unwrap_or(Value::Null)
         } else {
-            Value::Array(messages.iter().map(|m| crate::render::message_json(m, None)).collect())
+            message_letter_body(&log, &letter).await?
         };
         match sender.deliver(&letter.event, &letter.delivery, &body, &mut stop).await {
             Outcome::Delivered => out.push((letter.delivery.clone(), Ok(()))),
@@ -509,6 +537,33 @@ pub async fn replay_dead_letters(config: &Config, core: &Core, only: Option<Vec<
     }
     store_dead_letters(&log, &kept).await?;
     Ok(out)
+}
+
+/// The body of a dead letter of `msg.notify` (the messages it covered) or `msg.offline` (its one
+/// message with the uids it was for).
+async fn message_letter_body(log: &Arc<dyn EventLog>, letter: &DeadLetter) -> anyhow::Result<Value> {
+    let messages = messages_between(log, letter.from, letter.to).await?;
+    Ok(if letter.event == "msg.offline" {
+        let mut body = messages.first().map(|m| crate::render::message_json(m, None)).unwrap_or(Value::Null);
+        body["to_uids"] = json!(letter.to_uids);
+        body
+    } else {
+        Value::Array(messages.iter().map(|m| crate::render::message_json(m, None)).collect())
+    })
+}
+
+/// The `msg.stream` body of the event at `position`, if it is the end of a stream message.
+async fn stream_end_at(log: &Arc<dyn EventLog>, position: u64) -> anyhow::Result<Option<Value>> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || {
+        let Some(r) = log.read_range(Position(position), 1)?.into_iter().next().filter(|r| r.position.0 == position) else { return Ok(None) };
+        let body = EnvelopeBody::decode(&r.body).map_err(|e| anyhow::anyhow!("record {}: {e}", r.position))?;
+        Ok(match (body.stream, body.event) {
+            (StreamId::MessageEvents(k, _), Event::Channel(ChannelEvent::MessageEvent(e))) if e.ended.is_some() => Some(crate::render::stream_end_json(&k, &e)),
+            _ => None,
+        })
+    })
+    .await?
 }
 
 /// The stored messages at positions `from..=to`.

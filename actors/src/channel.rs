@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rookery_events::{
-    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, Event, Message as StoredMessage, MessageId, MessageSeq,
-    Position, StreamId, Uid, UserEvent,
+    Aggregate, ChannelCommand, ChannelEvent, ChannelKey, ChannelState, ChannelType, ClientMsgNo, EnvelopeBody, Event, EventDecision, Message as StoredMessage,
+    MessageEventRecord, MessageId, MessageSeq, MessageStream, Position, StreamId, Uid, UserEvent,
 };
 use rookery_storage::Committed;
 use tokio::sync::oneshot;
@@ -48,6 +48,25 @@ pub(crate) enum Plan {
         reply: Reply<ChannelReply>,
         key: (Uid, ClientMsgNo),
     },
+    /// An event of a stream message (`own`: records in the channel's own stream, 0 or 1).
+    Event {
+        reply: Reply<MessageEventReply>,
+        answer: MessageEventReply,
+        own: usize,
+    },
+}
+
+/// Most message streams an actor keeps folded; beyond it, the ended ones are dropped when nothing is
+/// in flight.
+const MAX_CACHED_STREAMS: usize = 256;
+
+/// The event stored in a message-events record.
+fn event_of(record: &rookery_storage::StoredRecord) -> Result<Box<MessageEventRecord>, CoreError> {
+    match EnvelopeBody::decode(&record.body) {
+        Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageEvent(e)), .. }) => Ok(e),
+        Ok(_) => Err(CoreError::Storage(format!("record {} in a message's event stream is not a message event", record.position))),
+        Err(e) => Err(CoreError::Storage(format!("record {}: {e}", record.position))),
+    }
 }
 
 /// What a send that may be retried carries from decision to commit.
@@ -79,6 +98,8 @@ pub struct ChannelActor {
     last_active: Instant,
     retired: bool,
     broken: Option<String>,
+    /// The stream messages this actor has folded (projected: events in flight included).
+    streams: HashMap<ClientMsgNo, MessageStream>,
 }
 
 impl ChannelActor {
@@ -110,6 +131,7 @@ impl ChannelActor {
             last_active: Instant::now(),
             retired: false,
             broken,
+            streams: HashMap::new(),
         }
     }
 
@@ -231,10 +253,125 @@ impl ChannelActor {
         Ok((m.from_uid == key.0 && m.client_msg_no == key.1).then_some((m.message_id, m.message_seq)))
     }
 
+    /// The fold of stream message `no`'s events: the open stream message of that client_msg_no, or the
+    /// ended one its event stream holds. `None` when the channel has no stream message by that number.
+    /// Includes the events in flight.
+    fn message_stream(&mut self, no: &ClientMsgNo) -> Result<Option<&mut MessageStream>, CoreError> {
+        if !self.streams.contains_key(no) {
+            // Nothing of it can be in flight: whatever was decided for it is in the cache until idle.
+            let Some(folded) = self.fold_stream(no)? else { return Ok(None) };
+            self.streams.insert(no.clone(), folded);
+        }
+        Ok(self.streams.get_mut(no))
+    }
+
+    /// Folds the durable events of stream message `no` from the log.
+    fn fold_stream(&self, no: &ClientMsgNo) -> Result<Option<MessageStream>, CoreError> {
+        let open = self.pipe.committed().open_streams.get(no).map(|(seq, id, from)| MessageStream::new(*seq, *id, no.clone(), from.clone()));
+        let stream = StreamId::MessageEvents(self.key.clone(), no.clone()).key();
+        let mut folded = open;
+        let mut after = Position::ZERO;
+        loop {
+            let batch = self.core.0.log.read_stream(&stream, after, 1024).map_err(recovery::storage)?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            for r in &batch {
+                let e = event_of(r)?;
+                folded.get_or_insert_with(|| MessageStream::new(e.message_seq, e.message_id, e.client_msg_no.clone(), e.from_uid.clone())).apply(&e);
+            }
+        }
+        Ok(folded)
+    }
+
+    fn append_event(&mut self, msg: AppendMessageEvent, reply: Reply<MessageEventReply>, ctx: &mut Context<Self>) {
+        let now = self.core.now();
+        let no = msg.event.client_msg_no.clone();
+        let recipients = self.recipients();
+        let stream = match self.message_stream(&no) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let _ = reply.send(Err(CoreError::Rejected(rookery_events::Rejection::NotFound(format!("stream message {}", no.0)))));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let (from_uid, message_id) = (stream.from_uid.clone(), stream.message_id);
+        match stream.decide(&msg.event, now.0 as i64) {
+            Err(r) => {
+                let _ = reply.send(Err(r.into()));
+            }
+            // Answered after everything before it is durable, like any other reply.
+            Ok(EventDecision::Answered { event_key, event_seq, status }) => {
+                let answer = MessageEventReply { stored: None, event_key, event_seq, status, from_uid, message_id, recipients: Arc::from([]) };
+                self.persist(Vec::new(), Vec::new(), Vec::new(), Plan::Event { reply, answer, own: 0 }, ctx);
+            }
+            Ok(EventDecision::Append(event)) => {
+                stream.apply(&event);
+                let status = stream.status_of(&event.event_key);
+                let meta = msg.origin.into_meta(now);
+                let mut events = Vec::new();
+                let mut records = Vec::new();
+                if event.ended.is_some() {
+                    let ended = ChannelEvent::MessageStreamEnded { client_msg_no: no.clone() };
+                    records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(ended.clone())));
+                    events.push(ended);
+                }
+                let own = records.len();
+                let event: Arc<MessageEventRecord> = Arc::from(event);
+                records.push(record(
+                    &StreamId::MessageEvents(self.key.clone(), no),
+                    &meta,
+                    Event::Channel(ChannelEvent::MessageEvent(Box::new((*event).clone()))),
+                ));
+                let answer = MessageEventReply {
+                    event_key: event.event_key.clone(),
+                    event_seq: event.event_seq,
+                    stored: Some(event),
+                    status,
+                    from_uid,
+                    message_id,
+                    recipients,
+                };
+                self.persist(events, records, Vec::new(), Plan::Event { reply, answer, own }, ctx);
+            }
+        }
+    }
+
+    /// A stream send may not reuse the client_msg_no of an earlier stream message of the channel: its
+    /// events are named by it.
+    fn stream_number_taken(&mut self, no: &ClientMsgNo) -> Result<bool, CoreError> {
+        if self.streams.contains_key(no) {
+            return Ok(true);
+        }
+        let stream = StreamId::MessageEvents(self.key.clone(), no.clone()).key();
+        Ok(!self.core.0.log.read_stream(&stream, Position::ZERO, 1).map_err(recovery::storage)?.is_empty())
+    }
+
     fn execute(&mut self, msg: ExecuteChannel, reply: Reply<ChannelReply>, ctx: &mut Context<Self>) {
         let now = self.core.now();
         let mut cmd = msg.cmd;
         let mut dedupe = None;
+        if let ChannelCommand::Send(m) = &cmd {
+            if m.setting & rookery_events::STREAM_SETTING != 0
+                && !m.client_msg_no.0.is_empty()
+                && !self.pipe.projected().open_streams.contains_key(&m.client_msg_no)
+            {
+                match self.stream_number_taken(&m.client_msg_no) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = reply.send(Err(CoreError::Rejected(rookery_events::Rejection::Exists(format!("stream message {}", m.client_msg_no.0)))));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
         if let ChannelCommand::Send(m) = &mut cmd {
             m.message_id = self.core.0.ids.next(now);
             if !m.client_msg_no.0.is_empty() && !m.header.no_persist {
@@ -377,6 +514,13 @@ impl ChannelActor {
                         }
                     }
                 }
+                Plan::Event { reply, answer, own } => {
+                    if let Ok(Some(c)) = &result {
+                        self.unsnapshotted += own as u64;
+                        let _ = c;
+                    }
+                    let _ = reply.send(result.map(|_| answer).map_err(CoreError::Storage));
+                }
                 Plan::Duplicate { reply, key } => {
                     let answer = match result.map_err(CoreError::Storage).and_then(|_| self.find_original(&key, key_hash(&key.0, &key.1))) {
                         Ok(Some((message_id, message_seq))) => {
@@ -397,6 +541,9 @@ impl ChannelActor {
         }
         if self.unsnapshotted >= self.core.0.config.snapshot_every {
             self.snapshot();
+        }
+        if self.streams.len() > MAX_CACHED_STREAMS && self.pipe.is_idle() {
+            self.streams.retain(|_, s| !s.ended);
         }
     }
 
@@ -463,6 +610,33 @@ impl Handler<ExecuteChannel> for ChannelActor {
         let (tx, rx) = oneshot::channel();
         self.execute(msg, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(CoreError::Unavailable)) })
+    }
+}
+
+impl Handler<AppendMessageEvent> for ChannelActor {
+    type Result = ResponseFuture<Result<MessageEventReply, CoreError>>;
+
+    fn handle(&mut self, msg: AppendMessageEvent, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(e) = self.unavailable() {
+            return Box::pin(async move { Err(e) });
+        }
+        self.last_active = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.append_event(msg, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(CoreError::Unavailable)) })
+    }
+}
+
+impl Handler<GetMessageStream> for ChannelActor {
+    type Result = Result<Option<MessageStream>, CoreError>;
+
+    fn handle(&mut self, msg: GetMessageStream, _: &mut Context<Self>) -> Self::Result {
+        self.serve_read()?;
+        // Readers see durable events only: the cache is the committed fold only when nothing is in flight.
+        match self.streams.get(&msg.client_msg_no) {
+            Some(s) if self.pipe.is_idle() => Ok(Some(s.clone())),
+            _ => self.fold_stream(&msg.client_msg_no),
+        }
     }
 }
 

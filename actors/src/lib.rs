@@ -27,7 +27,7 @@ mod tests;
 
 pub use clock::{Clock, MessageIdGen, SystemClock};
 pub use error::CoreError;
-pub use messages::{ChannelReply, ChannelView, Origin, SentMessage};
+pub use messages::{ChannelReply, ChannelView, MessageEventReply, Origin, SentMessage};
 pub use pipeline::record_of;
 pub use recovery::scan_bodies;
 pub use registry::{Core, CoreConfig, CoreStats};

@@ -189,3 +189,41 @@ pub struct QueryTenant {
 #[derive(Message)]
 #[rtype(result = "Result<SystemState, CoreError>")]
 pub struct GetSystem;
+
+/// Append an event to a stream message of a channel.
+#[derive(Message)]
+#[rtype(result = "Result<MessageEventReply, CoreError>")]
+pub struct AppendMessageEvent {
+    /// The event.
+    pub event: rookery_events::NewMessageEvent,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+/// What an event append answers once it is durable.
+#[derive(Debug, Clone)]
+pub struct MessageEventReply {
+    /// The stored event; `None` when nothing was stored (a retry of the key's last event, or an event
+    /// for a key that has ended).
+    pub stored: Option<Arc<rookery_events::MessageEventRecord>>,
+    /// The event's key.
+    pub event_key: String,
+    /// Its event seq (the key's last one when nothing was stored).
+    pub event_seq: u64,
+    /// The key's status after it.
+    pub status: rookery_events::KeyStatus,
+    /// The message's sender.
+    pub from_uid: Uid,
+    /// The message's id.
+    pub message_id: MessageId,
+    /// Who receives it live (the channel's recipients now).
+    pub recipients: Arc<[Uid]>,
+}
+
+/// Read what the events of one stream message of a channel come to (`None`: no such stream message).
+#[derive(Message)]
+#[rtype(result = "Result<Option<rookery_events::MessageStream>, CoreError>")]
+pub struct GetMessageStream {
+    /// The message's client_msg_no.
+    pub client_msg_no: rookery_events::ClientMsgNo,
+}

@@ -21,6 +21,7 @@ pub(crate) fn record(stream: &StreamId, meta: &Meta, event: rookery_events::Even
 fn indexed_seq(body: &EnvelopeBody) -> Option<u64> {
     match &body.event {
         rookery_events::Event::Channel(ChannelEvent::MessageAppended(m)) => Some(m.message_seq.0),
+        rookery_events::Event::Channel(ChannelEvent::MessageEvent(e)) => Some(e.event_seq),
         _ => None,
     }
 }

@@ -265,6 +265,48 @@ impl Core {
         ask(|| self.channel_addr(key), msg, |a| self.0.channels.remove_if(key, a)).await
     }
 
+    /// Appends an event to a stream message of a channel and waits until it is durable.
+    ///
+    /// # Errors
+    /// [`CoreError::Rejected`] for a bad event or an unknown stream message, [`CoreError::Storage`]
+    /// when the log fails.
+    pub async fn append_message_event(&self, key: &ChannelKey, event: rookery_events::NewMessageEvent, origin: Origin) -> Result<MessageEventReply, CoreError> {
+        let msg = || AppendMessageEvent { event: event.clone(), origin: origin.clone() };
+        ask(|| self.channel_addr(key), msg, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// What the durable events of stream message `no` of a channel come to (`None`: no such message).
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel or the events cannot be read.
+    pub async fn message_stream(&self, key: &ChannelKey, no: &rookery_events::ClientMsgNo) -> Result<Option<rookery_events::MessageStream>, CoreError> {
+        ask(|| self.channel_addr(key), || GetMessageStream { client_msg_no: no.clone() }, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// Stored events of stream message `no` of a channel with event seq above `after`, at most
+    /// `limit`, oldest first. Reads the log's event-seq index directly: O(log n + k).
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] on read failures or undecodable records.
+    pub fn message_events(
+        &self,
+        key: &ChannelKey,
+        no: &rookery_events::ClientMsgNo,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<rookery_events::MessageEventRecord>, CoreError> {
+        let stream = StreamId::MessageEvents(key.clone(), no.clone());
+        let records = self.0.log.read_seq_range(&stream.key(), after.saturating_add(1), u64::MAX, limit, false).map_err(crate::recovery::storage)?;
+        records
+            .into_iter()
+            .map(|(_, r)| match EnvelopeBody::decode(&r.body) {
+                Ok(EnvelopeBody { event: Event::Channel(ChannelEvent::MessageEvent(e)), .. }) => Ok(*e),
+                Ok(_) => Err(CoreError::Storage(format!("event seq index points at a non-event record {}", r.position))),
+                Err(e) => Err(CoreError::Storage(format!("record {}: {e}", r.position))),
+            })
+            .collect()
+    }
+
     /// The committed state of a channel.
     ///
     /// # Errors

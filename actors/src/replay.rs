@@ -100,6 +100,8 @@ impl States {
             }
             StreamId::User(u) => fold(slot(&mut self.users, u, || StreamId::User(u.clone()), seed)?, position, &body.event),
             StreamId::Tenant(t) => fold(slot(&mut self.tenants, t, || StreamId::Tenant(t.clone()), seed)?, position, &body.event),
+            // A message's events are folded by its channel's actor when it needs them; no snapshot.
+            StreamId::MessageEvents(..) => {}
             StreamId::System => {
                 if self.system.is_none() {
                     self.system = Some(match seed {

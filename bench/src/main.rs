@@ -3,7 +3,7 @@
 //! limits, all in one run. See docs/BENCHMARKS.md ("Instant messaging, side by side").
 //!
 //! ```text
-//! rookery-bench [--smoke] [--rounds N] [--only S1,S2,S3,S4,S5,S6,S7,limits] [--no-nats]
+//! rookery-bench [--smoke] [--rounds N] [--only S1,S2,S3,S4,S5,S6,S7,S8,limits] [--no-nats]
 //! ```
 //!
 //! `--smoke` runs every scenario for a few seconds with small sizes and fails unless each one ran and
@@ -27,7 +27,7 @@ pub struct Plan {
     pub only: Option<Vec<String>>,
     pub nats: bool,
     pub s1_conns: usize,
-    /// HTTP clients of S7.
+    /// HTTP clients of S7 and S8.
     pub s7_conns: usize,
     pub secs: f64,
     pub s2_members: usize,
@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             "--rounds" => plan.rounds = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("--rounds N"))?,
             "--only" => plan.only = Some(it.next().ok_or_else(|| anyhow::anyhow!("--only S1,S2,..."))?.split(',').map(str::to_string).collect()),
             "-h" | "--help" => {
-                println!("rookery-bench [--smoke] [--rounds N] [--only S1,S2,S3,S4,S5,S6,S7,limits] [--no-nats]");
+                println!("rookery-bench [--smoke] [--rounds N] [--only S1,S2,S3,S4,S5,S6,S7,S8,limits] [--no-nats]");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other}"),

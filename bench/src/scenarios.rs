@@ -1,4 +1,4 @@
-//! The scenarios S1-S6, each run against Rookery and (S1, S2) JetStream in alternating rounds, next to
+//! The scenarios S1-S8, each run against Rookery and (S1, S2) JetStream in alternating rounds, next to
 //! the raw limits, with a report of offered and achieved rates, latencies and exact counts.
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -136,9 +136,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         s7(&plan, &mut r).await?;
         println!("  (S7 took {:.1} s)", t.elapsed().as_secs_f64());
     }
+    if plan.runs("S8") {
+        let t = Instant::now();
+        s8(&plan, &mut r).await?;
+        println!("  (S8 took {:.1} s)", t.elapsed().as_secs_f64());
+    }
     r.line(format!("scenarios ran: {}", r.ran.join(" ")));
     if plan.smoke {
-        for s in ["S1", "S2", "S3", "S4", "S5", "S6", "S7"] {
+        for s in ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"] {
             if plan.runs(s) && !r.ran.contains(&s) {
                 r.failures.push(format!("{s} did not run"));
             }
@@ -699,5 +704,156 @@ async fn s7(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     let (j, w) = (median(&rates[0]), median(&rates[1]));
     r.line(format!("S7 median: JMessage {j:.0} sends/s, WuKongIM {w:.0} sends/s, JMessage/WuKongIM = {}", ratio(j, w)));
     r.ran.push("S7");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// S8: a stream delta against a normal send. One group of `members` subscribers, `online` of them
+// connected (protocol 5); the same number of closed-loop HTTP clients append N deltas to one stream
+// message, then send N ordinary messages into the same group, in alternating rounds. Reported: rate,
+// latency, log records per operation (from the chain head) and what the online members received.
+
+async fn s8(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let (conns, n, members, online) = if plan.smoke { (4, 400usize, 50usize, 5usize) } else { (plan.s7_conns, 10_000, 1_000, 20) };
+    r.line(format!(
+        "## S8 stream delta vs send: one group of {members} members, {online} online (protocol 5), {conns} HTTP clients, {n} operations per leg, {} round(s)",
+        plan.rounds
+    ));
+    let data = tempfile::tempdir()?;
+    let s = Arc::new(Server::start(data.path(), &[])?);
+    let uids = users(&s, "m", members).await?;
+    let mut subscribers = uids.clone();
+    subscribers.push("bot".into());
+    s.post("/channel", &json!({"channel_id": "ai", "channel_type": 2, "subscribers": subscribers})).await?;
+    // Online members drain what they get: RECVs are acknowledged, EVENTs counted.
+    let counts = Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
+    let conns_online = load::connect_all(s.tcp, &uids[..online], 16).await?;
+    let mut drains = Vec::new();
+    for (mut reader, mut writer) in conns_online {
+        let counts = counts.clone();
+        drains.push(tokio::spawn(async move {
+            while let Ok(Some(p)) = reader.next().await {
+                match p {
+                    rookery::gateway::packet::Packet::Recv(recv) => {
+                        // A RECV sent again (DUP) is not a second push.
+                        if !recv.header.dup {
+                            counts.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        if writer.queue_recvack(&recv).is_err() || writer.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    rookery::gateway::packet::Packet::Event(_) => {
+                        counts.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let head = |s: Arc<Server>| async move {
+        let v: serde_json::Value = s.http().get(format!("http://{}/audit/head", s.api)).send().await?.json().await?;
+        anyhow::Ok(v["position"].as_u64().unwrap_or(0))
+    };
+    let payload = base64::engine::general_purpose::STANDARD.encode(json!({"type": 1, "content": "a reply token of ordinary length"}).to_string());
+    r.line("| round | operation | ops/s | p50 / p99 / max ms | log records per op | pushes per op per online member | errors |".into());
+    r.line("|---|---|---|---|---|---|---|".into());
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut records: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..plan.rounds {
+        let stream_no = format!("reply-{round}");
+        s.post(
+            "/message/send",
+            &json!({"from_uid": "bot", "channel_id": "ai", "channel_type": 2, "client_msg_no": stream_no, "is_stream": 1, "payload": payload}),
+        )
+        .await?;
+        for (leg, name) in ["stream.delta", "send"].into_iter().enumerate() {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let before = head(s.clone()).await?;
+            // A delta leg counts EVENTs, a send leg RECVs (first copies only).
+            let counter = if leg == 0 { &counts.1 } else { &counts.0 };
+            let pushed_before = counter.load(std::sync::atomic::Ordering::Relaxed);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..conns)
+                .map(|_| {
+                    let (s, next, stream_no, payload) = (s.clone(), next.clone(), stream_no.clone(), payload.clone());
+                    tokio::spawn(async move {
+                        let mut h = Histogram::<u64>::new(3).expect("histogram");
+                        let (mut ok, mut errors) = (0u64, 0u64);
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if i >= n {
+                                break;
+                            }
+                            let (path, body) = if leg == 0 {
+                                let delta = json!({"kind": "text", "delta": format!("token {i} ")});
+                                ("/message/event", json!({"channel_id": "ai", "channel_type": 2, "from_uid": "bot", "client_msg_no": stream_no, "event_id": format!("e{i}"), "event_type": "stream.delta", "payload": delta}))
+                            } else {
+                                ("/message/send", json!({"from_uid": "bot", "channel_id": "ai", "channel_type": 2, "payload": payload}))
+                            };
+                            let t = Instant::now();
+                            match s.http().post(format!("http://{}{}", s.api, path)).json(&body).send().await {
+                                Ok(resp) if resp.status() == 200 => {
+                                    ok += 1;
+                                    let _ = h.record(t.elapsed().as_micros() as u64);
+                                }
+                                _ => errors += 1,
+                            }
+                        }
+                        (ok, errors, h)
+                    })
+                })
+                .collect();
+            let mut h = Histogram::<u64>::new(3)?;
+            let (mut ok, mut errors) = (0u64, 0u64);
+            for t in tasks {
+                let (o, e, th) = t.await?;
+                ok += o;
+                errors += e;
+                h.add(th)?;
+            }
+            let per_sec = ok as f64 / started.elapsed().as_secs_f64();
+            let after = head(s.clone()).await?;
+            // Pushes arrive after the answers: wait until every online member has them (or 10 s).
+            let expected = pushed_before + ok * online as u64;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let pushed = loop {
+                let now = counter.load(std::sync::atomic::Ordering::Relaxed);
+                if now >= expected || Instant::now() > deadline {
+                    break now - pushed_before;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let per_op = (after - before) as f64 / ok.max(1) as f64;
+            rates[leg].push(per_sec);
+            records[leg].push(per_op);
+            r.line(format!(
+                "| {round} | {name} | {per_sec:.0} | {} | {per_op:.3} | {:.2} | {errors} |",
+                lat(&h),
+                pushed as f64 / (ok.max(1) * online as u64) as f64
+            ));
+            r.check(errors == 0 && ok == n as u64, format!("S8 {name} round {round}: {ok} of {n}, {errors} errors"));
+            r.check(pushed == ok * online as u64, format!("S8 {name} round {round}: {pushed} pushes for {ok} operations and {online} online members"));
+        }
+        s.post(
+            "/message/event",
+            &json!({"channel_id": "ai", "channel_type": 2, "from_uid": "bot", "client_msg_no": stream_no, "event_id": "end", "event_type": "stream.close"}),
+        )
+        .await?;
+        // The close's pushes belong to no leg: let them arrive before the next round counts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for d in drains {
+        d.abort();
+    }
+    let (d, m) = (median(&rates[0]), median(&rates[1]));
+    r.line(format!(
+        "S8 median: stream delta {d:.0} ops/s, send {m:.0} ops/s, delta/send = {}; log records per delta {:.3}, per send {:.3}",
+        ratio(d, m),
+        median(&records[0]),
+        median(&records[1])
+    ));
+    r.ran.push("S8");
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::chain::{sha256, ChainHash, Position};
 use crate::envelope::Event;
 use crate::group::{GroupCommand, GroupPatch, GroupProfile};
 use crate::ids::{ChannelKey, ChannelType, ClientMsgNo, MessageId, MessageSeq, StreamNo, Timestamp, Uid};
+use crate::msgevent::{MessageEventRecord, MAX_OPEN_STREAMS};
 use crate::user::ChannelMark;
 
 /// Channel flags set by `/channel` and `/channel/info`.
@@ -260,6 +261,13 @@ pub enum ChannelEvent {
         /// When.
         at: Timestamp,
     },
+    /// An event of a stream message, stored in that message's own stream (`StreamId::MessageEvents`).
+    MessageEvent(Box<MessageEventRecord>),
+    /// A stream message ended (written beside the event that ended it): it is no longer open.
+    MessageStreamEnded {
+        /// The message's client_msg_no.
+        client_msg_no: ClientMsgNo,
+    },
 }
 
 impl ChannelEvent {
@@ -290,6 +298,8 @@ impl ChannelEvent {
             ChannelEvent::ManagersChanged { .. } => "channel.managers_changed",
             ChannelEvent::MuteAllSet { .. } => "channel.mute_all_set",
             ChannelEvent::MessageDeleted { .. } => "channel.message_deleted",
+            ChannelEvent::MessageEvent(_) => "channel.message_event",
+            ChannelEvent::MessageStreamEnded { .. } => "channel.message_stream_ended",
         }
     }
 }
@@ -470,6 +480,8 @@ pub struct ChannelState {
     pub notice: String,
     /// Messages deleted for everyone, and by whom.
     pub deleted_messages: BTreeMap<MessageSeq, Uid>,
+    /// Stream messages still open, by client_msg_no (at most [`MAX_OPEN_STREAMS`]).
+    pub open_streams: BTreeMap<ClientMsgNo, (MessageSeq, MessageId, Uid)>,
     /// Log position of the last event applied.
     pub position: Position,
 }
@@ -509,6 +521,9 @@ fn check_uids(uids: &[Uid]) -> Result<(), Rejection> {
     }
 }
 
+/// The setting bit of a stream message (WKProto's Stream bit).
+pub const STREAM_SETTING: u8 = 0x02;
+
 /// Most subscribers a command message (`sync_once`) sent by a client may be queued for.
 pub const MAX_CLIENT_COMMAND_RECIPIENTS: usize = 200;
 
@@ -521,6 +536,9 @@ impl ChannelState {
             return Err(Rejection::Invalid("payload must not be empty".into()));
         }
         self.check_send_permission(key, m, now)?;
+        if m.setting & STREAM_SETTING != 0 {
+            self.check_stream_open(m)?;
+        }
         if m.header.no_persist {
             return Ok(Vec::new());
         }
@@ -551,6 +569,24 @@ impl ChannelState {
             red_dot_ordinal,
             payload: Payload::Inline(m.payload.clone()),
         }))])
+    }
+
+    /// A stream message is stored and numbered by its client_msg_no: one open stream per number, and
+    /// a bounded number open at once.
+    fn check_stream_open(&self, m: &SendMessage) -> Result<(), Rejection> {
+        if m.header.no_persist || m.header.sync_once {
+            return Err(Rejection::Invalid("a stream message cannot be no_persist or sync_once".into()));
+        }
+        if m.client_msg_no.0.is_empty() {
+            return Err(Rejection::Invalid("a stream message needs a client_msg_no".into()));
+        }
+        if self.open_streams.contains_key(&m.client_msg_no) {
+            return Err(Rejection::Exists(format!("stream message {}", m.client_msg_no.0)));
+        }
+        if self.open_streams.len() >= MAX_OPEN_STREAMS {
+            return Err(Rejection::NotAllowed(format!("a channel may have at most {MAX_OPEN_STREAMS} stream messages open")));
+        }
+        Ok(())
     }
 
     /// Send permission rules, first failure wins (protocol spec §8.6).
@@ -837,6 +873,10 @@ impl Aggregate for ChannelState {
     }
 
     fn apply(&mut self, position: Position, event: &ChannelEvent) {
+        // A message's events live in the message's own stream, not the channel's: they change nothing here.
+        if matches!(event, ChannelEvent::MessageEvent(_)) {
+            return;
+        }
         if position > self.position {
             self.position = position;
         }
@@ -860,6 +900,10 @@ impl Aggregate for ChannelState {
             }
             ChannelEvent::MessageDeleted { seq, by, .. } => {
                 self.deleted_messages.insert(*seq, by.clone());
+            }
+            ChannelEvent::MessageEvent(_) => {}
+            ChannelEvent::MessageStreamEnded { client_msg_no } => {
+                self.open_streams.remove(client_msg_no);
             }
             ChannelEvent::MessageRevoked { seq, by, .. } => {
                 self.revoked.insert(*seq, by.clone());
@@ -892,6 +936,9 @@ impl Aggregate for ChannelState {
             }),
             ChannelEvent::WhitelistSet { uids } => self.whitelist = uids.iter().cloned().collect(),
             ChannelEvent::MessageAppended(m) => {
+                if m.setting & STREAM_SETTING != 0 && !m.header.sync_once {
+                    self.open_streams.insert(m.client_msg_no.clone(), (m.message_seq, m.message_id, m.from_uid.clone()));
+                }
                 if m.header.sync_once {
                     self.last_command_seq = self.last_command_seq.max(m.message_seq);
                 } else {

@@ -4,7 +4,7 @@ use bincode::{Decode, Encode};
 
 use crate::chain::{sha256, ChainHash, Position};
 use crate::channel::ChannelEvent;
-use crate::ids::{ChannelKey, DeviceFlag, RequestId, Timestamp, Uid};
+use crate::ids::{ChannelKey, ClientMsgNo, DeviceFlag, RequestId, Timestamp, Uid};
 use crate::system::SystemEvent;
 use crate::tenant::TenantEvent;
 use crate::user::UserEvent;
@@ -22,6 +22,9 @@ pub enum StreamId {
     System,
     /// A tenant of the business APIs (by tag): its accounts and app-wide settings.
     Tenant(String),
+    /// The events of one stream message of a channel (by its client_msg_no), written by the channel's
+    /// actor and indexed by event seq.
+    MessageEvents(ChannelKey, ClientMsgNo),
 }
 
 impl StreamId {
@@ -34,6 +37,13 @@ impl StreamId {
             StreamId::User(uid) => prefixed(b'u', None, uid.as_str()),
             StreamId::System => vec![b's'],
             StreamId::Tenant(tag) => prefixed(b't', None, tag),
+            StreamId::MessageEvents(k, no) => {
+                // The channel id's length in decimal keeps the two texts apart without a separator byte.
+                let mut key = prefixed(b'e', Some(k.ty.0), &format!("{}:", k.id.as_str().len()));
+                key.extend_from_slice(k.id.as_str().as_bytes());
+                key.extend_from_slice(no.0.as_bytes());
+                key
+            }
         }
     }
 }
@@ -54,6 +64,7 @@ impl std::fmt::Display for StreamId {
             StreamId::User(uid) => write!(f, "user {uid}"),
             StreamId::System => f.write_str("system"),
             StreamId::Tenant(tag) => write!(f, "tenant {tag}"),
+            StreamId::MessageEvents(k, no) => write!(f, "events of {} in {k}", no.0),
         }
     }
 }

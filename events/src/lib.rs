@@ -17,6 +17,7 @@ mod channel;
 mod envelope;
 mod group;
 mod ids;
+mod msgevent;
 mod system;
 mod tenant;
 mod user;
@@ -28,13 +29,17 @@ pub use aggregate::{decode_state, encode_state, Aggregate, Rejection, SETTLED_MA
 pub use chain::{link, sha256, ChainHash, Position};
 pub use channel::{
     ChannelCommand, ChannelEvent, ChannelInfo, ChannelState, ListKind, ListOp, Message, MessageHeader, Payload, PeerPolicy, SendMessage, SenderStanding,
-    MAX_CLIENT_COMMAND_RECIPIENTS,
+    MAX_CLIENT_COMMAND_RECIPIENTS, STREAM_SETTING,
 };
 pub use envelope::{Actor, DecodeError, Envelope, EnvelopeBody, Event, Meta, StreamId, FORMAT_V1};
 pub use group::{GroupCommand, GroupPatch, GroupProfile, NewGroup, MUTED_UNTIL_LIFTED};
 pub use ids::{
     person_channel_id, person_channel_parties, ChannelId, ChannelKey, ChannelType, ClientMsgNo, DeviceFlag, DeviceLevel, MessageId, MessageSeq, RequestId,
     StreamNo, Timestamp, Uid, SYSTEM_UID,
+};
+pub use msgevent::{
+    kinds as event_kinds, EventDecision, KeyStatus, KeySummary, MessageEventRecord, MessageStream, NewMessageEvent, EVENT_KEY_FINISH, EVENT_KEY_MAIN,
+    MAX_EVENT_PAYLOAD_BYTES, MAX_OPEN_STREAMS,
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
 pub use tenant::{

@@ -338,6 +338,50 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 in_user(148, UserEvent::ConversationSettingsChanged { channel: tenant_group("p1", 2), pinned: Some(true), remark: Some("r".into()) }),
             ]
         }),
+        ("golden-v1-message-events.log", {
+            let api = |i: u8| meta(i, Actor::Api { credential: "manager".into() });
+            let ai = ChannelKey::new("ai", ChannelType::GROUP);
+            let event = |seq: u64, ty: &str, payload: &str, ended: Option<Vec<KeySummary>>| MessageEventRecord {
+                message_seq: MessageSeq(9),
+                message_id: MessageId(900),
+                client_msg_no: ClientMsgNo("r1".into()),
+                from_uid: Uid::from("bot"),
+                event_seq: seq,
+                event_id: format!("e{seq}"),
+                event_key: "main".into(),
+                event_type: ty.into(),
+                visibility: String::new(),
+                occurred_at: 1_700_000_000_150 + seq as i64,
+                payload: payload.as_bytes().to_vec(),
+                headers: vec![("trace".into(), "t1".into())],
+                ended,
+            };
+            let summary = KeySummary {
+                event_key: "main".into(),
+                status: KeyStatus::Closed,
+                last_event_seq: 2,
+                snapshot: br#"{"kind":"text","text":"hi"}"#.to_vec(),
+                end_reason: 1,
+                error: String::new(),
+            };
+            vec![
+                EnvelopeBody {
+                    stream: StreamId::MessageEvents(ai.clone(), ClientMsgNo("r1".into())),
+                    meta: api(150),
+                    event: Event::Channel(ChannelEvent::MessageEvent(Box::new(event(1, "stream.delta", r#"{"kind":"text","delta":"hi"}"#, None)))),
+                },
+                EnvelopeBody {
+                    stream: StreamId::Channel(ai.clone()),
+                    meta: api(151),
+                    event: Event::Channel(ChannelEvent::MessageStreamEnded { client_msg_no: ClientMsgNo("r1".into()) }),
+                },
+                EnvelopeBody {
+                    stream: StreamId::MessageEvents(ai, ClientMsgNo("r1".into())),
+                    meta: api(151),
+                    event: Event::Channel(ChannelEvent::MessageEvent(Box::new(event(2, "stream.close", r#"{"end_reason":1}"#, Some(vec![summary]))))),
+                },
+            ]
+        }),
     ]
 }
 
@@ -363,5 +407,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1 + 9, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1 + 9 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
 }

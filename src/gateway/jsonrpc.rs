@@ -470,6 +470,11 @@ impl JsonRpc {
                 }
                 Some(json!({"jsonrpc": "2.0", "method": "recv", "params": p}).to_string())
             }
+            // `data` is the EVENT's bytes as text (JSON for message events).
+            Packet::Event(e) => Some(
+                json!({"jsonrpc": "2.0", "method": "event", "params": {"id": e.id, "type": e.kind, "timestamp": e.timestamp, "data": String::from_utf8_lossy(&e.data)}})
+                    .to_string(),
+            ),
             Packet::Disconnect(d) => {
                 Some(json!({"jsonrpc": "2.0", "method": "disconnect", "params": {"reasonCode": d.reason_code.0, "reason": d.reason}}).to_string())
             }

@@ -18,10 +18,10 @@ use tokio::time::Instant;
 
 use super::conn::{ConnError, Connection};
 use super::crypto::SessionCipher;
-use super::packet::{self, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket};
+use super::packet::{self, EventPacket, Header, Packet, ReasonCode, RecvPacket, SendPacket, SendackPacket, Setting, SubackPacket};
 use super::server::{shutting_down, stopped, End, Gateway, IDLE_TIMEOUT, WRITE_BATCH, WRITE_BUDGET};
 use super::unacked::Unacked;
-use crate::presence::{Delivery, Kick, Outbound, Presence, SessionInfo};
+use crate::presence::{Delivery, EventDelivery, Kick, Outbound, Presence, SessionInfo};
 use crate::usecase::{self, Field, Outgoing, Target, UseCases};
 
 /// An authenticated session.
@@ -203,10 +203,14 @@ impl Session {
         ack
     }
 
-    /// Writes something another task queued for this session, and waits for its RECVACK.
+    /// Writes something another task queued for this session: a message (then waits for its RECVACK)
+    /// or an event of a stream message.
     fn deliver(&mut self, conn: &mut Connection, item: Outbound) -> Result<(), ConnError> {
-        let Outbound::Message(message) = item;
-        let mut recv = recv_for(&message, &self.uid);
+        let message = match item {
+            Outbound::Message(message) => message,
+            Outbound::Event(event) => return self.deliver_event(conn, &event),
+        };
+        let mut recv = recv_for(&message, &self.uid, conn.version());
         match &self.cipher {
             Some(cipher) => cipher.seal_recv(&mut recv, &message.payload),
             None => recv.payload = message.payload.clone(),
@@ -220,6 +224,33 @@ impl Session {
                 tracing::debug!(peer = %self.peer, uid = %self.uid, message_id = evicted, "too many unacknowledged RECVs; the oldest is given up");
             }
         }
+        Ok(())
+    }
+
+    /// Writes an event of a stream message in the form this session's protocol has: an EVENT packet
+    /// (JSON-RPC's `event`) from version 5 on, a stream RECV (content type 98) for versions 2-4, whose
+    /// SDK knows no EVENT packet. Version 1 has neither; its clients read the finished message. Events
+    /// are not retried: a client that misses one syncs them (`/message/eventsync`).
+    fn deliver_event(&mut self, conn: &mut Connection, e: &EventDelivery) -> Result<(), ConnError> {
+        let version = conn.version();
+        let channel_id = e.message.channel_id_for(&self.uid);
+        let data = crate::render::event_data(&e.event, &channel_id, e.message.key.ty.0, e.status);
+        if conn.is_json_rpc() || version >= 5 {
+            conn.queue(&Packet::Event(EventPacket { id: e.event.event_id.clone(), kind: e.event.event_type.clone(), timestamp: e.event.occurred_at, data }))?;
+        } else if (2..=4).contains(&version) {
+            let mut recv = recv_for(&e.message, &self.uid, version);
+            recv.stream_seq = e.event.event_seq as u32;
+            recv.stream_flag = if e.event.ended.is_some() { STREAM_END } else { STREAM_ING };
+            let payload = crate::render::stream_chunk_payload(&data);
+            match &self.cipher {
+                Some(cipher) => cipher.seal_recv(&mut recv, &payload),
+                None => recv.payload = payload,
+            }
+            conn.queue(&Packet::Recv(recv))?;
+        } else {
+            return Ok(());
+        }
+        self.info.msgs_out.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -250,7 +281,7 @@ impl Session {
             setting: send.setting.0,
             expire: send.expire,
             topic: Some(send.topic.clone()),
-            // Streams are not supported yet (as in the REST API).
+            // A stream message is named by its client_msg_no; the legacy stream_no is not kept.
             stream_no: None,
             payload,
         };
@@ -264,13 +295,27 @@ impl Session {
     }
 }
 
-/// The RECV of `message` as `viewer` receives it, payload not yet sealed.
-fn recv_for(message: &Delivery, viewer: &Uid) -> RecvPacket {
+/// `stream_flag` of a stream message's opening RECV, of its events, and of the event that ends it.
+const STREAM_START: u8 = 0;
+const STREAM_ING: u8 = 1;
+const STREAM_END: u8 = 2;
+
+/// The bit the npm SDK 1.0.4 (protocol version 2) reads as "stream fields follow" in a RECV; the
+/// server codecs use [`Setting::STREAM`]. Stream RECVs for versions 2-4 carry both.
+const SDK_STREAM_BIT: u8 = 0x04;
+
+/// The RECV of `message` as `viewer` receives it at protocol `version`, payload not yet sealed. A
+/// stream message carries its stream fields for versions 2-4 (stream_no = its client_msg_no).
+fn recv_for(message: &Delivery, viewer: &Uid, version: u8) -> RecvPacket {
     let header = message.header_for(viewer);
+    let stream = Setting(message.setting).stream() && (2..=4).contains(&version);
+    // The stream bit stays as stored (versions 1 and 5+ have no stream fields whatever it says).
+    let setting = Setting(message.setting).with(SDK_STREAM_BIT, stream);
     RecvPacket {
         header: Header { dup: false, no_persist: header.no_persist, red_dot: header.red_dot, sync_once: header.sync_once },
-        // Streams are not supported; never set the stream bit (PROTOCOL.md §9).
-        setting: Setting(message.setting).with(Setting::STREAM, false),
+        setting,
+        stream_no: if stream { message.client_msg_no.clone() } else { String::new() },
+        stream_flag: STREAM_START,
         from_uid: message.from.0.clone(),
         channel_id: message.channel_id_for(viewer),
         channel_type: message.key.ty.0,

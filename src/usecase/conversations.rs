@@ -29,6 +29,8 @@ pub struct ConversationQuery {
     pub only_unread: bool,
     /// Channel types to leave out, unless the client named the conversation in `client_seqs`.
     pub exclude_types: Vec<u8>,
+    /// Only these conversations (`(channel id as the user sees it, channel type)`), when given.
+    pub only: Option<Vec<(String, u8)>>,
 }
 
 /// One conversation as a client shows it.
@@ -44,6 +46,8 @@ pub struct Conversation {
     pub read_to_seq: u64,
     /// The newest log position that changed it (the client's `version`).
     pub version: u64,
+    /// The seq up to which the user deleted the conversation's messages (0: none).
+    pub deleted_to_seq: u64,
     /// Its newest messages, newest first (at least one).
     pub recent: Vec<Message>,
 }
@@ -91,6 +95,9 @@ impl UseCases {
             if key.ty == ChannelType::PERSON && (cid == SYSTEM_UID || system.is_system(&Uid(cid.clone()))) {
                 continue;
             }
+            if q.only.as_ref().is_some_and(|only| !only.iter().any(|(id, ty)| *id == cid && *ty == key.ty.0)) {
+                continue;
+            }
             let client_seq = q.client_seqs.get(&(cid.clone(), key.ty.0)).copied();
             if q.exclude_types.contains(&key.ty.0) && client_seq.is_none() {
                 continue;
@@ -120,7 +127,15 @@ impl UseCases {
             let version = newest_position.0.max(marks.changed_at.0);
             let mut recent: Vec<rookery_events::Message> = recents.into_iter().map(|(_, m)| m).collect();
             self.hide_revoked(key, &mut recent, &mut Default::default()).await?;
-            out.push(Conversation { channel_id: cid, channel_type: key.ty, unread, read_to_seq: read_base.seq.0.min(last.seq.0), version, recent });
+            out.push(Conversation {
+                channel_id: cid,
+                channel_type: key.ty,
+                unread,
+                read_to_seq: read_base.seq.0.min(last.seq.0),
+                version,
+                deleted_to_seq: marks.deleted_at.seq.0,
+                recent,
+            });
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.version));
         out.truncate(MAX_CONVERSATIONS);
@@ -198,6 +213,34 @@ impl UseCases {
         let view = self.core.channel_view(key, uid).await?;
         self.core.user(uid, UserCommand::DeleteConversation { channel: key.clone(), at: view.mark }, origin).await?;
         Ok(())
+    }
+}
+
+/// A channel's newest messages after a seq, for a user.
+#[derive(Debug, Clone, Default)]
+pub struct RecentMessages {
+    /// Ascending by seq; retracted ones without payload.
+    pub messages: Vec<Message>,
+    /// The retracted ones among them, with who retracted them.
+    pub revoked: std::collections::BTreeMap<u64, Uid>,
+    /// The seq of the user's own last message in the channel (0: none).
+    pub own_last_seq: u64,
+}
+
+impl UseCases {
+    /// The newest `count` ordinary messages of `key` with seq above `after`, and `uid`'s own last seq there.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when state or the log cannot be read.
+    pub async fn recent_messages(&self, uid: &Uid, key: &ChannelKey, after: u64, count: usize) -> Result<RecentMessages, Error> {
+        let view = self.core.channel_view(key, uid).await?;
+        let own_last_seq = view.own_last_sent.map_or(0, |m| m.seq.0);
+        let last = view.mark.seq.0;
+        if last <= after || count == 0 {
+            return Ok(RecentMessages { own_last_seq, ..RecentMessages::default() });
+        }
+        let page = self.channel_page(key, after + 1, last, count, true).await?;
+        Ok(RecentMessages { messages: page.messages, revoked: page.revoked, own_last_seq })
     }
 }
 

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use rookery_events::Uid;
 use tokio::sync::mpsc;
 
-use crate::presence::{Delivery, Presence};
+use crate::presence::{Outbound, Presence};
 
 /// Messages a worker may have waiting before handing over waits.
 const QUEUE: usize = 4096;
 
 /// One message to deliver.
 struct Job {
-    message: Arc<Delivery>,
+    item: Outbound,
     recipients: Arc<[Uid]>,
     /// The session it came from, which does not get it back.
     except: Option<u64>,
@@ -43,7 +43,7 @@ impl Fanout {
                 let presence = presence.clone();
                 tokio::spawn(async move {
                     while let Some(job) = rx.recv().await {
-                        presence.deliver(&job.message, &job.recipients, job.except);
+                        presence.deliver(&job.item, &job.recipients, job.except);
                     }
                 });
                 tx
@@ -52,15 +52,16 @@ impl Fanout {
         Fanout { workers }
     }
 
-    /// Hands `message` over for delivery to the online sessions of `recipients` but `except`.
-    pub(super) async fn submit(&self, message: Arc<Delivery>, recipients: Arc<[Uid]>, except: Option<u64>) {
+    /// Hands `item` over for delivery to the online sessions of `recipients` but `except`. The items
+    /// of one channel (its messages and their events) are delivered in the order they were handed over.
+    pub(super) async fn submit(&self, item: Outbound, recipients: Arc<[Uid]>, except: Option<u64>) {
         if recipients.is_empty() {
             return;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        message.key.hash(&mut h);
+        item.key().hash(&mut h);
         let worker = &self.workers[(h.finish() % self.workers.len() as u64) as usize];
         // Only fails when the runtime is shutting down; nobody is left to deliver to then.
-        let _ = worker.send(Job { message, recipients, except }).await;
+        let _ = worker.send(Job { item, recipients, except }).await;
     }
 }

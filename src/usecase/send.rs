@@ -11,7 +11,7 @@ use rookery_events::{
 };
 
 use super::{validate, Error, Field, UseCases};
-use crate::presence::Delivery;
+use crate::presence::{Delivery, Outbound};
 
 /// Most recipients of one batch send.
 pub const MAX_BATCH_RECIPIENTS: usize = 10_000;
@@ -164,7 +164,7 @@ impl UseCases {
             delivery.message_id = sent.message_id;
             delivery.message_seq = sent.message_seq.0;
             delivery.timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or_default();
-            self.fanout.submit(Arc::new(delivery), sent.recipients.clone(), from_session).await;
+            self.fanout.submit(Outbound::Message(Arc::new(delivery)), sent.recipients.clone(), from_session).await;
         }
         Ok(Sent {
             message_id: sent.message_id,

@@ -134,3 +134,82 @@ async fn group_members_start_with_nothing_unread_and_last_msg_seqs_filters() {
     let (status, v) = s.post("/conversation/sync", &json!({"uid": "gina", "msg_count": -1})).await;
     assert_eq!(status, 400, "{v}");
 }
+
+/// `/conversation/channels`, `/conversation/syncByChannels`, `/conversation/syncMessages`, v3's paged
+/// `/conversation/list` and `/channel/messagesyncbatch` read the same conversations and history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_sets_recent_messages_paged_lists_and_batched_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (status, v) = s.post("/channel", &json!({"channel_id": "g1", "channel_type": 2, "subscribers": ["bob", "carol"]})).await;
+    assert_eq!(status, 200, "{v}");
+    for i in 1..=5 {
+        send(&s, "carol", "g1", 2, &format!("g{i}"), 1).await;
+    }
+    send(&s, "bob", "g1", 2, "mine", 1).await;
+    for peer in ["p1", "p2", "p3"] {
+        send(&s, peer, "bob", 1, &format!("from {peer}"), 1).await;
+    }
+
+    let (status, v) = s.post("/conversation/channels", &json!({"uid": "bob"})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut ids: Vec<(String, u64)> =
+        v.as_array().unwrap().iter().map(|c| (c["channel_id"].as_str().unwrap().to_owned(), c["channel_type"].as_u64().unwrap())).collect();
+    ids.sort();
+    assert_eq!(ids, vec![("g1".into(), 2), ("p1".into(), 1), ("p2".into(), 1), ("p3".into(), 1)]);
+
+    let (status, v) =
+        s.post("/conversation/syncByChannels", &json!({"uid": "bob", "channels": [{"channel_id": "g1", "channel_type": 2}], "msg_count": 3})).await;
+    assert_eq!(status, 200, "{v}");
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!((list[0]["channel_id"].as_str(), list[0]["last_msg_seq"].as_u64(), list[0]["recents"].as_array().map(Vec::len)), (Some("g1"), Some(6), Some(3)));
+
+    let (status, v) = s
+        .post("/conversation/syncMessages", &json!({"uid": "bob", "channels": [{"channel_id": "g1", "channel_type": 2, "last_msg_seq": 2}, {"channel_id": "p2", "channel_type": 1}], "msg_count": 2}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let g = &v[0];
+    let seqs: Vec<u64> = g["messages"].as_array().unwrap().iter().map(|m| m["message_seq"].as_u64().unwrap()).collect();
+    assert_eq!((seqs, g["user_last_msg_seq"].as_u64()), (vec![5, 6], Some(6)), "newest 2 after seq 2, ascending; bob's own last: {g}");
+    assert_eq!((v[1]["channel_id"].as_str(), v[1]["messages"][0]["from_uid"].as_str()), (Some("p2"), Some("p2")));
+    let (status, v) = s.post("/conversation/syncMessages", &json!({"uid": "bob", "channels": []})).await;
+    assert_eq!(status, 400, "{v}");
+
+    // The paged list: 2 per page, newest first, every conversation once, the cursor opaque.
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    for _ in 0..4 {
+        let (status, v) = s.post("/conversation/list", &json!({"uid": "bob", "limit": 2, "cursor": cursor})).await;
+        assert_eq!(status, 200, "{v}");
+        for c in v["conversations"].as_array().unwrap() {
+            seen.push(c["channel_id"].as_str().unwrap().to_owned());
+            assert!(c["last_message"]["message_seq"].as_u64().unwrap() > 0, "{c}");
+        }
+        if v["done"] == true {
+            assert!(v.get("next_cursor").is_none(), "{v}");
+            break;
+        }
+        cursor = v["next_cursor"].clone();
+    }
+    assert_eq!(seen, vec!["p3", "p2", "p1", "g1"], "most recently changed first");
+    let (status, v) = s.post("/conversation/list", &json!({"uid": "bob", "cursor": "not-a-cursor!"})).await;
+    assert_eq!(status, 400, "{v}");
+
+    let (status, v) = s
+        .post(
+            "/channel/messagesyncbatch",
+            &json!({"login_uid": "bob", "items": [
+                {"channel_id": "g1", "channel_type": 2, "start_message_seq": 2, "limit": 2, "pull_mode": 1},
+                {"channel_id": "p1", "channel_type": 1, "limit": 10},
+                {"channel_id": "g1", "channel_type": 2, "pull_mode": 7}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let items = v["items"].as_array().unwrap();
+    let seqs: Vec<u64> = items[0]["messages"].as_array().unwrap().iter().map(|m| m["message_seq"].as_u64().unwrap()).collect();
+    assert_eq!((seqs, items[0]["more"].as_u64()), (vec![2, 3], Some(1)));
+    assert_eq!(items[1]["messages"][0]["channel_id"], "p1", "{v}");
+    assert!(items[2]["error"].as_str().is_some_and(|e| e.contains("pull_mode")), "one bad item is reported in place: {v}");
+}

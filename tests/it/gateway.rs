@@ -173,6 +173,11 @@ impl Client {
         }
     }
 
+    /// The plaintext of a RECV sealed for this session.
+    pub(crate) fn open_recv(&self, r: &rookery::gateway::packet::RecvPacket) -> Vec<u8> {
+        self.cipher.as_ref().expect("connected").open_recv(r).expect("RECV verifies and decrypts with this session's key")
+    }
+
     /// CONNECT at `version`; returns the CONNACK and keeps the cipher on success.
     /// A client of `kind` that has connected as `uid` with `token` and been accepted.
     pub(crate) async fn logged_in(s: &Server, kind: Kind, uid: &str, token: &str, device_flag: u8, version: u8) -> Client {

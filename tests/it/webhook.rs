@@ -425,3 +425,32 @@ async fn a_delivery_refused_too_often_becomes_a_dead_letter_that_can_be_replayed
     let (status, _) = server.post("/webhook/deadletters/replay", &json!({"bogus": 1})).await;
     assert_eq!(status, 400, "unknown fields are refused");
 }
+
+/// The end of a stream message reaches `msg.stream` once, with what its events came to; its deltas
+/// do not (one push per reply, not per piece).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_stream_message_reaches_msg_stream_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &receiver);
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bot"]})).await;
+    let open = json!({"from_uid": "bot", "channel_id": "g", "channel_type": 2, "client_msg_no": "s1", "is_stream": 1, "payload": b64("{}")});
+    let message_id = ok(&server, "/message/send", open).await["message_id"].as_i64().unwrap();
+    let event = |id: &str, ty: &str, payload: Value| json!({"channel_id": "g", "channel_type": 2, "from_uid": "bot", "client_msg_no": "s1", "event_id": id, "event_type": ty, "payload": payload});
+    for (i, piece) in ["a", "b", "c"].iter().enumerate() {
+        ok(&server, "/message/event", event(&format!("d{i}"), "stream.delta", json!({"kind": "text", "delta": piece}))).await;
+    }
+    ok(&server, "/message/event", event("end", "stream.error", json!({"error": "timeout"}))).await;
+    receiver.wait_for("msg.stream", |r| !r.accepted("msg.stream").is_empty()).await;
+    receiver.wait_for("the stream message notified", |r| r.notified().contains(&message_id)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits = receiver.accepted("msg.stream");
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    let b = &hits[0].body;
+    assert_eq!(
+        (b["client_msg_no"].as_str(), b["message_id"].as_i64(), b["end"].as_u64(), b["error"].as_str()),
+        (Some("s1"), Some(message_id), Some(1), Some("timeout"))
+    );
+    assert_eq!(b["event_meta"]["events"][0]["snapshot"], json!({"kind": "text", "text": "abc"}));
+    assert_eq!(b["msg_event_seq"], 4);
+}

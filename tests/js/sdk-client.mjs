@@ -32,11 +32,14 @@ register('./sdk-hooks.mjs', import.meta.url);
 const { default: WKSDK } = await import('wukongimjssdk');
 
 // The SDK's model classes, from the same module instances the SDK uses.
-const { Channel, Conversation, Message, SyncOptions } = await import('wukongimjssdk/lib/model.js');
+const { Channel, Conversation, Message, MessageStream, SyncOptions } = await import('wukongimjssdk/lib/model.js');
 const { Setting } = await import('wukongimjssdk/lib/proto.js');
 
 const { uid, token, addr, api, managerToken } = workerData;
 const sdk = WKSDK.shared();
+// The SDK has a content class for stream pieces (type 98) but does not register it; an app that
+// shows streamed replies does.
+sdk.register(98, () => new MessageStream());
 sdk.config.uid = uid;
 sdk.config.token = token;
 sdk.config.addr = addr;
@@ -53,7 +56,7 @@ async function restPost(path, body) {
 // A REST message object as the SDK's Message (built the way the SDK builds one from a RECV).
 function toMessage(m) {
   const h = m.header || {};
-  return new Message({
+  const msg = new Message({
     reddot: !!h.red_dot,
     dup: false,
     noPersist: !!h.no_persist,
@@ -70,6 +73,10 @@ function toMessage(m) {
     // REST payloads are the base64 of the plaintext content JSON.
     payload: Uint8Array.from(Buffer.from(m.payload, 'base64')),
   });
+  // A streamed reply: what its events came to, as an app keeps it beside the message.
+  if (m.stream_data) msg.streamText = Buffer.from(m.stream_data, 'base64').toString('utf8');
+  msg.streamEnd = m.end === 1;
+  return msg;
 }
 
 sdk.config.provider.syncConversationsCallback = async () => {
@@ -107,6 +114,9 @@ const brief = (m) => ({
   channelType: m.channel && m.channel.channelType,
   contentType: m.content && m.content.contentType,
   text: m.content && m.content.text,
+  clientMsgNo: m.clientMsgNo,
+  streamText: m.streamText,
+  streamEnd: m.streamEnd,
 });
 
 sdk.connectManager.addConnectStatusListener((status, reasonCode) => {
@@ -127,6 +137,11 @@ sdk.chatManager.addMessageListener((m) => {
     contentType: m.content && m.content.contentType,
     text: m.content && m.content.text,
     timestamp: m.timestamp,
+    streamNo: m.streamNo || null,
+    streamSeq: m.streamSeq,
+    streamFlag: m.streamFlag,
+    // A stream piece (content type 98): the event data the server put in it, as text.
+    streamData: m.content && m.content.contentType === 98 && m.content.data ? Buffer.from(m.content.data).toString('utf8') : null,
   });
 });
 

@@ -161,6 +161,15 @@ async function onlineSessions(uid) {
   return JSON.parse(await rest('/user/onlinestatus', [uid]));
 }
 
+/// One event of a stream message over REST (the AI backend's side).
+async function streamEvent(channelID, clientMsgNo, eventID, type, payload) {
+  return JSON.parse(await rest('/message/event', { channel_id: channelID, channel_type: 2, from_uid: streamBot(channelID), client_msg_no: clientMsgNo, event_id: eventID, event_type: type, payload }));
+}
+const streamBot = (group) => `bot-${group}`;
+
+/// The stream pieces `c` received for `clientMsgNo`, in arrival order.
+const pieces = (c, clientMsgNo) => c.events.filter((e) => e.ev === 'message' && e.streamNo === clientMsgNo);
+
 async function main() {
   const run = `${process.pid}${Date.now().toString(36)}`;
   const alice = { uid: `alice${run}`, token: `tok-alice-${run}` };
@@ -185,6 +194,28 @@ async function main() {
   await exchange(a, [b], group, 2, 'hello group, from alice', 'group alice->group');
   await exchange(b, [a], group, 2, 'hello group, from bob', 'group bob->group');
 
+  // --- A streamed reply (an AI bot's answer arriving piece by piece), received live. ---
+  const bot = streamBot(group);
+  await rest('/channel/subscriber_add', { channel_id: group, channel_type: 2, subscribers: [bot] });
+  const reply1 = `ai1-${run}`;
+  const openStream = (clientMsgNo) => rest('/message/send', { from_uid: bot, channel_id: group, channel_type: 2, client_msg_no: clientMsgNo, is_stream: 1,
+    payload: Buffer.from(JSON.stringify({ type: 1, content: '' })).toString('base64') });
+  await openStream(reply1);
+  const words = ['Hello', ' from', ' the', ' model'];
+  for (const [i, w] of words.entries()) await streamEvent(group, reply1, `d${i}`, 'stream.delta', { kind: 'text', delta: w });
+  await streamEvent(group, reply1, 'end', 'stream.close', { end_reason: 1 });
+  for (const c of [a, b]) {
+    await waitFor(c, 'the end of the streamed reply', (e) => e.ev === 'message' && e.streamNo === reply1 && e.streamFlag === 2);
+    const got = pieces(c, reply1);
+    check(got.length === words.length + 2 && got[0].streamFlag === 0 && got[0].contentType === 1,
+      `${c.name}: the stream message arrives first (flag start), then one piece per event`, got);
+    const events = got.slice(1).map((p) => JSON.parse(p.streamData));
+    check(got.slice(1).every((p, i) => p.streamSeq === i + 1 && p.contentType === 98 && p.messageID === got[0].messageID),
+      `${c.name}: pieces carry their event seq and the message's id, as content type 98`, got);
+    check(events.slice(0, words.length).map((e) => e.payload.delta).join('') === words.join('') && events[words.length].stream_status === 'closed',
+      `${c.name}: the pieces spell the reply and the last one closes it`, events);
+  }
+
   // A wrong token for alice's uid: a failing CONNACK (not a silent close, which makes the SDK retry
   // every 3 s forever), reason 2 = authFail.
   const bad = startClient('alice-wrong-token', alice.uid, `wrong-${alice.token}`);
@@ -202,11 +233,11 @@ async function main() {
 
   // Nobody received anything twice or anything unexpected.
   for (const c of [a, b]) {
-    const msgs = c.events.filter((e) => e.ev === 'message');
+    const msgs = c.events.filter((e) => e.ev === 'message' && !e.streamNo);
     const nos = new Set(msgs.map((m) => m.clientMsgNo));
     check(nos.size === msgs.length, `${c.name} got each message exactly once`, msgs);
   }
-  check(a.events.filter((e) => e.ev === 'message').length === 3 && b.events.filter((e) => e.ev === 'message').length === 2,
+  check(a.events.filter((e) => e.ev === 'message' && !e.streamNo).length === 3 && b.events.filter((e) => e.ev === 'message' && !e.streamNo).length === 2,
     'alice got 3 messages and bob 2', null);
 
   // --- Kick: a second login of alice's web device with her master token. ---
@@ -239,10 +270,24 @@ async function main() {
     missed.push(await sendOnly(a2, bob.uid, 1, text, `offline person message "${text}"`));
   }
   const missedGroup = await sendOnly(a2, group, 2, 'group news while bob was away', 'offline group message');
+  // A reply starts streaming while bob is away and finishes after he is back.
+  const reply2 = `ai2-${run}`;
+  await openStream(reply2);
+  await streamEvent(group, reply2, 'd0', 'stream.delta', { kind: 'text', delta: 'Answer' });
+  await streamEvent(group, reply2, 'd1', 'stream.delta', { kind: 'text', delta: ' part' });
 
   const b2 = startClient('bob-again', bob.uid, bob.token);
   const s3 = await waitFor(b2, 'a connect status', (e) => e.ev === 'status');
   check(s3.status === ConnectStatus.Connected, 'bob connects again', s3);
+  // The rest of the reply arrives live; what was missed is in /message/eventsync.
+  await streamEvent(group, reply2, 'd2', 'stream.delta', { kind: 'text', delta: ' two' });
+  await streamEvent(group, reply2, 'end', 'stream.close', {});
+  await waitFor(b2, 'the end of the second reply', (e) => e.ev === 'message' && e.streamNo === reply2 && e.streamFlag === 2);
+  const live2 = pieces(b2, reply2);
+  check(live2.map((p) => p.streamSeq).join(',') === '3,4', 'after reconnecting bob gets the rest of the reply live (seqs 3, 4)', live2);
+  const missedEvents = JSON.parse(await rest('/message/eventsync', { channel_id: group, channel_type: 2, client_msg_no: reply2, from_msg_event_seq: 0, limit: 100 }));
+  check(missedEvents.data.events.map((e) => e.payload && e.payload.delta).slice(0, 3).join('') === 'Answer part two' && missedEvents.data.more === 0,
+    '/message/eventsync gives every event of the reply, the missed ones included', missedEvents);
   b2.worker.postMessage({ cmd: 'sync', id: 1 });
   const synced = await waitFor(b2, 'the sync result', (e) => e.ev === 'synced' && e.id === 1);
   const personConv = synced.conversations.find((c) => c.channelID === alice.uid && c.channelType === 1);
@@ -259,10 +304,13 @@ async function main() {
   const seqs = personConv.messages.map((m) => m.messageSeq);
   check(seqs.every((q, i) => i === 0 || q > seqs[i - 1]), 'the synced person messages are in seq order', seqs);
   const groupConv = synced.conversations.find((c) => c.channelID === group && c.channelType === 2);
-  check(groupConv && groupConv.lastMessage && groupConv.lastMessage.text === missedGroup.text
-    && groupConv.lastMessage.messageID === missedGroup.messageID, 'the group conversation ends with the missed group message', groupConv);
+  check(groupConv && groupConv.lastMessage && groupConv.lastMessage.clientMsgNo === reply2 && groupConv.lastMessage.streamText === 'Answer part two'
+    && groupConv.lastMessage.streamEnd, 'the group conversation ends with the finished streamed reply, its text included', groupConv);
   check(groupConv.messages.some((m) => m.messageID === missedGroup.messageID && m.text === missedGroup.text && m.fromUID === alice.uid),
     "the SDK's message sync returns the missed group message", groupConv.messages);
+  const streamed = groupConv.messages.filter((m) => m.clientMsgNo === reply1 || m.clientMsgNo === reply2);
+  check(streamed.length === 2 && streamed[0].streamText === words.join('') && streamed[1].streamText === 'Answer part two' && streamed.every((m) => m.streamEnd),
+    "the SDK's message sync returns both streamed replies, finished, with their text", streamed);
   // After syncing, live delivery goes on as before.
   await exchange(a2, [b2], bob.uid, 1, 'welcome back', 'person alice->bob after the sync');
 

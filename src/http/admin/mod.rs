@@ -13,12 +13,17 @@ use super::{authorized, json_body, origin, valid_request_id, with_state, ApiErro
 
 /// Whether `path` is one of this family's.
 pub(super) fn owns(path: &str) -> bool {
-    path == "/healthz" || path == "/backup" || path == "/audit" || path.starts_with("/audit/") || path.starts_with("/webhook/")
+    path == "/healthz" || path == "/health" || path == "/backup" || path == "/audit" || path.starts_with("/audit/") || path.starts_with("/webhook/")
 }
 
 /// This family's routes, behind the credential check, with its own errors.
 pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
-    let health = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    // `/health` is WuKongIM's name for the same answer.
+    let health = warp::path!("healthz")
+        .or(warp::path!("health"))
+        .unify()
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     let core = state.core.clone();
     // The hash-chain head, to be anchored outside the server (see `rookery verify`).
     let chain_head = warp::path!("audit" / "head").and(warp::get()).map(move || {

@@ -25,6 +25,7 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let sub_add = warp::path!("channel" / "subscriber_add").and(post(&state)).and(json_body()).and_then(subscriber_add);
     let sub_remove = warp::path!("channel" / "subscriber_remove").and(post(&state)).and(json_body()).and_then(subscriber_remove);
     let sub_remove_all = warp::path!("channel" / "subscriber_remove_all").and(post(&state)).and(json_body()).and_then(subscriber_remove_all);
+    let tmp_set = warp::path!("tmpchannel" / "subscriber_set").and(post(&state)).and(json_body()).and_then(tmp_subscriber_set);
     let clear = |name: &'static str, kind: ListKind| {
         warp::path("channel").and(warp::path(name)).and(warp::path::end()).and(post(&state)).and(json_body()).and_then(move |s, o, d| list_clear(s, o, d, kind))
     };
@@ -59,6 +60,8 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
         .or(sub_remove)
         .unify()
         .or(sub_remove_all)
+        .unify()
+        .or(tmp_set)
         .unify()
         .or(lists)
         .unify()
@@ -171,6 +174,24 @@ async fn subscriber_add(state: ApiState, origin: Origin, dto: SubscribersDto) ->
     validate::may_have_subscribers(key.ty)?;
     let uids = uid_list("subscribers", dto.subscribers, false)?;
     state.usecases.change_channel(&key, ChannelCommand::AddSubscribers { uids, reset: dto.reset.0 }, origin).await?;
+    Ok(ok())
+}
+
+/// `POST /tmpchannel/subscriber_set` body (WuKongIM v2).
+#[derive(Debug, Deserialize)]
+struct TmpSubscribersDto {
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    uids: Option<Vec<String>>,
+}
+
+/// `POST /tmpchannel/subscriber_set` (`{channel_id, uids}`): the temp channel (type 8) of that id has
+/// exactly these subscribers from now on (made if it is new).
+async fn tmp_subscriber_set(state: ApiState, origin: Origin, dto: TmpSubscribersDto) -> Result<warp::reply::Response, Rejection> {
+    let key = channel_key(dto.channel_id, Some(i64::from(ChannelType::TEMP.0)))?;
+    let uids = uid_list("uids", dto.uids, false)?;
+    state.usecases.change_channel(&key, ChannelCommand::AddSubscribers { uids, reset: true }, origin).await?;
     Ok(ok())
 }
 

@@ -1,5 +1,6 @@
-//! The server-kept conversation list: `/conversation/sync`, `/conversations/setUnread`,
-//! `/conversations/clearUnread`, `/conversations/delete`.
+//! The server-kept conversation list: `/conversation/sync`, `/conversation/channels`,
+//! `/conversation/syncByChannels`, `/conversation/syncMessages`, v3's `/conversation/list`,
+//! `/conversations/setUnread`, `/conversations/clearUnread`, `/conversations/delete`.
 
 use std::collections::HashMap;
 
@@ -36,10 +37,17 @@ pub(super) fn routes(state: ApiState) -> impl Filter<Extract = (warp::reply::Res
     let delete = warp::path!("conversations" / "delete")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(origin(state))
+        .and(origin(state.clone()))
         .and(json_body())
         .and_then(|s, o, d: MarkDto| mark(s, o, d, Mark::Delete));
-    sync.or(set_unread).unify().or(clear_unread).unify().or(delete).unify()
+    let channels = warp::path!("conversation" / "channels").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(channels);
+    let by_channels =
+        warp::path!("conversation" / "syncByChannels").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(sync_by_channels);
+    let messages = warp::path!("conversation" / "syncMessages").and(warp::post()).and(with_state(state.clone())).and(json_body()).and_then(sync_messages);
+    let list = warp::path!("conversation" / "list").and(warp::post()).and(with_state(state)).and(json_body()).and_then(list);
+    let marks = set_unread.or(clear_unread).unify().or(delete).unify().boxed();
+    let reads = sync.or(channels).unify().or(by_channels).unify().or(messages).unify().or(list).unify().boxed();
+    marks.or(reads).unify()
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,12 +109,26 @@ async fn sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Re
         recent: msg_count,
         only_unread: dto.only_unread.0,
         exclude_types: dto.exclude_channel_types,
+        only: None,
     };
     let found = state.usecases.conversations(&query).await?;
-    let viewer = Uid(uid);
-    let shown = |c: Conversation| {
+    let chosen: Vec<Conversation> = if page >= 1 { found.into_iter().skip((page - 1) * page_size).take(page_size).collect() } else { found };
+    let list = shown(&state, &Uid(uid), &chosen, msg_count).await?;
+    Ok(warp::reply::json(&list).into_response())
+}
+
+/// Conversations as `/conversation/sync` shows them, with up to `msg_count` recent messages each.
+async fn shown(state: &ApiState, viewer: &Uid, list: &[Conversation], msg_count: usize) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::with_capacity(list.len());
+    for c in list {
+        let mut recents = Vec::new();
+        for m in c.recent.iter().take(msg_count) {
+            let mut v = message_json(m, Some(viewer));
+            super::message::with_stream(state, m, &mut v, false).await?;
+            recents.push(v);
+        }
         let newest = &c.recent[0];
-        json!({
+        out.push(json!({
             "channel_id": c.channel_id,
             "channel_type": c.channel_type.0,
             "unread": c.unread,
@@ -116,12 +138,223 @@ async fn sync(state: ApiState, dto: SyncDto) -> Result<warp::reply::Response, Re
             "offset_msg_seq": 0,
             "readed_to_msg_seq": c.read_to_seq,
             "version": c.version,
-            "recents": c.recent.iter().take(msg_count).map(|m| message_json(m, Some(&viewer))).collect::<Vec<_>>(),
+            "recents": recents,
+        }));
+    }
+    Ok(out)
+}
+
+/// A channel as these routes name it.
+#[derive(Debug, Deserialize)]
+struct ChannelRef {
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    channel_type: Option<u8>,
+    #[serde(default)]
+    last_msg_seq: Option<u64>,
+}
+
+/// Most channels one request may name.
+const MAX_CHANNELS: usize = 1000;
+
+fn channel_refs(raw: Option<Vec<ChannelRef>>) -> Result<Vec<(String, u8, u64)>, ApiError> {
+    let raw = raw.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("channels must not be empty"))?;
+    if raw.len() > MAX_CHANNELS {
+        return Err(ApiError::bad_request(format!("channels may name at most {MAX_CHANNELS} channels")));
+    }
+    raw.into_iter()
+        .map(|c| {
+            let id = c.channel_id.filter(|i| !i.is_empty()).ok_or_else(|| ApiError::bad_request("every channel needs a channel_id"))?;
+            let ty = crate::usecase::validate::channel_type(c.channel_type)?;
+            Ok((id, ty.0, c.last_msg_seq.unwrap_or(0)))
         })
-    };
-    let list: Vec<Value> =
-        if page >= 1 { found.into_iter().skip((page - 1) * page_size).take(page_size).map(shown).collect() } else { found.into_iter().map(shown).collect() };
+        .collect()
+}
+
+fn msg_count_of(raw: Option<i64>, default: usize) -> Result<usize, ApiError> {
+    match raw {
+        None | Some(0) => Ok(default),
+        Some(n) if n < 0 => Err(ApiError::bad_request("msg_count must not be negative")),
+        Some(n) if n > MAX_MSG_COUNT => Err(ApiError::bad_request(format!("msg_count must be at most {MAX_MSG_COUNT}"))),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UidDto {
+    uid: Option<String>,
+}
+
+/// `POST /conversation/channels` (`{uid}`): the channels of the user's conversations, newest first.
+async fn channels(state: ApiState, dto: UidDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    let found = state.usecases.conversations(&ConversationQuery { uid, recent: 1, ..ConversationQuery::default() }).await?;
+    let list: Vec<Value> = found.iter().map(|c| json!({"channel_id": c.channel_id, "channel_type": c.channel_type.0})).collect();
     Ok(warp::reply::json(&list).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ByChannelsDto {
+    uid: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<ChannelRef>>,
+    #[serde(default)]
+    msg_count: Option<i64>,
+}
+
+/// `POST /conversation/syncByChannels`: the named conversations as `/conversation/sync` shows them.
+async fn sync_by_channels(state: ApiState, dto: ByChannelsDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    let named = channel_refs(dto.channels)?;
+    let msg_count = msg_count_of(dto.msg_count, 15)?;
+    let query = ConversationQuery {
+        uid: uid.clone(),
+        recent: msg_count,
+        only: Some(named.into_iter().map(|(id, ty, _)| (id, ty)).collect()),
+        ..ConversationQuery::default()
+    };
+    let found = state.usecases.conversations(&query).await?;
+    Ok(warp::reply::json(&shown(&state, &Uid(uid), &found, msg_count).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncMessagesDto {
+    uid: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<ChannelRef>>,
+    #[serde(default)]
+    msg_count: Option<i64>,
+    #[serde(default)]
+    order_by_last: Flag,
+}
+
+/// `POST /conversation/syncMessages`: per named channel, its newest `msg_count` messages after
+/// `last_msg_seq`, and the user's own last message seq there.
+async fn sync_messages(state: ApiState, dto: SyncMessagesDto) -> Result<warp::reply::Response, Rejection> {
+    let uid = dto.uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    crate::usecase::validate::uid("uid", &uid)?;
+    let viewer = Uid(uid);
+    let named = channel_refs(dto.channels)?;
+    let msg_count = msg_count_of(dto.msg_count, 15)?;
+    let mut out = Vec::with_capacity(named.len());
+    for (id, ty, after) in named {
+        let key = super::message::resolve_channel(&viewer, &id, rookery_events::ChannelType(ty))?;
+        let recent = state.usecases.recent_messages(&viewer, &key, after, msg_count).await?;
+        let mut messages = Vec::with_capacity(recent.messages.len());
+        for m in &recent.messages {
+            let mut v = message_json(m, Some(&viewer));
+            if let Some(by) = recent.revoked.get(&m.message_seq.0) {
+                v["revoke"] = json!(1);
+                v["revoker"] = json!(by.0);
+            } else {
+                super::message::with_stream(&state, m, &mut v, false).await?;
+            }
+            messages.push(v);
+        }
+        if dto.order_by_last.0 {
+            messages.reverse();
+        }
+        out.push(json!({"channel_id": id, "channel_type": ty, "messages": messages, "user_last_msg_seq": recent.own_last_seq}));
+    }
+    Ok(warp::reply::json(&out).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListDto {
+    uid: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    completed_coverage: Option<i64>,
+}
+
+/// Page size of `/conversation/list` when `limit` is 0 or absent, and its largest.
+const LIST_DEFAULT: i64 = 100;
+const LIST_MAX: i64 = 1000;
+
+/// Where a `/conversation/list` page ends: the last conversation's version, type and id.
+fn encode_cursor(c: &Conversation) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}:{}", c.version, c.channel_type.0, c.channel_id))
+}
+
+fn decode_cursor(raw: &str) -> Result<(u64, u8, String), ApiError> {
+    use base64::Engine as _;
+    let bad = || ApiError::bad_request("cursor is not one this server gave");
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw.as_bytes()).map_err(|_| bad())?;
+    let text = String::from_utf8(text).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, ':');
+    let version = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let ty = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let id = parts.next().ok_or_else(bad)?.to_owned();
+    Ok((version, ty, id))
+}
+
+/// `POST /conversation/list` (WuKongIM v3): the user's conversations, most recently changed first, a page
+/// at a time behind an opaque cursor.
+async fn list(state: ApiState, dto: ListDto) -> Result<warp::reply::Response, Rejection> {
+    use base64::Engine as _;
+    let _ = dto.completed_coverage;
+    let uid = dto.uid.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::bad_request("uid is required"))?;
+    let limit = match dto.limit {
+        None | Some(0) => LIST_DEFAULT,
+        Some(n) if n < 0 => return Err(ApiError::bad_request("limit must not be negative").into()),
+        Some(n) => n.min(LIST_MAX),
+    } as usize;
+    let after = dto.cursor.filter(|c| !c.is_empty()).map(|c| decode_cursor(&c)).transpose()?;
+    let found = state.usecases.conversations(&ConversationQuery { uid, recent: 1, ..ConversationQuery::default() }).await?;
+    // The list is ordered by version, newest first, then type and id: a page starts after the cursor.
+    let order = |c: &Conversation| (std::cmp::Reverse(c.version), c.channel_type.0, c.channel_id.clone());
+    let mut sorted = found;
+    sorted.sort_by_key(order);
+    let rest: Vec<Conversation> = match &after {
+        None => sorted,
+        Some((v, ty, id)) => {
+            let key = (std::cmp::Reverse(*v), *ty, id.clone());
+            sorted.into_iter().filter(|c| order(c) > key).collect()
+        }
+    };
+    let done = rest.len() <= limit;
+    let page: Vec<Conversation> = rest.into_iter().take(limit).collect();
+    let items: Vec<Value> = page
+        .iter()
+        .map(|c| {
+            let m = &c.recent[0];
+            json!({
+                "channel_id": c.channel_id,
+                "channel_type": c.channel_type.0,
+                "active_at": m.timestamp.0,
+                "read_seq": c.read_to_seq,
+                "deleted_to_seq": c.deleted_to_seq,
+                "unread": c.unread,
+                "last_message": {
+                    "message_id": m.message_id.0,
+                    "message_idstr": m.message_id.0.to_string(),
+                    "message_seq": m.message_seq.0,
+                    "from_uid": m.from_uid.0,
+                    "client_msg_no": m.client_msg_no.0,
+                    "server_timestamp_ms": m.timestamp.0,
+                    "payload": base64::engine::general_purpose::STANDARD.encode(m.payload.bytes()),
+                },
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "conversations": items,
+        "deletes": [],
+        "unresolved": [],
+        "done": done,
+        "coverage": 0,
+        "tombstones_retained_since": 0,
+        "reset_required": false,
+    });
+    if let (false, Some(last)) = (done, page.last()) {
+        body["next_cursor"] = json!(encode_cursor(last));
+    }
+    Ok(warp::reply::json(&body).into_response())
 }
 
 #[derive(Debug, Deserialize)]

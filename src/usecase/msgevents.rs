@@ -1,0 +1,154 @@
+//! Events of stream messages (an AI reply arriving piece by piece): appending one — decided and
+//! stored by the channel's actor in the message's own event stream — then pushing it live to the
+//! channel's online sessions, in order with the channel's messages; and reading them back.
+
+use std::sync::Arc;
+
+use rookery_actors::{CoreError, Origin};
+use rookery_events::{ChannelKey, ClientMsgNo, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Uid, STREAM_SETTING, SYSTEM_UID};
+
+use super::{validate, Error, UseCases};
+use crate::presence::{Delivery, EventDelivery, Outbound};
+
+/// Most events one read returns.
+pub const MAX_EVENT_PAGE: usize = 2000;
+
+/// Where an event goes: the channel as its caller names it (a person channel by the peer's uid,
+/// with `from_uid` the other party), and the message by client_msg_no.
+#[derive(Debug, Clone)]
+pub struct EventTarget {
+    /// The channel id as named.
+    pub channel_id: String,
+    /// Its type code.
+    pub channel_type: Option<u8>,
+    /// The stream message's sender; `None` or empty is the system account.
+    pub from_uid: Option<String>,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone)]
+pub struct AppendedEvent {
+    /// The channel the message is in.
+    pub channel: ChannelKey,
+    /// The message's sender.
+    pub from_uid: Uid,
+    /// The event's key.
+    pub event_key: String,
+    /// Its event seq (the key's last one when nothing new was stored).
+    pub event_seq: u64,
+    /// The key's status after it.
+    pub status: &'static str,
+    /// Whether it was stored now (`false`: a retry, or a key that had ended).
+    pub stored: bool,
+}
+
+/// A page of a message's events.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events, oldest first.
+    pub events: Vec<MessageEventRecord>,
+    /// More events follow.
+    pub more: bool,
+}
+
+impl UseCases {
+    /// The channel an event request names.
+    fn event_channel(&self, target: &EventTarget) -> Result<(ChannelKey, Uid), Error> {
+        let from = match target.from_uid.as_deref() {
+            None | Some("") => Uid::from(SYSTEM_UID),
+            Some(uid) => {
+                validate::uid("from_uid", uid)?;
+                Uid::from(uid)
+            }
+        };
+        let key = validate::channel(&from, &target.channel_id, validate::channel_type(target.channel_type)?)?;
+        Ok((key, from))
+    }
+
+    /// Appends `event` to its stream message, answers once it is durable, then pushes it to the online
+    /// sessions of the channel (public events only). A retry of the key's last event id, or any event
+    /// for a key that has ended, is answered with the key's state and stores nothing.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for malformed input; [`Error::Core`] with `NotFound` when the channel has no
+    /// stream message with that client_msg_no, `NotAllowed` when the message's stream has ended.
+    pub async fn append_message_event(&self, target: EventTarget, event: NewMessageEvent, origin: Origin) -> Result<AppendedEvent, Error> {
+        let (key, _) = self.event_channel(&target)?;
+        event.check().map_err(CoreError::from)?;
+        let reply = self.core.append_message_event(&key, event, origin).await?;
+        let status = reply.status.as_str();
+        if let Some(stored) = &reply.stored {
+            if stored.is_public() {
+                let message = Delivery {
+                    key: key.clone(),
+                    from: reply.from_uid.clone(),
+                    header: MessageHeader::default(),
+                    setting: STREAM_SETTING,
+                    expire: 0,
+                    client_msg_no: stored.client_msg_no.0.clone(),
+                    topic: None,
+                    message_id: stored.message_id,
+                    message_seq: stored.message_seq.0,
+                    timestamp: (stored.occurred_at.max(0) / 1000) as u32,
+                    payload: Vec::new(),
+                };
+                let item = Outbound::Event(Arc::new(EventDelivery { message, event: stored.clone(), status }));
+                self.fanout.submit(item, reply.recipients.clone(), None).await;
+            }
+        }
+        Ok(AppendedEvent {
+            channel: key,
+            from_uid: reply.from_uid,
+            event_key: reply.event_key,
+            event_seq: reply.event_seq,
+            status,
+            stored: reply.stored.is_some(),
+        })
+    }
+
+    /// The stored events of a stream message with event seq above `after`, at most `limit`, oldest
+    /// first; only public ones unless `include_private`; only those of `event_key` when given.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for malformed input, [`Error::Core`] on read failures.
+    pub fn message_events(
+        &self,
+        target: &EventTarget,
+        client_msg_no: &str,
+        after: u64,
+        limit: usize,
+        event_key: Option<&str>,
+        include_private: bool,
+    ) -> Result<(ChannelKey, EventPage), Error> {
+        let (key, _) = self.event_channel(target)?;
+        let no = ClientMsgNo(validate::client_msg_no(Some(client_msg_no.to_owned()))?);
+        let limit = limit.clamp(1, MAX_EVENT_PAGE);
+        let mut events = Vec::new();
+        let mut cursor = after;
+        // Filtered events do not count toward the page; read on until it is full or the stream ends.
+        loop {
+            let batch = self.core.message_events(&key, &no, cursor, limit + 1)?;
+            let exhausted = batch.len() <= limit;
+            for e in batch {
+                cursor = e.event_seq;
+                if (include_private || e.is_public()) && event_key.is_none_or(|k| k == e.event_key) {
+                    events.push(e);
+                }
+            }
+            if events.len() > limit || exhausted {
+                break;
+            }
+        }
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Ok((key, EventPage { events, more }))
+    }
+
+    /// What the durable events of stream message `client_msg_no` of `key` come to.
+    ///
+    /// # Errors
+    /// [`Error::Core`] on read failures.
+    pub async fn message_stream(&self, key: &ChannelKey, client_msg_no: &str) -> Result<Option<MessageStream>, Error> {
+        Ok(self.core.message_stream(key, &ClientMsgNo(client_msg_no.to_owned())).await?)
+    }
+}
