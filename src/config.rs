@@ -49,6 +49,17 @@ pub enum DurabilitySetting {
     Buffered,
 }
 
+/// How a conversation's unread count is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadCounting {
+    /// WuKongIM v2's rule, the default: every message after the read point (the last seq minus the
+    /// seq read to, the user's own last message moving that point).
+    Seq,
+    /// Only messages with the red-dot flag (what the SDKs count for messages that arrive live).
+    RedDot,
+}
+
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -229,6 +240,8 @@ pub struct Config {
     pub popim: Option<PopImApp>,
     /// Durability of appends.
     pub durability: DurabilitySetting,
+    /// How conversation unread counts are counted.
+    pub unread_counting: UnreadCounting,
     /// Most committed records whose index entries wait in memory for the event log's indexer; past it,
     /// appends wait for the indexer (the memory bound of that wait).
     pub log_max_unindexed_records: u64,
@@ -340,6 +353,7 @@ impl Default for Config {
             openim: None,
             popim: None,
             durability: DurabilitySetting::Sync,
+            unread_counting: UnreadCounting::Seq,
             log_max_unindexed_records: 1 << 20,
             max_payload_bytes: 1 << 20,
             disk_reserve_bytes: 64 << 20,

@@ -99,14 +99,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some((stats, _)) = &webhooks {
         monitor_state.webhooks(stats.clone());
     }
-    let routes = http::Families::new(http::ApiState {
+    let api_state = http::ApiState {
         usecases,
         core: core.clone(),
         config: config.clone(),
         presence: gateway.presence.clone(),
         limits: gateway.limits.clone(),
         rocks: Some(rocks.clone()),
-    });
+    };
+    let routes = http::Families::new(api_state.clone()).with_summaries(api_state, monitor::summaries(monitor_state.clone()));
     let api_limits = http::serve::ListenerLimits {
         header_timeout: std::time::Duration::from_millis(config.api_header_timeout_ms),
         max_connections: config.api_max_connections,

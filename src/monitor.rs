@@ -315,6 +315,24 @@ pub(crate) fn routes(monitor: Arc<Monitor>) -> impl Filter<Extract = (warp::repl
     warp::get().and(health.or(ready).unify().or(metrics).unify().or(varz).unify().or(connz_route).unify()).or(not_found).unify()
 }
 
+/// `/varz` and `/connz` for the API listener, where WuKongIM serves them: the same answers, behind the
+/// API's credential check (which the API family that mounts them applies).
+pub(crate) fn summaries(monitor: Arc<Monitor>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    let with = move || {
+        let m = monitor.clone();
+        warp::any().map(move || m.clone())
+    };
+    let varz = warp::path!("varz").and(with()).map(|m: Arc<Monitor>| match m.live.get() {
+        Some(live) => json(StatusCode::OK, m.varz(live)),
+        None => starting(),
+    });
+    let connz = warp::path!("connz")
+        .and(with())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .map(|m: Arc<Monitor>, raw: String| connz(&m, parse_connz_query(&raw)));
+    warp::get().and(varz.or(connz).unify()).boxed()
+}
+
 /// Parses the `/connz` query string, naming what is wrong.
 fn parse_connz_query(raw: &str) -> Result<ConnzQuery, String> {
     let mut q = ConnzQuery { offset: None, limit: None };

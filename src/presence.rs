@@ -503,6 +503,13 @@ impl Presence {
         self.delivered.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Those of `uids` with a master-level session online: WuKongIM's test for "reachable" (a user
+    /// whose only sessions are slave devices still gets offline pushes).
+    pub fn with_master_online(&self, uids: &[Uid]) -> std::collections::HashSet<Uid> {
+        let dir = self.lock();
+        uids.iter().filter(|u| dir.sessions.get(*u).is_some_and(|v| v.iter().any(|o| o.device_level == DeviceLevel::MASTER))).cloned().collect()
+    }
+
     /// Online sessions of each uid, as `(uid, device_flag)` pairs, for `/user/onlinestatus`.
     pub fn online_devices(&self, uids: &[Uid]) -> Vec<(Uid, u8)> {
         let dir = self.lock();

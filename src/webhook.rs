@@ -394,7 +394,7 @@ async fn next_messages(log: &Arc<dyn EventLog>, cursor: Position, batch: usize) 
     .await?
 }
 
-/// Who should get a push for `m`: recipients other than the sender with no online session.
+/// Who should get a push for `m`: recipients other than the sender with no master-level session online.
 /// `None` for messages WuKongIM sends no `msg.offline` for (command messages, channels without
 /// conversations).
 async fn offline_recipients(core: &Core, presence: &Presence, m: &Message) -> Option<Vec<Uid>> {
@@ -409,8 +409,9 @@ async fn offline_recipients(core: &Core, presence: &Presence, m: &Message) -> Op
         }
     };
     let candidates: Vec<Uid> = recipients.iter().filter(|u| **u != m.from_uid).cloned().collect();
-    let online: std::collections::HashSet<Uid> = presence.online_devices(&candidates).into_iter().map(|(u, _)| u).collect();
-    Some(candidates.into_iter().filter(|u| !online.contains(u)).collect())
+    // As WuKongIM v2: a recipient is offline unless a master-level device of it is online.
+    let reachable = presence.with_master_online(&candidates);
+    Some(candidates.into_iter().filter(|u| !reachable.contains(u)).collect())
 }
 
 /// The status worker: batch changes (up to [`STATUS_BATCH`] or 2 s) and deliver them in order.

@@ -380,9 +380,20 @@ fn unread_cannot_be_set_above_the_channel_count() {
     check::<UserState>(
         &"u1".into(),
         &[],
-        UserCommand::SetUnread { channel: group(), unread: 5, at: ChannelMark { seq: MessageSeq(3), red_dots: 3 } },
-        Err(Rejection::Invalid("unread 5 is more than the channel's 3 messages that count".into())),
+        UserCommand::SetUnread { channel: group(), unread: 5, at: ChannelMark { seq: MessageSeq(3), red_dots: 1 } },
+        Err(Rejection::Invalid("unread 5 is more than the channel's 3 messages".into())),
     );
+}
+
+#[test]
+fn unread_by_seq_counts_every_message_after_the_read_point() {
+    let m = |seq: u64, red_dots: u64| ChannelMark { seq: MessageSeq(seq), red_dots };
+    let joined = ConversationMarks { joined: Some(m(10, 8)), ..ConversationMarks::default() };
+    assert_eq!(joined.unread_by_seq(m(15, 9), None), 5, "five messages, one of them with a red dot");
+    assert_eq!(joined.unread(m(15, 9), None), 1);
+    assert_eq!(joined.unread_by_seq(m(15, 9), Some(m(13, 9))), 2, "the user's own message moves the read point");
+    let set = ConversationMarks { unread_set: Some((4, m(12, 8))), ..joined.clone() };
+    assert_eq!(set.unread_by_seq(m(15, 9), None), 7, "on top of a value set later than the base");
 }
 
 #[test]

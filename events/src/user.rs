@@ -286,6 +286,17 @@ impl ConversationMarks {
         [self.joined.unwrap_or_default(), self.deleted_at, own_last_sent.unwrap_or_default()].into_iter().max_by_key(|m| m.seq).unwrap_or_default()
     }
 
+    /// Unread messages as WuKongIM v2 counts them: every message after the read base (the last seq
+    /// minus the base's), or after an explicit unread setting made later than that base (then counted
+    /// on top of the set value).
+    pub fn unread_by_seq(&self, last: ChannelMark, own_last_sent: Option<ChannelMark>) -> u64 {
+        let base = self.read_base(own_last_sent);
+        match self.unread_set {
+            Some((count, at)) if at.seq >= base.seq => count + last.seq.0.saturating_sub(at.seq.0),
+            _ => last.seq.0.saturating_sub(base.seq.0),
+        }
+    }
+
     /// Unread messages: red-dot messages of others after the read base, or after an explicit unread
     /// setting made later than that base (then counted on top of the set value).
     pub fn unread(&self, last: ChannelMark, own_last_sent: Option<ChannelMark>) -> u64 {
@@ -373,8 +384,8 @@ impl Aggregate for UserState {
                 }
             }
             UserCommand::SetUnread { channel, unread, at } => {
-                if *unread > at.red_dots {
-                    return Err(Rejection::Invalid(format!("unread {unread} is more than the channel's {} messages that count", at.red_dots)));
+                if *unread > at.seq.0 {
+                    return Err(Rejection::Invalid(format!("unread {unread} is more than the channel's {} messages", at.seq.0)));
                 }
                 vec![UserEvent::UnreadSet { channel: channel.clone(), unread: *unread, at: *at }]
             }

@@ -71,6 +71,9 @@ pub struct Families {
     openim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     popim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     wukongim: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    /// `/varz` and `/connz`, when the server's summaries are mounted here too (WuKongIM serves them on
+    /// its API port), behind the WuKongIM family's credential check.
+    summaries: Option<warp::filters::BoxedFilter<(warp::reply::Response,)>>,
 }
 
 impl Families {
@@ -82,13 +85,24 @@ impl Families {
             media: media::routes(state.clone()),
             openim: openim::routes(state.clone()),
             popim: popim::routes(state.clone()),
-            wukongim: wukongim::routes(state),
+            wukongim: wukongim::routes(state.clone()),
+            summaries: None,
         }
+    }
+
+    /// Serves `summaries` (`GET /varz`, `GET /connz`, made by whoever owns them) on this listener too,
+    /// behind the API credential, with the WuKongIM family's errors.
+    #[must_use]
+    pub fn with_summaries(mut self, state: ApiState, summaries: warp::filters::BoxedFilter<(warp::reply::Response,)>) -> Families {
+        self.summaries = Some(wukongim::guarded(state, summaries));
+        self
     }
 
     /// The family that answers requests for `path`.
     pub fn for_path(&self, path: &str) -> &warp::filters::BoxedFilter<(warp::reply::Response,)> {
-        if admin::owns(path) {
+        if let (Some(s), "/varz" | "/connz") = (&self.summaries, path) {
+            s
+        } else if admin::owns(path) {
             &self.admin
         } else if jmessage::owns(path) {
             &self.jmessage

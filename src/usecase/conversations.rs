@@ -114,7 +114,7 @@ impl UseCases {
             if last.seq.0 <= bound {
                 continue;
             }
-            let unread = marks.unread(last, view.own_last_sent);
+            let unread = self.unread_of(marks, last, view.own_last_sent);
             if q.only_unread && unread == 0 {
                 continue;
             }
@@ -165,6 +165,14 @@ impl UseCases {
         Ok(())
     }
 
+    /// A conversation's unread count under the configured rule (`unread_counting`).
+    fn unread_of(&self, marks: &rookery_events::ConversationMarks, last: rookery_events::ChannelMark, own: Option<rookery_events::ChannelMark>) -> u64 {
+        match self.config.unread_counting {
+            crate::config::UnreadCounting::Seq => marks.unread_by_seq(last, own),
+            crate::config::UnreadCounting::RedDot => marks.unread(last, own),
+        }
+    }
+
     /// `uid`'s unread messages in channel `key`.
     ///
     /// # Errors
@@ -172,7 +180,7 @@ impl UseCases {
     pub async fn unread_in(&self, uid: &Uid, key: &ChannelKey) -> Result<u64, Error> {
         let user = self.core.user_state(uid).await?;
         let view = self.core.channel_view(key, uid).await?;
-        Ok(user.conversations.get(key).map_or(0, |m| m.unread(view.mark, view.own_last_sent)))
+        Ok(user.conversations.get(key).map_or(0, |m| self.unread_of(m, view.mark, view.own_last_sent)))
     }
 
     /// Marks `uid`'s conversation in `key` read up to `until` (ms; `None`: everything so far): the
@@ -189,10 +197,11 @@ impl UseCases {
                 let newest = tokio::task::spawn_blocking(move || core.messages_at(&k, 1, last, MAX_READ_SCAN, true, false))
                     .await
                     .map_err(|e| rookery_actors::CoreError::Storage(format!("reading recent messages: {e}")))??;
-                newest.iter().take_while(|(_, m)| m.timestamp > t).filter(|(_, m)| m.from_uid != *uid && m.header.red_dot).count() as u64
+                let every = self.config.unread_counting == crate::config::UnreadCounting::Seq;
+                newest.iter().take_while(|(_, m)| m.timestamp > t).filter(|(_, m)| m.from_uid != *uid && (every || m.header.red_dot)).count() as u64
             }
         };
-        self.core.user(uid, UserCommand::SetUnread { channel: key.clone(), unread: unread.min(view.mark.red_dots), at: view.mark }, origin).await?;
+        self.core.user(uid, UserCommand::SetUnread { channel: key.clone(), unread: unread.min(view.mark.seq.0), at: view.mark }, origin).await?;
         Ok(())
     }
 

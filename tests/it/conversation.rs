@@ -27,17 +27,25 @@ fn find<'a>(list: &'a [Value], channel_id: &str) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn person_conversations_count_only_the_peers_red_dot_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
-    send(&s, "alice", "bob", 1, "hi bob", 1).await;
-    send(&s, "alice", "bob", 1, "are you there", 1).await;
-    send(&s, "alice", "bob", 1, "silent", 0).await;
+async fn person_conversations_count_the_peers_messages_by_seq_or_by_red_dot() {
+    // By default every message after the read point counts (WuKongIM v2); with `red_dot`, only flagged ones.
+    for (counting, expected) in [(None, 3), (Some("red_dot"), 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(&str, &str)> = counting.map(|c| ("ROOKERY_UNREAD_COUNTING", c)).into_iter().collect();
+        let s = Server::start(dir.path(), &env);
+        conversation_reads(&s, expected).await;
+    }
+}
 
-    let bob = conversations(&s, "bob", json!({})).await;
+async fn conversation_reads(s: &Server, expected_unread: u64) {
+    send(s, "alice", "bob", 1, "hi bob", 1).await;
+    send(s, "alice", "bob", 1, "are you there", 1).await;
+    send(s, "alice", "bob", 1, "silent", 0).await;
+
+    let bob = conversations(s, "bob", json!({})).await;
     let c = find(&bob, "alice");
     assert_eq!(c["channel_type"], 1);
-    assert_eq!(c["unread"], 2, "{c}");
+    assert_eq!(c["unread"], expected_unread, "{c}");
     assert_eq!(c["last_msg_seq"], 3);
     let recents = c["recents"].as_array().unwrap();
     assert_eq!(recents.len(), 2);
@@ -45,13 +53,13 @@ async fn person_conversations_count_only_the_peers_red_dot_messages() {
     assert_eq!(recents[0]["channel_id"], "alice");
 
     // The sender has read everything up to their own message.
-    let alice = conversations(&s, "alice", json!({})).await;
+    let alice = conversations(s, "alice", json!({})).await;
     assert_eq!(find(&alice, "bob")["unread"], 0);
 
     // Bob answers: his reply marks alice's messages read for him, and is unread for alice.
-    send(&s, "bob", "alice", 1, "yes", 1).await;
-    assert_eq!(find(&conversations(&s, "bob", json!({})).await, "alice")["unread"], 0);
-    assert_eq!(find(&conversations(&s, "alice", json!({})).await, "bob")["unread"], 1);
+    send(s, "bob", "alice", 1, "yes", 1).await;
+    assert_eq!(find(&conversations(s, "bob", json!({})).await, "alice")["unread"], 0);
+    assert_eq!(find(&conversations(s, "alice", json!({})).await, "bob")["unread"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

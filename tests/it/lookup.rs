@@ -95,3 +95,35 @@ async fn temp_channel_subscribers_are_set_and_health_answers() {
         assert_eq!(status, 400, "{bad}: {v}");
     }
 }
+
+/// `/varz` and `/connz` answer on the API listener too (where WuKongIM serves them), behind its
+/// credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_summaries_are_on_the_api_listener_behind_its_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[("ROOKERY_MANAGER_TOKEN", "secret")]);
+    let url = |p: &str| format!("http://{}{p}", s.api);
+    for path in ["/varz", "/connz"] {
+        let resp = s.client().get(url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path} without the credential");
+    }
+    let (status, v) = s.post("/user/token", &json!({"uid": "u1", "token": "t1", "device_flag": 1, "device_level": 1})).await;
+    assert_eq!(status, 401, "the test helper sends no credential: {v}");
+    let resp = s
+        .client()
+        .post(url("/user/token"))
+        .header("token", "secret")
+        .json(&json!({"uid": "u1", "token": "t1", "device_flag": 1, "device_level": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut c = crate::gateway::Client::logged_in_tcp(s.tcp, "u1", "t1", 1).await;
+    let v: Value = s.client().get(url("/varz")).header("token", "secret").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["connections"], 1, "{v}");
+    let v: Value = s.client().get(url("/connz?limit=5")).header("token", "secret").send().await.unwrap().json().await.unwrap();
+    assert_eq!((v["total"].as_u64(), v["connections"][0]["uid"].as_str()), (Some(1), Some("u1")), "{v}");
+    let resp = s.client().get(url("/connz?limit=abc")).header("token", "secret").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let _ = c.try_write(&rookery::gateway::packet::Packet::Ping).await;
+}

@@ -454,3 +454,25 @@ async fn the_end_of_a_stream_message_reaches_msg_stream_once() {
     assert_eq!(b["event_meta"]["events"][0]["snapshot"], json!({"kind": "text", "text": "abc"}));
     assert_eq!(b["msg_event_seq"], 4);
 }
+
+/// `msg.offline` goes to a recipient whose only online session is a slave device (WuKongIM v2's rule),
+/// and not to one with a master device online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_pushes_go_to_users_without_a_master_device_online() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &receiver);
+    ok(&server, "/user/token", json!({"uid": "bob", "token": "tb", "device_flag": 1, "device_level": 1})).await;
+    ok(&server, "/user/token", json!({"uid": "cid", "token": "tc", "device_flag": 1, "device_level": 0})).await;
+    ok(&server, "/channel", json!({"channel_id": "g", "channel_type": 2, "subscribers": ["ann", "bob", "cid", "dee"]})).await;
+    let mut bob = Client::open(&server, Kind::Tcp).await;
+    assert_eq!(bob.connect("bob", "tb", 1, 4).await.reason_code, rookery::gateway::packet::ReasonCode::SUCCESS);
+    let mut cid = Client::open(&server, Kind::Tcp).await;
+    assert_eq!(cid.connect("cid", "tc", 1, 4).await.reason_code, rookery::gateway::packet::ReasonCode::SUCCESS);
+    receiver.wait_for("both online", |r| r.accepted("user.onlinestatus").iter().map(|h| h.body.to_string()).collect::<String>().contains("\"cid-1-1-")).await;
+    let id = send(&server, "hello").await;
+    receiver.wait_for("the offline push", |r| r.accepted("msg.offline").iter().any(|h| h.body["message_id"].as_i64() == Some(id))).await;
+    let hit = receiver.accepted("msg.offline").into_iter().find(|h| h.body["message_id"].as_i64() == Some(id)).unwrap();
+    assert_eq!(hit.body["to_uids"], json!(["cid", "dee"]), "cid is on a slave device only; bob's master device is online");
+    drop((bob, cid));
+}

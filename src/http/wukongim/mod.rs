@@ -28,5 +28,10 @@ pub(super) fn routes(state: ApiState) -> BoxedFilter<(warp::reply::Response,)> {
         .unify()
         .or(conversation::routes(state.clone()))
         .unify();
-    authorized(state).and(valid_request_id()).and(api).recover(super::error::recover).unify().boxed()
+    guarded(state, api.boxed())
+}
+
+/// `routes` behind this family's credential check, with its errors.
+pub(super) fn guarded(state: ApiState, routes: BoxedFilter<(warp::reply::Response,)>) -> BoxedFilter<(warp::reply::Response,)> {
+    authorized(state).and(valid_request_id()).and(routes).recover(super::error::recover).unify().boxed()
 }
