@@ -619,6 +619,17 @@ mod tests {
     }
 
     #[test]
+    fn an_event_is_a_notification_with_its_data_as_text() {
+        let mut rpc = JsonRpc::new();
+        let e = super::super::packet::EventPacket { id: "e1".into(), kind: "stream.delta".into(), timestamp: 7, data: br#"{"msg_event_seq":1}"#.to_vec() };
+        let v: Value = serde_json::from_str(&rpc.outgoing(&Packet::Event(e)).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"jsonrpc": "2.0", "method": "event", "params": {"id": "e1", "type": "stream.delta", "timestamp": 7, "data": "{\"msg_event_seq\":1}"}})
+        );
+    }
+
+    #[test]
     fn failed_connect_is_an_error_and_disconnect_a_notification() {
         let mut rpc = JsonRpc::new();
         rpc.feed(br#"{"method":"connect","id":"c","params":{"uid":"u","token":"t"}}"#);

@@ -83,6 +83,28 @@ impl Client {
         p
     }
 
+    /// A SEND with these setting bits and client_msg_no, signed again; its SENDACK.
+    pub(crate) async fn send_setting(
+        &mut self,
+        client_seq: u32,
+        channel_id: &str,
+        channel_type: u8,
+        text: &str,
+        client_msg_no: &str,
+        setting: u8,
+    ) -> SendackPacket {
+        let mut p = self.send_packet_for(client_seq, channel_id, channel_type, text, client_msg_no);
+        if let Packet::Send(send) = &mut p {
+            send.setting = packet::Setting(setting);
+            send.msg_key = self.cipher.as_ref().expect("connected").send_msg_key(send);
+        }
+        self.write(&p).await;
+        match self.read().await {
+            Some(Packet::Sendack(ack)) => ack,
+            other => panic!("expected SENDACK, got {other:?}"),
+        }
+    }
+
     /// A TCP client with a tiny receive buffer, so that a client that stops reading stalls the
     /// server's writes soon.
     async fn open_small_buffer(s: &Server) -> Client {

@@ -170,3 +170,27 @@ async fn check_late_readers(s: &Server) {
         m["event_meta"]["events"].as_array().unwrap().iter().map(|e| (e["event_key"].as_str().unwrap(), e["status"].as_str().unwrap())).collect();
     assert_eq!(keys, vec![("main", "closed"), ("tools", "closed")]);
 }
+
+/// A client opens a stream message with a SEND carrying the stream bit; its events follow over REST
+/// and reach the sender's own session too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_send_with_the_stream_bit_opens_a_stream_message() {
+    let (_dir, s) = server_with_tokens().await;
+    let (status, v) = s.post("/channel", &json!({"channel_id": "ai", "channel_type": 2, "subscribers": ["alice", "bob"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let mut alice = Client::logged_in(&s, Kind::Tcp, "alice", "ta", 1, 5).await;
+    let ack = alice.send_setting(1, "ai", 2, r#"{"type":1,"content":""}"#, "a-reply", rookery::gateway::packet::Setting::STREAM).await;
+    assert_eq!(ack.reason_code, rookery::gateway::packet::ReasonCode::SUCCESS);
+    let event = json!({"channel_id": "ai", "channel_type": 2, "from_uid": "alice", "client_msg_no": "a-reply", "event_id": "e1", "event_type": "stream.delta", "payload": delta("hi")});
+    let (status, v) = s.post("/message/event", &event).await;
+    assert_eq!((status, v["data"]["msg_event_seq"].as_u64()), (200, Some(1)), "{v}");
+    let (kind, data) = next_event(&mut alice).await;
+    assert_eq!((kind.as_str(), data["client_msg_no"].as_str()), ("stream.delta", Some("a-reply")), "the sender's own session gets it too");
+    // Without the bit a message has no events.
+    let ack = alice.send(2, "ai", 2, "plain").await;
+    assert_eq!(ack.reason_code, rookery::gateway::packet::ReasonCode::SUCCESS);
+    let (status, v) = s
+        .post("/message/event", &json!({"channel_id": "ai", "channel_type": 2, "client_msg_no": "cmn-2", "event_id": "e1", "event_type": "stream.delta"}))
+        .await;
+    assert_eq!(status, 404, "{v}");
+}
