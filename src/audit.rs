@@ -100,6 +100,7 @@ pub const KINDS: &[&str] = &[
     "channel.message_deleted",
     "channel.message_event",
     "channel.message_stream_ended",
+    "channel.message_edited",
     "user.messages_hidden",
     "user.conversation_settings_changed",
 ];
@@ -588,6 +589,7 @@ pub fn event_json(e: &Event) -> Value {
                 v
             }
             ChannelEvent::MessageStreamEnded { client_msg_no } => json!({"client_msg_no": client_msg_no.0}),
+            ChannelEvent::MessageEdited { seq, by, at } => json!({"message_seq": seq.0, "by": by.as_str(), "at": at.0}),
             ChannelEvent::MembersMuted { uids, until, at } => {
                 let until = match until.0 {
                     0 => Value::Null,

@@ -287,8 +287,13 @@ impl ChannelActor {
         let now = self.core.now();
         let no = msg.event.client_msg_no.clone();
         let recipients = self.recipients();
-        let stream = match self.message_stream(&no) {
-            Ok(Some(s)) => s,
+        match self.message_stream(&no) {
+            Ok(Some(_)) => {}
+            // An edit or revoke of a message with no events yet: its fold starts now.
+            Ok(None) if msg.message.is_some() && rookery_events::event_kinds::is_message_change(&msg.event.event_type) => {
+                let (seq, id, from) = msg.message.clone().expect("checked above");
+                self.streams.insert(no.clone(), MessageStream::new(seq, id, no.clone(), from));
+            }
             Ok(None) => {
                 let _ = reply.send(Err(CoreError::Rejected(rookery_events::Rejection::NotFound(format!("stream message {}", no.0)))));
                 return;
@@ -297,7 +302,8 @@ impl ChannelActor {
                 let _ = reply.send(Err(e));
                 return;
             }
-        };
+        }
+        let Some(stream) = self.streams.get_mut(&no) else { return };
         let (from_uid, message_id) = (stream.from_uid.clone(), stream.message_id);
         match stream.decide(&msg.event, now.0 as i64) {
             Err(r) => {
@@ -314,6 +320,18 @@ impl ChannelActor {
                 let meta = msg.origin.into_meta(now);
                 let mut events = Vec::new();
                 let mut records = Vec::new();
+                // An edit or a revoke changes what readers of the channel see: the channel records it too.
+                let change = match event.event_type.as_str() {
+                    rookery_events::event_kinds::EDIT => Some(ChannelEvent::MessageEdited { seq: event.message_seq, by: from_uid.clone(), at: now }),
+                    rookery_events::event_kinds::REVOKE if !self.pipe.projected().revoked.contains_key(&event.message_seq) => {
+                        Some(ChannelEvent::MessageRevoked { seq: event.message_seq, by: from_uid.clone(), at: now })
+                    }
+                    _ => None,
+                };
+                if let Some(change) = change {
+                    records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(change.clone())));
+                    events.push(change);
+                }
                 if event.ended.is_some() {
                     let ended = ChannelEvent::MessageStreamEnded { client_msg_no: no.clone() };
                     records.push(record(&StreamId::Channel(self.key.clone()), &meta, Event::Channel(ended.clone())));
@@ -624,6 +642,18 @@ impl Handler<AppendMessageEvent> for ChannelActor {
         let (tx, rx) = oneshot::channel();
         self.append_event(msg, tx, ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(CoreError::Unavailable)) })
+    }
+}
+
+impl Handler<GetEdited> for ChannelActor {
+    type Result = Result<Vec<(MessageSeq, rookery_events::Timestamp)>, CoreError>;
+
+    fn handle(&mut self, msg: GetEdited, _: &mut Context<Self>) -> Self::Result {
+        self.serve_read()?;
+        if msg.from > msg.to {
+            return Ok(Vec::new());
+        }
+        Ok(self.pipe.committed().edited.range(MessageSeq(msg.from)..=MessageSeq(msg.to)).map(|(s, t)| (*s, *t)).collect())
     }
 }
 

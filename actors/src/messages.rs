@@ -196,6 +196,9 @@ pub struct GetSystem;
 pub struct AppendMessageEvent {
     /// The event.
     pub event: rookery_events::NewMessageEvent,
+    /// The stored message it is for (seq, id, sender), when the caller found one: an edit or revoke
+    /// of a message that has no events yet.
+    pub message: Option<(MessageSeq, MessageId, Uid)>,
     /// Who asks.
     pub origin: Origin,
 }
@@ -218,6 +221,16 @@ pub struct MessageEventReply {
     pub message_id: MessageId,
     /// Who receives it live (the channel's recipients now).
     pub recipients: Arc<[Uid]>,
+}
+
+/// Read which messages of a channel with seqs in `from..=to` were edited, and when last.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(MessageSeq, rookery_events::Timestamp)>, CoreError>")]
+pub struct GetEdited {
+    /// First seq.
+    pub from: u64,
+    /// Last seq.
+    pub to: u64,
 }
 
 /// Read what the events of one stream message of a channel come to (`None`: no such stream message).

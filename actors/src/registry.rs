@@ -270,9 +270,23 @@ impl Core {
     /// # Errors
     /// [`CoreError::Rejected`] for a bad event or an unknown stream message, [`CoreError::Storage`]
     /// when the log fails.
-    pub async fn append_message_event(&self, key: &ChannelKey, event: rookery_events::NewMessageEvent, origin: Origin) -> Result<MessageEventReply, CoreError> {
-        let msg = || AppendMessageEvent { event: event.clone(), origin: origin.clone() };
+    pub async fn append_message_event(
+        &self,
+        key: &ChannelKey,
+        event: rookery_events::NewMessageEvent,
+        message: Option<(rookery_events::MessageSeq, rookery_events::MessageId, Uid)>,
+        origin: Origin,
+    ) -> Result<MessageEventReply, CoreError> {
+        let msg = || AppendMessageEvent { event: event.clone(), message: message.clone(), origin: origin.clone() };
         ask(|| self.channel_addr(key), msg, |a| self.0.channels.remove_if(key, a)).await
+    }
+
+    /// The edited messages of a channel with seqs in `from..=to`, with when they were last edited.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] when the channel cannot be loaded.
+    pub async fn edited(&self, key: &ChannelKey, from: u64, to: u64) -> Result<Vec<(rookery_events::MessageSeq, rookery_events::Timestamp)>, CoreError> {
+        ask(|| self.channel_addr(key), || GetEdited { from, to }, |a| self.0.channels.remove_if(key, a)).await
     }
 
     /// What the durable events of stream message `no` of a channel come to (`None`: no such message).

@@ -105,7 +105,7 @@ pub const SETTLED_MAX: usize = 1024;
 /// and switches; 6: tenants their users' no-disturb settings and shields;
 /// 7: chatrooms their members' join times, tenants their rooms; 8: tenants their uploads; 9: users their OpenIM platform tokens; 10: tenants their friend requests and replies, channels their managers' changes and deleted messages, users their hidden messages and conversation settings). A snapshot of an older format is not decoded but ignored ([`decode_state`] answers
 /// `None`): the state is rebuilt from the log, which always holds every event.
-pub const STATE_FORMAT: u8 = 11;
+pub const STATE_FORMAT: u8 = 12;
 
 /// Encodes an aggregate state for a snapshot.
 pub fn encode_state<A: Aggregate>(state: &A) -> Vec<u8> {

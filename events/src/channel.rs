@@ -268,6 +268,16 @@ pub enum ChannelEvent {
         /// The message's client_msg_no.
         client_msg_no: ClientMsgNo,
     },
+    /// A message's content was replaced (written beside its `message.edit` event, which holds the new
+    /// content): readers look for the edit.
+    MessageEdited {
+        /// The message.
+        seq: MessageSeq,
+        /// Who edited it.
+        by: Uid,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl ChannelEvent {
@@ -300,6 +310,7 @@ impl ChannelEvent {
             ChannelEvent::MessageDeleted { .. } => "channel.message_deleted",
             ChannelEvent::MessageEvent(_) => "channel.message_event",
             ChannelEvent::MessageStreamEnded { .. } => "channel.message_stream_ended",
+            ChannelEvent::MessageEdited { .. } => "channel.message_edited",
         }
     }
 }
@@ -480,6 +491,8 @@ pub struct ChannelState {
     pub notice: String,
     /// Messages deleted for everyone, and by whom.
     pub deleted_messages: BTreeMap<MessageSeq, Uid>,
+    /// Edited messages and when they were last edited.
+    pub edited: BTreeMap<MessageSeq, Timestamp>,
     /// Stream messages still open, by client_msg_no (at most [`MAX_OPEN_STREAMS`]).
     pub open_streams: BTreeMap<ClientMsgNo, (MessageSeq, MessageId, Uid)>,
     /// Log position of the last event applied.
@@ -904,6 +917,9 @@ impl Aggregate for ChannelState {
             ChannelEvent::MessageEvent(_) => {}
             ChannelEvent::MessageStreamEnded { client_msg_no } => {
                 self.open_streams.remove(client_msg_no);
+            }
+            ChannelEvent::MessageEdited { seq, at, .. } => {
+                self.edited.insert(*seq, *at);
             }
             ChannelEvent::MessageRevoked { seq, by, .. } => {
                 self.revoked.insert(*seq, by.clone());

@@ -39,7 +39,7 @@ pub use ids::{
 };
 pub use msgevent::{
     kinds as event_kinds, EventDecision, KeyStatus, KeySummary, MessageEventRecord, MessageStream, NewMessageEvent, EVENT_KEY_FINISH, EVENT_KEY_MAIN,
-    MAX_EVENT_PAYLOAD_BYTES, MAX_OPEN_STREAMS,
+    EVENT_KEY_MESSAGE, MAX_EVENT_PAYLOAD_BYTES, MAX_OPEN_STREAMS,
 };
 pub use system::{SystemCommand, SystemEvent, SystemState};
 pub use tenant::{

@@ -19,6 +19,8 @@ use crate::ids::{ClientMsgNo, MessageId, MessageSeq, Uid};
 pub const EVENT_KEY_MAIN: &str = "main";
 /// The key a `stream.finish` event always has: the end of the whole message.
 pub const EVENT_KEY_FINISH: &str = "__finish__";
+/// The key of the changes to a message itself (`message.edit`, `message.revoke`).
+pub const EVENT_KEY_MESSAGE: &str = "__message__";
 /// Longest event id, key, type or visibility, in bytes.
 pub const MAX_EVENT_NAME_BYTES: usize = 128;
 /// Largest payload of one event, in bytes.
@@ -44,6 +46,16 @@ pub mod kinds {
     pub const CANCEL: &str = "stream.cancel";
     /// The whole message is complete, whatever its keys say.
     pub const FINISH: &str = "stream.finish";
+    /// The message's content is replaced (the payload is the new content).
+    pub const EDIT: &str = "message.edit";
+    /// The message is retracted: readers see it without content.
+    pub const REVOKE: &str = "message.revoke";
+
+    /// A change to the message itself rather than a part of a stream.
+    pub fn is_message_change(event_type: &str) -> bool {
+        let t = event_type.trim();
+        t.eq_ignore_ascii_case(EDIT) || t.eq_ignore_ascii_case(REVOKE)
+    }
 }
 
 /// Where one event key of a message stands.
@@ -187,7 +199,9 @@ impl NewMessageEvent {
 
     /// The key the event goes to: `__finish__` for `stream.finish`, "main" when none is given.
     pub fn key(&self) -> String {
-        if self.event_type.trim().eq_ignore_ascii_case(kinds::FINISH) {
+        if kinds::is_message_change(&self.event_type) {
+            EVENT_KEY_MESSAGE.to_owned()
+        } else if self.event_type.trim().eq_ignore_ascii_case(kinds::FINISH) {
             EVENT_KEY_FINISH.to_owned()
         } else if self.event_key.trim().is_empty() {
             EVENT_KEY_MAIN.to_owned()
@@ -260,6 +274,8 @@ pub struct MessageStream {
     pub last_event_seq: u64,
     /// The whole message has ended (finish, or its last open key ended).
     pub ended: bool,
+    /// The message was retracted (`message.revoke`).
+    pub revoked: bool,
     keys: BTreeMap<String, KeyProgress>,
 }
 
@@ -287,7 +303,7 @@ fn json_field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json
 impl MessageStream {
     /// A stream message with no events yet.
     pub fn new(message_seq: MessageSeq, message_id: MessageId, client_msg_no: ClientMsgNo, from_uid: Uid) -> MessageStream {
-        MessageStream { message_seq, message_id, client_msg_no, from_uid, last_event_seq: 0, ended: false, keys: BTreeMap::new() }
+        MessageStream { message_seq, message_id, client_msg_no, from_uid, last_event_seq: 0, ended: false, revoked: false, keys: BTreeMap::new() }
     }
 
     /// The status of `key` (open when it has no events yet).
@@ -309,12 +325,24 @@ impl MessageStream {
                 return Ok(EventDecision::Answered { event_key: key, event_seq: k.last_event_seq, status: k.status });
             }
         }
-        if self.ended {
+        let change = kinds::is_message_change(&event_type);
+        if self.revoked && change {
+            if event_type == kinds::REVOKE {
+                let k = self.keys.get(&key).map_or(0, |k| k.last_event_seq);
+                return Ok(EventDecision::Answered { event_key: key, event_seq: k, status: KeyStatus::Open });
+            }
+            return Err(Rejection::NotAllowed(format!("message {} was revoked", self.client_msg_no.0)));
+        }
+        // Edits and revokes apply to any message, ended streams included; stream parts do not reopen.
+        if self.ended && !change {
             return Err(Rejection::NotAllowed(format!("the stream of message {} has ended", self.client_msg_no.0)));
         }
         let payload = if e.payload.iter().all(u8::is_ascii_whitespace) { Vec::new() } else { e.payload.clone() };
         if !payload.is_empty() && serde_json::from_slice::<serde_json::Value>(&payload).is_err() {
             return Err(Rejection::Invalid("payload must be JSON".into()));
+        }
+        if event_type == kinds::EDIT && payload.is_empty() {
+            return Err(Rejection::Invalid("message.edit needs the new content as its payload".into()));
         }
         let mut record = MessageEventRecord {
             message_seq: self.message_seq,
@@ -391,12 +419,22 @@ impl MessageStream {
                     }
                     k.status = KeyStatus::Cancelled;
                 }
+                kinds::EDIT => k.content = Content::Json(r.payload.clone()),
+                kinds::REVOKE => self.revoked = true,
                 _ => {}
             }
         }
         if r.ended.is_some() {
             self.ended = true;
         }
+    }
+
+    /// The content of the message's last edit (JSON), if it was edited.
+    pub fn edited_content(&self) -> Option<Vec<u8>> {
+        self.keys.get(EVENT_KEY_MESSAGE).and_then(|k| match &k.content {
+            Content::Json(j) => Some(j.clone()),
+            _ => None,
+        })
     }
 
     /// Every key's state, in key order.
@@ -497,6 +535,22 @@ mod tests {
         let EventDecision::Append(r) = append(&mut s, &ev("f", "Stream.Finish", "", "")) else { panic!() };
         assert_eq!(r.event_key, EVENT_KEY_FINISH);
         assert!(r.ended.is_some(), "finish ends the message with main still open");
+    }
+
+    #[test]
+    fn edits_and_revokes_apply_to_any_message_once() {
+        let mut s = stream();
+        append(&mut s, &ev("a", "stream.delta", "", r#"{"kind":"text","delta":"x"}"#));
+        append(&mut s, &ev("b", "stream.close", "", ""));
+        assert!(s.ended);
+        let EventDecision::Append(r) = append(&mut s, &ev("e1", "message.edit", "", r#"{"type":1,"content":"fixed"}"#)) else { panic!() };
+        assert_eq!((r.event_key.as_str(), r.ended.is_none()), (EVENT_KEY_MESSAGE, true), "an edit after the end is stored and ends nothing");
+        assert_eq!(s.edited_content(), Some(br#"{"type":1,"content":"fixed"}"#.to_vec()));
+        assert!(matches!(s.decide(&ev("e2", "message.edit", "", ""), 0), Err(Rejection::Invalid(_))), "an edit needs content");
+        append(&mut s, &ev("r1", "message.revoke", "", ""));
+        assert!(s.revoked);
+        assert!(matches!(s.decide(&ev("r2", "message.revoke", "", ""), 0), Ok(EventDecision::Answered { .. })), "revoked once");
+        assert!(matches!(s.decide(&ev("e3", "message.edit", "", r#"{"a":1}"#), 0), Err(Rejection::NotAllowed(_))), "no edit after a revoke");
     }
 
     #[test]

@@ -382,6 +382,14 @@ fn additions() -> Vec<(&'static str, Vec<EnvelopeBody>)> {
                 },
             ]
         }),
+        (
+            "golden-v1-message-edits.log",
+            vec![EnvelopeBody {
+                stream: StreamId::Channel(ChannelKey::new("ai", ChannelType::GROUP)),
+                meta: meta(160, Actor::Api { credential: "manager".into() }),
+                event: Event::Channel(ChannelEvent::MessageEdited { seq: MessageSeq(9), by: Uid::from("bot"), at: Timestamp(1_700_000_000_160) }),
+            }],
+        ),
     ]
 }
 
@@ -407,5 +415,5 @@ fn golden_log_covers_every_event_kind() {
     for (_, sample) in additions() {
         kinds.extend(sample.iter().map(|b| b.event.kind()));
     }
-    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1 + 9 + 2, "a new event kind needs a new golden fixture: {kinds:?}");
+    assert_eq!(kinds.len(), 14 + 8 + 2 + 4 + 6 + 1 + 3 + 5 + 2 + 3 + 1 + 1 + 1 + 9 + 2 + 1, "a new event kind needs a new golden fixture: {kinds:?}");
 }

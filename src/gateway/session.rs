@@ -237,7 +237,8 @@ impl Session {
         let data = crate::render::event_data(&e.event, &channel_id, e.message.key.ty.0, e.status);
         if conn.is_json_rpc() || version >= 5 {
             conn.queue(&Packet::Event(EventPacket { id: e.event.event_id.clone(), kind: e.event.event_type.clone(), timestamp: e.event.occurred_at, data }))?;
-        } else if (2..=4).contains(&version) {
+        } else if (2..=4).contains(&version) && !rookery_events::event_kinds::is_message_change(&e.event.event_type) {
+            // Edits and revokes have no stream-piece form: these clients see them when they read the message.
             let mut recv = recv_for(&e.message, &self.uid, version);
             recv.stream_seq = e.event.event_seq as u32;
             recv.stream_flag = if e.event.ended.is_some() { STREAM_END } else { STREAM_ING };

@@ -5,9 +5,14 @@
 use std::sync::Arc;
 
 use rookery_actors::{CoreError, Origin};
-use rookery_events::{ChannelKey, ClientMsgNo, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Uid, STREAM_SETTING, SYSTEM_UID};
+use std::collections::BTreeMap;
 
-use super::{validate, Error, UseCases};
+use rookery_events::{
+    event_kinds, ChannelKey, ClientMsgNo, Message, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Rejection, Timestamp, Uid,
+    STREAM_SETTING, SYSTEM_UID,
+};
+
+use super::{validate, Error, Field, Lookup, UseCases};
 use crate::presence::{Delivery, EventDelivery, Outbound};
 
 /// Most events one read returns.
@@ -23,6 +28,8 @@ pub struct EventTarget {
     pub channel_type: Option<u8>,
     /// The stream message's sender; `None` or empty is the system account.
     pub from_uid: Option<String>,
+    /// The message's id, when the caller gives it (an edit or revoke finds the message by it).
+    pub message_id: Option<i64>,
 }
 
 /// The answer to an append.
@@ -75,7 +82,22 @@ impl UseCases {
     pub async fn append_message_event(&self, target: EventTarget, event: NewMessageEvent, origin: Origin) -> Result<AppendedEvent, Error> {
         let (key, _) = self.event_channel(&target)?;
         event.check().map_err(CoreError::from)?;
-        let reply = self.core.append_message_event(&key, event, origin).await?;
+        // An edit or a revoke may be for any message: find it (by id, else by client_msg_no).
+        let message = if event_kinds::is_message_change(&event.event_type) {
+            let what = match target.message_id.filter(|id| *id != 0) {
+                Some(id) => Lookup { ids: vec![id], ..Lookup::default() },
+                None => Lookup { client_msg_nos: vec![event.client_msg_no.0.clone()], ..Lookup::default() },
+            };
+            let (found, _) = self.find_messages(&key, &what).await?;
+            let m = found.into_iter().next().ok_or_else(|| CoreError::Rejected(Rejection::NotFound(format!("message {}", event.client_msg_no.0))))?;
+            if m.client_msg_no != event.client_msg_no {
+                return Err(Error::invalid(Field::ClientMsgNo, "message_id and client_msg_no name different messages"));
+            }
+            Some((m.message_seq, m.message_id, m.from_uid))
+        } else {
+            None
+        };
+        let reply = self.core.append_message_event(&key, event, message, origin).await?;
         let status = reply.status.as_str();
         if let Some(stored) = &reply.stored {
             if stored.is_public() {
@@ -142,6 +164,27 @@ impl UseCases {
         let more = events.len() > limit;
         events.truncate(limit);
         Ok((key, EventPage { events, more }))
+    }
+
+    /// The edits among `messages` (of channel `key`): by seq, when last edited and the new content.
+    ///
+    /// # Errors
+    /// [`Error::Core`] when the channel or the events cannot be read.
+    pub async fn edits(&self, key: &ChannelKey, messages: &[Message]) -> Result<BTreeMap<u64, (Timestamp, Vec<u8>)>, Error> {
+        let mut out = BTreeMap::new();
+        let (Some(lo), Some(hi)) = (messages.iter().map(|m| m.message_seq.0).min(), messages.iter().map(|m| m.message_seq.0).max()) else {
+            return Ok(out);
+        };
+        if messages.iter().all(|m| m.header.sync_once) {
+            return Ok(out);
+        }
+        for (seq, at) in self.core.edited(key, lo, hi).await? {
+            let Some(m) = messages.iter().find(|m| m.message_seq == seq && !m.header.sync_once) else { continue };
+            if let Some(content) = self.core.message_stream(key, &m.client_msg_no).await?.and_then(|s| s.edited_content()) {
+                out.insert(seq.0, (at, content));
+            }
+        }
+        Ok(out)
     }
 
     /// What the durable events of stream message `client_msg_no` of `key` come to.

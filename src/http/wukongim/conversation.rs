@@ -122,9 +122,17 @@ async fn shown(state: &ApiState, viewer: &Uid, list: &[Conversation], msg_count:
     let mut out = Vec::with_capacity(list.len());
     for c in list {
         let mut recents = Vec::new();
-        for m in c.recent.iter().take(msg_count) {
+        let shown_recent: Vec<rookery_events::Message> = c.recent.iter().take(msg_count).cloned().collect();
+        let edits = match shown_recent.first() {
+            Some(m) => state.usecases.edits(&m.channel, &shown_recent).await?,
+            None => Default::default(),
+        };
+        for m in &shown_recent {
             let mut v = message_json(m, Some(viewer));
             super::message::with_stream(state, m, &mut v, false).await?;
+            if let Some((at, content)) = edits.get(&m.message_seq.0) {
+                super::message::add_edit(&mut v, *at, content);
+            }
             recents.push(v);
         }
         let newest = &c.recent[0];

@@ -382,6 +382,10 @@ async fn rendered(
     with_meta: bool,
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(messages.len());
+    let edits = match messages.first() {
+        Some(m) => state.usecases.edits(&m.channel, messages).await?,
+        None => Default::default(),
+    };
     for m in messages {
         let mut v = message_json(m, Some(viewer));
         if let Some(by) = revoked.get(&m.message_seq.0) {
@@ -389,6 +393,9 @@ async fn rendered(
             v["revoker"] = json!(by.0);
         } else {
             with_stream(state, m, &mut v, with_meta).await?;
+            if let Some((at, content)) = edits.get(&m.message_seq.0) {
+                add_edit(&mut v, *at, content);
+            }
         }
         out.push(v);
     }
@@ -491,6 +498,13 @@ async fn channel_last_message(state: ApiState, q: LastMessageQuery) -> Result<wa
     Ok(warp::reply::json(&shown.remove(0)).into_response())
 }
 
+/// Marks an edited message: `edited` 1, `edited_at` (seconds) and `content_edit` (the new content).
+pub(crate) fn add_edit(v: &mut Value, at: rookery_events::Timestamp, content: &[u8]) {
+    v["edited"] = json!(1);
+    v["edited_at"] = json!(at.as_secs());
+    v["content_edit"] = serde_json::from_slice(content).unwrap_or(Value::Null);
+}
+
 /// Adds to a stream message's JSON what its events came to (`end`, `stream_data`, `event_meta`...).
 pub(crate) async fn with_stream(state: &ApiState, m: &rookery_events::Message, v: &mut Value, with_meta: bool) -> Result<(), ApiError> {
     if m.setting & STREAM_SETTING != 0 {
@@ -555,12 +569,18 @@ struct EventDto {
 
 fn event_target(channel_id: Option<String>, channel_type: Option<u8>, from_uid: Option<String>) -> Result<EventTarget, ApiError> {
     let channel_id = channel_id.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("channel_id is required"))?;
-    Ok(EventTarget { channel_id, channel_type, from_uid })
+    Ok(EventTarget { channel_id, channel_type, from_uid, message_id: None })
 }
 
 async fn event_append(state: ApiState, origin: Origin, dto: EventDto) -> Result<warp::reply::Response, Rejection> {
-    let _ = dto.message_id;
-    let target = event_target(dto.channel_id, dto.channel_type, dto.from_uid)?;
+    let mut target = event_target(dto.channel_id, dto.channel_type, dto.from_uid)?;
+    target.message_id = match dto.message_id {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.parse().map_err(|_| ApiError::bad_request("message_id must be a number"))?),
+        Some(_) => return Err(ApiError::bad_request("message_id must be a number").into()),
+    };
     let client_msg_no = dto.client_msg_no.unwrap_or_default();
     let event_id = dto.event_id.unwrap_or_default();
     let payload = match dto.payload {
