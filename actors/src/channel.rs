@@ -303,7 +303,14 @@ impl ChannelActor {
                 return;
             }
         }
+        let change = rookery_events::event_kinds::is_message_change(&msg.event.event_type);
+        let open = self.pipe.projected().open_streams.contains_key(&no);
         let Some(stream) = self.streams.get_mut(&no) else { return };
+        // Stream parts only for stream messages: a message with edits alone is not one.
+        if !change && !open && !stream.ended {
+            let _ = reply.send(Err(CoreError::Rejected(rookery_events::Rejection::NotFound(format!("stream message {}", no.0)))));
+            return;
+        }
         let (from_uid, message_id) = (stream.from_uid.clone(), stream.message_id);
         match stream.decide(&msg.event, now.0 as i64) {
             Err(r) => {

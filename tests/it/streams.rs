@@ -242,6 +242,8 @@ async fn messages_are_edited_and_revoked_through_events() {
     assert_eq!(head(&s).await, before, "and stores nothing");
     let (status, v) = s.post("/message/event", &change("ed2", "message.edit", "n2", json!({"a": 1}))).await;
     assert_eq!(status, 403, "no edit after a revoke: {v}");
+    let (status, v) = s.post("/message/event", &change("d1", "stream.delta", "n1", json!({"kind": "text", "delta": "x"}))).await;
+    assert_eq!(status, 404, "an edited message is no stream message: {v}");
     // Protocol 2 has no form for these events: bob's next packet is the next message.
     let (status, _) = s.post("/message/send", &send("n3", r#"{"type":1,"content":"third"}"#)).await;
     assert_eq!(status, 200);
