@@ -664,38 +664,11 @@ async fn s7(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..plan.rounds {
         for (i, (name, path, body, expect)) in [("jmessage", "/v1/messages", &jm, 201u16), ("wukongim", "/message/send", &wk, 200u16)].into_iter().enumerate() {
-            let deadline = Instant::now() + Duration::from_secs_f64(secs);
-            let tasks: Vec<_> = (0..conns)
-                .map(|_| {
-                    let (s, auth, body, url) = (s.clone(), auth.clone(), body.clone(), format!("http://{}{}", s.api, path));
-                    tokio::spawn(async move {
-                        let mut h = Histogram::<u64>::new(3).expect("histogram");
-                        let (mut ok, mut errors) = (0u64, 0u64);
-                        while Instant::now() < deadline {
-                            let t = Instant::now();
-                            let resp = s.http().post(&url).header("Authorization", &auth).json(&body).send().await;
-                            match resp {
-                                Ok(r) if r.status().as_u16() == expect => {
-                                    ok += 1;
-                                    let _ = h.record(t.elapsed().as_micros() as u64);
-                                }
-                                _ => errors += 1,
-                            }
-                        }
-                        (ok, errors, h)
-                    })
-                })
-                .collect();
-            let started = Instant::now();
-            let mut h = Histogram::<u64>::new(3)?;
-            let (mut ok, mut errors) = (0u64, 0u64);
-            for t in tasks {
-                let (o, e, th) = t.await?;
-                ok += o;
-                errors += e;
-                h.add(th)?;
-            }
-            let per_sec = ok as f64 / started.elapsed().as_secs_f64();
+            let (body, url) = (body.clone(), format!("http://{}{}", s.api, path));
+            let request = Arc::new(move |_: usize| (url.clone(), body.clone()));
+            let stop = Stop::At(Instant::now() + Duration::from_secs_f64(secs));
+            let (ok, errors, h, elapsed) = closed_loop(&s, conns, stop, Some(auth.clone()), expect, request).await?;
+            let per_sec = ok as f64 / elapsed.as_secs_f64();
             rates[i].push(per_sec);
             r.line(format!("| {round} | {name} | {per_sec:.0} | {} | {errors} |", lat(&h)));
             r.check(errors == 0 && ok > 0, format!("S7 {name} round {round}: {ok} sent, {errors} errors"));
@@ -705,6 +678,70 @@ async fn s7(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
     r.line(format!("S7 median: JMessage {j:.0} sends/s, WuKongIM {w:.0} sends/s, JMessage/WuKongIM = {}", ratio(j, w)));
     r.ran.push("S7");
     Ok(())
+}
+
+/// When a closed loop stops: at an instant, or after a number of requests in all.
+#[derive(Clone, Copy)]
+enum Stop {
+    At(Instant),
+    After(usize),
+}
+
+/// The i-th request of a closed loop: its URL and JSON body.
+type MakeRequest = Arc<dyn Fn(usize) -> (String, serde_json::Value) + Send + Sync>;
+
+/// `conns` HTTP clients in a closed loop, one request in flight each, until `stop`; a request counts
+/// when answered with `expect`. Returns the successes, the errors, their latencies and the wall time.
+async fn closed_loop(
+    s: &Arc<Server>,
+    conns: usize,
+    stop: Stop,
+    auth: Option<String>,
+    expect: u16,
+    request: MakeRequest,
+) -> anyhow::Result<(u64, u64, Histogram<u64>, Duration)> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (s, next, auth, request) = (s.clone(), next.clone(), auth.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new(3).expect("histogram");
+                let (mut ok, mut errors) = (0u64, 0u64);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    match stop {
+                        Stop::At(deadline) if Instant::now() >= deadline => break,
+                        Stop::After(n) if i >= n => break,
+                        _ => {}
+                    }
+                    let (url, body) = request(i);
+                    let mut req = s.http().post(&url).json(&body);
+                    if let Some(a) = &auth {
+                        req = req.header("Authorization", a);
+                    }
+                    let t = Instant::now();
+                    match req.send().await {
+                        Ok(resp) if resp.status().as_u16() == expect => {
+                            ok += 1;
+                            let _ = h.record(t.elapsed().as_micros() as u64);
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (ok, errors, h)
+            })
+        })
+        .collect();
+    let mut h = Histogram::<u64>::new(3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        let (o, e, th) = t.await?;
+        ok += o;
+        errors += e;
+        h.add(th)?;
+    }
+    Ok((ok, errors, h, started.elapsed()))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -769,51 +806,22 @@ async fn s8(plan: &Plan, r: &mut Report) -> anyhow::Result<()> {
         )
         .await?;
         for (leg, name) in ["stream.delta", "send"].into_iter().enumerate() {
-            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let before = head(s.clone()).await?;
             // A delta leg counts EVENTs, a send leg RECVs (first copies only).
             let counter = if leg == 0 { &counts.1 } else { &counts.0 };
             let pushed_before = counter.load(std::sync::atomic::Ordering::Relaxed);
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..conns)
-                .map(|_| {
-                    let (s, next, stream_no, payload) = (s.clone(), next.clone(), stream_no.clone(), payload.clone());
-                    tokio::spawn(async move {
-                        let mut h = Histogram::<u64>::new(3).expect("histogram");
-                        let (mut ok, mut errors) = (0u64, 0u64);
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            if i >= n {
-                                break;
-                            }
-                            let (path, body) = if leg == 0 {
-                                let delta = json!({"kind": "text", "delta": format!("token {i} ")});
-                                ("/message/event", json!({"channel_id": "ai", "channel_type": 2, "from_uid": "bot", "client_msg_no": stream_no, "event_id": format!("e{i}"), "event_type": "stream.delta", "payload": delta}))
-                            } else {
-                                ("/message/send", json!({"from_uid": "bot", "channel_id": "ai", "channel_type": 2, "payload": payload}))
-                            };
-                            let t = Instant::now();
-                            match s.http().post(format!("http://{}{}", s.api, path)).json(&body).send().await {
-                                Ok(resp) if resp.status() == 200 => {
-                                    ok += 1;
-                                    let _ = h.record(t.elapsed().as_micros() as u64);
-                                }
-                                _ => errors += 1,
-                            }
-                        }
-                        (ok, errors, h)
-                    })
-                })
-                .collect();
-            let mut h = Histogram::<u64>::new(3)?;
-            let (mut ok, mut errors) = (0u64, 0u64);
-            for t in tasks {
-                let (o, e, th) = t.await?;
-                ok += o;
-                errors += e;
-                h.add(th)?;
-            }
-            let per_sec = ok as f64 / started.elapsed().as_secs_f64();
+            let (api, stream_no, payload) = (s.api, stream_no.clone(), payload.clone());
+            let request = Arc::new(move |i: usize| {
+                if leg == 0 {
+                    let delta = json!({"kind": "text", "delta": format!("token {i} ")});
+                    let body = json!({"channel_id": "ai", "channel_type": 2, "from_uid": "bot", "client_msg_no": stream_no, "event_id": format!("e{i}"), "event_type": "stream.delta", "payload": delta});
+                    (format!("http://{api}/message/event"), body)
+                } else {
+                    (format!("http://{api}/message/send"), json!({"from_uid": "bot", "channel_id": "ai", "channel_type": 2, "payload": payload}))
+                }
+            });
+            let (ok, errors, h, elapsed) = closed_loop(&s, conns, Stop::After(n), None, 200, request).await?;
+            let per_sec = ok as f64 / elapsed.as_secs_f64();
             let after = head(s.clone()).await?;
             // Pushes arrive after the answers: wait until every online member has them (or 10 s).
             let expected = pushed_before + ok * online as u64;
