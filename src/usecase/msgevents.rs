@@ -2,10 +2,10 @@
 //! stored by the channel's actor in the message's own event stream — then pushing it live to the
 //! channel's online sessions, in order with the channel's messages; and reading them back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rookery_actors::{CoreError, Origin};
-use std::collections::BTreeMap;
 
 use rookery_events::{
     event_kinds, ChannelKey, ClientMsgNo, Message, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Rejection, Timestamp, Uid,
@@ -133,7 +133,7 @@ impl UseCases {
     ///
     /// # Errors
     /// [`Error::Invalid`] for malformed input, [`Error::Core`] on read failures.
-    pub fn message_events(
+    pub async fn message_events(
         &self,
         target: &EventTarget,
         client_msg_no: &str,
@@ -145,25 +145,32 @@ impl UseCases {
         let (key, _) = self.event_channel(target)?;
         let no = ClientMsgNo(validate::client_msg_no(Some(client_msg_no.to_owned()))?);
         let limit = limit.clamp(1, MAX_EVENT_PAGE);
-        let mut events = Vec::new();
-        let mut cursor = after;
-        // Filtered events do not count toward the page; read on until it is full or the stream ends.
-        loop {
-            let batch = self.core.message_events(&key, &no, cursor, limit + 1)?;
-            let exhausted = batch.len() <= limit;
-            for e in batch {
-                cursor = e.event_seq;
-                if (include_private || e.is_public()) && event_key.is_none_or(|k| k == e.event_key) {
-                    events.push(e);
+        let (core, k, wanted_key) = (self.core.clone(), key.clone(), event_key.map(str::to_owned));
+        // Log reads, off the async threads (as history pages are).
+        let page = tokio::task::spawn_blocking(move || {
+            let mut events = Vec::new();
+            let mut cursor = after;
+            // Filtered events do not count toward the page; read on until it is full or the stream ends.
+            loop {
+                let batch = core.message_events(&k, &no, cursor, limit + 1)?;
+                let exhausted = batch.len() <= limit;
+                for e in batch {
+                    cursor = e.event_seq;
+                    if (include_private || e.is_public()) && wanted_key.as_deref().is_none_or(|w| w == e.event_key) {
+                        events.push(e);
+                    }
+                }
+                if events.len() > limit || exhausted {
+                    break;
                 }
             }
-            if events.len() > limit || exhausted {
-                break;
-            }
-        }
-        let more = events.len() > limit;
-        events.truncate(limit);
-        Ok((key, EventPage { events, more }))
+            let more = events.len() > limit;
+            events.truncate(limit);
+            Ok::<_, CoreError>(EventPage { events, more })
+        })
+        .await
+        .map_err(|e| CoreError::Storage(format!("reading message events: {e}")))??;
+        Ok((key, page))
     }
 
     /// The edits among `messages` (of channel `key`): by seq, when last edited and the new content.

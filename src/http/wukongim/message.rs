@@ -646,7 +646,7 @@ async fn event_sync(state: ApiState, dto: EventSyncDto) -> Result<warp::reply::R
         Some(n) => n.min(MAX_EVENT_PAGE as i64),
     } as usize;
     let key = dto.event_key.filter(|k| !k.is_empty());
-    let (_, page) = state.usecases.message_events(&target, &client_msg_no, from, limit, key.as_deref(), dto.include_private.0)?;
+    let (_, page) = state.usecases.message_events(&target, &client_msg_no, from, limit, key.as_deref(), dto.include_private.0).await?;
     let next = page.events.last().map_or(from, |e| e.event_seq);
     let data = json!({
         "client_msg_no": client_msg_no,
