@@ -692,7 +692,7 @@ impl Handler<GetChannelView> for ChannelActor {
     fn handle(&mut self, msg: GetChannelView, _: &mut Context<Self>) -> Self::Result {
         self.serve_read()?;
         let state = self.pipe.committed();
-        Ok(ChannelView { exists: state.exists, mark: state.mark(), own_last_sent: state.last_sent.get(&msg.uid).copied() })
+        Ok(ChannelView { exists: state.exists, mark: state.mark(), own_last_sent: state.last_sent.get(&msg.uid).copied(), has_edits: !state.edited.is_empty() })
     }
 }
 

@@ -132,6 +132,8 @@ pub struct ChannelView {
     pub mark: rookery_events::ChannelMark,
     /// The asking user's last ordinary message there.
     pub own_last_sent: Option<rookery_events::ChannelMark>,
+    /// Some message of the channel was edited (readers then look up edits).
+    pub has_edits: bool,
 }
 
 /// Execute a command on a user.

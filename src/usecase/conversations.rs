@@ -48,6 +48,8 @@ pub struct Conversation {
     pub version: u64,
     /// The seq up to which the user deleted the conversation's messages (0: none).
     pub deleted_to_seq: u64,
+    /// Some message of the channel was edited (its readers look edits up).
+    pub has_edits: bool,
     /// Its newest messages, newest first (at least one).
     pub recent: Vec<Message>,
 }
@@ -134,6 +136,7 @@ impl UseCases {
                 read_to_seq: read_base.seq.0.min(last.seq.0),
                 version,
                 deleted_to_seq: marks.deleted_at.seq.0,
+                has_edits: view.has_edits,
                 recent,
             });
         }

@@ -123,9 +123,10 @@ async fn shown(state: &ApiState, viewer: &Uid, list: &[Conversation], msg_count:
     for c in list {
         let mut recents = Vec::new();
         let shown_recent: Vec<rookery_events::Message> = c.recent.iter().take(msg_count).cloned().collect();
+        // Only a channel with edits costs the actor another read.
         let edits = match shown_recent.first() {
-            Some(m) => state.usecases.edits(&m.channel, &shown_recent).await?,
-            None => Default::default(),
+            Some(m) if c.has_edits => state.usecases.edits(&m.channel, &shown_recent).await?,
+            _ => Default::default(),
         };
         for m in &shown_recent {
             let mut v = message_json(m, Some(viewer));
