@@ -365,8 +365,9 @@ impl MessageStream {
         if after.keys.get(&record.event_key).is_some_and(|k| k.content.len() > MAX_STREAM_TEXT_BYTES) {
             return Err(Rejection::NotAllowed(format!("a stream key's content may be at most {MAX_STREAM_TEXT_BYTES} bytes")));
         }
-        let ends =
-            record.event_type == kinds::FINISH || (after.keys.values().all(|k| k.status.is_terminal()) && after.status_of(&record.event_key).is_terminal());
+        // Edits and revokes are not parts of the stream: they neither end it nor keep it open.
+        let parts_ended = after.keys.iter().filter(|(key, _)| key.as_str() != EVENT_KEY_MESSAGE).all(|(_, k)| k.status.is_terminal());
+        let ends = record.event_type == kinds::FINISH || (!change && parts_ended && after.status_of(&record.event_key).is_terminal());
         if ends {
             record.ended = Some(after.summaries());
         }
@@ -437,10 +438,11 @@ impl MessageStream {
         })
     }
 
-    /// Every key's state, in key order.
+    /// Every stream key's state, in key order (edits and revokes are not stream parts).
     pub fn summaries(&self) -> Vec<KeySummary> {
         self.keys
             .iter()
+            .filter(|(key, _)| key.as_str() != EVENT_KEY_MESSAGE)
             .map(|(key, k)| KeySummary {
                 event_key: key.clone(),
                 status: k.status,
@@ -551,6 +553,16 @@ mod tests {
         assert!(s.revoked);
         assert!(matches!(s.decide(&ev("r2", "message.revoke", "", ""), 0), Ok(EventDecision::Answered { .. })), "revoked once");
         assert!(matches!(s.decide(&ev("e3", "message.edit", "", r#"{"a":1}"#), 0), Err(Rejection::NotAllowed(_))), "no edit after a revoke");
+    }
+
+    #[test]
+    fn an_edit_while_streaming_does_not_keep_the_stream_open() {
+        let mut s = stream();
+        append(&mut s, &ev("a", "stream.delta", "", r#"{"kind":"text","delta":"x"}"#));
+        append(&mut s, &ev("e", "message.edit", "", r#"{"type":1,"content":"title"}"#));
+        let EventDecision::Append(r) = append(&mut s, &ev("b", "stream.close", "", "")) else { panic!() };
+        let ended = r.ended.expect("closing the last stream key ends the message");
+        assert_eq!(ended.iter().map(|k| k.event_key.as_str()).collect::<Vec<_>>(), vec!["main"], "the edit is no stream part");
     }
 
     #[test]
