@@ -326,7 +326,7 @@ impl MessageStream {
             }
         }
         let change = kinds::is_message_change(&event_type);
-        if self.revoked && change {
+        if self.revoked {
             if event_type == kinds::REVOKE {
                 let k = self.keys.get(&key).map_or(0, |k| k.last_event_seq);
                 return Ok(EventDecision::Answered { event_key: key, event_seq: k, status: KeyStatus::Open });
@@ -553,6 +553,12 @@ mod tests {
         assert!(s.revoked);
         assert!(matches!(s.decide(&ev("r2", "message.revoke", "", ""), 0), Ok(EventDecision::Answered { .. })), "revoked once");
         assert!(matches!(s.decide(&ev("e3", "message.edit", "", r#"{"a":1}"#), 0), Err(Rejection::NotAllowed(_))), "no edit after a revoke");
+
+        // A reply revoked while it streams takes no more parts.
+        let mut s = stream();
+        append(&mut s, &ev("a", "stream.delta", "", r#"{"kind":"text","delta":"x"}"#));
+        append(&mut s, &ev("r", "message.revoke", "", ""));
+        assert!(matches!(s.decide(&ev("b", "stream.delta", "", r#"{"kind":"text","delta":"y"}"#), 0), Err(Rejection::NotAllowed(_))));
     }
 
     #[test]
