@@ -45,7 +45,7 @@ static DEAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A delivery the receiver kept refusing, set aside so that later ones go on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
-    /// `msg.notify` or `msg.offline`.
+    /// `msg.notify`, `msg.offline` or `msg.stream`.
     pub event: String,
     /// Its delivery id (`X-Rookery-Delivery`).
     pub delivery: String,
@@ -62,6 +62,13 @@ pub struct DeadLetter {
     pub error: String,
     /// When it was set aside (ms since the epoch).
     pub at_ms: u64,
+}
+
+impl DeadLetter {
+    /// The dead letter of a delivery about the one record at `position` (`msg.offline`, `msg.stream`).
+    fn of_record(event: &str, position: Position, to_uids: Vec<String>, attempts: u32, error: String) -> DeadLetter {
+        DeadLetter { event: event.into(), delivery: position.0.to_string(), from: position.0, to: position.0, to_uids, attempts, error, at_ms: now_ms() }
+    }
 }
 
 /// How a delivery ended.
@@ -305,17 +312,8 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                         Outcome::Delivered => {}
                         Outcome::Stopped => return,
                         Outcome::GaveUp(attempts, error) => {
-                            let letter = DeadLetter {
-                                event: "msg.offline".into(),
-                                delivery: position.0.to_string(),
-                                from: position.0,
-                                to: position.0,
-                                to_uids: to_uids.iter().map(|u| u.0.clone()).collect(),
-                                attempts,
-                                error,
-                                at_ms: now_ms(),
-                            };
-                            set_aside(&log, &sender.stats, letter).await;
+                            let uids = to_uids.iter().map(|u| u.0.clone()).collect();
+                            set_aside(&log, &sender.stats, DeadLetter::of_record("msg.offline", *position, uids, attempts, error)).await;
                         }
                     }
                 }
@@ -328,17 +326,7 @@ async fn messages(sender: Sender, core: Core, presence: Arc<Presence>, interval:
                     Outcome::Delivered => {}
                     Outcome::Stopped => return,
                     Outcome::GaveUp(attempts, error) => {
-                        let letter = DeadLetter {
-                            event: "msg.stream".into(),
-                            delivery: position.0.to_string(),
-                            from: position.0,
-                            to: position.0,
-                            to_uids: Vec::new(),
-                            attempts,
-                            error,
-                            at_ms: now_ms(),
-                        };
-                        set_aside(&log, &sender.stats, letter).await;
+                        set_aside(&log, &sender.stats, DeadLetter::of_record("msg.stream", *position, Vec::new(), attempts, error)).await;
                     }
                 }
             }
