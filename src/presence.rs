@@ -50,6 +50,9 @@ pub struct EventDelivery {
     pub event: Arc<rookery_events::MessageEventRecord>,
     /// The status of the event's key after it ("open", "closed", ...).
     pub status: &'static str,
+    /// The event data (and its stream-piece payload) rendered once, when every viewer names the
+    /// channel alike (all but person channels); `None`: each session renders its own.
+    pub shared: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why another task ends a session. The session is already out of [`Presence`] when it learns it.

@@ -233,8 +233,10 @@ impl Session {
     /// are not retried: a client that misses one syncs them (`/message/eventsync`).
     fn deliver_event(&mut self, conn: &mut Connection, e: &EventDelivery) -> Result<(), ConnError> {
         let version = conn.version();
-        let channel_id = e.message.channel_id_for(&self.uid);
-        let data = crate::render::event_data(&e.event, &channel_id, e.message.key.ty.0, e.status);
+        let (data, chunk) = match &e.shared {
+            Some((data, chunk)) => (data.clone(), Some(chunk)),
+            None => (crate::render::event_data(&e.event, &e.message.channel_id_for(&self.uid), e.message.key.ty.0, e.status), None),
+        };
         if conn.is_json_rpc() || version >= 5 {
             conn.queue(&Packet::Event(EventPacket { id: e.event.event_id.clone(), kind: e.event.event_type.clone(), timestamp: e.event.occurred_at, data }))?;
         } else if (2..=4).contains(&version) && !rookery_events::event_kinds::is_message_change(&e.event.event_type) {
@@ -242,7 +244,7 @@ impl Session {
             let mut recv = recv_for(&e.message, &self.uid, version);
             recv.stream_seq = e.event.event_seq as u32;
             recv.stream_flag = if e.event.ended.is_some() { STREAM_END } else { STREAM_ING };
-            let payload = crate::render::stream_chunk_payload(&data);
+            let payload = chunk.cloned().unwrap_or_else(|| crate::render::stream_chunk_payload(&data));
             match &self.cipher {
                 Some(cipher) => cipher.seal_recv(&mut recv, &payload),
                 None => recv.payload = payload,

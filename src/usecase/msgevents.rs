@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rookery_actors::{CoreError, Origin};
 
 use rookery_events::{
-    event_kinds, ChannelKey, ClientMsgNo, Message, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Rejection, Timestamp, Uid,
+    event_kinds, ChannelKey, ChannelType, ClientMsgNo, Message, MessageEventRecord, MessageHeader, MessageStream, NewMessageEvent, Rejection, Timestamp, Uid,
     STREAM_SETTING, SYSTEM_UID,
 };
 
@@ -114,7 +114,13 @@ impl UseCases {
                     timestamp: (stored.occurred_at.max(0) / 1000) as u32,
                     payload: Vec::new(),
                 };
-                let item = Outbound::Event(Arc::new(EventDelivery { message, event: stored.clone(), status }));
+                // One rendering for every session, unless each party names the channel by the other.
+                let shared = (key.ty != ChannelType::PERSON).then(|| {
+                    let data = crate::render::event_data(stored, &key.id.0, key.ty.0, status);
+                    let chunk = crate::render::stream_chunk_payload(&data);
+                    (data, chunk)
+                });
+                let item = Outbound::Event(Arc::new(EventDelivery { message, event: stored.clone(), status, shared }));
                 self.fanout.submit(item, reply.recipients.clone(), None).await;
             }
         }
